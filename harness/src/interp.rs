@@ -1,0 +1,521 @@
+//! Runs call programs against a loaded table, in the worker. It validates nothing: it passes
+//! exactly the arguments the program names and records what came back.
+
+use crate::abi::{Api, Hbc};
+use crate::program::{Garbage, Hv, ListKind, Obs, Op, Program, Text, SLOTS};
+use crate::sys;
+use std::ffi::{c_void, CString};
+use std::sync::{Arc, Barrier};
+
+const PEEK_MAX: usize = 64 * 1024;
+const READ_BUFFER_MAX: u32 = 16 * 1024 * 1024;
+const READ_TO_END_MAX_CALLS: u64 = 100_000;
+
+#[derive(Clone, Copy, Default)]
+struct Buf {
+    ptr: usize,
+    size: u32,
+    wide: bool,
+}
+
+/// One program's state: handle slots, buffer slots, and the worker-owned sentinels.
+pub struct Interp<'a> {
+    api: &'a Api,
+    pulse: Option<&'a crate::worker::Pulse>,
+    handles: [u64; SLOTS],
+    /// Sessions opened by a successful Prepare and not yet closed by an End returning S_OK.
+    open: [bool; SLOTS],
+    bufs: [Buf; SLOTS],
+    sentinels: Vec<sys::Sentinel>,
+}
+
+/// Worker-owned memory passed as a handle, kept to see whether the library wrote to it.
+struct Owned {
+    mem: Box<[u8]>,
+    expect: Vec<u8>,
+}
+
+enum Arg {
+    Value(usize),
+    Unavailable(String),
+}
+
+fn fill_random(buf: &mut [u8], mut seed: u64) {
+    for b in buf.iter_mut() {
+        // xorshift64: deterministic for a seed, no dependency.
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        *b = seed as u8;
+    }
+}
+
+fn need<T>(f: Option<T>, op: &Op) -> Result<T, String> {
+    f.ok_or_else(|| format!("{} is not exported", op.export().unwrap_or("?")))
+}
+
+fn not_run(why: impl Into<String>) -> Obs {
+    Obs {
+        not_run: Some(why.into()),
+        ..Obs::default()
+    }
+}
+
+/// A string argument in the A or W form; the storage lives as long as the value.
+enum CStrArg {
+    Null,
+    A(CString),
+    W(Vec<u16>),
+}
+
+impl CStrArg {
+    fn a(&self) -> *const std::ffi::c_char {
+        match self {
+            CStrArg::A(s) => s.as_ptr(),
+            _ => std::ptr::null(),
+        }
+    }
+    fn w(&self) -> *const u16 {
+        match self {
+            CStrArg::W(s) => s.as_ptr(),
+            _ => std::ptr::null(),
+        }
+    }
+}
+
+unsafe fn copy_bytes(ptr: usize, len: usize) -> Vec<u8> {
+    if ptr == 0 {
+        return Vec::new();
+    }
+    std::slice::from_raw_parts(ptr as *const u8, len.min(PEEK_MAX)).to_vec()
+}
+
+/// Splits a double-NUL-terminated list into its entries (each still with its BFT character).
+pub fn parse_list(bytes: &[u8], wide: bool) -> Vec<String> {
+    let units: Vec<u16> = if wide {
+        bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_ne_bytes([c[0], c[1]]))
+            .collect()
+    } else {
+        bytes.iter().map(|&b| b as u16).collect()
+    };
+    let mut out = Vec::new();
+    for entry in units.split(|&u| u == 0) {
+        if entry.is_empty() {
+            break;
+        }
+        out.push(String::from_utf16_lossy(entry));
+    }
+    out
+}
+
+impl<'a> Interp<'a> {
+    pub fn new(api: &'a Api, pulse: Option<&'a crate::worker::Pulse>) -> Interp<'a> {
+        Interp {
+            api,
+            pulse,
+            handles: [0; SLOTS],
+            open: [false; SLOTS],
+            bufs: [Buf::default(); SLOTS],
+            sentinels: Vec::new(),
+        }
+    }
+
+    /// Runs every op of program number `id`, marking each on the pulse before it runs.
+    pub fn run(&mut self, id: u32, program: &Program) -> Vec<Obs> {
+        let mut out = Vec::with_capacity(program.ops.len());
+        for (i, op) in program.ops.iter().enumerate() {
+            if let Some(p) = self.pulse {
+                p.enter(id, i as u32);
+            }
+            out.push(self.op(op));
+        }
+        out
+    }
+
+    fn tick(&self) {
+        if let Some(p) = self.pulse {
+            p.tick();
+        }
+    }
+
+    fn text(&self, t: &Text, wide: bool) -> Result<CStrArg, String> {
+        let s = match t {
+            Text::Null => return Ok(CStrArg::Null),
+            Text::Lit(s) => s.clone(),
+            Text::Entry { buf, index } => {
+                let b = self.bufs[*buf as usize];
+                let bytes = unsafe { copy_bytes(b.ptr, b.size as usize) };
+                let list = parse_list(&bytes, b.wide);
+                let entry = list
+                    .get(*index as usize)
+                    .ok_or_else(|| format!("the name list has no entry {index}"))?;
+                entry.chars().skip(1).collect()
+            }
+        };
+        Ok(if wide {
+            CStrArg::W(s.encode_utf16().chain(Some(0)).collect())
+        } else {
+            CStrArg::A(CString::new(s).map_err(|_| "a name with a NUL inside".to_string())?)
+        })
+    }
+
+    fn handle(&self, h: &Hv, owned: &mut Option<Owned>) -> Arg {
+        let v = match h {
+            Hv::Null => 0,
+            Hv::Slot(s) => self.handles[*s as usize] as usize,
+            Hv::Garbage(g) => match *g {
+                Garbage::Small(n) => n as usize,
+                Garbage::AllOnes => usize::MAX,
+                Garbage::Unmapped => sys::unmapped_page(),
+                Garbage::KernelHalf => sys::KERNEL_HALF,
+                Garbage::NonCanonical => sys::NON_CANONICAL,
+                Garbage::LivePlusOne(s) => (self.handles[s as usize] as usize).wrapping_add(1),
+                Garbage::Zeroed
+                | Garbage::OnesFilled
+                | Garbage::Random(_)
+                | Garbage::CopyOfLive(_) => {
+                    let mut mem = vec![0u8; 4096].into_boxed_slice();
+                    match *g {
+                        Garbage::OnesFilled => mem.fill(0xFF),
+                        Garbage::Random(seed) => fill_random(&mut mem, seed | 1),
+                        Garbage::CopyOfLive(s) => {
+                            let live = self.handles[s as usize] as usize;
+                            if !sys::copy_if_readable(live, &mut mem[..256]) {
+                                return Arg::Unavailable(
+                                    "the live handle's address is not readable memory".into(),
+                                );
+                            }
+                        }
+                        _ => {}
+                    }
+                    let p = mem.as_ptr() as usize;
+                    *owned = Some(Owned {
+                        expect: mem.to_vec(),
+                        mem,
+                    });
+                    p
+                }
+            },
+        };
+        Arg::Value(v)
+    }
+
+    fn op(&mut self, op: &Op) -> Obs {
+        match self.op_inner(op) {
+            Ok(o) => o,
+            Err(why) => not_run(why),
+        }
+    }
+
+    fn op_inner(&mut self, op: &Op) -> Result<Obs, String> {
+        let api = self.api;
+        let mut owned = None;
+        let mut hv = |interp: &Self, h: &Hv| -> Result<Hbc, String> {
+            match interp.handle(h, &mut owned) {
+                Arg::Value(v) => Ok(v as Hbc),
+                Arg::Unavailable(why) => Err(why),
+            }
+        };
+        let mut obs = Obs::default();
+        // SAFETY: every call passes the arguments the ABI names, built from live storage here.
+        unsafe {
+            match op {
+                Op::Prepare {
+                    wide,
+                    server,
+                    grbit,
+                    btype,
+                    token,
+                    size,
+                    phbc,
+                    init,
+                    slot,
+                    buf,
+                } => {
+                    let s = self.text(server, *wide)?;
+                    let mut tok: *mut c_void = std::ptr::null_mut();
+                    let mut cb: u32 = 0;
+                    let mut h: Hbc = *init as Hbc;
+                    let ptok = if *token {
+                        &mut tok as *mut _
+                    } else {
+                        std::ptr::null_mut()
+                    };
+                    let pcb = if *size {
+                        &mut cb as *mut _
+                    } else {
+                        std::ptr::null_mut()
+                    };
+                    let ph = if *phbc {
+                        &mut h as *mut _
+                    } else {
+                        std::ptr::null_mut()
+                    };
+                    let rc = if *wide {
+                        need(api.backup_prepare_w, op)?(s.w(), *grbit, *btype, ptok, pcb, ph)
+                    } else {
+                        need(api.backup_prepare_a, op)?(s.a(), *grbit, *btype, ptok, pcb, ph)
+                    };
+                    obs.rc = Some(rc);
+                    if *phbc {
+                        self.handles[*slot as usize] = h as u64;
+                        self.open[*slot as usize] = rc == 0 && !h.is_null();
+                        obs.handle = Some(h as u64);
+                    }
+                    if *size {
+                        obs.size = Some(cb as u64);
+                    }
+                    if *token {
+                        obs.ptr = Some(!tok.is_null());
+                        self.bufs[*buf as usize] = Buf {
+                            ptr: tok as usize,
+                            size: cb.min(256),
+                            wide: false,
+                        };
+                        if !tok.is_null() && rc == 0 {
+                            obs.bytes = Some(copy_bytes(tok as usize, cb.min(256) as usize));
+                        }
+                    }
+                }
+                Op::End { h: hv_arg } => {
+                    let f = need(api.backup_end, op)?;
+                    let h = hv(self, hv_arg)?;
+                    let rc = f(h);
+                    obs.rc = Some(rc);
+                    if let (Hv::Slot(s), 0) = (hv_arg, rc) {
+                        self.open[*s as usize] = false;
+                    }
+                }
+                Op::EndConcurrent { h: hv_arg, threads } => {
+                    let f = need(api.backup_end, op)?;
+                    let h = hv(self, hv_arg)? as usize;
+                    let n = (*threads).max(1) as usize;
+                    let barrier = Arc::new(Barrier::new(n));
+                    let joins: Vec<_> = (0..n)
+                        .map(|_| {
+                            let b = barrier.clone();
+                            std::thread::spawn(move || {
+                                b.wait();
+                                f(h as Hbc)
+                            })
+                        })
+                        .collect();
+                    obs.codes = joins
+                        .into_iter()
+                        .map(|j| j.join().unwrap_or(i32::MIN))
+                        .collect();
+                    if let Hv::Slot(s) = hv_arg {
+                        if obs.codes.contains(&0) {
+                            self.open[*s as usize] = false;
+                        }
+                    }
+                }
+                Op::Free { buf } => {
+                    let f = need(api.backup_free, op)?;
+                    match buf {
+                        None => f(std::ptr::null_mut()),
+                        Some(b) => {
+                            let p = std::mem::take(&mut self.bufs[*b as usize]).ptr;
+                            f(p as *mut c_void);
+                        }
+                    }
+                }
+                Op::Peek { buf } => {
+                    let b = self.bufs[*buf as usize];
+                    obs.bytes = Some(copy_bytes(b.ptr, b.size as usize));
+                }
+                Op::Names {
+                    kind,
+                    wide,
+                    h,
+                    out,
+                    size,
+                    buf,
+                } => {
+                    let f = match (kind, wide) {
+                        (ListKind::DatabaseNames, false) => api.backup_get_database_names_a,
+                        (ListKind::DatabaseNames, true) => api.backup_get_database_names_w,
+                        (ListKind::BackupLogs, false) => api.backup_get_backup_logs_a,
+                        (ListKind::BackupLogs, true) => api.backup_get_backup_logs_w,
+                    };
+                    let f = need(f, op)?;
+                    let h = hv(self, h)?;
+                    // The documented caller precondition: the out pointer starts NULL.
+                    let mut p: *mut c_void = std::ptr::null_mut();
+                    let mut cb: u32 = 0;
+                    let pp = if *out {
+                        &mut p as *mut _
+                    } else {
+                        std::ptr::null_mut()
+                    };
+                    let pcb = if *size {
+                        &mut cb as *mut _
+                    } else {
+                        std::ptr::null_mut()
+                    };
+                    let rc = f(h, pp, pcb);
+                    obs.rc = Some(rc);
+                    if *out {
+                        obs.ptr = Some(!p.is_null());
+                        self.bufs[*buf as usize] = Buf {
+                            ptr: p as usize,
+                            size: cb,
+                            wide: *wide,
+                        };
+                        if rc == 0 {
+                            obs.bytes = Some(copy_bytes(p as usize, cb as usize));
+                        }
+                    }
+                    if *size {
+                        obs.size = Some(cb as u64);
+                    }
+                }
+                Op::OpenFile {
+                    wide,
+                    h,
+                    name,
+                    hint,
+                    size,
+                } => {
+                    let n = self.text(name, *wide)?;
+                    let h = hv(self, h)?;
+                    let mut li: i64 = -1;
+                    let pli = if *size {
+                        &mut li as *mut _
+                    } else {
+                        std::ptr::null_mut()
+                    };
+                    let rc = if *wide {
+                        need(api.backup_open_file_w, op)?(h, n.w(), *hint, pli)
+                    } else {
+                        need(api.backup_open_file_a, op)?(h, n.a(), *hint, pli)
+                    };
+                    obs.rc = Some(rc);
+                    if *size && rc == 0 {
+                        obs.size = Some(li as u64);
+                    }
+                }
+                Op::Read { h, cb, pcb } => {
+                    let f = need(api.backup_read, op)?;
+                    let h = hv(self, h)?;
+                    if *cb > READ_BUFFER_MAX {
+                        return Err(format!("read size {cb} is larger than the harness allows"));
+                    }
+                    let mut buffer = vec![0u8; *cb as usize];
+                    let mut n: u32 = 0;
+                    let pn = if *pcb {
+                        &mut n as *mut _
+                    } else {
+                        std::ptr::null_mut()
+                    };
+                    obs.rc = Some(f(h, buffer.as_mut_ptr().cast(), *cb, pn));
+                    obs.size = Some(n as u64);
+                }
+                Op::ReadToEnd { h, cb } => {
+                    let f = need(api.backup_read, op)?;
+                    let h = hv(self, h)?;
+                    let mut buffer = vec![0u8; (*cb).min(READ_BUFFER_MAX) as usize];
+                    let (mut total, mut calls, mut rc) = (0u64, 0u64, 0);
+                    while calls < READ_TO_END_MAX_CALLS {
+                        let mut n: u32 = 0;
+                        rc = f(h, buffer.as_mut_ptr().cast(), buffer.len() as u32, &mut n);
+                        calls += 1;
+                        self.tick();
+                        if rc != 0 {
+                            break;
+                        }
+                        total += n as u64;
+                    }
+                    obs.rc = Some(rc);
+                    obs.size = Some(total);
+                    obs.calls = Some(calls);
+                }
+                Op::Close { h } => {
+                    let f = need(api.backup_close, op)?;
+                    obs.rc = Some(f(hv(self, h)?));
+                }
+                Op::Truncate { h } => {
+                    let f = need(api.backup_truncate_logs, op)?;
+                    obs.rc = Some(f(hv(self, h)?));
+                }
+                Op::RestorePrepare {
+                    wide,
+                    server,
+                    token,
+                    slot,
+                } => {
+                    let s = self.text(server, *wide)?;
+                    let (tp, tcb) = match token {
+                        Some(b) => {
+                            let b = self.bufs[*b as usize];
+                            (b.ptr as *const c_void, b.size)
+                        }
+                        None => (std::ptr::null(), 0),
+                    };
+                    let mut h: Hbc = std::ptr::null_mut();
+                    let rc = if *wide {
+                        need(api.restore_prepare_w, op)?(s.w(), 0, tp, tcb, &mut h)
+                    } else {
+                        need(api.restore_prepare_a, op)?(s.a(), 0, tp, tcb, &mut h)
+                    };
+                    obs.rc = Some(rc);
+                    obs.handle = Some(h as u64);
+                    self.handles[*slot as usize] = h as u64;
+                }
+                Op::RestoreEnd { h } => {
+                    let f = need(api.restore_end, op)?;
+                    obs.rc = Some(f(hv(self, h)?));
+                }
+                Op::SetAuth {
+                    wide,
+                    user,
+                    domain,
+                    password,
+                } => {
+                    let (u, d, p) = (
+                        self.text(user, *wide)?,
+                        self.text(domain, *wide)?,
+                        self.text(password, *wide)?,
+                    );
+                    obs.rc = Some(if *wide {
+                        need(api.set_auth_identity_w, op)?(u.w(), d.w(), p.w())
+                    } else {
+                        need(api.set_auth_identity_a, op)?(u.a(), d.a(), p.a())
+                    });
+                }
+                Op::Probe => obs.probe = Some(crate::probe::read()),
+                Op::HoldSentinels { n } => {
+                    for _ in 0..*n {
+                        self.sentinels.extend(sys::Sentinel::open());
+                    }
+                }
+                Op::CheckSentinels => {
+                    obs.intact = Some(self.sentinels.iter().all(|s| s.intact()));
+                }
+                Op::Cleanup => {
+                    for s in 0..SLOTS {
+                        if std::mem::take(&mut self.open[s]) {
+                            if let Some(f) = api.backup_end {
+                                obs.codes.push(f(self.handles[s] as Hbc));
+                            }
+                        }
+                    }
+                    for b in self.bufs.iter_mut() {
+                        let p = std::mem::take(b).ptr;
+                        if p != 0 {
+                            if let Some(f) = api.backup_free {
+                                f(p as *mut c_void);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(o) = owned {
+            obs.intact = Some(o.mem[..] == o.expect[..]);
+        }
+        Ok(obs)
+    }
+}

@@ -1,0 +1,16 @@
+//! Engine of ntdsbcli-conform. It knows the Ntdsbcli ABI, runs call programs inside isolated
+//! worker processes, measures resources there, and writes reports. It knows nothing about
+//! individual checks: those are programs and evaluations supplied by the suite.
+
+pub mod abi;
+pub mod codes;
+pub mod error;
+pub mod interp;
+pub mod preflight;
+pub mod probe;
+pub mod program;
+pub mod report;
+pub mod sys;
+pub mod worker;
+
+pub use error::HarnessError;

@@ -1,0 +1,144 @@
+//! Checks on a library file made before any process loads it: does it exist, is it a shared
+//! library at all, and for this machine's architecture. Loading itself happens only in a worker.
+
+use crate::HarnessError;
+use std::io::Read;
+use std::path::Path;
+
+#[cfg(target_arch = "x86_64")]
+const HOST: (&str, u16, u16) = ("x86-64", 62, 0x8664);
+#[cfg(target_arch = "aarch64")]
+const HOST: (&str, u16, u16) = ("aarch64", 183, 0xAA64);
+#[cfg(target_arch = "x86")]
+const HOST: (&str, u16, u16) = ("x86", 3, 0x14C);
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "x86")))]
+const HOST: (&str, u16, u16) = ("this", 0, 0);
+
+fn elf_machine(m: u16) -> String {
+    match m {
+        3 => "x86".into(),
+        40 => "ARM".into(),
+        62 => "x86-64".into(),
+        183 => "aarch64".into(),
+        243 => "RISC-V".into(),
+        other => format!("ELF machine {other}"),
+    }
+}
+
+fn pe_machine(m: u16) -> String {
+    match m {
+        0x14C => "x86".into(),
+        0x8664 => "x86-64".into(),
+        0xAA64 => "ARM64".into(),
+        0x1C4 => "ARM".into(),
+        other => format!("PE machine 0x{other:X}"),
+    }
+}
+
+/// Returns Ok when the file looks like a loadable library for this machine.
+pub fn check(path: &Path) -> Result<(), HarnessError> {
+    let p = path.to_path_buf();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(HarnessError::NotFound { path: p })
+        }
+        Err(source) => return Err(HarnessError::Unreadable { path: p, source }),
+    };
+    if meta.is_dir() {
+        return Err(HarnessError::IsDirectory { path: p });
+    }
+    if meta.len() == 0 {
+        return Err(HarnessError::Empty { path: p });
+    }
+    let mut head = vec![0u8; 4096];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|source| HarnessError::Unreadable {
+            path: p.clone(),
+            source,
+        })?;
+    head.truncate(n);
+    let u16_at = |o: usize, big: bool| -> Option<u16> {
+        let b = head.get(o..o + 2)?;
+        Some(if big {
+            u16::from_be_bytes([b[0], b[1]])
+        } else {
+            u16::from_le_bytes([b[0], b[1]])
+        })
+    };
+    if head.starts_with(b"\x7fELF") {
+        let big = head.get(5) == Some(&2);
+        let kind = u16_at(16, big).unwrap_or(0);
+        let machine = u16_at(18, big).unwrap_or(0);
+        if cfg!(windows) {
+            return Err(HarnessError::WrongArchitecture {
+                path: p,
+                found: format!("an ELF ({}) library", elf_machine(machine)),
+                host: "Windows PE",
+            });
+        }
+        if machine != HOST.1 {
+            return Err(HarnessError::WrongArchitecture {
+                path: p,
+                found: format!("ELF for {}", elf_machine(machine)),
+                host: HOST.0,
+            });
+        }
+        if kind != 3 {
+            let what = match kind {
+                1 => "a relocatable object file",
+                2 => "an executable, not a shared library",
+                4 => "a core dump",
+                _ => "an ELF file of unknown kind",
+            };
+            return Err(HarnessError::NotALibrary {
+                path: p,
+                what: what.into(),
+            });
+        }
+        return Ok(());
+    }
+    if head.starts_with(b"MZ") {
+        let pe = head
+            .get(0x3C..0x40)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .unwrap_or(0);
+        if head.get(pe..pe + 4) != Some(b"PE\0\0") {
+            return Err(HarnessError::NotALibrary {
+                path: p,
+                what: "an MZ file without a PE header".into(),
+            });
+        }
+        let machine = u16_at(pe + 4, false).unwrap_or(0);
+        if !cfg!(windows) {
+            return Err(HarnessError::WrongArchitecture {
+                path: p,
+                found: format!("a Windows PE ({}) DLL", pe_machine(machine)),
+                host: "ELF (use the Windows build of the verifier)",
+            });
+        }
+        if machine != HOST.2 {
+            return Err(HarnessError::WrongArchitecture {
+                path: p,
+                found: format!("PE for {}", pe_machine(machine)),
+                host: HOST.0,
+            });
+        }
+        return Ok(());
+    }
+    if head.starts_with(&[0xCF, 0xFA, 0xED, 0xFE]) || head.starts_with(&[0xCA, 0xFE, 0xBA, 0xBE]) {
+        // Mach-O: let the loader judge it.
+        return Ok(());
+    }
+    let what = if head
+        .iter()
+        .take(512)
+        .all(|b| b.is_ascii() && (*b >= 0x20 || b"\n\r\t".contains(b)))
+    {
+        "a text file".to_string()
+    } else {
+        "unknown file format".to_string()
+    };
+    Err(HarnessError::NotALibrary { path: p, what })
+}

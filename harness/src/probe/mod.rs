@@ -1,0 +1,5 @@
+//! Resource readings taken inside the worker: OS handles, threads, heap bytes, mapped bytes.
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub use unix::read;

@@ -1,0 +1,41 @@
+use crate::program::Probe;
+
+fn count_dir(path: &str) -> i64 {
+    std::fs::read_dir(path)
+        .map(|d| d.count() as i64)
+        .unwrap_or(-1)
+}
+
+/// Open fds (less the one used to list them), threads, heap bytes in use and mapped bytes.
+pub fn read() -> Probe {
+    let handles = count_dir("/proc/self/fd") - 1;
+    let threads = count_dir("/proc/self/task");
+    Probe {
+        handles,
+        threads,
+        heap_bytes: heap_in_use(),
+        mapped_bytes: mapped(),
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap_in_use() -> i64 {
+    // SAFETY: mallinfo2 only reads allocator statistics. Large blocks are mmapped outside the
+    // heap (hblkhd), so both parts count.
+    let mi = unsafe { libc::mallinfo2() };
+    (mi.uordblks + mi.hblkhd) as i64
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap_in_use() -> i64 {
+    -1
+}
+
+fn mapped() -> i64 {
+    let page = 4096;
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<i64>().ok())
+        .map(|p| p * page)
+        .unwrap_or(-1)
+}

@@ -1,0 +1,398 @@
+//! Call programs: what a worker executes, as data. The supervisor builds programs, the worker
+//! runs them against the library and sends back raw observations, and only the supervisor
+//! decides what they mean. A library that corrupts its worker can garble the observations, but
+//! it cannot make a check pass by itself.
+
+use serde::{Deserialize, Serialize};
+
+/// Number of handle slots and buffer slots in a program.
+pub const SLOTS: usize = 32;
+
+/// A handle argument.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Hv {
+    Null,
+    /// The value a Prepare wrote to a slot (live, or stale once ended).
+    Slot(u8),
+    Garbage(Garbage),
+}
+
+/// Values never returned by Prepare (design §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Garbage {
+    Small(u64),
+    AllOnes,
+    /// A page the worker mapped and unmapped again.
+    Unmapped,
+    KernelHalf,
+    NonCanonical,
+    /// A live handle (in the slot) plus one: misaligned.
+    LivePlusOne(u8),
+    /// Pointers to worker-owned readable memory: checked afterwards for writes.
+    Zeroed,
+    OnesFilled,
+    Random(u64),
+    /// A copy of the bytes at a live handle's address, when that address is readable.
+    CopyOfLive(u8),
+}
+
+impl Garbage {
+    pub fn label(&self) -> String {
+        match self {
+            Garbage::Small(n) => format!("small integer 0x{n:X}"),
+            Garbage::AllOnes => "all-ones (INVALID_HANDLE_VALUE)".into(),
+            Garbage::Unmapped => "unmapped page".into(),
+            Garbage::KernelHalf => "kernel-half address".into(),
+            Garbage::NonCanonical => "non-canonical address".into(),
+            Garbage::LivePlusOne(_) => "live handle + 1".into(),
+            Garbage::Zeroed => "pointer to zeroed memory".into(),
+            Garbage::OnesFilled => "pointer to 0xFF-filled memory".into(),
+            Garbage::Random(_) => "pointer to random bytes".into(),
+            Garbage::CopyOfLive(_) => "pointer to a copy of a live handle's bytes".into(),
+        }
+    }
+}
+
+/// A string argument.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Text {
+    Null,
+    Lit(String),
+    /// Entry `index` of the name list in a buffer slot, without its BFT character.
+    Entry {
+        buf: u8,
+        index: u16,
+    },
+}
+
+/// Which list a name-list call asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListKind {
+    DatabaseNames,
+    BackupLogs,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// DsBackupPrepare[A|W]. `init` is stored in `*phbc` first; the token goes to `buf`.
+    Prepare {
+        wide: bool,
+        server: Text,
+        grbit: u32,
+        btype: u32,
+        token: bool,
+        size: bool,
+        phbc: bool,
+        init: u64,
+        slot: u8,
+        buf: u8,
+    },
+    End {
+        h: Hv,
+    },
+    /// `threads` threads call DsBackupEnd on the same value at once.
+    EndConcurrent {
+        h: Hv,
+        threads: u8,
+    },
+    /// DsBackupFree of a buffer slot, or of NULL.
+    Free {
+        buf: Option<u8>,
+    },
+    /// Copies a buffer's bytes into the observation (to compare before and after End).
+    Peek {
+        buf: u8,
+    },
+    Names {
+        kind: ListKind,
+        wide: bool,
+        h: Hv,
+        out: bool,
+        size: bool,
+        buf: u8,
+    },
+    OpenFile {
+        wide: bool,
+        h: Hv,
+        name: Text,
+        hint: u32,
+        size: bool,
+    },
+    Read {
+        h: Hv,
+        cb: u32,
+        pcb: bool,
+    },
+    /// Reads until the call fails; observes the count of bytes, of calls, and the last code.
+    ReadToEnd {
+        h: Hv,
+        cb: u32,
+    },
+    Close {
+        h: Hv,
+    },
+    Truncate {
+        h: Hv,
+    },
+    RestorePrepare {
+        wide: bool,
+        server: Text,
+        token: Option<u8>,
+        slot: u8,
+    },
+    RestoreEnd {
+        h: Hv,
+    },
+    SetAuth {
+        wide: bool,
+        user: Text,
+        domain: Text,
+        password: Text,
+    },
+    Probe,
+    /// Opens `n` harness-owned handles that a double close inside the library could hit.
+    HoldSentinels {
+        n: u8,
+    },
+    /// Observes whether every sentinel is still open.
+    CheckSentinels,
+    /// Ends every session a successful Prepare opened that no End has closed yet, and frees
+    /// every buffer still held: a program leaves nothing behind on a correct library.
+    Cleanup,
+}
+
+impl Op {
+    /// The export an op calls, when it calls one.
+    pub fn export(&self) -> Option<&'static str> {
+        Some(match self {
+            Op::Prepare { wide: false, .. } => "DsBackupPrepareA",
+            Op::Prepare { wide: true, .. } => "DsBackupPrepareW",
+            Op::End { .. } | Op::EndConcurrent { .. } => "DsBackupEnd",
+            Op::Free { .. } => "DsBackupFree",
+            Op::Names {
+                kind: ListKind::DatabaseNames,
+                wide: false,
+                ..
+            } => "DsBackupGetDatabaseNamesA",
+            Op::Names {
+                kind: ListKind::DatabaseNames,
+                wide: true,
+                ..
+            } => "DsBackupGetDatabaseNamesW",
+            Op::Names {
+                kind: ListKind::BackupLogs,
+                wide: false,
+                ..
+            } => "DsBackupGetBackupLogsA",
+            Op::Names {
+                kind: ListKind::BackupLogs,
+                wide: true,
+                ..
+            } => "DsBackupGetBackupLogsW",
+            Op::OpenFile { wide: false, .. } => "DsBackupOpenFileA",
+            Op::OpenFile { wide: true, .. } => "DsBackupOpenFileW",
+            Op::Read { .. } | Op::ReadToEnd { .. } => "DsBackupRead",
+            Op::Close { .. } => "DsBackupClose",
+            Op::Truncate { .. } => "DsBackupTruncateLogs",
+            Op::RestorePrepare { wide: false, .. } => "DsRestorePrepareA",
+            Op::RestorePrepare { wide: true, .. } => "DsRestorePrepareW",
+            Op::RestoreEnd { .. } => "DsRestoreEnd",
+            Op::SetAuth { wide: false, .. } => "DsSetAuthIdentityA",
+            Op::SetAuth { wide: true, .. } => "DsSetAuthIdentityW",
+            Op::Probe
+            | Op::Peek { .. }
+            | Op::HoldSentinels { .. }
+            | Op::CheckSentinels
+            | Op::Cleanup => return None,
+        })
+    }
+
+    /// The call as a person would write it, e.g. `DsBackupEnd(h0)`.
+    pub fn describe(&self) -> String {
+        let name = self.export().unwrap_or("");
+        match self {
+            Op::Prepare {
+                server,
+                grbit,
+                btype,
+                token,
+                size,
+                phbc,
+                slot,
+                ..
+            } => format!(
+                "{name}({}, {grbit}, {}, {}, {}, {}) -> h{slot}",
+                server.describe(),
+                btype_name(*btype),
+                if *token { "&token" } else { "NULL" },
+                if *size { "&size" } else { "NULL" },
+                if *phbc { "&hbc" } else { "NULL" },
+            ),
+            Op::End { h } => format!("{name}({})", h.describe()),
+            Op::EndConcurrent { h, threads } => {
+                format!("{name}({}) on {threads} threads at once", h.describe())
+            }
+            Op::Free { buf: Some(b) } => format!("{name}(buffer b{b})"),
+            Op::Free { buf: None } => format!("{name}(NULL)"),
+            Op::Peek { buf } => format!("read buffer b{buf}"),
+            Op::Names {
+                h, out, size, buf, ..
+            } => format!(
+                "{name}({}, {}, {}) -> b{buf}",
+                h.describe(),
+                if *out { "&list" } else { "NULL" },
+                if *size { "&size" } else { "NULL" }
+            ),
+            Op::OpenFile {
+                h,
+                name: n,
+                hint,
+                size,
+                ..
+            } => format!(
+                "{name}({}, {}, {hint}, {})",
+                h.describe(),
+                n.describe(),
+                if *size { "&size" } else { "NULL" }
+            ),
+            Op::Read { h, cb, pcb } => format!(
+                "{name}({}, buffer, {cb}, {})",
+                h.describe(),
+                if *pcb { "&read" } else { "NULL" }
+            ),
+            Op::ReadToEnd { h, cb } => format!(
+                "{name}({}, buffer, {cb}, &read) until it fails",
+                h.describe()
+            ),
+            Op::Close { h } | Op::Truncate { h } | Op::RestoreEnd { h } => {
+                format!("{name}({})", h.describe())
+            }
+            Op::RestorePrepare {
+                server,
+                token,
+                slot,
+                ..
+            } => format!(
+                "{name}({}, 0, {}) -> h{slot}",
+                server.describe(),
+                match token {
+                    Some(b) => format!("token b{b}"),
+                    None => "NULL".into(),
+                }
+            ),
+            Op::SetAuth { .. } => format!("{name}(user, domain, password)"),
+            Op::Probe => "resource probe".into(),
+            Op::HoldSentinels { n } => format!("open {n} sentinel handles"),
+            Op::CheckSentinels => "check the sentinel handles".into(),
+            Op::Cleanup => "clean up (End live sessions, free buffers)".into(),
+        }
+    }
+}
+
+fn btype_name(b: u32) -> String {
+    match b {
+        1 => "BACKUP_TYPE_FULL".into(),
+        2 => "BACKUP_TYPE_LOGS_ONLY".into(),
+        4 => "BACKUP_TYPE_INCREMENTAL".into(),
+        other => other.to_string(),
+    }
+}
+
+impl Hv {
+    pub fn describe(&self) -> String {
+        match self {
+            Hv::Null => "NULL".into(),
+            Hv::Slot(s) => format!("h{s}"),
+            Hv::Garbage(g) => g.label(),
+        }
+    }
+}
+
+impl Text {
+    pub fn describe(&self) -> String {
+        match self {
+            Text::Null => "NULL".into(),
+            Text::Lit(s) => format!("{s:?}"),
+            Text::Entry { buf, index } => format!("entry {index} of b{buf}"),
+        }
+    }
+}
+
+/// Resource readings taken inside the worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    pub handles: i64,
+    pub threads: i64,
+    pub heap_bytes: i64,
+    pub mapped_bytes: i64,
+}
+
+/// What one op observed. Fields an op does not produce stay empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Obs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rc: Option<i32>,
+    /// The export is missing or the argument could not be made: nothing was called.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_run: Option<String>,
+    /// `*phbc` after a Prepare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<u64>,
+    /// A size written by the call (token, list, file) or bytes read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// A pointer the call wrote (token, list) was non-NULL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ptr: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<Vec<u8>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<i32>,
+    /// Worker-owned memory given as a handle was not written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intact: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Probe>,
+    /// Number of calls made by a looping op.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<u64>,
+}
+
+/// A program with a label that says what it tests, for details and repros.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Program {
+    pub label: String,
+    pub ops: Vec<Op>,
+    /// A name per op for the side that judges it; never sent to a worker.
+    #[serde(skip)]
+    pub tags: Vec<String>,
+}
+
+impl Program {
+    pub fn new(label: impl Into<String>, ops: Vec<Op>) -> Program {
+        Program {
+            label: label.into(),
+            tags: vec![String::new(); ops.len()],
+            ops,
+        }
+    }
+
+    /// Adds an op under a tag, by which its observation is found again.
+    pub fn push(&mut self, tag: impl Into<String>, op: Op) -> &mut Program {
+        self.tags.push(tag.into());
+        self.ops.push(op);
+        self
+    }
+
+    /// Adds an op when the export it needs exists.
+    pub fn push_opt(&mut self, tag: impl Into<String>, op: Option<Op>) -> &mut Program {
+        if let Some(op) = op {
+            self.push(tag, op);
+        }
+        self
+    }
+
+    pub fn index_of(&self, tag: &str) -> Option<usize> {
+        self.tags.iter().position(|t| t == tag)
+    }
+}

@@ -1,0 +1,46 @@
+use super::Report;
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The report for people: identity, verdict, one table row per check, then the repros.
+pub fn to_markdown(r: &Report) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "# ntdsbcli-conform report: {}\n\n",
+        r.verdict.as_str()
+    ));
+    s.push_str(&format!("- library: `{}`\n", r.library.path));
+    s.push_str(&format!("- sha256: `{}`\n", r.library.sha256));
+    s.push_str(&format!("- exports: {}\n", r.library.exports.len()));
+    s.push_str(&format!(
+        "- tool: {} {}\n- server: `{}`, seed {}, accept-hresult {}\n\n",
+        r.tool.name, r.tool.version, r.config.server, r.config.seed, r.config.accept_hresult
+    ));
+    s.push_str("| check | requirement | strength | outcome | detail |\n|---|---|---|---|---|\n");
+    for c in &r.checks {
+        s.push_str(&format!(
+            "| `{}` | {} | {:?} | **{}** | {} |\n",
+            c.id,
+            c.requirement,
+            c.strength,
+            c.outcome.as_str(),
+            cell(&c.detail)
+        ));
+    }
+    for c in r.checks.iter().filter(|c| c.repro.is_some()) {
+        s.push_str(&format!(
+            "\n## Repro for `{}`\n\n```c\n{}\n```\n",
+            c.id,
+            c.repro.as_deref().unwrap_or_default()
+        ));
+    }
+    s.push_str(&format!(
+        "\n{} checks, {} calls, {} ms\n",
+        r.checks.len(),
+        r.stats.calls,
+        r.stats.wall_ms
+    ));
+    s
+}

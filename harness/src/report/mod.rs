@@ -1,0 +1,10 @@
+//! The report (design §8): its types and its JSON, Markdown and JUnit writers.
+mod json;
+mod junit;
+mod markdown;
+mod model;
+
+pub use json::{write_atomic, JsonWriter};
+pub use junit::to_junit;
+pub use markdown::to_markdown;
+pub use model::*;

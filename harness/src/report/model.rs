@@ -1,0 +1,148 @@
+use serde::{Deserialize, Serialize};
+
+pub const SCHEMA: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Warn,
+    Skip,
+    Inconclusive,
+    Fail,
+    Timeout,
+    Crash,
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Warn => "warn",
+            Outcome::Skip => "skip",
+            Outcome::Inconclusive => "inconclusive",
+            Outcome::Fail => "fail",
+            Outcome::Timeout => "timeout",
+            Outcome::Crash => "crash",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        [
+            Outcome::Pass,
+            Outcome::Warn,
+            Outcome::Skip,
+            Outcome::Inconclusive,
+            Outcome::Fail,
+            Outcome::Timeout,
+            Outcome::Crash,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+
+    /// Makes the library nonconformant (design §6).
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Fail | Outcome::Crash | Outcome::Timeout)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strength {
+    Documented,
+    Inferred,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Conformant,
+    Nonconformant,
+    Inconclusive,
+}
+
+impl Verdict {
+    pub fn of<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> Verdict {
+        let mut v = Verdict::Conformant;
+        for o in outcomes {
+            if o.is_failure() {
+                return Verdict::Nonconformant;
+            }
+            if *o == Outcome::Inconclusive {
+                v = Verdict::Inconclusive;
+            }
+        }
+        v
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Verdict::Conformant => "conformant",
+            Verdict::Nonconformant => "nonconformant",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub id: String,
+    pub requirement: String,
+    pub strength: Strength,
+    pub outcome: Outcome,
+    pub detail: String,
+    pub repro: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Library {
+    pub path: String,
+    pub sha256: String,
+    pub size: u64,
+    pub exports: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub seed: u64,
+    pub sequences: u64,
+    pub server: String,
+    pub accept_hresult: bool,
+    pub call_timeout_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutant: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub sequences: u64,
+    pub calls: u64,
+    pub wall_ms: u64,
+    pub workers: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: u32,
+    pub tool: Tool,
+    pub library: Library,
+    pub config: Config,
+    pub verdict: Verdict,
+    /// False while the run is still going (the file is rewritten as checks finish).
+    pub complete: bool,
+    pub checks: Vec<CheckReport>,
+    pub stats: Stats,
+}
+
+impl Report {
+    pub fn recompute_verdict(&mut self) {
+        self.verdict = Verdict::of(self.checks.iter().map(|c| &c.outcome));
+    }
+}

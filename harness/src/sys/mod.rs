@@ -1,0 +1,5 @@
+//! Platform memory and handle helpers used by the interpreter.
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub use unix::*;

@@ -1,0 +1,123 @@
+use std::io::{PipeReader, PipeWriter};
+use std::os::fd::AsRawFd;
+
+/// An address that was mapped and then unmapped by this process just now.
+pub fn unmapped_page() -> usize {
+    // SAFETY: a fresh anonymous mapping, unmapped straight away; only its address is kept.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return 0x0000_7FFF_DEAD_0000;
+        }
+        libc::munmap(p, 4096);
+        p as usize
+    }
+}
+
+pub const KERNEL_HALF: usize = 0xFFFF_8000_0000_1000;
+pub const NON_CANONICAL: usize = 0x0123_4567_89AB_CDE0;
+
+/// Whether `len` bytes at `addr` can be read, asked of the kernel so that nothing faults.
+pub fn copy_if_readable(addr: usize, out: &mut [u8]) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let local = libc::iovec {
+            iov_base: out.as_mut_ptr().cast(),
+            iov_len: out.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: out.len(),
+        };
+        // SAFETY: the kernel checks the remote range; the local one is our buffer.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        n == out.len() as isize
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (addr, out);
+        false
+    }
+}
+
+/// Harness-owned OS handles with an identity, to see whether a library closed them.
+pub struct Sentinel {
+    read: PipeReader,
+    _write: PipeWriter,
+    ino: u64,
+}
+
+fn ino_of(fd: i32) -> Option<u64> {
+    // SAFETY: fstat into a zeroed struct.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        (libc::fstat(fd, &mut st) == 0).then_some(st.st_ino)
+    }
+}
+
+impl Sentinel {
+    pub fn open() -> Option<Sentinel> {
+        let (read, write) = std::io::pipe().ok()?;
+        let ino = ino_of(read.as_raw_fd())?;
+        Some(Sentinel {
+            read,
+            _write: write,
+            ino,
+        })
+    }
+
+    /// Still open and still the same pipe (a closed number may have been reused).
+    pub fn intact(&self) -> bool {
+        ino_of(self.read.as_raw_fd()) == Some(self.ino)
+    }
+}
+
+/// A page of memory shared between the supervisor and its worker through a file.
+pub struct SharedPage {
+    ptr: *mut u8,
+}
+
+// SAFETY: the page is only accessed through atomics.
+unsafe impl Send for SharedPage {}
+unsafe impl Sync for SharedPage {}
+
+impl SharedPage {
+    pub const SIZE: usize = 4096;
+
+    /// Maps `file`, which must be at least `SIZE` bytes long.
+    pub fn map(file: &std::fs::File) -> std::io::Result<SharedPage> {
+        // SAFETY: a shared mapping of a file we hold open; never unmapped while in use.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Self::SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(SharedPage { ptr: p.cast() })
+    }
+
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `map` with this size.
+        unsafe { libc::munmap(self.ptr.cast(), Self::SIZE) };
+    }
+}

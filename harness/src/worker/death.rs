@@ -1,0 +1,52 @@
+use crate::program::Obs;
+use serde::{Deserialize, Serialize};
+
+/// How a worker stopped answering.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Death {
+    /// Killed by a signal (Unix) or ended by an exception (Windows NTSTATUS).
+    Crash { code: i64, name: String },
+    /// The process exited by itself: the library called exit().
+    Exit { code: i32 },
+    /// No progress for the call timeout.
+    Hang { timeout_ms: u64 },
+    /// The worker wrote something that is not the protocol.
+    Protocol { what: String },
+}
+
+impl Death {
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Death::Hang { .. })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Death::Crash { name, .. } => format!("the worker crashed: {name}"),
+            Death::Exit { code } => {
+                format!("the process exited with status {code} (the library called exit)")
+            }
+            Death::Hang { timeout_ms } => format!("the call did not return within {timeout_ms} ms"),
+            Death::Protocol { what } => {
+                format!("the worker's protocol stream was corrupted: {what}")
+            }
+        }
+    }
+}
+
+/// A program whose worker died, with where and whether a fresh worker saw the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeathReport {
+    pub death: Death,
+    /// The op running when it died, when known.
+    pub op: Option<usize>,
+    /// A fresh worker running this program alone died too.
+    pub confirmed: bool,
+    /// The last line the worker or library wrote to stderr, e.g. the allocator's complaint.
+    pub last_output: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunResult {
+    Done(Vec<Obs>),
+    Died(DeathReport),
+}

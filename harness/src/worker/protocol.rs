@@ -1,0 +1,18 @@
+//! Messages between supervisor and worker: one JSON object per line, on pipes that the
+//! library cannot reach (the worker moves them off fds 0 and 1 before loading it).
+
+use crate::program::{Obs, Program};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    Run { programs: Vec<(u32, Program)> },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    Ready { exports: Vec<String> },
+    LoadError { message: String },
+    Done { program: u32, obs: Vec<Obs> },
+    Idle,
+}

@@ -1,0 +1,78 @@
+//! The worker's pulse: which program and op it is in, and how many calls it has started,
+//! written to a shared page without a system call. The supervisor reads it to tell a slow
+//! library from a hung one, and to name the step that was running when a worker died.
+
+use crate::sys::SharedPage;
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+pub struct Pulse {
+    page: SharedPage,
+    _file: File,
+}
+
+/// Where a worker was: program index and op index within it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    pub calls: u64,
+    pub program: u32,
+    pub op: u32,
+}
+
+impl Pulse {
+    pub fn create(path: &Path) -> std::io::Result<Pulse> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        file.set_len(SharedPage::SIZE as u64)?;
+        Ok(Pulse {
+            page: SharedPage::map(&file)?,
+            _file: file,
+        })
+    }
+
+    pub fn open(path: &Path) -> std::io::Result<Pulse> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        Ok(Pulse {
+            page: SharedPage::map(&file)?,
+            _file: file,
+        })
+    }
+
+    fn calls(&self) -> &AtomicU64 {
+        // SAFETY: the page is 4096 bytes, page-aligned, and only used through these atomics.
+        unsafe { &*(self.page.as_ptr() as *const AtomicU64) }
+    }
+    fn program(&self) -> &AtomicU32 {
+        unsafe { &*(self.page.as_ptr().add(8) as *const AtomicU32) }
+    }
+    fn op(&self) -> &AtomicU32 {
+        unsafe { &*(self.page.as_ptr().add(12) as *const AtomicU32) }
+    }
+
+    pub fn enter(&self, program: u32, op: u32) {
+        self.program().store(program, Ordering::Relaxed);
+        self.op().store(op, Ordering::Relaxed);
+        self.calls().fetch_add(1, Ordering::Release);
+    }
+
+    /// One more call inside a looping op.
+    pub fn tick(&self) {
+        self.calls().fetch_add(1, Ordering::Release);
+    }
+
+    pub fn read(&self) -> Position {
+        Position {
+            calls: self.calls().load(Ordering::Acquire),
+            program: self.program().load(Ordering::Relaxed),
+            op: self.op().load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The worker side: load the library once, then run programs until the supervisor hangs up.
+
+use super::protocol::{Request, Response};
+#[cfg(unix)]
+use super::unix as platform;
+use super::Pulse;
+use crate::abi::{load_library, Api};
+use crate::interp::Interp;
+use std::ffi::c_void;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+
+/// First argument that turns the verifier binary into a worker.
+pub const WORKER_ARG: &str = "__worker";
+pub(crate) const ENV_LIB: &str = "NTDSBCLI_WORKER_LIB";
+pub(crate) const ENV_PULSE: &str = "NTDSBCLI_WORKER_PULSE";
+
+/// A symbol table linked into the binary (the embedded reference).
+pub type Lookup = fn(&str) -> Option<*const c_void>;
+
+fn send(out: &mut impl Write, msg: &Response) {
+    let mut line = serde_json::to_vec(msg).expect("responses serialise");
+    line.push(b'\n');
+    if out.write_all(&line).and_then(|_| out.flush()).is_err() {
+        // The supervisor is gone: nobody is left to report to.
+        platform::exit_now(0);
+    }
+}
+
+/// Runs the worker loop. Never returns.
+pub fn serve(embedded: Option<Lookup>) -> ! {
+    let (input, output) = match platform::take_stdio() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("worker: cannot set up its pipes: {e}");
+            platform::exit_now(70);
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::fs::File::from(output));
+    let input = BufReader::new(std::fs::File::from(input));
+    let pulse = std::env::var_os(ENV_PULSE).and_then(|p| Pulse::open(&PathBuf::from(p)).ok());
+
+    let api: Api = match std::env::var_os(ENV_LIB) {
+        Some(path) => match load_library(&PathBuf::from(&path)) {
+            Ok(api) => api,
+            Err(message) => {
+                send(&mut out, &Response::LoadError { message });
+                platform::exit_now(0);
+            }
+        },
+        None => match embedded {
+            // SAFETY: the embedded table maps each name to the function of that signature.
+            Some(lookup) => unsafe { Api::from_lookup(lookup) },
+            None => {
+                send(
+                    &mut out,
+                    &Response::LoadError {
+                        message: "no library named and none embedded".into(),
+                    },
+                );
+                platform::exit_now(0);
+            }
+        },
+    };
+    send(
+        &mut out,
+        &Response::Ready {
+            exports: api.exports().to_vec(),
+        },
+    );
+
+    for line in input.lines() {
+        let Ok(line) = line else { break };
+        let Ok(Request::Run { programs }) = serde_json::from_str::<Request>(&line) else {
+            break;
+        };
+        for (id, program) in &programs {
+            let obs = Interp::new(&api, pulse.as_ref()).run(*id, program);
+            send(&mut out, &Response::Done { program: *id, obs });
+        }
+        send(&mut out, &Response::Idle);
+    }
+    platform::exit_now(0);
+}

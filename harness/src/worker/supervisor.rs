@@ -1,0 +1,286 @@
+//! The supervisor: owns worker processes, batches programs into them, and turns a dying or
+//! hanging worker into a result for the program in flight, confirmed in a fresh worker.
+
+use super::process::{Incoming, WorkerProcess};
+use super::protocol::{Request, Response};
+use super::{Death, DeathReport, RunResult};
+use crate::program::Program;
+use crate::HarnessError;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub enum LibrarySpec {
+    Path(PathBuf),
+    /// The table linked into the worker binary.
+    Embedded,
+}
+
+impl LibrarySpec {
+    pub fn display(&self) -> String {
+        match self {
+            LibrarySpec::Path(p) => p.display().to_string(),
+            LibrarySpec::Embedded => "(embedded reference)".to_string(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerSpec {
+    /// The binary that becomes a worker when given `WORKER_ARG`.
+    pub exe: PathBuf,
+    pub library: LibrarySpec,
+    /// Extra environment for workers (a mutant selection, the debug allocator).
+    pub env: Vec<(OsString, OsString)>,
+    /// How long a call may make no progress before it counts as hung.
+    pub call_timeout: Duration,
+    /// How long loading the library may take.
+    pub load_timeout: Duration,
+}
+
+pub struct Supervisor {
+    spec: WorkerSpec,
+    worker: Option<WorkerProcess>,
+    exports: Vec<String>,
+    workers_started: u32,
+}
+
+enum Batch {
+    /// Every program answered.
+    Finished,
+    /// The worker died or hung in program `index`, at op `op` when known.
+    Died {
+        index: usize,
+        death: Death,
+        op: Option<usize>,
+        last_output: Option<String>,
+    },
+}
+
+impl Supervisor {
+    /// Starts the first worker, which loads the library and lists its exports.
+    pub fn start(spec: WorkerSpec) -> Result<Supervisor, HarnessError> {
+        let mut s = Supervisor {
+            spec,
+            worker: None,
+            exports: Vec::new(),
+            workers_started: 0,
+        };
+        s.exports = s.fresh_worker()?;
+        Ok(s)
+    }
+
+    pub fn exports(&self) -> &[String] {
+        &self.exports
+    }
+
+    pub fn workers_started(&self) -> u32 {
+        self.workers_started
+    }
+
+    pub fn spec(&self) -> &WorkerSpec {
+        &self.spec
+    }
+
+    fn fresh_worker(&mut self) -> Result<Vec<String>, HarnessError> {
+        self.worker = None;
+        let mut w = WorkerProcess::spawn(&self.spec)?;
+        self.workers_started += 1;
+        let path = self.spec.library.display();
+        match w.recv(self.spec.load_timeout) {
+            Incoming::Msg(Response::Ready { exports }) => {
+                self.worker = Some(w);
+                Ok(exports)
+            }
+            Incoming::Msg(Response::LoadError { message }) => {
+                Err(HarnessError::LoadFailed { path, message })
+            }
+            Incoming::Stuck(_) => {
+                w.kill();
+                Err(HarnessError::HungAtLoad {
+                    path,
+                    secs: self.spec.load_timeout.as_secs(),
+                })
+            }
+            Incoming::Eof | Incoming::Msg(_) | Incoming::Garbled(_) => {
+                let death = w.reap();
+                let how = match (&death, w.last_output()) {
+                    (Death::Crash { name, .. }, _) => name.clone(),
+                    (Death::Exit { code }, _) => format!("it called exit({code})"),
+                    (d, _) => d.describe(),
+                };
+                Err(HarnessError::CrashedAtLoad { path, how })
+            }
+        }
+    }
+
+    fn worker(&mut self) -> Result<&mut WorkerProcess, HarnessError> {
+        if self.worker.is_none() {
+            self.fresh_worker()?;
+        }
+        Ok(self.worker.as_mut().expect("worker just started"))
+    }
+
+    /// Runs the programs numbered in `pending`, in order, in the current worker until all are
+    /// done or one kills it. Results are stored under each program's number.
+    fn batch(
+        &mut self,
+        programs: &[Program],
+        pending: &[usize],
+        results: &mut [Option<RunResult>],
+        on_done: &mut dyn FnMut(usize, &RunResult),
+    ) -> Result<Batch, HarnessError> {
+        let patience = self.spec.call_timeout;
+        let w = self.worker()?;
+        let req = Request::Run {
+            programs: pending
+                .iter()
+                .map(|&i| (i as u32, programs[i].clone()))
+                .collect(),
+        };
+        let mut queue = pending.iter().copied().peekable();
+        let sent = w.send(&req);
+        loop {
+            let next = queue.peek().copied().unwrap_or(usize::MAX);
+            let incoming = if sent.is_ok() {
+                w.recv(patience)
+            } else {
+                Incoming::Eof
+            };
+            match incoming {
+                Incoming::Msg(Response::Done { program, obs }) if program as usize == next => {
+                    let r = RunResult::Done(obs);
+                    on_done(next, &r);
+                    results[next] = Some(r);
+                    queue.next();
+                }
+                Incoming::Msg(Response::Idle) if next == usize::MAX => return Ok(Batch::Finished),
+                Incoming::Stuck(pos) => {
+                    let op = (pos.program as usize == next).then_some(pos.op as usize);
+                    w.kill();
+                    self.worker = None;
+                    return Ok(Batch::Died {
+                        index: next,
+                        death: Death::Hang {
+                            timeout_ms: patience.as_millis() as u64,
+                        },
+                        op,
+                        last_output: None,
+                    });
+                }
+                Incoming::Eof => {
+                    let death = w.reap();
+                    let pos = w.pulse.read();
+                    let op =
+                        (pos.program as usize == next && pos.calls > 0).then_some(pos.op as usize);
+                    let last_output = w.last_output();
+                    self.worker = None;
+                    return Ok(Batch::Died {
+                        index: next,
+                        death,
+                        op,
+                        last_output,
+                    });
+                }
+                Incoming::Garbled(text) => {
+                    w.kill();
+                    self.worker = None;
+                    return Ok(Batch::Died {
+                        index: next,
+                        death: Death::Protocol {
+                            what: format!("unexpected output {text:?}"),
+                        },
+                        op: None,
+                        last_output: None,
+                    });
+                }
+                Incoming::Msg(other) => {
+                    w.kill();
+                    self.worker = None;
+                    return Ok(Batch::Died {
+                        index: next,
+                        death: Death::Protocol {
+                            what: format!("unexpected message {other:?}"),
+                        },
+                        op: None,
+                        last_output: None,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs every program, many per worker. A program whose worker dies or hangs is run again
+    /// alone in a fresh worker before its death is reported; the rest go on in a fresh worker.
+    pub fn run(
+        &mut self,
+        programs: &[Program],
+        on_done: &mut dyn FnMut(usize, &RunResult),
+    ) -> Result<Vec<RunResult>, HarnessError> {
+        let mut results: Vec<Option<RunResult>> = vec![None; programs.len()];
+        let all: Vec<usize> = (0..programs.len()).collect();
+        let mut from = 0;
+        while from < programs.len() {
+            match self.batch(programs, &all[from..], &mut results, on_done)? {
+                Batch::Finished => break,
+                Batch::Died {
+                    index,
+                    death,
+                    op,
+                    last_output,
+                } => {
+                    let first = DeathReport {
+                        death,
+                        op,
+                        confirmed: false,
+                        last_output,
+                    };
+                    let r = self.confirm(programs, index, first)?;
+                    on_done(index, &r);
+                    results[index] = Some(r);
+                    from = index + 1;
+                }
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every program has a result"))
+            .collect())
+    }
+
+    /// Runs one program alone in a fresh worker to confirm a death seen in a shared one. When
+    /// it does not die again the first death stands, marked unconfirmed: it depended on what
+    /// ran before it, which is still a defect of the library.
+    fn confirm(
+        &mut self,
+        programs: &[Program],
+        index: usize,
+        first: DeathReport,
+    ) -> Result<RunResult, HarnessError> {
+        self.fresh_worker()?;
+        let mut alone: Vec<Option<RunResult>> = vec![None; programs.len()];
+        Ok(RunResult::Died(
+            match self.batch(programs, &[index], &mut alone, &mut |_, _| {})? {
+                Batch::Finished => first,
+                Batch::Died {
+                    death,
+                    op,
+                    last_output,
+                    ..
+                } => DeathReport {
+                    death,
+                    op,
+                    confirmed: true,
+                    last_output,
+                },
+            },
+        ))
+    }
+
+    /// Runs programs in a worker that has run nothing else, to confirm a wrong value.
+    pub fn run_fresh(&mut self, programs: &[Program]) -> Result<Vec<RunResult>, HarnessError> {
+        self.fresh_worker()?;
+        self.run(programs, &mut |_, _| {})
+    }
+}

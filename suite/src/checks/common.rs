@@ -1,0 +1,305 @@
+//! What every check shares: the run context, op builders, and the judging of codes.
+
+use ntdsbcli_harness::codes::{self, describe, ERROR_INVALID_PARAMETER, E_INVALIDARG};
+use ntdsbcli_harness::program::{Hv, ListKind, Obs, Op, Program, Text};
+use ntdsbcli_harness::report::Outcome;
+
+/// What a check may depend on: the configuration and the library's exports.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub server: String,
+    pub accept_hresult: bool,
+    pub exports: Vec<String>,
+    pub seed: u64,
+}
+
+/// A check's judgement before the runner adds crashes, timeouts and confirmation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Eval {
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+impl Eval {
+    pub fn new(outcome: Outcome, detail: impl Into<String>) -> Eval {
+        Eval {
+            outcome,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl Ctx {
+    pub fn has(&self, name: &str) -> bool {
+        self.exports.iter().any(|e| e == name)
+    }
+
+    /// The W form where exported (it is what Windows callers use), else the A form.
+    fn pick_wide(&self, a: &str, w: &str) -> Option<bool> {
+        if self.has(w) {
+            Some(true)
+        } else if self.has(a) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    pub fn prepare_wide(&self) -> bool {
+        self.pick_wide("DsBackupPrepareA", "DsBackupPrepareW")
+            .unwrap_or(false)
+    }
+
+    /// Every exported Prepare form, W first.
+    pub fn prepare_forms(&self) -> Vec<bool> {
+        [true, false]
+            .into_iter()
+            .filter(|&w| {
+                self.has(if w {
+                    "DsBackupPrepareW"
+                } else {
+                    "DsBackupPrepareA"
+                })
+            })
+            .collect()
+    }
+
+    pub fn server(&self) -> Text {
+        Text::Lit(self.server.clone())
+    }
+
+    /// A valid Prepare (full backup, grbit 0) in the given form.
+    pub fn prepare_form(&self, wide: bool, slot: u8, buf: u8) -> Op {
+        Op::Prepare {
+            wide,
+            server: self.server(),
+            grbit: 0,
+            btype: codes::BACKUP_TYPE_FULL,
+            token: true,
+            size: true,
+            phbc: true,
+            init: 0,
+            slot,
+            buf,
+        }
+    }
+
+    pub fn prepare(&self, slot: u8, buf: u8) -> Op {
+        self.prepare_form(self.prepare_wide(), slot, buf)
+    }
+
+    pub fn names(&self, kind: ListKind, h: Hv, buf: u8) -> Option<Op> {
+        let wide = match kind {
+            ListKind::DatabaseNames => {
+                self.pick_wide("DsBackupGetDatabaseNamesA", "DsBackupGetDatabaseNamesW")
+            }
+            ListKind::BackupLogs => {
+                self.pick_wide("DsBackupGetBackupLogsA", "DsBackupGetBackupLogsW")
+            }
+        }?;
+        Some(Op::Names {
+            kind,
+            wide,
+            h,
+            out: true,
+            size: true,
+            buf,
+        })
+    }
+
+    pub fn open_file(&self, h: Hv, name: Text) -> Option<Op> {
+        let wide = self.pick_wide("DsBackupOpenFileA", "DsBackupOpenFileW")?;
+        Some(Op::OpenFile {
+            wide,
+            h,
+            name,
+            hint: 24_576,
+            size: true,
+        })
+    }
+
+    pub fn restore_prepare(&self, token: Option<u8>, slot: u8) -> Option<Op> {
+        let wide = self.pick_wide("DsRestorePrepareA", "DsRestorePrepareW")?;
+        Some(Op::RestorePrepare {
+            wide,
+            server: self.server(),
+            token,
+            slot,
+        })
+    }
+}
+
+pub fn end(h: Hv) -> Op {
+    Op::End { h }
+}
+
+pub fn slot(s: u8) -> Hv {
+    Hv::Slot(s)
+}
+
+/// Collects what a check found wrong and what it accepted only under a lenient option.
+#[derive(Default)]
+pub struct Findings {
+    fails: Vec<String>,
+    warns: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Findings {
+    pub fn fail(&mut self, msg: impl Into<String>) {
+        self.fails.push(msg.into());
+    }
+
+    pub fn note(&mut self, msg: impl Into<String>) {
+        self.notes.push(msg.into());
+    }
+
+    pub fn failed(&self) -> bool {
+        !self.fails.is_empty()
+    }
+
+    /// `what` must have returned exactly `want`.
+    pub fn code(&mut self, what: &str, o: &Obs, want: i32) {
+        match (o.rc, &o.not_run) {
+            (_, Some(why)) => self.note(format!("{what} not run: {why}")),
+            (Some(rc), None) if rc != want => self.fail(format!(
+                "{what} returned {}, expected {}",
+                describe(rc),
+                describe(want)
+            )),
+            _ => {}
+        }
+    }
+
+    /// `what` must have returned ERROR_INVALID_PARAMETER: raw 87, or 0x80070057 when the user
+    /// accepts that encoding (ambiguity A-1), which then makes the check a warning.
+    pub fn invalid_param(&mut self, ctx: &Ctx, what: &str, o: &Obs) {
+        match (o.rc, &o.not_run) {
+            (_, Some(why)) => self.note(format!("{what} not run: {why}")),
+            (Some(ERROR_INVALID_PARAMETER), None) | (None, None) => {}
+            (Some(E_INVALIDARG), None) if ctx.accept_hresult => self.warns.push(format!(
+                "{what} returned 0x80070057 (HRESULT_FROM_WIN32(ERROR_INVALID_PARAMETER)), accepted by --accept-hresult; the documented value is 87"
+            )),
+            (Some(E_INVALIDARG), None) => self.fail(format!(
+                "{what} returned 0x80070057 (HRESULT_FROM_WIN32(ERROR_INVALID_PARAMETER)), expected raw 87 (ERROR_INVALID_PARAMETER) as documented; --accept-hresult accepts this encoding"
+            )),
+            (Some(rc), None) => self.fail(format!(
+                "{what} returned {}, expected 87 (ERROR_INVALID_PARAMETER)",
+                describe(rc)
+            )),
+        }
+    }
+
+    /// `what` must have failed, with any non-zero code (where the docs name none).
+    pub fn nonzero(&mut self, what: &str, o: &Obs) {
+        if o.rc == Some(0) {
+            self.fail(format!("{what} returned 0 (S_OK), expected a failure code"));
+        }
+    }
+
+    /// Pass (or warn) with `summary` when nothing failed; else fail with what was found.
+    pub fn finish(self, summary: impl Into<String>) -> Eval {
+        let mut detail;
+        let outcome;
+        if !self.fails.is_empty() {
+            outcome = Outcome::Fail;
+            let n = self.fails.len();
+            detail = self
+                .fails
+                .into_iter()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("; ");
+            if n > 3 {
+                detail.push_str(&format!("; and {} more", n - 3));
+            }
+        } else if !self.warns.is_empty() {
+            outcome = Outcome::Warn;
+            detail = self.warns[0].clone();
+            if self.warns.len() > 1 {
+                detail.push_str(&format!(" (and {} more such codes)", self.warns.len() - 1));
+            }
+        } else {
+            outcome = Outcome::Pass;
+            detail = summary.into();
+        }
+        if !self.notes.is_empty() && outcome != Outcome::Fail {
+            detail.push_str(&format!(" ({})", self.notes.join("; ")));
+        }
+        Eval::new(outcome, detail)
+    }
+}
+
+/// Judges the valid Prepare a check depends on. `Err` carries the check's result when there
+/// is no live session to test with: inconclusive for a documented environment problem,
+/// inconclusive pointing at prepare.ok otherwise (which fails there).
+pub fn live(o: &Obs) -> Result<(), Eval> {
+    match (o.rc, o.handle) {
+        (Some(0), Some(h)) if h != 0 => Ok(()),
+        (Some(0), _) => Err(Eval::new(
+            Outcome::Inconclusive,
+            "needs a live session, but Prepare returned S_OK with a NULL handle (see prepare.ok)",
+        )),
+        (Some(rc), _) => Err(Eval::new(
+            Outcome::Inconclusive,
+            match codes::environment_problem(rc) {
+                Some(fix) => format!(
+                    "needs a live session, but Prepare returned {}: {fix}",
+                    describe(rc)
+                ),
+                None => format!(
+                    "needs a live session, but Prepare returned {} (see prepare.ok)",
+                    describe(rc)
+                ),
+            },
+        )),
+        (None, _) => Err(Eval::new(
+            Outcome::Inconclusive,
+            format!(
+                "needs a live session, but Prepare did not run: {}",
+                o.not_run.as_deref().unwrap_or("unknown reason")
+            ),
+        )),
+    }
+}
+
+/// Resource growth between two probe observations, as a sentence part when any.
+pub fn growth(before: &Obs, after: &Obs) -> Option<String> {
+    let (a, b) = (before.probe?, after.probe?);
+    let mut parts = Vec::new();
+    if b.handles != a.handles {
+        parts.push(format!("{:+} open handles", b.handles - a.handles));
+    }
+    if b.threads != a.threads {
+        parts.push(format!("{:+} threads", b.threads - a.threads));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// A program with its observations, looked up by op tag.
+pub struct Ran<'a> {
+    pub program: &'a Program,
+    pub obs: &'a [Obs],
+}
+
+static ABSENT: std::sync::LazyLock<Obs> = std::sync::LazyLock::new(|| Obs {
+    not_run: Some("not part of this program (an export it needs is absent)".into()),
+    ..Obs::default()
+});
+
+impl Ran<'_> {
+    pub fn get(&self, tag: &str) -> &Obs {
+        self.program
+            .index_of(tag)
+            .and_then(|i| self.obs.get(i))
+            .unwrap_or(&ABSENT)
+    }
+
+    pub fn has(&self, tag: &str) -> bool {
+        self.program.index_of(tag).is_some()
+    }
+}
+
+pub fn program(label: impl Into<String>) -> Program {
+    Program::new(label, Vec::new())
+}

@@ -1,0 +1,9 @@
+//! The checks: each builds call programs and judges their observations.
+mod common;
+mod end;
+mod prepare;
+mod registry;
+mod session;
+
+pub use common::{Ctx, Eval, Ran};
+pub use registry::{check_for, Check};

@@ -1,0 +1,286 @@
+//! prepare.*: DsBackupPrepare's documented success and argument errors, and what a failed
+//! Prepare leaves behind.
+
+use super::common::{end, live, program, slot, Ctx, Eval, Findings, Ran};
+use ntdsbcli_harness::codes::{self, describe, HR_BACKUP_IN_PROGRESS, HR_INVALID_PARAM};
+use ntdsbcli_harness::program::{Op, Program, Text};
+use ntdsbcli_harness::report::Outcome;
+
+fn form_name(wide: bool) -> &'static str {
+    if wide {
+        "DsBackupPrepareW"
+    } else {
+        "DsBackupPrepareA"
+    }
+}
+
+pub fn ok_plan(ctx: &Ctx) -> Vec<Program> {
+    ctx.prepare_forms()
+        .into_iter()
+        .map(|w| {
+            let mut p = program(format!("valid {}", form_name(w)));
+            p.push("prepare", ctx.prepare_form(w, 0, 0))
+                .push("free", Op::Free { buf: Some(0) })
+                .push("end", end(slot(0)));
+            p
+        })
+        .collect()
+}
+
+pub fn ok_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
+    let mut f = Findings::default();
+    for r in ran {
+        let o = r.get("prepare");
+        let name = &r.program.label;
+        if let Err(e) = live(o) {
+            if o.rc
+                .is_some_and(|rc| codes::environment_problem(rc).is_some())
+            {
+                return e;
+            }
+            match o.rc {
+                Some(0) => f.fail(format!("{name} returned S_OK with a NULL handle")),
+                Some(rc) => f.fail(format!(
+                    "{name} returned {}, expected 0 (S_OK)",
+                    describe(rc)
+                )),
+                None => f.fail(format!("{name} did not run")),
+            }
+            continue;
+        }
+        if o.ptr != Some(true) {
+            f.fail(format!("{name} returned S_OK with a NULL expiry token"));
+        }
+        if o.size == Some(0) {
+            f.fail(format!("{name} returned S_OK with a token size of 0"));
+        }
+    }
+    let forms: Vec<_> = ran.iter().map(|r| r.program.label.clone()).collect();
+    f.finish(format!(
+        "{} returned S_OK, a non-NULL handle and a non-empty token",
+        forms.join(" and ")
+    ))
+}
+
+struct BadCase {
+    label: &'static str,
+    want: Want,
+    edit: fn(&mut Op),
+}
+
+#[derive(Clone, Copy)]
+enum Want {
+    InvalidParameter,
+    HrInvalidParam,
+    NonZero,
+}
+
+fn set(op: &mut Op, f: impl FnOnce(&mut Text, &mut u32, &mut bool, &mut bool, &mut bool)) {
+    if let Op::Prepare {
+        server,
+        btype,
+        token,
+        size,
+        phbc,
+        ..
+    } = op
+    {
+        f(server, btype, token, size, phbc)
+    }
+}
+
+const BAD_CASES: &[BadCase] = &[
+    BadCase {
+        label: "NULL szBackupServer",
+        want: Want::InvalidParameter,
+        edit: |op| set(op, |s, _, _, _, _| *s = Text::Null),
+    },
+    BadCase {
+        label: "NULL phbc",
+        want: Want::InvalidParameter,
+        edit: |op| set(op, |_, _, _, _, p| *p = false),
+    },
+    BadCase {
+        label: "BACKUP_TYPE_INCREMENTAL",
+        want: Want::InvalidParameter,
+        edit: |op| set(op, |_, b, _, _, _| *b = codes::BACKUP_TYPE_INCREMENTAL),
+    },
+    BadCase {
+        label: "BACKUP_TYPE_LOGS_ONLY (unsupported, no code documented)",
+        want: Want::NonZero,
+        edit: |op| set(op, |_, b, _, _, _| *b = codes::BACKUP_TYPE_LOGS_ONLY),
+    },
+    BadCase {
+        label: "NULL ppvExpiryToken",
+        want: Want::HrInvalidParam,
+        edit: |op| set(op, |_, _, t, _, _| *t = false),
+    },
+    BadCase {
+        label: "NULL pcbExpiryTokenSize",
+        want: Want::HrInvalidParam,
+        edit: |op| set(op, |_, _, _, c, _| *c = false),
+    },
+    BadCase {
+        label: "NULL ppvExpiryToken and pcbExpiryTokenSize",
+        want: Want::HrInvalidParam,
+        edit: |op| {
+            set(op, |_, _, t, c, _| {
+                *t = false;
+                *c = false
+            })
+        },
+    },
+];
+
+pub fn bad_args_plan(ctx: &Ctx) -> Vec<Program> {
+    let mut out = Vec::new();
+    for w in ctx.prepare_forms() {
+        for case in BAD_CASES {
+            let mut op = ctx.prepare_form(w, 0, 0);
+            (case.edit)(&mut op);
+            let mut p = program(format!("{} with {}", form_name(w), case.label));
+            // Cleanup ends the session only if the library wrongly opened one.
+            p.push("prepare", op).push("cleanup", Op::Cleanup);
+            out.push(p);
+        }
+    }
+    out
+}
+
+pub fn bad_args_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
+    let mut f = Findings::default();
+    let forms = ctx.prepare_forms().len().max(1);
+    for (r, case) in ran.iter().zip(BAD_CASES.iter().cycle()) {
+        let o = r.get("prepare");
+        let what = &r.program.label;
+        match case.want {
+            Want::InvalidParameter => f.invalid_param(ctx, what, o),
+            Want::HrInvalidParam => f.code(what, o, HR_INVALID_PARAM),
+            Want::NonZero => f.nonzero(what, o),
+        }
+    }
+    f.finish(format!(
+        "{} bad-argument forms in {} Prepare variant(s) gave the documented codes",
+        BAD_CASES.len(),
+        forms
+    ))
+}
+
+/// Failing Prepares of several kinds, each followed by End on whatever *phbc holds.
+const FAILING: &[(&str, fn(&mut Op))] = &[
+    ("BACKUP_TYPE_INCREMENTAL", |op| {
+        set(op, |_, b, _, _, _| *b = codes::BACKUP_TYPE_INCREMENTAL)
+    }),
+    ("NULL szBackupServer", |op| {
+        set(op, |s, _, _, _, _| *s = Text::Null)
+    }),
+    ("NULL ppvExpiryToken", |op| {
+        set(op, |_, _, t, _, _| *t = false)
+    }),
+    ("an unknown server name", |op| {
+        set(op, |s, _, _, _, _| {
+            *s = Text::Lit("\\\\no_such_server".into())
+        })
+    }),
+];
+const FAILED_ROUNDS: usize = 4;
+
+pub fn failed_plan(ctx: &Ctx) -> Vec<Program> {
+    let mut p = program("failed Prepares, then End on *phbc");
+    let round = |p: &mut Program, r: usize| {
+        for (i, (_, edit)) in FAILING.iter().enumerate() {
+            let mut op = ctx.prepare(1, 1);
+            edit(&mut op);
+            p.push(format!("prepare.{r}.{i}"), op)
+                .push(format!("end.{r}.{i}"), end(slot(1)));
+        }
+    };
+    // One round first, so that one-off allocations of the first failure are not counted.
+    round(&mut p, 0);
+    p.push("before", Op::Probe);
+    for r in 1..=FAILED_ROUNDS {
+        round(&mut p, r);
+    }
+    p.push("after", Op::Probe).push("cleanup", Op::Cleanup);
+    vec![p]
+}
+
+pub fn failed_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
+    let r = &ran[0];
+    let mut f = Findings::default();
+    for round in 0..=FAILED_ROUNDS {
+        for (i, (label, _)) in FAILING.iter().enumerate() {
+            let p = r.get(&format!("prepare.{round}.{i}"));
+            let e = r.get(&format!("end.{round}.{i}"));
+            if p.rc == Some(0) {
+                f.fail(format!(
+                    "Prepare with {label} succeeded, so it could not be tested"
+                ));
+                continue;
+            }
+            if let Some(h) = p.handle.filter(|&h| h != 0) {
+                f.fail(format!(
+                    "Prepare with {label} failed but left *phbc = 0x{h:X} (was NULL)"
+                ));
+            }
+            f.invalid_param(
+                ctx,
+                &format!("End on *phbc after a failed Prepare with {label}"),
+                e,
+            );
+        }
+        if f.failed() {
+            break;
+        }
+    }
+    if let Some(g) = super::common::growth(r.get("before"), r.get("after")) {
+        f.fail(format!(
+            "{} failed Prepares left {g} behind",
+            FAILED_ROUNDS * FAILING.len()
+        ));
+    }
+    f.finish(format!(
+        "{} failed Prepares left *phbc NULL, End on it returned 87, and no handle or thread was held",
+        (FAILED_ROUNDS + 1) * FAILING.len()
+    ))
+}
+
+pub fn distinct_plan(ctx: &Ctx) -> Vec<Program> {
+    let mut p = program("two live sessions");
+    p.push("p0", ctx.prepare(0, 0))
+        .push("p1", ctx.prepare(1, 1))
+        .push("end0", end(slot(0)))
+        .push("end1", end(slot(1)))
+        .push("cleanup", Op::Cleanup);
+    vec![p]
+}
+
+pub fn distinct_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
+    let r = &ran[0];
+    let (p0, p1) = (r.get("p0"), r.get("p1"));
+    if let Err(e) = live(p0) {
+        return e;
+    }
+    if p1.rc == Some(HR_BACKUP_IN_PROGRESS) {
+        return Eval::new(
+            Outcome::Skip,
+            "the second Prepare refused with hrBackupInProgress: one session at a time",
+        );
+    }
+    let mut f = Findings::default();
+    match live(p1) {
+        Err(_) => f.fail(format!(
+            "a second Prepare while one session is live returned {}, expected S_OK or hrBackupInProgress",
+            p1.rc.map(describe).unwrap_or_else(|| "nothing".into())
+        )),
+        Ok(()) if p0.handle == p1.handle => f.fail(format!(
+            "both live sessions got the same handle 0x{:X}",
+            p0.handle.unwrap_or(0)
+        )),
+        Ok(()) => {
+            f.code("End of the first session", r.get("end0"), 0);
+            f.code("End of the second session", r.get("end1"), 0);
+        }
+    }
+    f.finish("two live sessions had distinct handles and both ended with S_OK")
+}

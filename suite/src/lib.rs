@@ -1,0 +1,10 @@
+//! The conformance content: the check catalogue, the checks' programs and judgements, and the
+//! run that ties them to the harness. The `ntdsbcli-conform` binary is a thin CLI over this.
+
+pub mod catalogue;
+pub mod checks;
+pub mod runner;
+pub mod summary;
+
+pub use ntdsbcli_harness as harness;
+pub use ntdsbcli_reference::{symbol as reference_symbol, MUTANTS};

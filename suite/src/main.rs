@@ -1,0 +1,205 @@
+//! `ntdsbcli-conform`: verify an Ntdsbcli-compatible library. Exit codes (contract): 0
+//! conformant, 1 nonconformant, 2 could not run, 3 inconclusive.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use ntdsbcli_conform::catalogue::CHECKS;
+use ntdsbcli_conform::harness::report::{self, Report, Verdict};
+use ntdsbcli_conform::harness::worker::{self, LibrarySpec};
+use ntdsbcli_conform::runner::{self, RunError, RunOptions};
+use ntdsbcli_conform::{summary, MUTANTS};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "ntdsbcli-conform",
+    version,
+    about = "Conformance verifier for Ntdsbcli (Directory Backup client API) implementations"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Verify a library (the bundled reference when --lib is not given).
+    Run(RunArgs),
+    /// Every check: id, requirement, strength and statement.
+    List,
+    /// The planted-defect variants of the bundled reference (for --mutant).
+    Mutants,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The library to verify (.so on Linux, .dll on Windows).
+    #[arg(long)]
+    lib: Option<PathBuf>,
+    /// The backup server name passed to Prepare.
+    #[arg(long, default_value = "\\\\localhost")]
+    server: String,
+    /// Write the JSON report here (kept current while the run goes).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a JUnit XML report here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Write a Markdown report here.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Seed for everything random in the run; printed and recorded. Random when not given.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Upper bound on property-based sequences.
+    #[arg(long, default_value_t = 1000)]
+    sequences: u64,
+    /// Accept HRESULT_FROM_WIN32(87) = 0x80070057 where 87 is documented (checks become warn).
+    #[arg(long)]
+    accept_hresult: bool,
+    /// How long a call may make no progress before it counts as hung, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    call_timeout_ms: u64,
+    /// Run only these checks (repeatable).
+    #[arg(long = "check", value_name = "ID")]
+    checks: Vec<String>,
+    /// Verify the bundled reference with one planted defect (see `mutants`).
+    #[arg(long, conflicts_with = "lib")]
+    mutant: Option<String>,
+}
+
+fn main() -> ExitCode {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == worker::WORKER_ARG)
+    {
+        worker::serve(Some(ntdsbcli_conform::reference_symbol));
+    }
+    let cli = Cli::parse();
+    match cli.command {
+        Command::List => {
+            for c in CHECKS {
+                println!(
+                    "{:<30} {:<15} {:<10} {}",
+                    c.id,
+                    c.requirement,
+                    format!("{:?}", c.strength).to_lowercase(),
+                    c.statement
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Mutants => {
+            for (name, what) in MUTANTS {
+                println!("{name:<24} {what}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run(args) => match run(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("ntdsbcli-conform: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn random_seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (t.as_nanos() as u64 ^ (std::process::id() as u64).rotate_left(32)) % 1_000_000_000
+}
+
+fn write_extra(r: &Report, args: &RunArgs) -> anyhow::Result<()> {
+    if let Some(p) = &args.markdown {
+        report::write_atomic(p, report::to_markdown(r).as_bytes())?;
+    }
+    if let Some(p) = &args.junit {
+        report::write_atomic(p, report::to_junit(r).as_bytes())?;
+    }
+    Ok(())
+}
+
+fn run(args: RunArgs) -> anyhow::Result<u8> {
+    if let Some(m) = &args.mutant {
+        if !MUTANTS.iter().any(|(n, _)| n == m) {
+            anyhow::bail!("unknown mutant {m:?} (see `ntdsbcli-conform mutants`)");
+        }
+    }
+    for c in &args.checks {
+        if !CHECKS.iter().any(|d| d.id == c) {
+            anyhow::bail!("unknown check {c:?} (see `ntdsbcli-conform list`)");
+        }
+    }
+    let exe = std::env::current_exe().context("cannot find this program's own path")?;
+    let library = match &args.lib {
+        Some(p) => LibrarySpec::Path(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        None => LibrarySpec::Embedded,
+    };
+    let mut opts = RunOptions::new(library, exe);
+    opts.server = args.server.clone();
+    opts.seed = args.seed.unwrap_or_else(random_seed);
+    opts.sequences = args.sequences;
+    opts.accept_hresult = args.accept_hresult;
+    opts.call_timeout = Duration::from_millis(args.call_timeout_ms.max(1));
+    opts.mutant = args.mutant.clone();
+    opts.json = args.json.clone();
+    opts.only = (!args.checks.is_empty()).then(|| args.checks.clone());
+
+    let bar = if std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(0);
+        b.set_style(
+            ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b.enable_steady_tick(Duration::from_millis(100));
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let result = runner::run(&opts, &mut |c, done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(format!("{} {}", c.id, c.outcome.as_str()));
+    });
+    bar.finish_and_clear();
+    let width = if std::io::stdout().is_terminal() {
+        120
+    } else {
+        160
+    };
+    match result {
+        Ok(r) => {
+            write_extra(&r, &args)?;
+            print!("{}", summary::table(&r, width));
+            if let Some(p) = &args.json {
+                println!("report: {}", p.display());
+            }
+            Ok(match r.verdict {
+                Verdict::Conformant => 0,
+                Verdict::Nonconformant => 1,
+                Verdict::Inconclusive => 3,
+            })
+        }
+        Err(RunError::MissingExports {
+            path,
+            missing,
+            report,
+        }) => {
+            write_extra(&report, &args)?;
+            eprintln!(
+                "ntdsbcli-conform: {path}: cannot verify: required exports missing: {}",
+                missing.join(", ")
+            );
+            Ok(2)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

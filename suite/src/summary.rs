@@ -1,0 +1,52 @@
+//! The readable end-of-run table: id, outcome and a one-line detail for each check.
+
+use ntdsbcli_harness::report::{Outcome, Report};
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+pub fn table(r: &Report, width: usize) -> String {
+    let id_w = r.checks.iter().map(|c| c.id.len()).max().unwrap_or(10);
+    let detail_w = width.saturating_sub(id_w + 16).max(30);
+    let mut s = String::new();
+    for c in &r.checks {
+        s.push_str(&format!(
+            "{:<id_w$}  {:<12}  {}\n",
+            c.id,
+            c.outcome.as_str(),
+            clip(&c.detail, detail_w)
+        ));
+    }
+    let count = |o: Outcome| r.checks.iter().filter(|c| c.outcome == o).count();
+    let mut parts = Vec::new();
+    for o in [
+        Outcome::Pass,
+        Outcome::Warn,
+        Outcome::Fail,
+        Outcome::Crash,
+        Outcome::Timeout,
+        Outcome::Inconclusive,
+        Outcome::Skip,
+    ] {
+        let n = count(o);
+        if n > 0 {
+            parts.push(format!("{n} {}", o.as_str()));
+        }
+    }
+    s.push_str(&format!(
+        "\nverdict: {} ({} checks: {}) in {:.2} s, seed {}\n",
+        r.verdict.as_str(),
+        r.checks.len(),
+        parts.join(", "),
+        r.stats.wall_ms as f64 / 1000.0,
+        r.config.seed
+    ));
+    s
+}
