@@ -1,4 +1,3 @@
-use std::io::{PipeReader, PipeWriter};
 use std::os::fd::AsRawFd;
 
 /// An address that was mapped and then unmapped by this process just now.
@@ -47,10 +46,10 @@ pub fn copy_if_readable(addr: usize, out: &mut [u8]) -> bool {
     }
 }
 
-/// Harness-owned OS handles with an identity, to see whether a library closed them.
+/// A harness-owned OS handle with an identity, to see whether a library closed it. Raw fds on
+/// purpose: an owned fd would abort on drop once a library has closed it behind our back.
 pub struct Sentinel {
-    read: PipeReader,
-    _write: PipeWriter,
+    fds: [i32; 2],
     ino: u64,
 }
 
@@ -64,18 +63,31 @@ fn ino_of(fd: i32) -> Option<u64> {
 
 impl Sentinel {
     pub fn open() -> Option<Sentinel> {
-        let (read, write) = std::io::pipe().ok()?;
-        let ino = ino_of(read.as_raw_fd())?;
-        Some(Sentinel {
-            read,
-            _write: write,
-            ino,
-        })
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe2 fills the array on success.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return None;
+        }
+        let ino = ino_of(fds[0])?;
+        Some(Sentinel { fds, ino })
     }
 
     /// Still open and still the same pipe (a closed number may have been reused).
     pub fn intact(&self) -> bool {
-        ino_of(self.read.as_raw_fd()) == Some(self.ino)
+        ino_of(self.fds[0]) == Some(self.ino)
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        // Close only what is still ours: a reused number belongs to someone else now.
+        let ours = self.intact();
+        for fd in self.fds {
+            if ours {
+                // SAFETY: the fds are ours (checked just now).
+                unsafe { libc::close(fd) };
+            }
+        }
     }
 }
 
