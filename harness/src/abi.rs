@@ -156,42 +156,42 @@ impl Api {
         let mut api = Api::default();
         let mut exports = Vec::new();
         macro_rules! fill {
-            ($($field:ident = $name:literal,)*) => {$(
+            ($($field:ident: $ty:ty = $name:literal,)*) => {$(
                 if let Some(p) = lookup($name).filter(|p| !p.is_null()) {
-                    api.$field = Some(std::mem::transmute::<*const c_void, _>(p));
+                    api.$field = Some(std::mem::transmute::<*const c_void, $ty>(p));
                     exports.push($name.to_string());
                 }
             )*};
         }
         fill! {
-            backup_close = "DsBackupClose",
-            backup_end = "DsBackupEnd",
-            backup_free = "DsBackupFree",
-            backup_get_backup_logs_a = "DsBackupGetBackupLogsA",
-            backup_get_backup_logs_w = "DsBackupGetBackupLogsW",
-            backup_get_database_names_a = "DsBackupGetDatabaseNamesA",
-            backup_get_database_names_w = "DsBackupGetDatabaseNamesW",
-            backup_open_file_a = "DsBackupOpenFileA",
-            backup_open_file_w = "DsBackupOpenFileW",
-            backup_prepare_a = "DsBackupPrepareA",
-            backup_prepare_w = "DsBackupPrepareW",
-            backup_read = "DsBackupRead",
-            backup_truncate_logs = "DsBackupTruncateLogs",
-            is_ntds_online_a = "DsIsNTDSOnlineA",
-            is_ntds_online_w = "DsIsNTDSOnlineW",
-            restore_check_expiry_token = "DsRestoreCheckExpiryToken",
-            restore_end = "DsRestoreEnd",
-            restore_get_database_locations_a = "DsRestoreGetDatabaseLocationsA",
-            restore_get_database_locations_w = "DsRestoreGetDatabaseLocationsW",
-            restore_prepare_a = "DsRestorePrepareA",
-            restore_prepare_w = "DsRestorePrepareW",
-            restore_register_a = "DsRestoreRegisterA",
-            restore_register_complete = "DsRestoreRegisterComplete",
-            restore_register_w = "DsRestoreRegisterW",
-            set_auth_identity_a = "DsSetAuthIdentityA",
-            set_auth_identity_w = "DsSetAuthIdentityW",
-            set_current_backup_log_a = "DsSetCurrentBackupLogA",
-            set_current_backup_log_w = "DsSetCurrentBackupLogW",
+            backup_close: HbcOnly = "DsBackupClose",
+            backup_end: HbcOnly = "DsBackupEnd",
+            backup_free: Free = "DsBackupFree",
+            backup_get_backup_logs_a: NameList = "DsBackupGetBackupLogsA",
+            backup_get_backup_logs_w: NameList = "DsBackupGetBackupLogsW",
+            backup_get_database_names_a: NameList = "DsBackupGetDatabaseNamesA",
+            backup_get_database_names_w: NameList = "DsBackupGetDatabaseNamesW",
+            backup_open_file_a: OpenFileA = "DsBackupOpenFileA",
+            backup_open_file_w: OpenFileW = "DsBackupOpenFileW",
+            backup_prepare_a: PrepareA = "DsBackupPrepareA",
+            backup_prepare_w: PrepareW = "DsBackupPrepareW",
+            backup_read: Read = "DsBackupRead",
+            backup_truncate_logs: HbcOnly = "DsBackupTruncateLogs",
+            is_ntds_online_a: IsOnlineA = "DsIsNTDSOnlineA",
+            is_ntds_online_w: IsOnlineW = "DsIsNTDSOnlineW",
+            restore_check_expiry_token: Undocumented = "DsRestoreCheckExpiryToken",
+            restore_end: HbcOnly = "DsRestoreEnd",
+            restore_get_database_locations_a: NameList = "DsRestoreGetDatabaseLocationsA",
+            restore_get_database_locations_w: NameList = "DsRestoreGetDatabaseLocationsW",
+            restore_prepare_a: RestorePrepareA = "DsRestorePrepareA",
+            restore_prepare_w: RestorePrepareW = "DsRestorePrepareW",
+            restore_register_a: RestoreRegisterA = "DsRestoreRegisterA",
+            restore_register_complete: RestoreRegisterComplete = "DsRestoreRegisterComplete",
+            restore_register_w: RestoreRegisterW = "DsRestoreRegisterW",
+            set_auth_identity_a: SetAuthA = "DsSetAuthIdentityA",
+            set_auth_identity_w: SetAuthW = "DsSetAuthIdentityW",
+            set_current_backup_log_a: SetCurrentLogA = "DsSetCurrentBackupLogA",
+            set_current_backup_log_w: SetCurrentLogW = "DsSetCurrentBackupLogW",
         }
         api.exports = exports;
         api

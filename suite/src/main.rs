@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Verify a library (the bundled reference when --lib is not given).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Every check: id, requirement, strength and statement.
     List,
     /// The planted-defect variants of the bundled reference (for --mutant).
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run(args) => match run(args) {
+        Command::Run(args) => match run(*args) {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
                 eprintln!("ntdsbcli-conform: {e:#}");

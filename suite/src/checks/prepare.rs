@@ -39,7 +39,9 @@ pub fn ok_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
                 return e;
             }
             match o.rc {
-                Some(0) => f.fail(format!("{name} returned S_OK with a NULL handle")),
+                Some(0) => f.fail(format!(
+                    "{name} returned S_OK with a NULL handle, expected a non-NULL handle"
+                )),
                 Some(rc) => f.fail(format!(
                     "{name} returned {}, expected 0 (S_OK)",
                     describe(rc)
@@ -49,10 +51,14 @@ pub fn ok_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
             continue;
         }
         if o.ptr != Some(true) {
-            f.fail(format!("{name} returned S_OK with a NULL expiry token"));
+            f.fail(format!(
+                "{name} returned S_OK with a NULL expiry token, expected a token"
+            ));
         }
         if o.size == Some(0) {
-            f.fail(format!("{name} returned S_OK with a token size of 0"));
+            f.fail(format!(
+                "{name} returned S_OK with a token size of 0, expected a non-zero size"
+            ));
         }
     }
     let forms: Vec<_> = ran.iter().map(|r| r.program.label.clone()).collect();
@@ -62,10 +68,13 @@ pub fn ok_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
     ))
 }
 
+/// Turns a valid Prepare into a bad one.
+type Edit = fn(&mut Op);
+
 struct BadCase {
     label: &'static str,
     want: Want,
-    edit: fn(&mut Op),
+    edit: Edit,
 }
 
 #[derive(Clone, Copy)]
@@ -167,16 +176,10 @@ pub fn bad_args_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
 }
 
 /// Failing Prepares of several kinds, each followed by End on whatever *phbc holds.
-const FAILING: &[(&str, fn(&mut Op))] = &[
-    ("BACKUP_TYPE_INCREMENTAL", |op| {
-        set(op, |_, b, _, _, _| *b = codes::BACKUP_TYPE_INCREMENTAL)
-    }),
-    ("NULL szBackupServer", |op| {
-        set(op, |s, _, _, _, _| *s = Text::Null)
-    }),
-    ("NULL ppvExpiryToken", |op| {
-        set(op, |_, _, t, _, _| *t = false)
-    }),
+const FAILING: &[(&str, Edit)] = &[
+    (BAD_CASES[2].label, BAD_CASES[2].edit),
+    (BAD_CASES[0].label, BAD_CASES[0].edit),
+    (BAD_CASES[4].label, BAD_CASES[4].edit),
     ("an unknown server name", |op| {
         set(op, |s, _, _, _, _| {
             *s = Text::Lit("\\\\no_such_server".into())
@@ -274,7 +277,7 @@ pub fn distinct_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
             p1.rc.map(describe).unwrap_or_else(|| "nothing".into())
         )),
         Ok(()) if p0.handle == p1.handle => f.fail(format!(
-            "both live sessions got the same handle 0x{:X}",
+            "both live sessions got the same handle 0x{:X}, expected distinct handles",
             p0.handle.unwrap_or(0)
         )),
         Ok(()) => {

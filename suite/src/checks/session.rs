@@ -75,8 +75,11 @@ pub fn open_file_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
     )
 }
 
+/// Tagged ops of one failure path; an op is None when its export is absent.
+type FailurePath = Vec<(String, Option<Op>)>;
+
 /// The intermediate failures of REQ-08, each as its own path and all together.
-fn failures(ctx: &Ctx) -> Vec<(&'static str, Vec<(String, Option<Op>)>)> {
+fn failures(ctx: &Ctx) -> Vec<(&'static str, FailurePath)> {
     let unknown = ctx.open_file(
         slot(0),
         Text::Lit("\\\\LOCALHOST\\C$\\Windows\\NTDS\\no-such-attachment.dit".into()),

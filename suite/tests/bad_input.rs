@@ -1,0 +1,137 @@
+//! Bad input never panics: each gets one line naming the problem on stderr, and exit 2.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn run_cli(lib: &Path) -> (i32, String, String) {
+    let out = Command::new(common::worker_exe())
+        .args(["run", "--lib"])
+        .arg(lib)
+        .output()
+        .expect("the CLI runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bad-input");
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[track_caller]
+fn assert_rejected(lib: &Path, words: &str) {
+    let (code, stdout, stderr) = run_cli(lib);
+    assert_eq!(code, 2, "{}: exit {code}, stderr {stderr:?}", lib.display());
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected, got {stderr:?}");
+    assert!(lines[0].starts_with("ntdsbcli-conform: "), "{stderr:?}");
+    assert!(
+        lines[0].contains(words),
+        "{stderr:?} does not say {words:?}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr:?}"
+    );
+    assert!(stdout.is_empty(), "nothing on stdout: {stdout:?}");
+}
+
+#[test]
+fn missing_file() {
+    assert_rejected(Path::new("/no/such/libntdsbcli.so"), "no such file");
+}
+
+#[test]
+fn directory() {
+    assert_rejected(Path::new(env!("CARGO_TARGET_TMPDIR")), "is a directory");
+}
+
+#[test]
+fn empty_file() {
+    let p = tmp("empty.so");
+    std::fs::write(&p, b"").unwrap();
+    assert_rejected(&p, "empty file");
+}
+
+#[test]
+fn text_file() {
+    let p = tmp("text.so");
+    std::fs::write(&p, "INPUT(-lc)\n").unwrap();
+    assert_rejected(&p, "not a shared library (a text file)");
+}
+
+#[test]
+fn other_architecture() {
+    // A real shared library with its ELF machine field set to aarch64.
+    let mut bytes = std::fs::read(common::c_library(None)).unwrap();
+    bytes[18..20].copy_from_slice(&183u16.to_le_bytes());
+    let p = tmp("aarch64.so");
+    std::fs::write(&p, bytes).unwrap();
+    assert_rejected(&p, "wrong architecture: ELF for aarch64");
+}
+
+#[test]
+fn windows_dll_on_linux() {
+    let mut bytes = vec![0u8; 512];
+    bytes[..2].copy_from_slice(b"MZ");
+    bytes[0x3C..0x40].copy_from_slice(&0x80u32.to_le_bytes());
+    bytes[0x80..0x84].copy_from_slice(b"PE\0\0");
+    bytes[0x84..0x86].copy_from_slice(&0x8664u16.to_le_bytes());
+    let p = tmp("ntdsbcli.dll");
+    std::fs::write(&p, bytes).unwrap();
+    assert_rejected(&p, "a Windows PE (x86-64) DLL");
+}
+
+#[test]
+fn executable_not_library() {
+    assert_rejected(&common::worker_exe(), "cannot load");
+}
+
+#[test]
+fn library_without_the_exports() {
+    // The C library with DsBackupEnd left out, and the system libc, which has none at all.
+    assert_rejected(
+        &common::c_library(Some("NO_END")),
+        "required exports missing: DsBackupEnd",
+    );
+    let libc = [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib64/libc.so.6",
+    ]
+    .iter()
+    .map(Path::new)
+    .find(|p| p.exists())
+    .expect("a system libc");
+    assert_rejected(
+        libc,
+        "required exports missing: DsBackupPrepareA or DsBackupPrepareW, DsBackupEnd, DsBackupFree",
+    );
+}
+
+#[test]
+fn library_that_crashes_while_loading() {
+    assert_rejected(
+        &common::c_library(Some("CTOR_CRASH")),
+        "crashed while loading (SIGSEGV",
+    );
+}
+
+#[test]
+fn unknown_mutant_and_check() {
+    for args in [["run", "--mutant", "nope"], ["run", "--check", "nope"]] {
+        let out = Command::new(common::worker_exe())
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+    }
+}

@@ -1,0 +1,57 @@
+//! Each check as its own test case, against `$NTDSBCLI_LIB` when set and the bundled reference
+//! otherwise. A check passes the test when it passes (or warns, or skips for an absent export);
+//! fail, crash, timeout and inconclusive fail it with the check's own detail.
+
+mod common;
+
+use ntdsbcli_conform::harness::report::Outcome;
+use rstest::rstest;
+
+#[rstest]
+#[case::exports_required("exports.required")]
+#[case::prepare_ok("prepare.ok")]
+#[case::prepare_bad_args("prepare.bad-args")]
+#[case::prepare_failed_leaves_nothing("prepare.failed-leaves-nothing")]
+#[case::prepare_distinct("prepare.distinct")]
+#[case::end_ok("end.ok")]
+#[case::end_null("end.null")]
+#[case::end_double("end.double")]
+#[case::end_garbage("end.garbage")]
+#[case::end_isolation("end.isolation")]
+#[case::end_invalidates("end.invalidates")]
+#[case::end_open_file("end.open-file")]
+#[case::end_after_failure("end.after-failure")]
+#[case::end_buffers_outlive("end.buffers-outlive")]
+#[case::end_concurrent("end.concurrent")]
+#[case::end_restore_handle("end.restore-handle")]
+#[case::free_null("free.null")]
+fn check(#[case] id: &str) {
+    let lib = common::library_under_test();
+    let mut opts = common::options(lib.clone());
+    opts.call_timeout = std::time::Duration::from_secs(3);
+    opts.only = Some(vec![id.to_string()]);
+    let r = ntdsbcli_conform::runner::run(&opts, &mut |_, _, _| {})
+        .unwrap_or_else(|e| panic!("{}: cannot run: {e}", lib.display()));
+    let c = r.checks.iter().find(|c| c.id == id).expect("the check ran");
+    let ok = matches!(c.outcome, Outcome::Pass | Outcome::Warn)
+        || (c.outcome == Outcome::Skip && c.detail.starts_with("not exported"));
+    assert!(
+        ok,
+        "{id} on {}: {}: {}",
+        lib.display(),
+        c.outcome.as_str(),
+        c.detail
+    );
+}
+
+#[test]
+fn every_catalogue_check_has_a_case_here() {
+    let src = include_str!("checks.rs");
+    for c in ntdsbcli_conform::catalogue::CHECKS {
+        assert!(
+            src.contains(&format!("(\"{}\")", c.id)),
+            "{} has no rstest case",
+            c.id
+        );
+    }
+}

@@ -1,0 +1,83 @@
+//! Shared by the integration tests: how to run the verifier and build the C fixtures.
+#![allow(dead_code)]
+
+use ntdsbcli_conform::harness::report::{Outcome, Report};
+use ntdsbcli_conform::harness::worker::LibrarySpec;
+use ntdsbcli_conform::runner::{self, RunOptions};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub fn worker_exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ntdsbcli-conform"))
+}
+
+pub fn options(library: LibrarySpec) -> RunOptions {
+    let mut o = RunOptions::new(library, worker_exe());
+    o.seed = 1;
+    o.call_timeout = Duration::from_millis(300);
+    o
+}
+
+/// The library named by `$NTDSBCLI_LIB`, else the bundled reference.
+pub fn library_under_test() -> LibrarySpec {
+    match std::env::var_os("NTDSBCLI_LIB") {
+        Some(p) if !p.is_empty() => LibrarySpec::Path(PathBuf::from(p)),
+        _ => LibrarySpec::Embedded,
+    }
+}
+
+pub fn run(opts: &RunOptions) -> Report {
+    runner::run(opts, &mut |_, _, _| {}).unwrap_or_else(|e| panic!("run failed: {e}"))
+}
+
+pub fn outcome(r: &Report, id: &str) -> Outcome {
+    r.checks
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("check {id} missing from the report"))
+        .outcome
+}
+
+pub fn detail<'a>(r: &'a Report, id: &str) -> &'a str {
+    &r.checks
+        .iter()
+        .find(|c| c.id == id)
+        .expect("check present")
+        .detail
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+static BUILD: Mutex<()> = Mutex::new(());
+
+/// Builds the independent C library, correct or with one `DEFECT_*` macro, once per test run.
+pub fn c_library(defect: Option<&str>) -> PathBuf {
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let name = format!("libntdsb_{}.so", defect.unwrap_or("good").to_lowercase());
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let src = repo_root().join("fixtures/c/ntdsb.c");
+    let fresh = out.metadata().and_then(|m| m.modified()).ok()
+        >= src.metadata().and_then(|m| m.modified()).ok();
+    if !out.exists() || !fresh {
+        let mut cmd = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
+        cmd.args(["-shared", "-fPIC", "-O1", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .arg("-lpthread");
+        if let Some(d) = defect {
+            cmd.arg(format!("-DDEFECT_{d}"));
+        }
+        let st = cmd
+            .status()
+            .expect("a C compiler (cc) is needed for the foreign-library tests");
+        assert!(st.success(), "building {} failed", out.display());
+    }
+    out
+}

@@ -1,0 +1,102 @@
+//! Libraries written independently of the project (fixtures/c/ntdsb.c, in C) and the reference
+//! built as a real .so: the CLI's verdicts and exit codes on them.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+fn verdict(lib: &Path, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(common::worker_exe())
+        .args(["run", "--seed", "1", "--call-timeout-ms", "1000", "--lib"])
+        .arg(lib)
+        .args(extra)
+        .output()
+        .expect("the CLI runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+fn line<'a>(stdout: &'a str, id: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .unwrap_or_else(|| panic!("no line for {id} in {stdout}"))
+}
+
+#[test]
+fn correct_c_library_is_conformant() {
+    let (code, out) = verdict(&common::c_library(None), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("verdict: conformant"), "{out}");
+    // It has no restore functions: that check is skipped, decided before any call.
+    assert!(line(&out, "end.restore-handle").contains("skip"), "{out}");
+}
+
+#[test]
+fn chatty_c_library_is_conformant() {
+    let (code, out) = verdict(&common::c_library(Some("CHATTY")), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !out.contains("ntdsb: "),
+        "library output leaked into the report: {out}"
+    );
+}
+
+#[test]
+fn defective_c_libraries_are_nonconformant() {
+    for (defect, check, outcome) in [
+        ("HRESULT", "end.null", "fail"),
+        ("GARBAGE_DEREF", "end.garbage", "crash"),
+        ("LEAK_FD", "end.open-file", "fail"),
+        ("DOUBLE_CLOSE", "end.double", "fail"),
+        ("EXIT", "end.null", "crash"),
+        ("ABORT", "end.null", "crash"),
+        ("HANG", "end.null", "timeout"),
+    ] {
+        let (code, out) = verdict(&common::c_library(Some(defect)), &[]);
+        assert_eq!(code, 1, "{defect}: {out}");
+        let l = line(&out, check);
+        assert!(l.contains(&format!(" {outcome} ")), "{defect}: {l}");
+    }
+}
+
+#[test]
+fn hresult_library_passes_with_warnings_when_accepted() {
+    let (code, out) = verdict(&common::c_library(Some("HRESULT")), &["--accept-hresult"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(line(&out, "end.null").contains(" warn "), "{out}");
+}
+
+#[test]
+fn reference_as_a_shared_library_is_conformant() {
+    // Build the reference's cdylib the way a vendor would ship it, and load it by path.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reference-dll");
+    let st = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "ntdsbcli-reference-dll",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .current_dir(common::repo_root())
+        .status()
+        .expect("cargo runs");
+    assert!(st.success());
+    let so = target.join("debug/libntdsbcli_ref.so");
+    let (code, out) = verdict(&so, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("17 checks: 17 pass"), "{out}");
+    // A planted defect is selected in the .so too, through the environment.
+    let out = Command::new(common::worker_exe())
+        .args(["run", "--seed", "1", "--lib"])
+        .arg(&so)
+        .env("NTDSBCLI_MUTANT", "end-race")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(line(&String::from_utf8_lossy(&out.stdout), "end.concurrent").contains(" fail "));
+}

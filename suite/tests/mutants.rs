@@ -1,0 +1,165 @@
+//! The suite tested on planted defects: every mutant of the bundled reference is caught by the
+//! check aimed at it with the expected outcome; the reference is caught by none; the awkward
+//! but correct variants pass. Each whole report is also kept as an insta snapshot in reports/.
+
+mod common;
+
+use common::{detail, outcome, repo_root};
+use ntdsbcli_conform::harness::report::{Outcome, Report, Verdict};
+use ntdsbcli_conform::harness::worker::LibrarySpec;
+use ntdsbcli_conform::runner::{self, RunError};
+use rstest::rstest;
+
+fn snapshot(name: &str, r: &Report) {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(repo_root().join("reports/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    // Counts that depend on thread timing in the race mutants.
+    settings.add_filter(r"\b\d+ got S_OK", "[n] got S_OK");
+    settings.add_filter(r"round \d+:", "round [n]:");
+    settings.bind(|| {
+        insta::assert_json_snapshot!(name, r, {
+            ".library.sha256" => "[sha256]",
+            ".library.size" => "[size]",
+            ".stats.wall_ms" => "[ms]",
+        });
+    });
+}
+
+/// Hang mutants get a short patience to keep the test quick; the rest a generous one, so that
+/// a loaded machine cannot turn a slow call into a false timeout.
+fn run_mutant(name: &str, patience_ms: u64) -> Result<Report, RunError> {
+    let mut opts = common::options(LibrarySpec::Embedded);
+    opts.mutant = Some(name.to_string());
+    opts.call_timeout = std::time::Duration::from_millis(patience_ms);
+    runner::run(&opts, &mut |_, _, _| {})
+}
+
+#[test]
+fn reference_is_caught_by_no_check() {
+    let mut opts = common::options(LibrarySpec::Embedded);
+    opts.call_timeout = std::time::Duration::from_secs(2);
+    let r = common::run(&opts);
+    for c in &r.checks {
+        assert_eq!(c.outcome, Outcome::Pass, "{}: {}", c.id, c.detail);
+    }
+    assert_eq!(r.verdict, Verdict::Conformant);
+    snapshot("reference", &r);
+}
+
+#[rstest]
+#[case::prepare_null_handle("prepare-null-handle", "prepare.ok", Outcome::Fail)]
+#[case::prepare_no_null_check("prepare-no-null-check", "prepare.bad-args", Outcome::Crash)]
+#[case::prepare_token_code("prepare-token-code", "prepare.bad-args", Outcome::Fail)]
+#[case::prepare_failed_handle(
+    "prepare-failed-handle",
+    "prepare.failed-leaves-nothing",
+    Outcome::Fail
+)]
+#[case::prepare_failed_leaks_fd(
+    "prepare-failed-leaks-fd",
+    "prepare.failed-leaves-nothing",
+    Outcome::Fail
+)]
+#[case::prepare_shared_handle("prepare-shared-handle", "prepare.distinct", Outcome::Fail)]
+#[case::end_s_false("end-s-false", "end.ok", Outcome::Fail)]
+#[case::end_null_ok("end-null-ok", "end.null", Outcome::Fail)]
+#[case::end_null_crash("end-null-crash", "end.null", Outcome::Crash)]
+#[case::end_exit("end-exit", "end.null", Outcome::Crash)]
+#[case::end_double_ok("end-double-ok", "end.double", Outcome::Fail)]
+#[case::end_double_free("end-double-free", "end.double", Outcome::Crash)]
+#[case::end_double_deadlock("end-double-deadlock", "end.double", Outcome::Timeout)]
+#[case::end_garbage_ok("end-garbage-ok", "end.garbage", Outcome::Fail)]
+#[case::end_garbage_deref("end-garbage-deref", "end.garbage", Outcome::Crash)]
+#[case::end_garbage_hang("end-garbage-hang", "end.garbage", Outcome::Timeout)]
+#[case::end_hresult("end-hresult", "end.null", Outcome::Fail)]
+#[case::end_wrong_session("end-wrong-session", "end.isolation", Outcome::Fail)]
+#[case::end_stays_usable("end-stays-usable", "end.invalidates", Outcome::Fail)]
+#[case::end_open_file_refuses("end-open-file-refuses", "end.open-file", Outcome::Fail)]
+#[case::end_failure_sticky("end-failure-sticky", "end.after-failure", Outcome::Fail)]
+#[case::end_frees_buffers("end-frees-buffers", "end.buffers-outlive", Outcome::Crash)]
+#[case::end_race("end-race", "end.concurrent", Outcome::Fail)]
+#[case::restore_end_ok("restore-end-ok", "end.restore-handle", Outcome::Fail)]
+#[case::restore_end_hang("restore-end-hang", "end.restore-handle", Outcome::Timeout)]
+#[case::free_null_crash("free-null-crash", "free.null", Outcome::Crash)]
+fn mutant_is_caught(#[case] mutant: &str, #[case] check: &str, #[case] expected: Outcome) {
+    let patience = if expected == Outcome::Timeout {
+        300
+    } else {
+        2000
+    };
+    let r = run_mutant(mutant, patience).unwrap_or_else(|e| panic!("{mutant}: {e}"));
+    assert_eq!(r.verdict, Verdict::Nonconformant, "{mutant}");
+    let got = outcome(&r, check);
+    let d = detail(&r, check);
+    assert_eq!(got, expected, "{mutant}: {check} was {}: {d}", got.as_str());
+    // The detail states what was seen against what was expected.
+    let states_values = match expected {
+        Outcome::Fail => d.contains("expected") || d.contains("left") || d.contains("closed"),
+        Outcome::Crash => d.contains("SIG") || d.contains("exited with status"),
+        Outcome::Timeout => d.contains("did not return within"),
+        _ => true,
+    };
+    assert!(
+        states_values,
+        "{mutant}: {check} detail does not state the values: {d}"
+    );
+    snapshot(&format!("mutant-{mutant}"), &r);
+}
+
+#[test]
+fn every_mutant_has_a_case() {
+    let src = include_str!("mutants.rs");
+    for (name, _) in ntdsbcli_conform::MUTANTS {
+        assert!(
+            src.contains(&format!("\"{name}\"")),
+            "mutant {name} has no test case"
+        );
+    }
+}
+
+#[test]
+fn missing_export_cannot_be_verified() {
+    match run_mutant("no-end-export", 2000) {
+        Err(RunError::MissingExports {
+            missing, report, ..
+        }) => {
+            assert_eq!(missing, vec!["DsBackupEnd"]);
+            assert_eq!(outcome(&report, "exports.required"), Outcome::Fail);
+            snapshot("mutant-no-end-export", &report);
+        }
+        other => panic!("expected missing exports, got {other:?}"),
+    }
+}
+
+#[rstest]
+#[case::chatty("chatty")]
+#[case::slow("slow")]
+fn awkward_but_correct_variant_passes(#[case] mutant: &str) {
+    let mut opts = common::options(LibrarySpec::Embedded);
+    opts.mutant = Some(mutant.to_string());
+    // The slow variant sleeps in every call: give it the default patience.
+    opts.call_timeout = std::time::Duration::from_secs(3);
+    let r = common::run(&opts);
+    for c in &r.checks {
+        assert_eq!(c.outcome, Outcome::Pass, "{mutant}: {}: {}", c.id, c.detail);
+    }
+    snapshot(&format!("mutant-{mutant}"), &r);
+}
+
+#[test]
+fn hresult_encoding_is_a_warning_when_accepted() {
+    let mut opts = common::options(LibrarySpec::Embedded);
+    opts.mutant = Some("end-hresult".into());
+    opts.accept_hresult = true;
+    let r = common::run(&opts);
+    assert_eq!(
+        outcome(&r, "end.null"),
+        Outcome::Warn,
+        "{}",
+        detail(&r, "end.null")
+    );
+    assert!(detail(&r, "end.null").contains("0x80070057"));
+    assert_eq!(r.verdict, Verdict::Conformant);
+}
