@@ -2,7 +2,7 @@
 //! exactly the arguments the program names and records what came back.
 
 use crate::abi::{Api, Hbc};
-use crate::program::{Garbage, Hv, ListKind, Obs, Op, Program, Text, SLOTS};
+use crate::program::{Garbage, Hv, ListKind, Obs, Op, Program, Tally, Text, SLOTS};
 use crate::sys;
 use std::ffi::{c_void, CString};
 use std::sync::{Arc, Barrier};
@@ -83,11 +83,16 @@ impl CStrArg {
     }
 }
 
+/// Copies library memory. memmove semantics: after a use-after-free in the library, the copy's
+/// own new block can be the very block being read.
 unsafe fn copy_bytes(ptr: usize, len: usize) -> Vec<u8> {
     if ptr == 0 {
         return Vec::new();
     }
-    std::slice::from_raw_parts(ptr as *const u8, len.min(PEEK_MAX)).to_vec()
+    let len = len.min(PEEK_MAX);
+    let mut out = vec![0u8; len];
+    std::ptr::copy(ptr as *const u8, out.as_mut_ptr(), len);
+    out
 }
 
 /// Splits a double-NUL-terminated list into its entries (each still with its BFT character).
@@ -493,6 +498,41 @@ impl<'a> Interp<'a> {
                 }
                 Op::CheckSentinels => {
                     obs.intact = Some(self.sentinels.iter().all(|s| s.intact()));
+                }
+                Op::Repeat {
+                    n,
+                    probe_every,
+                    body,
+                } => {
+                    let every = (*probe_every).max(1);
+                    obs.samples.reserve_exact((*n / every) as usize + 2);
+                    obs.tally.reserve_exact(body.len() * 8);
+                    obs.samples.push(crate::probe::read());
+                    for cycle in 1..=*n {
+                        for (i, op) in body.iter().enumerate() {
+                            self.tick();
+                            let rc = match self.op_inner(op) {
+                                Ok(o) => o.rc,
+                                Err(_) => None,
+                            };
+                            let i = i as u16;
+                            if let Some(t) = obs.tally.iter_mut().find(|t| t.op == i && t.rc == rc)
+                            {
+                                t.count += 1;
+                            } else if obs.tally.len() < obs.tally.capacity() {
+                                // Past the reserved room (8 codes per op) a new code would
+                                // allocate mid-measurement; the first ones already tell.
+                                obs.tally.push(Tally {
+                                    op: i,
+                                    rc,
+                                    count: 1,
+                                });
+                            }
+                        }
+                        if cycle % every == 0 {
+                            obs.samples.push(crate::probe::read());
+                        }
+                    }
                 }
                 Op::Cleanup => {
                     for s in 0..SLOTS {

@@ -156,6 +156,14 @@ pub enum Op {
     },
     /// Observes whether every sentinel is still open.
     CheckSentinels,
+    /// Runs `body` `n` times, reading the probe before the first cycle and after every
+    /// `probe_every` cycles. Only the samples and a tally of return codes are kept, in storage
+    /// reserved up front: the harness retains nothing per cycle, so growth is the library's.
+    Repeat {
+        n: u32,
+        probe_every: u32,
+        body: Vec<Op>,
+    },
     /// Ends every session a successful Prepare opened that no End has closed yet, and frees
     /// every buffer still held: a program leaves nothing behind on a correct library.
     Cleanup,
@@ -203,7 +211,8 @@ impl Op {
             | Op::Peek { .. }
             | Op::HoldSentinels { .. }
             | Op::CheckSentinels
-            | Op::Cleanup => return None,
+            | Op::Cleanup
+            | Op::Repeat { .. } => return None,
         })
     }
 
@@ -285,6 +294,13 @@ impl Op {
             Op::HoldSentinels { n } => format!("open {n} sentinel handles"),
             Op::CheckSentinels => "check the sentinel handles".into(),
             Op::Cleanup => "clean up (End live sessions, free buffers)".into(),
+            Op::Repeat { n, body, .. } => format!(
+                "{n} cycles of [{}]",
+                body.iter()
+                    .map(|o| o.describe())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
         }
     }
 }
@@ -356,6 +372,20 @@ pub struct Obs {
     /// Number of calls made by a looping op.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calls: Option<u64>,
+    /// Probe readings of a Repeat, in cycle order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Probe>,
+    /// How often each body op of a Repeat returned each code.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tally: Vec<Tally>,
+}
+
+/// `count` calls of body op `op` returned `rc` (`not_run` when it could not be called).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub op: u16,
+    pub rc: Option<i32>,
+    pub count: u32,
 }
 
 /// A program with a label that says what it tests, for details and repros.

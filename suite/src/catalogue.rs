@@ -132,6 +132,13 @@ pub const CHECKS: &[CheckDef] = &[
         needs: &[RESTORE_PREPARE, &["DsRestoreEnd"]],
     },
     CheckDef {
+        id: "end.release",
+        requirement: "REQ-07, REQ-09",
+        strength: Documented,
+        statement: "every session's resources (handles/fds, threads, heap bytes) are released: zero growth per cycle over many cycles, on each session path",
+        needs: &[],
+    },
+    CheckDef {
         id: "free.null",
         requirement: "REQ-31",
         strength: Inferred,

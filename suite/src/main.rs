@@ -64,6 +64,9 @@ struct RunArgs {
     /// How long a call may make no progress before it counts as hung, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     call_timeout_ms: u64,
+    /// Measured cycles per session path in end.release (rounded to whole windows of 8).
+    #[arg(long, default_value_t = 200)]
+    release_cycles: u32,
     /// Run only these checks (repeatable).
     #[arg(long = "check", value_name = "ID")]
     checks: Vec<String>,
@@ -147,6 +150,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     opts.seed = args.seed.unwrap_or_else(random_seed);
     opts.sequences = args.sequences;
     opts.accept_hresult = args.accept_hresult;
+    opts.release_cycles = args.release_cycles;
     opts.call_timeout = Duration::from_millis(args.call_timeout_ms.max(1));
     opts.mutant = args.mutant.clone();
     opts.json = args.json.clone();

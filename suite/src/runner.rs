@@ -26,6 +26,8 @@ pub struct RunOptions {
     pub seed: u64,
     pub sequences: u64,
     pub accept_hresult: bool,
+    /// Measured cycles per session path in end.release.
+    pub release_cycles: u32,
     pub call_timeout: Duration,
     pub load_timeout: Duration,
     /// Selects a planted defect in the bundled reference (for testing the suite itself).
@@ -44,6 +46,7 @@ impl RunOptions {
             seed: 1,
             sequences: 1000,
             accept_hresult: false,
+            release_cycles: 200,
             call_timeout: Duration::from_secs(3),
             load_timeout: Duration::from_secs(10),
             mutant: None,
@@ -198,6 +201,7 @@ pub fn run(
         accept_hresult: opts.accept_hresult,
         exports: exports.clone(),
         seed: opts.seed,
+        release_cycles: opts.release_cycles,
     };
     let writer = opts.json.as_deref().map(JsonWriter::new);
     let mut report = Report {

@@ -24,6 +24,7 @@ use rstest::rstest;
 #[case::end_buffers_outlive("end.buffers-outlive")]
 #[case::end_concurrent("end.concurrent")]
 #[case::end_restore_handle("end.restore-handle")]
+#[case::end_release("end.release")]
 #[case::free_null("free.null")]
 fn check(#[case] id: &str) {
     let lib = common::library_under_test();

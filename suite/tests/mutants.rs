@@ -11,7 +11,15 @@ use ntdsbcli_conform::runner::{self, RunError};
 use rstest::rstest;
 
 fn snapshot(name: &str, r: &Report) {
+    snapshot_with(name, r, &[]);
+}
+
+/// A snapshot with extra filters for figures that vary by timing.
+fn snapshot_with(name: &str, r: &Report, filters: &[(&str, &str)]) {
     let mut settings = insta::Settings::clone_current();
+    for (re, with) in filters {
+        settings.add_filter(re, *with);
+    }
     settings.set_snapshot_path(repo_root().join("reports/snapshots"));
     settings.set_prepend_module_to_snapshot(false);
     settings.set_omit_expression(true);
@@ -162,4 +170,94 @@ fn hresult_encoding_is_a_warning_when_accepted() {
     );
     assert!(detail(&r, "end.null").contains("0x80070057"));
     assert_eq!(r.verdict, Verdict::Conformant);
+}
+
+/// The per-cycle figures a leak detail gives for one path: (heap bytes, handles, threads).
+fn leak_figures(detail: &str, path: &str) -> Option<(f64, f64, f64)> {
+    let seg = detail
+        .split("; ")
+        .find(|s| s.starts_with(&format!("{path} leaks ")))?;
+    let nums: Vec<f64> = seg[path.len()..]
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '(')
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    Some((nums[0], nums[1], nums[2]))
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Resource {
+    Heap,
+    Handles,
+    Threads,
+}
+
+#[rstest]
+#[case::leak_heap("leak-heap", "Prepare/End", Resource::Heap, 1008.0)]
+#[case::leak_heap_tiny("leak-heap-tiny", "Prepare/End", Resource::Heap, 32.0)]
+#[case::leak_fd("leak-fd", "Prepare/End", Resource::Handles, 1.0)]
+#[case::leak_thread("leak-thread", "Prepare/End", Resource::Threads, 1.0)]
+#[case::leak_attachment(
+    "leak-attachment",
+    "End with an attachment still open",
+    Resource::Handles,
+    1.0
+)]
+#[case::free_noop("free-noop", "token and name lists freed before End", Resource::Heap, 48.0 + 96.0 + 192.0)]
+#[case::restore_leak_fd(
+    "restore-leak-fd",
+    "DsRestorePrepare/DsRestoreEnd",
+    Resource::Handles,
+    2.0
+)]
+fn leak_is_measured(
+    #[case] mutant: &str,
+    #[case] path: &str,
+    #[case] resource: Resource,
+    #[case] truth: f64,
+) {
+    let r = run_mutant(mutant, 2000).unwrap_or_else(|e| panic!("{mutant}: {e}"));
+    assert_eq!(outcome(&r, "end.release"), Outcome::Fail, "{mutant}");
+    let d = detail(&r, "end.release");
+    let (heap, handles, threads) =
+        leak_figures(d, path).unwrap_or_else(|| panic!("{mutant}: no figure for {path} in {d}"));
+    let got = match resource {
+        Resource::Heap => heap,
+        Resource::Handles => handles,
+        Resource::Threads => threads,
+    };
+    assert!(
+        (got - truth).abs() <= truth * 0.10,
+        "{mutant}: {path} {resource:?} {got} per cycle, truth {truth}: {d}"
+    );
+    if mutant == "leak-attachment" {
+        // Only the path that ends with an attachment open leaks.
+        assert_eq!(d.matches(" leaks ").count(), 1, "{d}");
+    }
+    // A leaked thread's own allocations vary with timing; its count (asserted above) does not.
+    let varying: &[(&str, &str)] = if mutant == "leak-thread" {
+        &[
+            (r"[\d.]+ bytes of heap", "[n] bytes of heap"),
+            (r"[\d.]+ bytes of mapped", "[n] bytes of mapped"),
+        ]
+    } else {
+        &[]
+    };
+    snapshot_with(&format!("mutant-{mutant}"), &r, varying);
+}
+
+#[test]
+fn release_has_no_false_positive_on_the_reference() {
+    for seed in 1..=20 {
+        let mut opts = common::options(LibrarySpec::Embedded);
+        opts.seed = seed;
+        opts.call_timeout = std::time::Duration::from_secs(2);
+        opts.only = Some(vec!["end.release".into()]);
+        let r = common::run(&opts);
+        assert_eq!(
+            outcome(&r, "end.release"),
+            Outcome::Pass,
+            "seed {seed}: {}",
+            detail(&r, "end.release")
+        );
+    }
 }

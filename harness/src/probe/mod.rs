@@ -2,4 +2,4 @@
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
-pub use unix::read;
+pub use unix::{read, worker_env};

@@ -1,5 +1,17 @@
 use crate::program::Probe;
 
+/// Environment for worker processes that makes the heap reading exact: glibc counts chunks
+/// parked in its per-thread cache (up to 7 per size) as in use, which read as a slow "leak"
+/// that stops once a cache bin is full. With the cache off, a freed chunk is free.
+pub fn worker_env() -> Vec<(String, String)> {
+    const TCACHE_OFF: &str = "glibc.malloc.tcache_count=0";
+    let tunables = match std::env::var("GLIBC_TUNABLES") {
+        Ok(t) if !t.is_empty() => format!("{t}:{TCACHE_OFF}"),
+        _ => TCACHE_OFF.to_string(),
+    };
+    vec![("GLIBC_TUNABLES".to_string(), tunables)]
+}
+
 fn count_dir(path: &str) -> i64 {
     std::fs::read_dir(path)
         .map(|d| d.count() as i64)

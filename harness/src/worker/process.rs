@@ -60,6 +60,9 @@ impl WorkerProcess {
             super::LibrarySpec::Path(p) => cmd.env(ENV_LIB, p),
             super::LibrarySpec::Embedded => cmd.env_remove(ENV_LIB),
         };
+        for (k, v) in crate::probe::worker_env() {
+            cmd.env(k, v);
+        }
         for (k, v) in &spec.env {
             cmd.env(k, v);
         }

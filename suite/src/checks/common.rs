@@ -11,6 +11,8 @@ pub struct Ctx {
     pub accept_hresult: bool,
     pub exports: Vec<String>,
     pub seed: u64,
+    /// Measured cycles per session path in end.release.
+    pub release_cycles: u32,
 }
 
 /// A check's judgement before the runner adds crashes, timeouts and confirmation.
@@ -197,8 +199,14 @@ impl Findings {
         }
     }
 
-    /// Pass (or warn) with `summary` when nothing failed; else fail with what was found.
+    /// Pass (or warn) with `summary` when nothing failed; else fail with the first three
+    /// things found.
     pub fn finish(self, summary: impl Into<String>) -> Eval {
+        self.finish_listing(summary, 3)
+    }
+
+    /// As `finish`, listing up to `limit` failures.
+    pub fn finish_listing(self, summary: impl Into<String>, limit: usize) -> Eval {
         let mut detail;
         let outcome;
         if !self.fails.is_empty() {
@@ -207,11 +215,11 @@ impl Findings {
             detail = self
                 .fails
                 .into_iter()
-                .take(3)
+                .take(limit)
                 .collect::<Vec<_>>()
                 .join("; ");
-            if n > 3 {
-                detail.push_str(&format!("; and {} more", n - 3));
+            if n > limit {
+                detail.push_str(&format!("; and {} more", n - limit));
             }
         } else if !self.warns.is_empty() {
             outcome = Outcome::Warn;

@@ -3,6 +3,7 @@ mod common;
 mod end;
 mod prepare;
 mod registry;
+pub mod release;
 mod session;
 
 pub use common::{Ctx, Eval, Ran};

@@ -1,7 +1,7 @@
 //! The table that ties each catalogue entry to its programs and its judgement.
 
 use super::common::{Ctx, Eval, Ran};
-use super::{end, prepare, session};
+use super::{end, prepare, release, session};
 use crate::catalogue::{self, CheckDef};
 use ntdsbcli_harness::program::Program;
 
@@ -70,6 +70,7 @@ const TABLE: &[Entry] = &[
         session::restore_plan,
         session::restore_eval,
     ),
+    ("end.release", release::plan, release::eval),
     (
         "free.null",
         session::free_null_plan,

@@ -1,0 +1,255 @@
+//! end.release (REQ-07, REQ-09): every session path gives back everything it took. Each path
+//! runs many cycles inside the worker with probes between windows of cycles; a resource leaks
+//! when it grows in most windows, so a one-off cache or table resize inside a correct library
+//! is never counted, while one minimal heap block per cycle is.
+
+use super::common::{end, program, slot, Ctx, Eval, Findings, Ran};
+use ntdsbcli_harness::codes::{self, describe};
+use ntdsbcli_harness::program::{ListKind, Op, Probe, Program, Text};
+use ntdsbcli_harness::report::Outcome;
+
+/// Measured cycles are cut into this many windows.
+pub const WINDOWS: u32 = 8;
+/// A resource leaks when it grew in at least this many windows.
+const GROWING_WINDOWS: usize = 6;
+const WARM_UP: u32 = 16;
+
+struct Path {
+    name: &'static str,
+    body: Vec<Op>,
+}
+
+fn paths(ctx: &Ctx) -> Vec<Path> {
+    let names = ctx.names(ListKind::DatabaseNames, slot(0), 1);
+    let logs = ctx.names(ListKind::BackupLogs, slot(0), 2);
+    let open = ctx.open_file(slot(0), Text::Entry { buf: 1, index: 0 });
+    let unknown = ctx.open_file(
+        slot(0),
+        Text::Lit("\\\\LOCALHOST\\C$\\no-such-attachment".into()),
+    );
+    let has = |n: &str| ctx.has(n);
+    let free = |b| Op::Free { buf: Some(b) };
+    let mut out = vec![Path {
+        name: "Prepare/End",
+        body: vec![ctx.prepare(0, 0), free(0), end(slot(0))],
+    }];
+    if let (Some(names), Some(open)) = (names.clone(), open.clone()) {
+        if has("DsBackupRead") && has("DsBackupClose") {
+            out.push(Path {
+                name: "Prepare, read an attachment to EOF, Close, End",
+                body: vec![
+                    ctx.prepare(0, 0),
+                    names.clone(),
+                    open.clone(),
+                    Op::ReadToEnd {
+                        h: slot(0),
+                        cb: 65_536,
+                    },
+                    Op::Close { h: slot(0) },
+                    free(1),
+                    free(0),
+                    end(slot(0)),
+                ],
+            });
+        }
+        out.push(Path {
+            name: "End with an attachment still open",
+            body: vec![
+                ctx.prepare(0, 0),
+                names,
+                open,
+                end(slot(0)),
+                free(1),
+                free(0),
+            ],
+        });
+    }
+    let mut failed = vec![ctx.prepare(0, 0)];
+    failed.extend(unknown);
+    if has("DsBackupClose") {
+        failed.push(Op::Close { h: slot(0) });
+    }
+    if failed.len() > 1 {
+        failed.extend([free(0), end(slot(0))]);
+        out.push(Path {
+            name: "End after a failed call",
+            body: failed,
+        });
+    }
+    if let (Some(names), Some(logs)) = (ctx.names(ListKind::DatabaseNames, slot(0), 1), logs) {
+        out.push(Path {
+            name: "token and name lists freed before End",
+            body: vec![
+                ctx.prepare(0, 0),
+                names.clone(),
+                logs.clone(),
+                free(0),
+                free(1),
+                free(2),
+                end(slot(0)),
+            ],
+        });
+        out.push(Path {
+            name: "token and name lists freed after End",
+            body: vec![
+                ctx.prepare(0, 0),
+                names,
+                logs,
+                end(slot(0)),
+                free(0),
+                free(1),
+                free(2),
+            ],
+        });
+    }
+    if let Some(rp) = ctx.restore_prepare(None, 3) {
+        if has("DsRestoreEnd") {
+            out.push(Path {
+                name: "DsRestorePrepare/DsRestoreEnd",
+                body: vec![rp, Op::RestoreEnd { h: slot(3) }],
+            });
+        }
+    }
+    out
+}
+
+/// Cycles per path, rounded to whole windows.
+pub fn cycles(requested: u32) -> u32 {
+    (requested.max(WINDOWS * 2) / WINDOWS) * WINDOWS
+}
+
+pub fn plan_with(ctx: &Ctx, requested: u32) -> Vec<Program> {
+    let n = cycles(requested);
+    paths(ctx)
+        .into_iter()
+        .map(|p| {
+            let mut prog = program(p.name);
+            prog.push(
+                "warm",
+                Op::Repeat {
+                    n: WARM_UP,
+                    probe_every: WARM_UP,
+                    body: p.body.clone(),
+                },
+            )
+            .push(
+                "measure",
+                Op::Repeat {
+                    n,
+                    probe_every: n / WINDOWS,
+                    body: p.body,
+                },
+            )
+            .push("cleanup", Op::Cleanup);
+            prog
+        })
+        .collect()
+}
+
+pub fn plan(ctx: &Ctx) -> Vec<Program> {
+    plan_with(ctx, ctx.release_cycles)
+}
+
+/// Growth per cycle of one resource, when it grew in most windows.
+fn leak_rate(samples: &[Probe], per_window: u32, read: fn(&Probe) -> i64) -> Option<f64> {
+    let mut deltas: Vec<i64> = samples
+        .windows(2)
+        .map(|w| read(&w[1]) - read(&w[0]))
+        .collect();
+    if deltas.iter().filter(|&&d| d > 0).count() < GROWING_WINDOWS {
+        return None;
+    }
+    deltas.sort_unstable();
+    let median = (deltas[deltas.len() / 2 - 1] + deltas[deltas.len() / 2]) as f64 / 2.0;
+    Some(median / per_window as f64)
+}
+
+fn amount(x: f64) -> String {
+    if (x - x.round()).abs() < 0.05 {
+        format!("{}", x.round() as i64)
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+pub fn eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
+    let mut f = Findings::default();
+    let mut clean = Vec::new();
+    let mut n = 0;
+    for r in ran {
+        let path = &r.program.label;
+        let m = r.get("measure");
+        let Op::Repeat {
+            n: cycles,
+            probe_every,
+            body,
+        } = &r.program.ops[1]
+        else {
+            unreachable!("plan puts the measured Repeat second")
+        };
+        n = *cycles;
+        // A path whose calls fail cannot show release; say why instead of guessing.
+        for t in &m.tally {
+            let op = &body[t.op as usize];
+            match (op, t.rc) {
+                (Op::Prepare { .. }, Some(rc)) if rc != 0 => {
+                    if let Some(fix) = codes::environment_problem(rc) {
+                        return Eval::new(
+                            Outcome::Inconclusive,
+                            format!("Prepare returned {} during {path}: {fix}", describe(rc)),
+                        );
+                    }
+                    f.fail(format!(
+                        "{path}: Prepare returned {} in {} of {cycles} cycles",
+                        describe(rc),
+                        t.count
+                    ));
+                }
+                (Op::End { .. } | Op::RestoreEnd { .. }, Some(rc)) if rc != 0 => f.fail(format!(
+                    "{path}: {} returned {} in {} of {cycles} cycles, expected 0 (S_OK)",
+                    op.export().unwrap_or("End"),
+                    describe(rc),
+                    t.count
+                )),
+                _ => {}
+            }
+        }
+        if m.samples.len() != (WINDOWS + 1) as usize {
+            f.fail(format!(
+                "{path}: the probes did not complete ({} samples)",
+                m.samples.len()
+            ));
+            continue;
+        }
+        let rates = [
+            leak_rate(&m.samples, *probe_every, |p| p.heap_bytes),
+            leak_rate(&m.samples, *probe_every, |p| p.handles),
+            leak_rate(&m.samples, *probe_every, |p| p.threads),
+            leak_rate(&m.samples, *probe_every, |p| p.mapped_bytes),
+        ];
+        if rates.iter().all(Option::is_none) {
+            clean.push(path.clone());
+            continue;
+        }
+        let [heap, handles, threads, mapped] = rates.map(|r| r.unwrap_or(0.0));
+        let mut s = format!(
+            "{path} leaks {} bytes of heap, {} handles and {} threads per cycle",
+            amount(heap),
+            amount(handles),
+            amount(threads)
+        );
+        if mapped > 0.0 {
+            s.push_str(&format!(" ({} bytes of mapped memory)", amount(mapped)));
+        }
+        f.fail(s);
+    }
+    // Every leaking path is named: which paths leak is what a vendor needs to find the bug.
+    f.finish_listing(
+        format!(
+            "no growth of heap, handles, threads or mapped memory over {n} cycles on each of {} paths: {}",
+            clean.len(),
+            clean.join("; ")
+        ),
+        usize::MAX,
+    )
+}
