@@ -25,6 +25,8 @@ pub struct Interp<'a> {
     handles: [u64; SLOTS],
     /// Sessions opened by a successful Prepare and not yet closed by an End returning S_OK.
     open: [bool; SLOTS],
+    /// Restore handles opened by a successful DsRestorePrepare and not yet ended.
+    restore_open: [bool; SLOTS],
     bufs: [Buf; SLOTS],
     sentinels: Vec<sys::Sentinel>,
 }
@@ -122,6 +124,7 @@ impl<'a> Interp<'a> {
             pulse,
             handles: [0; SLOTS],
             open: [false; SLOTS],
+            restore_open: [false; SLOTS],
             bufs: [Buf::default(); SLOTS],
             sentinels: Vec::new(),
         }
@@ -297,6 +300,7 @@ impl<'a> Interp<'a> {
                     let f = need(api.backup_end, op)?;
                     let h = hv(self, hv_arg)? as usize;
                     let n = (*threads).max(1) as usize;
+                    let before = crate::probe::threads();
                     let barrier = Arc::new(Barrier::new(n));
                     let joins: Vec<_> = (0..n)
                         .map(|_| {
@@ -311,6 +315,14 @@ impl<'a> Interp<'a> {
                         .into_iter()
                         .map(|j| j.join().unwrap_or(i32::MIN))
                         .collect();
+                    // A joined thread stays listed until the kernel finishes its exit; wait for
+                    // that (briefly), so the harness's own threads never read as a leak.
+                    for _ in 0..200 {
+                        if crate::probe::threads() <= before {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_micros(50));
+                    }
                     if let Hv::Slot(s) = hv_arg {
                         if obs.codes.contains(&0) {
                             self.open[*s as usize] = false;
@@ -468,10 +480,15 @@ impl<'a> Interp<'a> {
                     obs.rc = Some(rc);
                     obs.handle = Some(h as u64);
                     self.handles[*slot as usize] = h as u64;
+                    self.restore_open[*slot as usize] = rc == 0 && !h.is_null();
                 }
-                Op::RestoreEnd { h } => {
+                Op::RestoreEnd { h: hv_arg } => {
                     let f = need(api.restore_end, op)?;
-                    obs.rc = Some(f(hv(self, h)?));
+                    let rc = f(hv(self, hv_arg)?);
+                    obs.rc = Some(rc);
+                    if let (Hv::Slot(s), 0) = (hv_arg, rc) {
+                        self.restore_open[*s as usize] = false;
+                    }
                 }
                 Op::SetAuth {
                     wide,
@@ -538,6 +555,11 @@ impl<'a> Interp<'a> {
                     for s in 0..SLOTS {
                         if std::mem::take(&mut self.open[s]) {
                             if let Some(f) = api.backup_end {
+                                obs.codes.push(f(self.handles[s] as Hbc));
+                            }
+                        }
+                        if std::mem::take(&mut self.restore_open[s]) {
+                            if let Some(f) = api.restore_end {
                                 obs.codes.push(f(self.handles[s] as Hbc));
                             }
                         }

@@ -139,6 +139,13 @@ pub const CHECKS: &[CheckDef] = &[
         needs: &[],
     },
     CheckDef {
+        id: "seq.model",
+        requirement: "all",
+        strength: Inferred,
+        statement: "random call sequences over the whole backup surface agree with the reference model, and leave no resource behind",
+        needs: &[],
+    },
+    CheckDef {
         id: "free.null",
         requirement: "REQ-31",
         strength: Inferred,

@@ -3,6 +3,7 @@
 
 pub mod catalogue;
 pub mod checks;
+pub mod model;
 pub mod runner;
 pub mod summary;
 

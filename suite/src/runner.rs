@@ -4,6 +4,7 @@
 
 use crate::catalogue::{CheckDef, CHECKS};
 use crate::checks::{check_for, Check, Ctx, Eval, Ran};
+use crate::model::{self, phase::SeqOptions};
 use ntdsbcli_harness::abi;
 use ntdsbcli_harness::preflight;
 use ntdsbcli_harness::program::{Obs, Program};
@@ -28,6 +29,10 @@ pub struct RunOptions {
     pub accept_hresult: bool,
     /// Measured cycles per session path in end.release.
     pub release_cycles: u32,
+    /// Time budget for generating new sequences in seq.model.
+    pub sequence_budget: Option<Duration>,
+    /// Time budget for shrinking a failing sequence.
+    pub shrink_budget: Duration,
     pub call_timeout: Duration,
     pub load_timeout: Duration,
     /// Selects a planted defect in the bundled reference (for testing the suite itself).
@@ -47,6 +52,8 @@ impl RunOptions {
             sequences: 1000,
             accept_hresult: false,
             release_cycles: 200,
+            sequence_budget: None,
+            shrink_budget: Duration::from_secs(10),
             call_timeout: Duration::from_secs(3),
             load_timeout: Duration::from_secs(10),
             mutant: None,
@@ -272,6 +279,9 @@ pub fn run(
             report.checks.push(report_of(def, e));
             continue;
         }
+        if def.id == "seq.model" {
+            continue;
+        }
         let check = check_for(def.id).expect("every catalogue check has programs");
         let mine = (check.plan)(&ctx);
         let range = programs.len()..programs.len() + mine.len();
@@ -357,6 +367,26 @@ pub fn run(
         }
     }
 
+    // The sequence phase comes last: it runs in the same workers, after the named checks.
+    let mut seq_stats = (0, 0);
+    if let Some(def) = selected.iter().find(|d| d.id == "seq.model") {
+        let seq = model::phase::run(
+            &mut sup,
+            &ctx,
+            &SeqOptions {
+                sequences: opts.sequences,
+                budget: opts.sequence_budget,
+                shrink_budget: opts.shrink_budget,
+                ..SeqOptions::default()
+            },
+        )?;
+        seq_stats = (seq.sequences, seq.calls);
+        let mut rep = report_of(def, seq.eval);
+        rep.repro = seq.repro;
+        on_check(&rep, report.checks.len() + 1, total);
+        report.checks.push(rep);
+    }
+
     // Report in catalogue order, whatever order the checks finished in.
     let order = |id: &str| {
         selected
@@ -366,15 +396,16 @@ pub fn run(
     };
     report.checks.sort_by_key(|c| order(&c.id));
     report.stats = Stats {
-        sequences: 0,
-        calls: results
-            .iter()
-            .flatten()
-            .map(|r| match r {
-                RunResult::Done(obs) => calls_in(obs),
-                RunResult::Died(_) => 0,
-            })
-            .sum(),
+        sequences: seq_stats.0,
+        calls: seq_stats.1
+            + results
+                .iter()
+                .flatten()
+                .map(|r| match r {
+                    RunResult::Done(obs) => calls_in(obs),
+                    RunResult::Died(_) => 0,
+                })
+                .sum::<u64>(),
         wall_ms: start.elapsed().as_millis() as u64,
         workers: sup.workers_started() as u64,
     };

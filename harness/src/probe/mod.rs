@@ -2,4 +2,4 @@
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
-pub use unix::{read, worker_env};
+pub use unix::{read, threads, worker_env};

@@ -18,10 +18,15 @@ fn count_dir(path: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+/// Threads listed for this process.
+pub fn threads() -> i64 {
+    count_dir("/proc/self/task")
+}
+
 /// Open fds (less the one used to list them), threads, heap bytes in use and mapped bytes.
 pub fn read() -> Probe {
     let handles = count_dir("/proc/self/fd") - 1;
-    let threads = count_dir("/proc/self/task");
+    let threads = threads();
     Probe {
         handles,
         threads,

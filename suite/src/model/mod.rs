@@ -1,0 +1,6 @@
+//! seq.model: random call sequences over the whole backup surface, checked against a
+//! reference model, shrunk to a minimal sequence and turned into a standalone C repro.
+pub mod machine;
+pub mod oracle;
+pub mod phase;
+pub mod repro;

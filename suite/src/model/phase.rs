@@ -1,0 +1,269 @@
+//! The seq.model phase: generate sequences from the seed, run them many per worker, judge each
+//! with the oracle, and shrink the first failure in fresh workers to a minimal sequence.
+
+use super::machine::{set_surface, Machine, State, Surface, T};
+use super::oracle::{self, Failure, Judgement};
+use super::repro;
+use crate::checks::{Ctx, Eval};
+use ntdsbcli_harness::program::Program;
+use ntdsbcli_harness::report::Outcome;
+use ntdsbcli_harness::worker::{RunResult, Supervisor};
+use ntdsbcli_harness::HarnessError;
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use proptest_state_machine::ReferenceStateMachine;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct SeqOptions {
+    pub sequences: u64,
+    /// Longest sequence, in calls.
+    pub max_len: usize,
+    /// Stop generating new sequences after this long (the report says so).
+    pub budget: Option<Duration>,
+    pub shrink_budget: Duration,
+    /// Sequences sent to a worker in one message.
+    pub batch: usize,
+}
+
+impl Default for SeqOptions {
+    fn default() -> SeqOptions {
+        SeqOptions {
+            sequences: 1000,
+            max_len: 24,
+            budget: None,
+            shrink_budget: Duration::from_secs(10),
+            batch: 256,
+        }
+    }
+}
+
+pub struct SeqOutcome {
+    pub eval: Eval,
+    pub repro: Option<String>,
+    pub sequences: u64,
+    pub calls: u64,
+}
+
+fn rng(seed: u64) -> TestRng {
+    let mut bytes = [0u8; 32];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(
+            &(seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1))).to_le_bytes(),
+        );
+    }
+    TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
+}
+
+type Tree = <proptest_state_machine::strategy::Sequential<
+    State,
+    T,
+    proptest::strategy::BoxedStrategy<State>,
+    proptest::strategy::BoxedStrategy<T>,
+> as Strategy>::Tree;
+
+fn case(tree: &Tree) -> (State, Vec<T>) {
+    let (s, t, _) = tree.current();
+    (s, t)
+}
+
+fn calls_of(transitions: &[T]) -> u64 {
+    transitions.len() as u64
+}
+
+/// One candidate of the shrink, run alone in a fresh worker.
+fn attempt(
+    sup: &mut Supervisor,
+    ctx: &Ctx,
+    init: &State,
+    ts: &[T],
+) -> Result<(Program, Judgement), HarnessError> {
+    let prog = oracle::program(ctx, init, ts, "candidate".into());
+    let result = sup.run_fresh(std::slice::from_ref(&prog))?.remove(0);
+    let j = oracle::judge(ctx, init, ts, &result);
+    Ok((prog, j))
+}
+
+fn describe_failure(f: &Failure, prog: &Program) -> String {
+    let call = |step: usize| {
+        prog.ops
+            .get(step + 1)
+            .map(|o| o.describe())
+            .unwrap_or_default()
+    };
+    match f {
+        Failure::Mismatch { step, got, want } => {
+            format!("step {step}: {} returned {got}, expected {want}", call(*step))
+        }
+        Failure::Leak { what } => format!(
+            "after every session was ended and every buffer freed, the sequence left {what} behind"
+        ),
+        Failure::Cleanup { got } => format!(
+            "ending the sessions still live at the end of the sequence returned {got}, expected 0 (S_OK)"
+        ),
+        Failure::Died { step, death } => {
+            let at = step.map(|s| format!(" at step {s}: {}", call(s))).unwrap_or_default();
+            let mut s = format!("{}{at}", death.death.describe());
+            if let Some(out) = &death.last_output {
+                s.push_str(&format!(" (last output: {out:?})"));
+            }
+            s
+        }
+    }
+}
+
+/// Runs the phase. The supervisor's workers are reused for the batches.
+pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutcome, HarnessError> {
+    set_surface(Surface::from_exports(&ctx.exports));
+    let strategy = Machine::sequential_strategy(1..=opts.max_len);
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng(ctx.seed));
+    let start = Instant::now();
+    let (mut done, mut calls, mut hresult) = (0u64, 0u64, false);
+    let mut stopped = None;
+    while done < opts.sequences {
+        if opts.budget.is_some_and(|b| start.elapsed() >= b) {
+            stopped = Some(format!(
+                "stopped at the time budget of {} s",
+                opts.budget.unwrap_or_default().as_secs_f64()
+            ));
+            break;
+        }
+        let n = (opts.sequences - done).min(opts.batch as u64) as usize;
+        let mut trees: Vec<Tree> = Vec::with_capacity(n);
+        for _ in 0..n {
+            trees.push(
+                strategy
+                    .new_tree(&mut runner)
+                    .map_err(|e| HarnessError::Protocol(format!("sequence generation: {e}")))?,
+            );
+        }
+        let cases: Vec<(State, Vec<T>)> = trees.iter().map(case).collect();
+        let programs: Vec<Program> = cases
+            .iter()
+            .enumerate()
+            .map(|(k, (s, ts))| {
+                oracle::program(ctx, s, ts, format!("sequence {}", done + k as u64))
+            })
+            .collect();
+        let results = sup.run(&programs, &mut |_, _| {})?;
+        for (k, ((init, ts), result)) in cases.iter().zip(&results).enumerate() {
+            let j = oracle::judge(ctx, init, ts, result);
+            hresult |= j.hresult_accepted;
+            if let Some(env) = j.environment {
+                return Ok(SeqOutcome {
+                    eval: Eval::new(
+                        Outcome::Inconclusive,
+                        format!("sequences need live sessions, but {env}"),
+                    ),
+                    repro: None,
+                    sequences: done + k as u64,
+                    calls,
+                });
+            }
+            if j.failure.is_some() {
+                let index = done + k as u64;
+                let tree = trees.swap_remove(k);
+                return shrink(sup, ctx, opts, tree, &programs[k], result, index, calls);
+            }
+            calls += calls_of(ts);
+        }
+        done += n as u64;
+    }
+    let why = stopped.unwrap_or_else(|| format!("all {} requested sequences ran", opts.sequences));
+    let mut detail = format!(
+        "{done} random sequences ({calls} calls, seed {}) agreed with the model and each left handles and threads where it found them; {why}",
+        ctx.seed
+    );
+    let outcome = if hresult {
+        detail.push_str("; 0x80070057 was accepted for 87 under --accept-hresult");
+        Outcome::Warn
+    } else {
+        Outcome::Pass
+    };
+    Ok(SeqOutcome {
+        eval: Eval::new(outcome, detail),
+        repro: None,
+        sequences: done,
+        calls,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn shrink(
+    sup: &mut Supervisor,
+    ctx: &Ctx,
+    opts: &SeqOptions,
+    mut tree: Tree,
+    first_prog: &Program,
+    first_result: &RunResult,
+    index: u64,
+    calls: u64,
+) -> Result<SeqOutcome, HarnessError> {
+    let (init, ts) = case(&tree);
+    let first = oracle::judge(ctx, &init, &ts, first_result);
+    let kind = first.failure.as_ref().map(|f| f.kind()).unwrap_or("");
+    let (mut prog, mut j) = attempt(sup, ctx, &init, &ts)?;
+    let mut best_len = ts.len();
+    let mut note = String::new();
+    if j.failure.as_ref().map(|f| f.kind()) != Some(kind) {
+        // Not reproduced alone: report what was seen, unshrunk.
+        prog = first_prog.clone();
+        j = first;
+        note = "; it did not reproduce alone in a fresh worker (it depends on earlier sequences), so it was not shrunk".into();
+    } else {
+        let deadline = Instant::now() + opts.shrink_budget;
+        let mut rounds = 0u32;
+        loop {
+            if Instant::now() >= deadline {
+                note = format!(
+                    "; shrinking stopped at its {} s budget",
+                    opts.shrink_budget.as_secs()
+                );
+                break;
+            }
+            if !tree.simplify() {
+                break;
+            }
+            rounds += 1;
+            let (cinit, cts) = case(&tree);
+            let (cprog, cj) = attempt(sup, ctx, &cinit, &cts)?;
+            if cj.failure.as_ref().map(|f| f.kind()) == Some(kind) {
+                prog = cprog;
+                j = cj;
+                best_len = cts.len();
+            } else if !tree.complicate() {
+                break;
+            }
+        }
+        if note.is_empty() {
+            note = format!("; shrunk in {rounds} rounds");
+        }
+    }
+    let failure = j.failure.clone().expect("a failing judgement");
+    let outcome = match &failure {
+        Failure::Died { death, .. } if death.death.is_timeout() => Outcome::Timeout,
+        Failure::Died { .. } => Outcome::Crash,
+        _ => Outcome::Fail,
+    };
+    let calls_listed: Vec<String> = prog.ops[1..prog.ops.len() - 2]
+        .iter()
+        .map(|o| o.describe())
+        .collect();
+    let detail = format!(
+        "sequence {index} (seed {}) failed; minimal sequence of {best_len} calls [{}]: {}{note}",
+        ctx.seed,
+        calls_listed.join("; "),
+        describe_failure(&failure, &prog)
+    );
+    let header = format!(
+        "ntdsbcli-conform seq.model repro: seed {}, sequence {index}, {best_len} calls.",
+        ctx.seed
+    );
+    let c = repro::render(&prog, &j.expects, &failure, &header);
+    Ok(SeqOutcome {
+        eval: Eval::new(outcome, detail),
+        repro: Some(c),
+        sequences: index + 1,
+        calls,
+    })
+}

@@ -1,0 +1,408 @@
+//! A standalone C program that performs a failing sequence against the library named by
+//! argv[1] and checks every answer: it exits 1 (or dies) where the defect reproduces and 0 on
+//! a correct library. Build: `cc -o repro repro.c -ldl -lpthread`.
+
+use super::oracle::{Expect, Failure};
+use ntdsbcli_harness::program::{Garbage, Hv, ListKind, Op, Program, Text};
+use std::fmt::Write;
+
+const HEADER: &str = r#"#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _WIN32
+#include <windows.h>
+#define API __stdcall
+#define LOAD(p) ((void *)LoadLibraryA(p))
+#define SYM(l, n) ((void *)GetProcAddress((HMODULE)(l), (n)))
+#else
+#include <dirent.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#define API
+#define LOAD(p) dlopen((p), RTLD_NOW | RTLD_LOCAL)
+#define SYM(l, n) dlsym((l), (n))
+#endif
+
+typedef int32_t HR;
+typedef void *HBC;
+typedef uint16_t WCH;
+typedef HR(API *prepare_a_t)(const char *, uint32_t, uint32_t, void **, uint32_t *, HBC *);
+typedef HR(API *prepare_w_t)(const WCH *, uint32_t, uint32_t, void **, uint32_t *, HBC *);
+typedef HR(API *hbc_t)(HBC);
+typedef void(API *free_t)(void *);
+typedef HR(API *names_t)(HBC, void **, uint32_t *);
+typedef HR(API *open_a_t)(HBC, const char *, uint32_t, int64_t *);
+typedef HR(API *open_w_t)(HBC, const WCH *, uint32_t, int64_t *);
+typedef HR(API *read_t)(HBC, void *, uint32_t, uint32_t *);
+typedef HR(API *rprepare_a_t)(const char *, uint32_t, const void *, uint32_t, HBC *);
+typedef HR(API *rprepare_w_t)(const WCH *, uint32_t, const void *, uint32_t, HBC *);
+
+static void *lib;
+static int failed;
+static HBC h[32];
+static int live[32], rlive[32];
+static void *b[32];
+static uint32_t bsz[32];
+static int bwide[32];
+
+static void *need(const char *name) {
+    void *p = SYM(lib, name);
+    if (!p) {
+        fprintf(stderr, "%s is not exported\n", name);
+        exit(2);
+    }
+    return p;
+}
+
+static WCH *w(const char *s) {
+    size_t n = strlen(s);
+    WCH *out = calloc(n + 1, sizeof(WCH));
+    for (size_t i = 0; i < n; i++) out[i] = (unsigned char)s[i];
+    return out;
+}
+
+/* Entry `index` of a double-NUL-terminated name list, without its BFT character. */
+static char *entry(int buf, int index) {
+    static char out[1024];
+    const unsigned char *p = b[buf];
+    size_t unit = bwide[buf] ? 2 : 1, n = bsz[buf] / unit, start = 0;
+    int at = 0;
+    for (size_t i = 0; p && i < n; i++) {
+        unsigned c = unit == 2 ? (unsigned)(p[2 * i] | p[2 * i + 1] << 8) : p[i];
+        if (c == 0) {
+            if (i == start) break;
+            if (at++ == index) {
+                size_t k = 0;
+                for (size_t j = start + 1; j < i && k < sizeof out - 1; j++)
+                    out[k++] = (char)(unit == 2 ? p[2 * j] : p[j]);
+                out[k] = 0;
+                return out;
+            }
+            start = i + 1;
+        }
+    }
+    fprintf(stderr, "name list b%d has no entry %d\n", buf, index);
+    exit(2);
+}
+
+static void report(int step, const char *call, HR rc, int ok, const char *want) {
+    printf("step %d: %s -> 0x%08X (%d)%s%s\n", step, call, (unsigned)rc, (int)rc, ok ? "" : ", expected ", ok ? "" : want);
+    if (!ok) failed = 1;
+}
+
+static int invalid(HR rc) {
+#ifdef ACCEPT_HRESULT
+    if (rc == (HR)0x80070057u) return 1;
+#endif
+    return rc == 87;
+}
+
+static void *junk_memory(int fill, unsigned long long seed) {
+    unsigned char *m = malloc(4096);
+    for (int i = 0; i < 4096; i++) {
+        if (fill >= 0) {
+            m[i] = (unsigned char)fill;
+        } else {
+            seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17;
+            m[i] = (unsigned char)seed;
+        }
+    }
+    return m;
+}
+
+static void *unmapped(void) {
+#ifdef _WIN32
+    void *p = VirtualAlloc(NULL, 4096, MEM_COMMIT | MEM_RESERVE, PAGE_READWRITE);
+    VirtualFree(p, 0, MEM_RELEASE);
+#else
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    munmap(p, 4096);
+#endif
+    return p;
+}
+
+static int count_dir(const char *path) {
+#ifdef _WIN32
+    (void)path;
+    return 0;
+#else
+    DIR *d = opendir(path);
+    int n = 0;
+    if (!d) return 0;
+    while (readdir(d)) n++;
+    closedir(d);
+    return n;
+#endif
+}
+
+#ifndef _WIN32
+struct racer { HBC h; HR rc; pthread_barrier_t *bar; };
+static void *race(void *arg) {
+    struct racer *r = arg;
+    pthread_barrier_wait(r->bar);
+    r->rc = ((hbc_t)need("DsBackupEnd"))(r->h);
+    return NULL;
+}
+#endif
+"#;
+
+fn c_str(s: &str) -> String {
+    format!("{s:?}")
+}
+
+fn text(t: &Text, wide: bool) -> String {
+    let narrow = match t {
+        Text::Null => return "NULL".into(),
+        Text::Lit(s) => c_str(s),
+        Text::Entry { buf, index } => format!("entry({buf}, {index})"),
+    };
+    if wide {
+        format!("w({narrow})")
+    } else {
+        narrow
+    }
+}
+
+fn handle(h: &Hv) -> String {
+    match h {
+        Hv::Null => "NULL".into(),
+        Hv::Slot(s) => format!("h[{s}]"),
+        Hv::Garbage(g) => match *g {
+            Garbage::Small(n) => format!("(HBC)(uintptr_t){n}"),
+            Garbage::AllOnes => "(HBC)(uintptr_t)-1".into(),
+            Garbage::Unmapped => "unmapped()".into(),
+            Garbage::KernelHalf => "(HBC)(uintptr_t)0xFFFF800000001000ull".into(),
+            Garbage::NonCanonical => "(HBC)(uintptr_t)0x0123456789ABCDE0ull".into(),
+            Garbage::LivePlusOne(s) => format!("(HBC)((char *)h[{s}] + 1)"),
+            Garbage::Zeroed => "junk_memory(0, 0)".into(),
+            Garbage::OnesFilled => "junk_memory(0xFF, 0)".into(),
+            Garbage::Random(seed) => format!("junk_memory(-1, {}ull)", seed | 1),
+            Garbage::CopyOfLive(_) => "junk_memory(0, 0)".into(),
+        },
+    }
+}
+
+fn check(e: &Expect, step: usize, call: &str) -> String {
+    let call = c_str(call);
+    let want = c_str(&e.describe());
+    match e {
+        Expect::NewHandle => format!(
+            "{{ int dup = 0; for (int k = 0; k < 23; k++) if (live[k] && h[k] == out) dup = 1; report({step}, {call}, rc, rc == 0 && out != NULL && !dup, {want}); }}"
+        ),
+        Expect::Exact(c) => format!("report({step}, {call}, rc, rc == (HR){c}, {want});"),
+        Expect::InvalidParam => format!("report({step}, {call}, rc, invalid(rc), {want});"),
+        Expect::NonZero => format!("report({step}, {call}, rc, rc != 0, {want});"),
+        Expect::AnyOf(v) => {
+            let cond = v.iter().map(|c| format!("rc == (HR){c}")).collect::<Vec<_>>().join(" || ");
+            format!("report({step}, {call}, rc, {cond}, {want});")
+        }
+        Expect::Anything
+        | Expect::NoCode
+        | Expect::OneWinner
+        | Expect::NoWinner
+        | Expect::SameBytes(_) => {
+            format!("printf(\"step %d: %s done\\n\", {step}, {call});")
+        }
+    }
+}
+
+/// Renders the sequence's ops as C, up to and including `last`.
+pub fn render(
+    program: &Program,
+    expects: &[Expect],
+    failure: &Failure,
+    header_note: &str,
+) -> String {
+    let mut c = String::new();
+    let _ = writeln!(c, "/*\n * {header_note}\n * Build: cc -o repro repro.c -ldl -lpthread\n * Run:   ./repro path/to/library\n * Exits 1 (or dies) when the defect reproduces; 0 when every call answers as documented.\n * Define ACCEPT_HRESULT to accept 0x80070057 where 87 is documented.\n */");
+    c.push_str(HEADER);
+    c.push_str("\nint main(int argc, char **argv) {\n    HR rc = 0;\n    (void)rc;\n");
+    c.push_str("    if (argc < 2) {\n        fprintf(stderr, \"usage: %s LIBRARY\\n\", argv[0]);\n        return 2;\n    }\n");
+    c.push_str("    lib = LOAD(argv[1]);\n    if (!lib) {\n        fprintf(stderr, \"cannot load %s\\n\", argv[1]);\n        return 2;\n    }\n");
+    let whole = matches!(failure, Failure::Leak { .. } | Failure::Cleanup { .. });
+    let last = match failure {
+        Failure::Mismatch { step, .. } => Some(*step),
+        Failure::Died { step, .. } => *step,
+        _ => None,
+    };
+    if whole {
+        c.push_str("    int fds0 = count_dir(\"/proc/self/fd\"), threads0 = count_dir(\"/proc/self/task\");\n");
+    }
+    // ops[0] is the opening probe; transition i is ops[i + 1].
+    for (i, op) in program.ops.iter().enumerate().skip(1) {
+        let step = i - 1;
+        if matches!(op, Op::Cleanup | Op::Probe) {
+            break;
+        }
+        if last.is_some_and(|l| step > l) {
+            break;
+        }
+        let e = expects.get(step).cloned().unwrap_or(Expect::Anything);
+        let call = op.describe();
+        let _ = writeln!(c, "    /* step {step}: {call} */");
+        c.push_str(&op_code(op, &e, step, &call));
+    }
+    if whole {
+        c.push_str("    for (int k = 0; k < 32; k++) {\n        if (live[k]) { rc = ((hbc_t)need(\"DsBackupEnd\"))(h[k]); report(900 + k, \"DsBackupEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n        if (rlive[k]) { rc = ((hbc_t)need(\"DsRestoreEnd\"))(h[k]); report(900 + k, \"DsRestoreEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n        if (b[k]) ((free_t)need(\"DsBackupFree\"))(b[k]);\n    }\n");
+        c.push_str("    if (count_dir(\"/proc/self/fd\") != fds0 || count_dir(\"/proc/self/task\") != threads0) {\n        printf(\"the sequence left %+d open handles and %+d threads behind\\n\", count_dir(\"/proc/self/fd\") - fds0, count_dir(\"/proc/self/task\") - threads0);\n        failed = 1;\n    }\n");
+    }
+    c.push_str("    if (failed) {\n        printf(\"DEFECT REPRODUCED\\n\");\n        return 1;\n    }\n    printf(\"every call answered as documented\\n\");\n    return 0;\n}\n");
+    c
+}
+
+fn op_code(op: &Op, e: &Expect, step: usize, call: &str) -> String {
+    let chk = check(e, step, call);
+    let ind = |s: String| format!("    {{\n{s}    }}\n");
+    match op {
+        Op::Prepare {
+            wide,
+            server,
+            grbit,
+            btype,
+            token,
+            size,
+            phbc,
+            init,
+            slot,
+            buf,
+        } => {
+            let f = if *wide {
+                "((prepare_w_t)need(\"DsBackupPrepareW\"))"
+            } else {
+                "((prepare_a_t)need(\"DsBackupPrepareA\"))"
+            };
+            ind(format!(
+                "        void *tok = NULL; uint32_t cb = 0; HBC out = (HBC)(uintptr_t){init}ull;\n        rc = {f}({}, {grbit}u, {btype}u, {}, {}, {});\n        {chk}\n        if ({phbc}) {{ h[{slot}] = out; live[{slot}] = rc == 0 && out != NULL; }}\n        if ({token}) {{ b[{buf}] = tok; bsz[{buf}] = cb; bwide[{buf}] = 0; }}\n",
+                text(server, *wide),
+                if *token { "&tok" } else { "NULL" },
+                if *size { "&cb" } else { "NULL" },
+                if *phbc { "&out" } else { "NULL" },
+                phbc = *phbc as u8,
+                token = *token as u8,
+            ))
+        }
+        Op::End { h } => {
+            let slot_clear = match h {
+                Hv::Slot(s) => format!("        if (rc == 0) live[{s}] = 0;\n"),
+                _ => String::new(),
+            };
+            let owned = matches!(
+                h,
+                Hv::Garbage(Garbage::Zeroed | Garbage::OnesFilled | Garbage::Random(_))
+            );
+            let body = if owned {
+                format!("        unsigned char *m = (unsigned char *){};\n        unsigned char copy[4096];\n        memcpy(copy, m, sizeof copy);\n        rc = ((hbc_t)need(\"DsBackupEnd\"))((HBC)m);\n        {chk}\n        if (memcmp(copy, m, sizeof copy)) report({step}, \"the memory passed as a handle\", rc, 0, \"no write\");\n", handle(h))
+            } else {
+                format!("        rc = ((hbc_t)need(\"DsBackupEnd\"))({});\n        {chk}\n", handle(h))
+            };
+            ind(body + &slot_clear)
+        }
+        Op::EndConcurrent { h, threads } => ind(format!(
+            "#ifdef _WIN32\n        printf(\"concurrent End is checked on Unix only\\n\");\n#else\n        pthread_t t[{threads}]; struct racer r[{threads}]; pthread_barrier_t bar;\n        pthread_barrier_init(&bar, NULL, {threads});\n        for (int k = 0; k < {threads}; k++) {{ r[k].h = {hh}; r[k].bar = &bar; pthread_create(&t[k], NULL, race, &r[k]); }}\n        int wins = 0, bad = 0;\n        for (int k = 0; k < {threads}; k++) {{ pthread_join(t[k], NULL); if (r[k].rc == 0) wins++; else if (!invalid(r[k].rc)) bad++; }}\n        {}\n#endif\n",
+            match e {
+                Expect::OneWinner => format!("report({step}, {}, wins, wins == 1 && bad == 0, \"exactly one S_OK, the rest 87\");", c_str(call)),
+                _ => format!("report({step}, {}, wins, wins == 0 && bad == 0, \"87 (ERROR_INVALID_PARAMETER) for every thread\");", c_str(call)),
+            },
+            hh = handle(h),
+        ) + &match h {
+            Hv::Slot(s) => format!("    live[{s}] = 0;\n"),
+            _ => String::new(),
+        }),
+        Op::Free { buf } => match buf {
+            Some(bf) => format!("    ((free_t)need(\"DsBackupFree\"))(b[{bf}]);\n    b[{bf}] = NULL;\n    printf(\"step {step}: DsBackupFree done\\n\");\n"),
+            None => format!("    ((free_t)need(\"DsBackupFree\"))(NULL);\n    printf(\"step {step}: DsBackupFree(NULL) done\\n\");\n"),
+        },
+        Op::Peek { buf } => match e {
+            Expect::SameBytes(bytes) => {
+                let lit = bytes.iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(",");
+                ind(format!(
+                    "        static const unsigned char want[] = {{{lit}}};\n        int same = b[{buf}] && memcmp(b[{buf}], want, sizeof want) == 0;\n        report({step}, \"the bytes of buffer b{buf}\", same, same, \"unchanged since the library returned it\");\n"
+                ))
+            }
+            _ => String::new(),
+        },
+        Op::Names {
+            kind,
+            wide,
+            h,
+            out,
+            size,
+            buf,
+        } => {
+            let name = match (kind, wide) {
+                (ListKind::DatabaseNames, false) => "DsBackupGetDatabaseNamesA",
+                (ListKind::DatabaseNames, true) => "DsBackupGetDatabaseNamesW",
+                (ListKind::BackupLogs, false) => "DsBackupGetBackupLogsA",
+                (ListKind::BackupLogs, true) => "DsBackupGetBackupLogsW",
+            };
+            ind(format!(
+                "        void *list = NULL; uint32_t cb = 0;\n        rc = ((names_t)need(\"{name}\"))({}, {}, {});\n        {chk}\n        b[{buf}] = list; bsz[{buf}] = cb; bwide[{buf}] = {};\n",
+                handle(h),
+                if *out { "&list" } else { "NULL" },
+                if *size { "&cb" } else { "NULL" },
+                *wide as u8
+            ))
+        }
+        Op::OpenFile {
+            wide,
+            h,
+            name,
+            hint,
+            size,
+        } => {
+            let f = if *wide {
+                "((open_w_t)need(\"DsBackupOpenFileW\"))"
+            } else {
+                "((open_a_t)need(\"DsBackupOpenFileA\"))"
+            };
+            ind(format!(
+                "        int64_t sz = 0;\n        rc = {f}({}, {}, {hint}u, {});\n        {chk}\n",
+                handle(h),
+                text(name, *wide),
+                if *size { "&sz" } else { "NULL" }
+            ))
+        }
+        Op::Read { h, cb, pcb } => ind(format!(
+            "        void *buffer = malloc({cb}); uint32_t n = 0;\n        rc = ((read_t)need(\"DsBackupRead\"))({}, buffer, {cb}u, {});\n        {chk}\n        free(buffer);\n",
+            handle(h),
+            if *pcb { "&n" } else { "NULL" }
+        )),
+        Op::ReadToEnd { h, cb } => ind(format!(
+            "        void *buffer = malloc({cb}); uint32_t n = 0;\n        for (int k = 0; k < 100000; k++) {{ rc = ((read_t)need(\"DsBackupRead\"))({}, buffer, {cb}u, &n); if (rc != 0) break; }}\n        {chk}\n        free(buffer);\n",
+            handle(h)
+        )),
+        Op::Close { h } => ind(format!("        rc = ((hbc_t)need(\"DsBackupClose\"))({});\n        {chk}\n", handle(h))),
+        Op::Truncate { h } => ind(format!("        rc = ((hbc_t)need(\"DsBackupTruncateLogs\"))({});\n        {chk}\n", handle(h))),
+        Op::RestorePrepare {
+            wide,
+            server,
+            token,
+            slot,
+        } => {
+            let f = if *wide {
+                "((rprepare_w_t)need(\"DsRestorePrepareW\"))"
+            } else {
+                "((rprepare_a_t)need(\"DsRestorePrepareA\"))"
+            };
+            let (tp, tc) = match token {
+                Some(t) => (format!("b[{t}]"), format!("bsz[{t}]")),
+                None => ("NULL".into(), "0".into()),
+            };
+            ind(format!(
+                "        HBC out = NULL;\n        rc = {f}({}, 0, {tp}, {tc}, &out);\n        {chk}\n        h[{slot}] = out; rlive[{slot}] = rc == 0 && out != NULL;\n",
+                text(server, *wide)
+            ))
+        }
+        Op::RestoreEnd { h } => ind(format!(
+            "        rc = ((hbc_t)need(\"DsRestoreEnd\"))({});\n        {chk}\n{}",
+            handle(h),
+            match h {
+                Hv::Slot(s) => format!("        if (rc == 0) rlive[{s}] = 0;\n"),
+                _ => String::new(),
+            }
+        )),
+        _ => format!("    /* step {step}: not performed by the repro */\n"),
+    }
+}
