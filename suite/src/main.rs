@@ -119,6 +119,29 @@ fn random_seed() -> u64 {
     (t.as_nanos() as u64 ^ (std::process::id() as u64).rotate_left(32)) % 1_000_000_000
 }
 
+/// Writes each check's C repro next to the JSON report (or in the current directory).
+fn write_repros(r: &Report, args: &RunArgs) -> anyhow::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for c in r.checks.iter().filter(|c| c.repro.is_some()) {
+        let name = format!("{}.repro.c", c.id);
+        let path = match &args.json {
+            Some(j) => {
+                let stem = j
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                j.with_file_name(format!("{stem}.{name}"))
+            }
+            // Without a report file there is no place the user chose: the repro stays in the
+            // report's data and the summary says how to get it as a file.
+            None => continue,
+        };
+        report::write_atomic(&path, c.repro.as_deref().unwrap_or_default().as_bytes())?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 fn write_extra(r: &Report, args: &RunArgs) -> anyhow::Result<()> {
     if let Some(p) = &args.markdown {
         report::write_atomic(p, report::to_markdown(r).as_bytes())?;
@@ -182,7 +205,15 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     match result {
         Ok(r) => {
             write_extra(&r, &args)?;
+            let repros = write_repros(&r, &args)?;
             print!("{}", summary::table(&r, width));
+            for p in repros {
+                println!(
+                    "repro: {} (cc -o repro {} -ldl -lpthread && ./repro LIBRARY)",
+                    p.display(),
+                    p.display()
+                );
+            }
             if let Some(p) = &args.json {
                 println!("report: {}", p.display());
             }

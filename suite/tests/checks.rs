@@ -25,6 +25,7 @@ use rstest::rstest;
 #[case::end_concurrent("end.concurrent")]
 #[case::end_restore_handle("end.restore-handle")]
 #[case::end_release("end.release")]
+#[case::seq_model("seq.model")]
 #[case::free_null("free.null")]
 fn check(#[case] id: &str) {
     let lib = common::library_under_test();

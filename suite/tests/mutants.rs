@@ -35,10 +35,23 @@ fn snapshot_with(name: &str, r: &Report, filters: &[(&str, &str)]) {
     });
 }
 
+/// Every check but seq.model, which has tests of its own (tests/sequences.rs): its shrinking
+/// is bounded by time, so its details are not snapshot material for defects that hang.
+fn named_checks(mut o: runner::RunOptions) -> runner::RunOptions {
+    o.only = Some(
+        ntdsbcli_conform::catalogue::CHECKS
+            .iter()
+            .map(|c| c.id.to_string())
+            .filter(|id| id != "seq.model")
+            .collect(),
+    );
+    o
+}
+
 /// Hang mutants get a short patience to keep the test quick; the rest a generous one, so that
 /// a loaded machine cannot turn a slow call into a false timeout.
 fn run_mutant(name: &str, patience_ms: u64) -> Result<Report, RunError> {
-    let mut opts = common::options(LibrarySpec::Embedded);
+    let mut opts = named_checks(common::options(LibrarySpec::Embedded));
     opts.mutant = Some(name.to_string());
     opts.call_timeout = std::time::Duration::from_millis(patience_ms);
     runner::run(&opts, &mut |_, _, _| {})
@@ -48,6 +61,7 @@ fn run_mutant(name: &str, patience_ms: u64) -> Result<Report, RunError> {
 fn reference_is_caught_by_no_check() {
     let mut opts = common::options(LibrarySpec::Embedded);
     opts.call_timeout = std::time::Duration::from_secs(2);
+    opts.sequences = 500;
     let r = common::run(&opts);
     for c in &r.checks {
         assert_eq!(c.outcome, Outcome::Pass, "{}: {}", c.id, c.detail);
@@ -113,7 +127,17 @@ fn mutant_is_caught(#[case] mutant: &str, #[case] check: &str, #[case] expected:
         states_values,
         "{mutant}: {check} detail does not state the values: {d}"
     );
-    snapshot(&format!("mutant-{mutant}"), &r);
+    // Once a mutant corrupts the heap, which of glibc's consistency checks trips first depends
+    // on the heap's layout; the crash does not.
+    let varying: &[(&str, &str)] = if mutant == "end-frees-buffers" {
+        &[(
+            r#"last output: \\"[^"\\]*\\""#,
+            "last output: [allocator message]",
+        )]
+    } else {
+        &[]
+    };
+    snapshot_with(&format!("mutant-{mutant}"), &r, varying);
 }
 
 #[test]
@@ -146,6 +170,7 @@ fn missing_export_cannot_be_verified() {
 #[case::slow("slow")]
 fn awkward_but_correct_variant_passes(#[case] mutant: &str) {
     let mut opts = common::options(LibrarySpec::Embedded);
+    opts.sequences = 200;
     opts.mutant = Some(mutant.to_string());
     // The slow variant sleeps in every call: give it the default patience.
     opts.call_timeout = std::time::Duration::from_secs(3);
@@ -158,7 +183,7 @@ fn awkward_but_correct_variant_passes(#[case] mutant: &str) {
 
 #[test]
 fn hresult_encoding_is_a_warning_when_accepted() {
-    let mut opts = common::options(LibrarySpec::Embedded);
+    let mut opts = named_checks(common::options(LibrarySpec::Embedded));
     opts.mutant = Some("end-hresult".into());
     opts.accept_hresult = true;
     let r = common::run(&opts);

@@ -12,7 +12,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const TAIL_MAX: usize = 8 * 1024;
 
@@ -130,16 +130,22 @@ impl WorkerProcess {
     /// Waits for the next message; gives up only when the pulse has not moved for `patience`.
     pub(crate) fn recv(&self, patience: Duration) -> Incoming {
         let mut last = self.pulse.read().calls;
+        let mut moved = Instant::now();
+        // Look at the pulse a few times per patience, so a stall is caught within about
+        // one patience of the last sign of progress.
+        let tick = (patience / 4).clamp(Duration::from_millis(1), Duration::from_millis(250));
         loop {
-            match self.rx.recv_timeout(patience) {
+            match self.rx.recv_timeout(tick) {
                 Ok(m) => return m,
                 Err(RecvTimeoutError::Disconnected) => return Incoming::Eof,
                 Err(RecvTimeoutError::Timeout) => {
                     let now = self.pulse.read();
-                    if now.calls == last {
+                    if now.calls != last {
+                        last = now.calls;
+                        moved = Instant::now();
+                    } else if moved.elapsed() >= patience {
                         return Incoming::Stuck(now);
                     }
-                    last = now.calls;
                 }
             }
         }

@@ -49,6 +49,8 @@ pub struct Supervisor {
 enum Batch {
     /// Every program answered.
     Finished,
+    /// The caller asked to stop after program `index`.
+    Stopped,
     /// The worker died or hung in program `index`, at op `op` when known.
     Died {
         index: usize,
@@ -81,6 +83,11 @@ impl Supervisor {
 
     pub fn spec(&self) -> &WorkerSpec {
         &self.spec
+    }
+
+    /// Changes how long a call may make no progress; applies to the next batch.
+    pub fn set_call_timeout(&mut self, t: Duration) {
+        self.spec.call_timeout = t;
     }
 
     fn fresh_worker(&mut self) -> Result<Vec<String>, HarnessError> {
@@ -129,7 +136,7 @@ impl Supervisor {
         programs: &[Program],
         pending: &[usize],
         results: &mut [Option<RunResult>],
-        on_done: &mut dyn FnMut(usize, &RunResult),
+        on_done: &mut dyn FnMut(usize, &RunResult) -> bool,
     ) -> Result<Batch, HarnessError> {
         let patience = self.spec.call_timeout;
         let w = self.worker()?;
@@ -151,9 +158,15 @@ impl Supervisor {
             match incoming {
                 Incoming::Msg(Response::Done { program, obs }) if program as usize == next => {
                     let r = RunResult::Done(obs);
-                    on_done(next, &r);
+                    let go_on = on_done(next, &r);
                     results[next] = Some(r);
                     queue.next();
+                    if !go_on {
+                        // The worker is still busy with the rest of the batch: retire it.
+                        w.kill();
+                        self.worker = None;
+                        return Ok(Batch::Stopped);
+                    }
                 }
                 Incoming::Msg(Response::Idle) if next == usize::MAX => return Ok(Batch::Finished),
                 Incoming::Stuck(pos) => {
@@ -218,12 +231,29 @@ impl Supervisor {
         programs: &[Program],
         on_done: &mut dyn FnMut(usize, &RunResult),
     ) -> Result<Vec<RunResult>, HarnessError> {
+        let results = self.run_until(programs, &mut |i, r| {
+            on_done(i, r);
+            true
+        })?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every program has a result"))
+            .collect())
+    }
+
+    /// As `run`, but stops as soon as `on_done` returns false; programs after that one have
+    /// no result.
+    pub fn run_until(
+        &mut self,
+        programs: &[Program],
+        on_done: &mut dyn FnMut(usize, &RunResult) -> bool,
+    ) -> Result<Vec<Option<RunResult>>, HarnessError> {
         let mut results: Vec<Option<RunResult>> = vec![None; programs.len()];
         let all: Vec<usize> = (0..programs.len()).collect();
         let mut from = 0;
         while from < programs.len() {
             match self.batch(programs, &all[from..], &mut results, on_done)? {
-                Batch::Finished => break,
+                Batch::Finished | Batch::Stopped => break,
                 Batch::Died {
                     index,
                     death,
@@ -237,16 +267,16 @@ impl Supervisor {
                         last_output,
                     };
                     let r = self.confirm(programs, index, first)?;
-                    on_done(index, &r);
+                    let go_on = on_done(index, &r);
                     results[index] = Some(r);
+                    if !go_on {
+                        break;
+                    }
                     from = index + 1;
                 }
             }
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.expect("every program has a result"))
-            .collect())
+        Ok(results)
     }
 
     /// Runs one program alone in a fresh worker to confirm a death seen in a shared one. When
@@ -261,8 +291,8 @@ impl Supervisor {
         self.fresh_worker()?;
         let mut alone: Vec<Option<RunResult>> = vec![None; programs.len()];
         Ok(RunResult::Died(
-            match self.batch(programs, &[index], &mut alone, &mut |_, _| {})? {
-                Batch::Finished => first,
+            match self.batch(programs, &[index], &mut alone, &mut |_, _| true)? {
+                Batch::Finished | Batch::Stopped => first,
                 Batch::Died {
                     death,
                     op,
@@ -276,6 +306,32 @@ impl Supervisor {
                 },
             },
         ))
+    }
+
+    /// Runs one program alone in a fresh worker and reports exactly what happened there, with
+    /// no further confirmation (it is already alone): for shrinking.
+    pub fn run_alone(&mut self, program: &Program) -> Result<RunResult, HarnessError> {
+        self.fresh_worker()?;
+        let programs = std::slice::from_ref(program);
+        let mut results = vec![None];
+        Ok(
+            match self.batch(programs, &[0], &mut results, &mut |_, _| true)? {
+                Batch::Finished | Batch::Stopped => {
+                    results[0].take().expect("a finished program has a result")
+                }
+                Batch::Died {
+                    death,
+                    op,
+                    last_output,
+                    ..
+                } => RunResult::Died(DeathReport {
+                    death,
+                    op,
+                    confirmed: true,
+                    last_output,
+                }),
+            },
+        )
     }
 
     /// Runs programs in a worker that has run nothing else, to confirm a wrong value.

@@ -495,18 +495,14 @@ impl ReferenceStateMachine for Machine {
                     open: false,
                 };
             }
-            T::Names { session, .. } => {
-                if st.sessions[session].live {
-                    st.bufs.push(BufSt {
-                        freed: false,
-                        list: true,
-                    });
-                }
+            T::Names { session, .. } if st.sessions[session].live => {
+                st.bufs.push(BufSt {
+                    freed: false,
+                    list: true,
+                });
             }
-            T::Open { session, .. } => {
-                if st.sessions[session].live {
-                    st.sessions[session].open = true;
-                }
+            T::Open { session, .. } if st.sessions[session].live => {
+                st.sessions[session].open = true;
             }
             T::Close { session } => st.sessions[session].open = false,
             T::Free { buf } => st.bufs[buf].freed = true,

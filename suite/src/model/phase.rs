@@ -79,7 +79,7 @@ fn attempt(
     ts: &[T],
 ) -> Result<(Program, Judgement), HarnessError> {
     let prog = oracle::program(ctx, init, ts, "candidate".into());
-    let result = sup.run_fresh(std::slice::from_ref(&prog))?.remove(0);
+    let result = sup.run_alone(&prog)?;
     let j = oracle::judge(ctx, init, ts, &result);
     Ok((prog, j))
 }
@@ -145,9 +145,22 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
                 oracle::program(ctx, s, ts, format!("sequence {}", done + k as u64))
             })
             .collect();
-        let results = sup.run(&programs, &mut |_, _| {})?;
-        for (k, ((init, ts), result)) in cases.iter().zip(&results).enumerate() {
-            let j = oracle::judge(ctx, init, ts, result);
+        // Judge as results arrive; the first failure (or the budget) stops the batch.
+        let budget = opts.budget;
+        let mut judged: Vec<Judgement> = Vec::with_capacity(n);
+        let results = sup.run_until(&programs, &mut |k, r| {
+            let (init, ts) = &cases[k];
+            let j = oracle::judge(ctx, init, ts, r);
+            let go_on = j.failure.is_none()
+                && j.environment.is_none()
+                && budget.is_none_or(|b| start.elapsed() < b);
+            judged.push(j);
+            go_on
+        })?;
+        let ran = judged.len();
+        for (k, j) in judged.into_iter().enumerate() {
+            let (_, ts) = &cases[k];
+            let result = results[k].as_ref().expect("judged programs have results");
             hresult |= j.hresult_accepted;
             if let Some(env) = j.environment {
                 return Ok(SeqOutcome {
@@ -167,7 +180,7 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
             }
             calls += calls_of(ts);
         }
-        done += n as u64;
+        done += ran as u64;
     }
     let why = stopped.unwrap_or_else(|| format!("all {} requested sequences ran", opts.sequences));
     let mut detail = format!(
@@ -188,6 +201,13 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
     })
 }
 
+/// Patience for hanging candidates while shrinking (the result is re-checked with the full one).
+const SHRINK_PATIENCE: Duration = Duration::from_millis(500);
+
+fn same_kind(j: &Judgement, kind: &str) -> bool {
+    j.failure.as_ref().map(|f| f.kind()) == Some(kind)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn shrink(
     sup: &mut Supervisor,
@@ -205,12 +225,32 @@ fn shrink(
     let (mut prog, mut j) = attempt(sup, ctx, &init, &ts)?;
     let mut best_len = ts.len();
     let mut note = String::new();
-    if j.failure.as_ref().map(|f| f.kind()) != Some(kind) {
+    if !same_kind(&j, kind) {
         // Not reproduced alone: report what was seen, unshrunk.
         prog = first_prog.clone();
         j = first;
         note = "; it did not reproduce alone in a fresh worker (it depends on earlier sequences), so it was not shrunk".into();
     } else {
+        // Tell the tree how far the run got: transitions after the failing one were never
+        // executed and go first; without this it would discard the whole sequence.
+        let seen = match &j.failure {
+            Some(Failure::Mismatch { step, .. })
+            | Some(Failure::Died {
+                step: Some(step), ..
+            }) => step + 1,
+            _ => ts.len(),
+        };
+        if let (_, _, Some(counter)) = tree.current() {
+            counter.store(seen, std::sync::atomic::Ordering::SeqCst);
+        }
+        // A hanging candidate costs the whole patience: shrink hangs with a short one, and
+        // check the result with the full patience afterwards.
+        let full_patience = sup.spec().call_timeout;
+        if kind == "timeout" {
+            sup.set_call_timeout(full_patience.min(SHRINK_PATIENCE));
+        }
+        let mut best: (Program, Judgement, usize) = (prog.clone(), j, ts.len());
+        let mut best_case = (init.clone(), ts.clone());
         let deadline = Instant::now() + opts.shrink_budget;
         let mut rounds = 0u32;
         loop {
@@ -227,10 +267,9 @@ fn shrink(
             rounds += 1;
             let (cinit, cts) = case(&tree);
             let (cprog, cj) = attempt(sup, ctx, &cinit, &cts)?;
-            if cj.failure.as_ref().map(|f| f.kind()) == Some(kind) {
-                prog = cprog;
-                j = cj;
-                best_len = cts.len();
+            if same_kind(&cj, kind) {
+                best = (cprog, cj, cts.len());
+                best_case = (cinit, cts);
             } else if !tree.complicate() {
                 break;
             }
@@ -238,6 +277,19 @@ fn shrink(
         if note.is_empty() {
             note = format!("; shrunk in {rounds} rounds");
         }
+        if kind == "timeout" {
+            sup.set_call_timeout(full_patience);
+            let (vprog, vj) = attempt(sup, ctx, &best_case.0, &best_case.1)?;
+            if same_kind(&vj, kind) {
+                best = (vprog, vj, best.2);
+            } else {
+                // Only slow under the short patience: keep the sequence confirmed at full.
+                let (oprog, oj) = attempt(sup, ctx, &init, &ts)?;
+                best = (oprog, oj, ts.len());
+                note = "; the shorter sequences did not hang with the full patience, so it is reported unshrunk".into();
+            }
+        }
+        (prog, j, best_len) = best;
     }
     let failure = j.failure.clone().expect("a failing judgement");
     let outcome = match &failure {

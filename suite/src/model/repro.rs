@@ -25,6 +25,12 @@ const HEADER: &str = r#"#include <stdint.h>
 #define SYM(l, n) dlsym((l), (n))
 #endif
 
+#if defined(__GNUC__) || defined(__clang__)
+#define MAYBE_UNUSED __attribute__((unused))
+#else
+#define MAYBE_UNUSED
+#endif
+
 typedef int32_t HR;
 typedef void *HBC;
 typedef uint16_t WCH;
@@ -41,11 +47,11 @@ typedef HR(API *rprepare_w_t)(const WCH *, uint32_t, const void *, uint32_t, HBC
 
 static void *lib;
 static int failed;
-static HBC h[32];
-static int live[32], rlive[32];
-static void *b[32];
-static uint32_t bsz[32];
-static int bwide[32];
+MAYBE_UNUSED static HBC h[32];
+MAYBE_UNUSED static int live[32], rlive[32];
+MAYBE_UNUSED static void *b[32];
+MAYBE_UNUSED static uint32_t bsz[32];
+MAYBE_UNUSED static int bwide[32];
 
 static void *need(const char *name) {
     void *p = SYM(lib, name);
@@ -56,7 +62,7 @@ static void *need(const char *name) {
     return p;
 }
 
-static WCH *w(const char *s) {
+MAYBE_UNUSED static WCH *w(const char *s) {
     size_t n = strlen(s);
     WCH *out = calloc(n + 1, sizeof(WCH));
     for (size_t i = 0; i < n; i++) out[i] = (unsigned char)s[i];
@@ -64,7 +70,7 @@ static WCH *w(const char *s) {
 }
 
 /* Entry `index` of a double-NUL-terminated name list, without its BFT character. */
-static char *entry(int buf, int index) {
+MAYBE_UNUSED static char *entry(int buf, int index) {
     static char out[1024];
     const unsigned char *p = b[buf];
     size_t unit = bwide[buf] ? 2 : 1, n = bsz[buf] / unit, start = 0;
@@ -87,19 +93,19 @@ static char *entry(int buf, int index) {
     exit(2);
 }
 
-static void report(int step, const char *call, HR rc, int ok, const char *want) {
+MAYBE_UNUSED static void report(int step, const char *call, HR rc, int ok, const char *want) {
     printf("step %d: %s -> 0x%08X (%d)%s%s\n", step, call, (unsigned)rc, (int)rc, ok ? "" : ", expected ", ok ? "" : want);
     if (!ok) failed = 1;
 }
 
-static int invalid(HR rc) {
+MAYBE_UNUSED static int invalid(HR rc) {
 #ifdef ACCEPT_HRESULT
     if (rc == (HR)0x80070057u) return 1;
 #endif
     return rc == 87;
 }
 
-static void *junk_memory(int fill, unsigned long long seed) {
+MAYBE_UNUSED static void *junk_memory(int fill, unsigned long long seed) {
     unsigned char *m = malloc(4096);
     for (int i = 0; i < 4096; i++) {
         if (fill >= 0) {
@@ -112,7 +118,7 @@ static void *junk_memory(int fill, unsigned long long seed) {
     return m;
 }
 
-static void *unmapped(void) {
+MAYBE_UNUSED static void *unmapped(void) {
 #ifdef _WIN32
     void *p = VirtualAlloc(NULL, 4096, MEM_COMMIT | MEM_RESERVE, PAGE_READWRITE);
     VirtualFree(p, 0, MEM_RELEASE);
@@ -123,7 +129,7 @@ static void *unmapped(void) {
     return p;
 }
 
-static int count_dir(const char *path) {
+MAYBE_UNUSED static int count_dir(const char *path) {
 #ifdef _WIN32
     (void)path;
     return 0;
@@ -139,7 +145,7 @@ static int count_dir(const char *path) {
 
 #ifndef _WIN32
 struct racer { HBC h; HR rc; pthread_barrier_t *bar; };
-static void *race(void *arg) {
+MAYBE_UNUSED static void *race(void *arg) {
     struct racer *r = arg;
     pthread_barrier_wait(r->bar);
     r->rc = ((hbc_t)need("DsBackupEnd"))(r->h);
@@ -221,13 +227,19 @@ pub fn render(
     c.push_str("\nint main(int argc, char **argv) {\n    HR rc = 0;\n    (void)rc;\n");
     c.push_str("    if (argc < 2) {\n        fprintf(stderr, \"usage: %s LIBRARY\\n\", argv[0]);\n        return 2;\n    }\n");
     c.push_str("    lib = LOAD(argv[1]);\n    if (!lib) {\n        fprintf(stderr, \"cannot load %s\\n\", argv[1]);\n        return 2;\n    }\n");
-    let whole = matches!(failure, Failure::Leak { .. } | Failure::Cleanup { .. });
+    // Failures found at or after clean-up need the clean-up; a leak also needs the counting.
+    let count = matches!(failure, Failure::Leak { .. });
+    let whole = count
+        || matches!(
+            failure,
+            Failure::Cleanup { .. } | Failure::Died { step: None, .. }
+        );
     let last = match failure {
         Failure::Mismatch { step, .. } => Some(*step),
         Failure::Died { step, .. } => *step,
         _ => None,
     };
-    if whole {
+    if count {
         c.push_str("    int fds0 = count_dir(\"/proc/self/fd\"), threads0 = count_dir(\"/proc/self/task\");\n");
     }
     // ops[0] is the opening probe; transition i is ops[i + 1].
@@ -245,7 +257,10 @@ pub fn render(
         c.push_str(&op_code(op, &e, step, &call));
     }
     if whole {
-        c.push_str("    for (int k = 0; k < 32; k++) {\n        if (live[k]) { rc = ((hbc_t)need(\"DsBackupEnd\"))(h[k]); report(900 + k, \"DsBackupEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n        if (rlive[k]) { rc = ((hbc_t)need(\"DsRestoreEnd\"))(h[k]); report(900 + k, \"DsRestoreEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n        if (b[k]) ((free_t)need(\"DsBackupFree\"))(b[k]);\n    }\n");
+        // The harness's clean-up order: end every live handle, then free every buffer.
+        c.push_str("    /* clean-up: end what is live, then free every buffer */\n    for (int k = 0; k < 32; k++) {\n        if (live[k]) { rc = ((hbc_t)need(\"DsBackupEnd\"))(h[k]); report(900 + k, \"DsBackupEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n        if (rlive[k]) { rc = ((hbc_t)need(\"DsRestoreEnd\"))(h[k]); report(900 + k, \"DsRestoreEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n    }\n    for (int k = 0; k < 32; k++)\n        if (b[k]) ((free_t)need(\"DsBackupFree\"))(b[k]);\n");
+    }
+    if count {
         c.push_str("    if (count_dir(\"/proc/self/fd\") != fds0 || count_dir(\"/proc/self/task\") != threads0) {\n        printf(\"the sequence left %+d open handles and %+d threads behind\\n\", count_dir(\"/proc/self/fd\") - fds0, count_dir(\"/proc/self/task\") - threads0);\n        failed = 1;\n    }\n");
     }
     c.push_str("    if (failed) {\n        printf(\"DEFECT REPRODUCED\\n\");\n        return 1;\n    }\n    printf(\"every call answered as documented\\n\");\n    return 0;\n}\n");

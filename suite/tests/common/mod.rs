@@ -81,3 +81,26 @@ pub fn c_library(defect: Option<&str>) -> PathBuf {
     }
     out
 }
+
+static DLL: Mutex<()> = Mutex::new(());
+
+/// The reference built as a shared library (mutants are chosen through NTDSBCLI_MUTANT).
+pub fn reference_so() -> PathBuf {
+    let _guard = DLL.lock().unwrap_or_else(|e| e.into_inner());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reference-dll");
+    let st = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "ntdsbcli-reference-dll",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .current_dir(repo_root())
+        .status()
+        .expect("cargo runs");
+    assert!(st.success(), "building the reference cdylib failed");
+    target.join("debug/libntdsbcli_ref.so")
+}
