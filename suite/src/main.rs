@@ -64,6 +64,12 @@ struct RunArgs {
     /// How long a call may make no progress before it counts as hung, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     call_timeout_ms: u64,
+    /// Stop generating new sequences after this many milliseconds.
+    #[arg(long)]
+    sequence_budget_ms: Option<u64>,
+    /// Time allowed for shrinking a failing sequence, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    shrink_budget_ms: u64,
     /// Measured cycles per session path in end.release (rounded to whole windows of 8).
     #[arg(long, default_value_t = 200)]
     release_cycles: u32,
@@ -174,6 +180,8 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     opts.sequences = args.sequences;
     opts.accept_hresult = args.accept_hresult;
     opts.release_cycles = args.release_cycles;
+    opts.sequence_budget = args.sequence_budget_ms.map(Duration::from_millis);
+    opts.shrink_budget = Duration::from_millis(args.shrink_budget_ms);
     opts.call_timeout = Duration::from_millis(args.call_timeout_ms.max(1));
     opts.mutant = args.mutant.clone();
     opts.json = args.json.clone();
