@@ -33,6 +33,19 @@ enum Command {
     List,
     /// The planted-defect variants of the bundled reference (for --mutant).
     Mutants,
+    /// Measure the cost of isolation: one set of sequences run four ways, side by side.
+    Bench {
+        /// The library to run (the bundled reference when not given).
+        #[arg(long)]
+        lib: Option<PathBuf>,
+        #[arg(long, default_value_t = 2000)]
+        sequences: usize,
+        /// Longest sequence, in calls (seq.model uses 24).
+        #[arg(long, default_value_t = 24)]
+        max_len: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -55,8 +68,8 @@ struct RunArgs {
     /// Seed for everything random in the run; printed and recorded. Random when not given.
     #[arg(long)]
     seed: Option<u64>,
-    /// Upper bound on property-based sequences.
-    #[arg(long, default_value_t = 1000)]
+    /// Number of random call sequences for seq.model.
+    #[arg(long, default_value_t = 10_000)]
     sequences: u64,
     /// Accept HRESULT_FROM_WIN32(87) = 0x80070057 where 87 is documented (checks become warn).
     #[arg(long)]
@@ -64,9 +77,10 @@ struct RunArgs {
     /// How long a call may make no progress before it counts as hung, in milliseconds.
     #[arg(long, default_value_t = 3000)]
     call_timeout_ms: u64,
-    /// Stop generating new sequences after this many milliseconds.
-    #[arg(long)]
-    sequence_budget_ms: Option<u64>,
+    /// Stop generating new sequences after this many milliseconds (a slow library, say one
+    /// that talks RPC, still gets a verdict in bounded time; the report says where it stopped).
+    #[arg(long, default_value_t = 20_000)]
+    sequence_budget_ms: u64,
     /// Time allowed for shrinking a failing sequence, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     shrink_budget_ms: u64,
@@ -107,6 +121,35 @@ fn main() -> ExitCode {
                 println!("{name:<24} {what}");
             }
             ExitCode::SUCCESS
+        }
+        Command::Bench {
+            lib,
+            sequences,
+            max_len,
+            seed,
+        } => {
+            let result = std::env::current_exe()
+                .map_err(anyhow::Error::from)
+                .and_then(|exe| {
+                    ntdsbcli_conform::bench::run(&ntdsbcli_conform::bench::BenchOptions {
+                        library: match lib {
+                            Some(p) => LibrarySpec::Path(std::path::absolute(&p).unwrap_or(p)),
+                            None => LibrarySpec::Embedded,
+                        },
+                        worker_exe: exe,
+                        sequences,
+                        max_len,
+                        seed,
+                        embedded: ntdsbcli_conform::reference_symbol,
+                    })
+                });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ntdsbcli-conform: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Run(args) => match run(*args) {
             Ok(code) => ExitCode::from(code),
@@ -180,7 +223,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     opts.sequences = args.sequences;
     opts.accept_hresult = args.accept_hresult;
     opts.release_cycles = args.release_cycles;
-    opts.sequence_budget = args.sequence_budget_ms.map(Duration::from_millis);
+    opts.sequence_budget = Some(Duration::from_millis(args.sequence_budget_ms));
     opts.shrink_budget = Duration::from_millis(args.shrink_budget_ms);
     opts.call_timeout = Duration::from_millis(args.call_timeout_ms.max(1));
     opts.mutant = args.mutant.clone();

@@ -286,3 +286,20 @@ fn release_has_no_false_positive_on_the_reference() {
         );
     }
 }
+
+#[test]
+fn rpc_latency_variant_passes_with_the_default_patience() {
+    // slow-5ms sleeps 5 ms in every call, like an RPC round trip: slow is not hung.
+    let mut opts = common::options(LibrarySpec::Embedded);
+    opts.mutant = Some("slow-5ms".into());
+    opts.call_timeout = std::time::Duration::from_secs(3);
+    opts.only = Some(
+        ["prepare.ok", "end.ok", "end.double", "end.concurrent"]
+            .map(String::from)
+            .to_vec(),
+    );
+    let r = common::run(&opts);
+    for c in &r.checks {
+        assert_eq!(c.outcome, Outcome::Pass, "{}: {}", c.id, c.detail);
+    }
+}
