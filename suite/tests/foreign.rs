@@ -8,7 +8,9 @@ use std::process::Command;
 
 fn verdict(lib: &Path, extra: &[&str]) -> (i32, String) {
     let out = Command::new(common::worker_exe())
-        .args(["run", "--seed", "1", "--call-timeout-ms", "1000", "--lib"])
+        .args(["run", "--seed", "1", "--call-timeout-ms", "1000"])
+        // Fewer sequences and a short shrink keep this test quick; tests/sequences.rs covers more.
+        .args(["--sequences", "1000", "--shrink-budget-ms", "2000", "--lib"])
         .arg(lib)
         .args(extra)
         .output()

@@ -198,6 +198,7 @@ fn every_defect_mutant_is_listed_for_sequences() {
             "free-noop",
             "chatty",
             "slow",
+            "slow-5ms",
             "no-end-export",
         ];
         if !exempt.contains(name) {
