@@ -1,6 +1,7 @@
 //! The conformance content: the check catalogue, the checks' programs and judgements, and the
 //! run that ties them to the harness. The `ntdsbcli-conform` binary is a thin CLI over this.
 
+pub mod baseline;
 pub mod bench;
 pub mod catalogue;
 pub mod checks;

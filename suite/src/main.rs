@@ -84,12 +84,21 @@ struct RunArgs {
     /// Time allowed for shrinking a failing sequence, in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     shrink_budget_ms: u64,
+    /// Workers running sequences at once (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
     /// Measured cycles per session path in end.release (rounded to whole windows of 8).
     #[arg(long, default_value_t = 200)]
     release_cycles: u32,
     /// Run only these checks (repeatable).
     #[arg(long = "check", value_name = "ID")]
     checks: Vec<String>,
+    /// Compare outcomes with this baseline: exit 0 when equal, 1 on any difference.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Write this run's outcomes as a baseline (one check per line, with a reason).
+    #[arg(long)]
+    write_baseline: Option<PathBuf>,
     /// Verify the bundled reference with one planted defect (see `mutants`).
     #[arg(long, conflicts_with = "lib")]
     mutant: Option<String>,
@@ -207,6 +216,18 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
             anyhow::bail!("unknown mutant {m:?} (see `ntdsbcli-conform mutants`)");
         }
     }
+    // A bad baseline is bad input: say so before running anything.
+    let baseline = match &args.baseline {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read the baseline", p.display()))?;
+            Some(
+                ntdsbcli_conform::baseline::parse(&text)
+                    .with_context(|| format!("{}: not a baseline", p.display()))?,
+            )
+        }
+        None => None,
+    };
     for c in &args.checks {
         if !CHECKS.iter().any(|d| d.id == c) {
             anyhow::bail!("unknown check {c:?} (see `ntdsbcli-conform list`)");
@@ -223,6 +244,11 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     opts.sequences = args.sequences;
     opts.accept_hresult = args.accept_hresult;
     opts.release_cycles = args.release_cycles;
+    opts.jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     opts.sequence_budget = Some(Duration::from_millis(args.sequence_budget_ms));
     opts.shrink_budget = Duration::from_millis(args.shrink_budget_ms);
     opts.call_timeout = Duration::from_millis(args.call_timeout_ms.max(1));
@@ -258,15 +284,36 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
             write_extra(&r, &args)?;
             let repros = write_repros(&r, &args)?;
             print!("{}", summary::table(&r, width));
-            for p in repros {
+            for p in &repros {
                 println!(
                     "repro: {} (cc -o repro {} -ldl -lpthread && ./repro LIBRARY)",
                     p.display(),
                     p.display()
                 );
             }
+            if repros.is_empty() && r.checks.iter().any(|c| c.repro.is_some()) {
+                println!(
+                    "a C repro was made: run again with --json PATH to save it next to the report"
+                );
+            }
             if let Some(p) = &args.json {
                 println!("report: {}", p.display());
+            }
+            if let Some(p) = &args.write_baseline {
+                report::write_atomic(p, ntdsbcli_conform::baseline::render(&r).as_bytes())?;
+                println!("baseline written: {}", p.display());
+            }
+            if let Some(base) = &baseline {
+                let diffs = ntdsbcli_conform::baseline::compare(&r, base);
+                if diffs.is_empty() {
+                    println!("baseline: every check has its baselined outcome");
+                    return Ok(0);
+                }
+                println!("baseline: {} difference(s):", diffs.len());
+                for d in &diffs {
+                    println!("  {d}");
+                }
+                return Ok(1);
             }
             Ok(match r.verdict {
                 Verdict::Conformant => 0,

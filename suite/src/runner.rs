@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub sequence_budget: Option<Duration>,
     /// Time budget for shrinking a failing sequence.
     pub shrink_budget: Duration,
+    /// Workers running sequences at once.
+    pub jobs: usize,
     pub call_timeout: Duration,
     pub load_timeout: Duration,
     /// Selects a planted defect in the bundled reference (for testing the suite itself).
@@ -54,6 +56,7 @@ impl RunOptions {
             release_cycles: 200,
             sequence_budget: None,
             shrink_budget: Duration::from_secs(10),
+            jobs: 1,
             call_timeout: Duration::from_secs(3),
             load_timeout: Duration::from_secs(10),
             mutant: None,
@@ -377,6 +380,7 @@ pub fn run(
                 sequences: opts.sequences,
                 budget: opts.sequence_budget,
                 shrink_budget: opts.shrink_budget,
+                workers: opts.jobs,
                 ..SeqOptions::default()
             },
         )?;

@@ -12,6 +12,7 @@ use ntdsbcli_harness::HarnessError;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use proptest_state_machine::ReferenceStateMachine;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -24,6 +25,8 @@ pub struct SeqOptions {
     pub shrink_budget: Duration,
     /// Sequences sent to a worker in one message.
     pub batch: usize,
+    /// Workers running sequences at once.
+    pub workers: usize,
 }
 
 impl Default for SeqOptions {
@@ -34,6 +37,7 @@ impl Default for SeqOptions {
             budget: None,
             shrink_budget: Duration::from_secs(10),
             batch: 256,
+            workers: 1,
         }
     }
 }
@@ -112,8 +116,14 @@ fn describe_failure(f: &Failure, prog: &Program) -> String {
     }
 }
 
-/// Runs the phase. The supervisor's workers are reused for the batches.
+/// Runs the phase. The supervisor's workers are reused for the batches; `opts.workers - 1`
+/// more supervisors, each with a worker of its own, run slices of every batch at once.
 pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutcome, HarnessError> {
+    let mut extra = Vec::new();
+    for _ in 1..opts.workers.max(1) {
+        extra.push(Supervisor::start(sup.spec().clone())?);
+    }
+    let mut pool: Vec<&mut Supervisor> = std::iter::once(sup).chain(extra.iter_mut()).collect();
     set_surface(Surface::from_exports(&ctx.exports));
     let strategy = Machine::sequential_strategy(1..=opts.max_len);
     let mut runner = TestRunner::new_with_rng(Config::default(), rng(ctx.seed));
@@ -145,19 +155,60 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
                 oracle::program(ctx, s, ts, format!("sequence {}", done + k as u64))
             })
             .collect();
-        // Judge as results arrive; the first failure (or the budget) stops the batch.
+        // Judge as results arrive; the first failure (or the budget) stops the batch. The batch
+        // is cut into one contiguous slice per worker, run at once; a slice stops when it fails
+        // or when a failure is known earlier in the batch, so the earliest one is found.
         let budget = opts.budget;
+        let first_failure = AtomicUsize::new(usize::MAX);
+        let slice_len = n.div_ceil(pool.len());
+        let outcomes: Vec<Result<(Vec<Option<RunResult>>, Vec<Judgement>), HarnessError>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = pool
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(w, s)| {
+                        let from = (w * slice_len).min(n);
+                        let to = ((w + 1) * slice_len).min(n);
+                        let (programs, cases, first_failure) = (&programs, &cases, &first_failure);
+                        scope.spawn(move || {
+                            let mut judged = Vec::new();
+                            let results = s.run_until(&programs[from..to], &mut |k, r| {
+                                let index = from + k;
+                                let (init, ts) = &cases[index];
+                                let j = oracle::judge(ctx, init, ts, r);
+                                let failed = j.failure.is_some() || j.environment.is_some();
+                                if failed {
+                                    first_failure.fetch_min(index, Ordering::SeqCst);
+                                }
+                                judged.push(j);
+                                !failed
+                                    && index < first_failure.load(Ordering::SeqCst)
+                                    && budget.is_none_or(|b| start.elapsed() < b)
+                            })?;
+                            Ok((results, judged))
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a slice thread"))
+                    .collect()
+            });
+        let mut results: Vec<Option<RunResult>> = Vec::with_capacity(n);
         let mut judged: Vec<Judgement> = Vec::with_capacity(n);
-        let results = sup.run_until(&programs, &mut |k, r| {
-            let (init, ts) = &cases[k];
-            let j = oracle::judge(ctx, init, ts, r);
-            let go_on = j.failure.is_none()
-                && j.environment.is_none()
-                && budget.is_none_or(|b| start.elapsed() < b);
-            judged.push(j);
-            go_on
-        })?;
+        for outcome in outcomes {
+            let (r, j) = outcome?;
+            let complete = j.len() == r.len();
+            results.extend(r);
+            judged.extend(j);
+            // Past an incomplete slice nothing counts: later slices ran out of order.
+            if !complete {
+                break;
+            }
+        }
+        results.truncate(judged.len());
         let ran = judged.len();
+        let sup = &mut pool[0];
         for (k, j) in judged.into_iter().enumerate() {
             let (_, ts) = &cases[k];
             let result = results[k].as_ref().expect("judged programs have results");

@@ -1,0 +1,73 @@
+//! Baselines through the CLI: a baseline written from one run makes the same run exit 0; one
+//! more or one fewer failing check exits 1 and names it.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn cli(args: &[&str]) -> (i32, String) {
+    let out = Command::new(common::worker_exe())
+        .args([
+            "run",
+            "--seed",
+            "3",
+            "--sequences",
+            "200",
+            "--shrink-budget-ms",
+            "2000",
+        ])
+        .args(args)
+        .output()
+        .expect("the CLI runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn path(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("baseline");
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+#[test]
+fn baseline_gates_on_any_difference() {
+    let base = path("race.txt");
+    let b = base.to_str().unwrap();
+    let (code, _) = cli(&["--mutant", "end-race", "--write-baseline", b]);
+    assert_eq!(code, 1, "the mutant itself is nonconformant");
+    let text = std::fs::read_to_string(&base).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("end.concurrent") && l.contains(" fail ")),
+        "{text}"
+    );
+
+    let (code, out) = cli(&["--mutant", "end-race", "--baseline", b]);
+    assert_eq!(code, 0, "an identical run matches its baseline: {out}");
+
+    let (code, out) = cli(&["--baseline", b]);
+    assert_eq!(code, 1, "a fixed check must leave the baseline: {out}");
+    assert!(out.contains("end.concurrent: newly passing"), "{out}");
+
+    let (code, out) = cli(&["--mutant", "end-stays-usable", "--baseline", b]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("end.invalidates: newly failing"), "{out}");
+}
+
+#[test]
+fn bad_baseline_is_bad_input() {
+    let bad = path("bad.txt");
+    std::fs::write(&bad, "end.null sometimes\n").unwrap();
+    let out = Command::new(common::worker_exe())
+        .args(["run", "--baseline"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("unknown outcome \"sometimes\""), "{err}");
+}
