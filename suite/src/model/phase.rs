@@ -59,6 +59,9 @@ fn rng(seed: u64) -> TestRng {
     TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
 }
 
+/// What one worker's slice of a batch produced: its results, and the judgements made so far.
+type SliceOutcome = (Vec<Option<RunResult>>, Vec<Judgement>);
+
 type Tree = <proptest_state_machine::strategy::Sequential<
     State,
     T,
@@ -161,39 +164,38 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
         let budget = opts.budget;
         let first_failure = AtomicUsize::new(usize::MAX);
         let slice_len = n.div_ceil(pool.len());
-        let outcomes: Vec<Result<(Vec<Option<RunResult>>, Vec<Judgement>), HarnessError>> =
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = pool
-                    .iter_mut()
-                    .enumerate()
-                    .map(|(w, s)| {
-                        let from = (w * slice_len).min(n);
-                        let to = ((w + 1) * slice_len).min(n);
-                        let (programs, cases, first_failure) = (&programs, &cases, &first_failure);
-                        scope.spawn(move || {
-                            let mut judged = Vec::new();
-                            let results = s.run_until(&programs[from..to], &mut |k, r| {
-                                let index = from + k;
-                                let (init, ts) = &cases[index];
-                                let j = oracle::judge(ctx, init, ts, r);
-                                let failed = j.failure.is_some() || j.environment.is_some();
-                                if failed {
-                                    first_failure.fetch_min(index, Ordering::SeqCst);
-                                }
-                                judged.push(j);
-                                !failed
-                                    && index < first_failure.load(Ordering::SeqCst)
-                                    && budget.is_none_or(|b| start.elapsed() < b)
-                            })?;
-                            Ok((results, judged))
-                        })
+        let outcomes: Vec<Result<SliceOutcome, HarnessError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = pool
+                .iter_mut()
+                .enumerate()
+                .map(|(w, s)| {
+                    let from = (w * slice_len).min(n);
+                    let to = ((w + 1) * slice_len).min(n);
+                    let (programs, cases, first_failure) = (&programs, &cases, &first_failure);
+                    scope.spawn(move || {
+                        let mut judged = Vec::new();
+                        let results = s.run_until(&programs[from..to], &mut |k, r| {
+                            let index = from + k;
+                            let (init, ts) = &cases[index];
+                            let j = oracle::judge(ctx, init, ts, r);
+                            let failed = j.failure.is_some() || j.environment.is_some();
+                            if failed {
+                                first_failure.fetch_min(index, Ordering::SeqCst);
+                            }
+                            judged.push(j);
+                            !failed
+                                && index < first_failure.load(Ordering::SeqCst)
+                                && budget.is_none_or(|b| start.elapsed() < b)
+                        })?;
+                        Ok((results, judged))
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("a slice thread"))
-                    .collect()
-            });
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a slice thread"))
+                .collect()
+        });
         let mut results: Vec<Option<RunResult>> = Vec::with_capacity(n);
         let mut judged: Vec<Judgement> = Vec::with_capacity(n);
         for outcome in outcomes {
