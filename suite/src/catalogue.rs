@@ -12,6 +12,52 @@ pub struct CheckDef {
     pub needs: &'static [&'static [&'static str]],
 }
 
+/// Where each check's requirement comes from (facts.md, with the public pages it cites) and
+/// what a conforming implementation does: `ntdsbcli-conform explain ID` prints them.
+pub fn explanation(id: &str) -> Option<(&'static str, &'static str)> {
+    Some(match id {
+        "exports.required" => ("facts.md §1.2 and design §3; the export list of the real DLL (mingw-w64 ntdsbcli.def)",
+            "exports DsBackupEnd, DsBackupFree and DsBackupPrepareA and/or DsBackupPrepareW under exactly these names, with the system calling convention"),
+        "prepare.ok" => ("facts.md REQ-20; DsBackupPrepare page",
+            "returns S_OK, writes a non-NULL handle to *phbc and an allocated expiry token with its non-zero size, for a full backup of the local server"),
+        "prepare.bad-args" => ("facts.md REQ-21..23; DsBackupPrepare page (its error list)",
+            "returns raw 87 for a NULL server, a NULL phbc or BACKUP_TYPE_INCREMENTAL; hrInvalidParam (0xC7FF0001) for NULL token pointers; some failure code for LOGS_ONLY; never crashes"),
+        "prepare.failed-leaves-nothing" => ("facts.md REQ-16, REQ-27 (inferred: the page says nothing of *phbc on failure)",
+            "leaves *phbc NULL or unchanged on failure, holds no handle, thread or memory for it, so End on *phbc returns 87"),
+        "prepare.distinct" => ("facts.md REQ-13 (inferred); hrBackupInProgress in ntdsbmsg.h",
+            "gives a second live session its own handle, and both end with S_OK; or refuses the second Prepare with hrBackupInProgress"),
+        "end.ok" => ("facts.md REQ-02; DsBackupEnd page: S_OK on success",
+            "returns exactly 0 when given a live handle, whether or not the backup walkthrough ran"),
+        "end.null" => ("facts.md REQ-04; DsBackupEnd page: ERROR_INVALID_PARAMETER when hbc is not valid",
+            "returns raw 87 for NULL and touches no session"),
+        "end.double" => ("facts.md REQ-06 (inferred: double End is undocumented)",
+            "returns 87 for an already ended handle and repeats none of its cleanup: no second free, no second close"),
+        "end.garbage" => ("facts.md REQ-05 (inferred), design §5 garbage classes",
+            "validates a handle by lookup, never by reading through it, and returns 87 for any value Prepare did not return"),
+        "end.isolation" => ("facts.md REQ-13 (inferred)",
+            "leaves every live session usable after an End on NULL, garbage or a stale handle"),
+        "end.invalidates" => ("facts.md REQ-12 (inferred from each page's 'hbc not valid' rule with REQ-09)",
+            "returns 87 from OpenFile, Read, Close, GetDatabaseNames, GetBackupLogs, TruncateLogs and End given an ended handle"),
+        "end.open-file" => ("facts.md REQ-10 (inferred from REQ-09)",
+            "returns S_OK from End while an attachment is open, and releases the attachment with the session"),
+        "end.after-failure" => ("facts.md REQ-08; DsBackupEnd remarks: cleanup after a successful or unsuccessful backup attempt",
+            "returns S_OK from End after failed intermediate calls; an earlier failure never leaks into End"),
+        "end.buffers-outlive" => ("facts.md REQ-11 (inferred from DsBackupFree and DsBackupPrepare pages)",
+            "leaves the token and name lists untouched by End; the caller frees them with DsBackupFree before or after End"),
+        "end.release" => ("facts.md REQ-07, REQ-09; DsBackupEnd remarks and the backup walkthrough, step 9",
+            "gives back every handle, thread and heap byte a session took, on every path through a session"),
+        "end.concurrent" => ("design §4 (inferred)",
+            "lets exactly one of several simultaneous Ends of one handle succeed; the others get 87; nothing crashes or hangs"),
+        "end.restore-handle" => ("facts.md REQ-17, ambiguity A-5 (inferred)",
+            "treats a restore handle as not valid for DsBackupEnd (87) and leaves it for DsRestoreEnd"),
+        "seq.model" => ("every REQ the model cites (suite/src/model/oracle.rs)",
+            "answers every call of any sequence a careful caller can make with a code the documentation allows, and leaves no handle or thread behind"),
+        "free.null" => ("facts.md REQ-31 (inferred: DsBackupFree(NULL) is undocumented)",
+            "does nothing for DsBackupFree(NULL), like free(NULL)"),
+        _ => return None,
+    })
+}
+
 use Strength::{Documented, Inferred};
 
 const OPEN: &[&str] = &["DsBackupOpenFileA", "DsBackupOpenFileW"];

@@ -33,6 +33,11 @@ enum Command {
     List,
     /// The planted-defect variants of the bundled reference (for --mutant).
     Mutants,
+    /// What a check verifies, where the requirement comes from, and what conforming means.
+    Explain {
+        /// A check id, as `list` prints them.
+        id: String,
+    },
     /// Measure the cost of isolation: one set of sequences run four ways, side by side.
     Bench {
         /// The library to run (the bundled reference when not given).
@@ -123,6 +128,33 @@ fn main() -> ExitCode {
                     c.statement
                 );
             }
+            ExitCode::SUCCESS
+        }
+        Command::Explain { id } => {
+            let Some(c) = CHECKS.iter().find(|c| c.id == id) else {
+                eprintln!("ntdsbcli-conform: unknown check {id:?} (see `ntdsbcli-conform list`)");
+                return ExitCode::from(2);
+            };
+            let (source, conforming) =
+                ntdsbcli_conform::catalogue::explanation(c.id).unwrap_or(("", ""));
+            println!(
+                "{}
+",
+                c.id
+            );
+            println!("  verifies     {}", c.statement);
+            println!("  requirement  {}", c.requirement);
+            println!(
+                "  strength     {}",
+                match c.strength {
+                    ntdsbcli_conform::harness::report::Strength::Documented =>
+                        "documented: the public documentation says it",
+                    ntdsbcli_conform::harness::report::Strength::Inferred =>
+                        "inferred: a robustness expectation the documentation does not state",
+                }
+            );
+            println!("  source       {source}");
+            println!("  conforming   {conforming}");
             ExitCode::SUCCESS
         }
         Command::Mutants => {

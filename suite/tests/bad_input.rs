@@ -135,3 +135,26 @@ fn unknown_mutant_and_check() {
         assert_eq!(err.lines().count(), 1, "{err:?}");
     }
 }
+
+#[test]
+fn every_check_can_be_explained() {
+    for c in ntdsbcli_conform::catalogue::CHECKS {
+        let out = Command::new(common::worker_exe())
+            .args(["explain", c.id])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", c.id);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(c.requirement)
+                && text.contains("conforming   ")
+                && !text.contains("conforming   \n"),
+            "{text}"
+        );
+    }
+    let out = Command::new(common::worker_exe())
+        .args(["explain", "no.such"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
