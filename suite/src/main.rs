@@ -33,6 +33,19 @@ enum Command {
     List,
     /// The planted-defect variants of the bundled reference (for --mutant).
     Mutants,
+    /// Combine shard reports (`run --partition K/N --json ...`) into one, with its verdict.
+    Merge {
+        /// The shard reports (JSON).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Write the merged JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
     /// What a check verifies, where the requirement comes from, and what conforming means.
     Explain {
         /// A check id, as `list` prints them.
@@ -104,6 +117,10 @@ struct RunArgs {
     /// Write this run's outcomes as a baseline (one check per line, with a reason).
     #[arg(long)]
     write_baseline: Option<PathBuf>,
+    /// Run shard K of N (1-based): a stable share of the checks and sequences; combine the
+    /// shards' JSON reports with `merge`.
+    #[arg(long, value_name = "K/N", value_parser = parse_partition)]
+    partition: Option<(u64, u64)>,
     /// Verify the bundled reference with one planted defect (see `mutants`).
     #[arg(long, conflicts_with = "lib")]
     mutant: Option<String>,
@@ -130,6 +147,18 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Merge {
+            inputs,
+            json,
+            junit,
+            markdown,
+        } => match merge_reports(&inputs, json, junit, markdown) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("ntdsbcli-conform: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Explain { id } => {
             let Some(c) = CHECKS.iter().find(|c| c.id == id) else {
                 eprintln!("ntdsbcli-conform: unknown check {id:?} (see `ntdsbcli-conform list`)");
@@ -200,6 +229,52 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn merge_reports(
+    inputs: &[PathBuf],
+    json: Option<PathBuf>,
+    junit: Option<PathBuf>,
+    markdown: Option<PathBuf>,
+) -> anyhow::Result<u8> {
+    let mut reports = Vec::new();
+    for p in inputs {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("{}: cannot read", p.display()))?;
+        let r: Report = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a ntdsbcli-conform JSON report", p.display()))?;
+        reports.push(r);
+    }
+    let r = ntdsbcli_conform::merge::merge(reports)?;
+    if let Some(p) = &json {
+        report::write_atomic(p, &serde_json::to_vec_pretty(&r)?)?;
+    }
+    if let Some(p) = &markdown {
+        report::write_atomic(p, report::to_markdown(&r).as_bytes())?;
+    }
+    if let Some(p) = &junit {
+        report::write_atomic(p, report::to_junit(&r).as_bytes())?;
+    }
+    print!("{}", summary::table(&r, 160));
+    Ok(match r.verdict {
+        Verdict::Conformant => 0,
+        Verdict::Nonconformant => 1,
+        Verdict::Inconclusive => 3,
+    })
+}
+
+fn parse_partition(s: &str) -> Result<(u64, u64), String> {
+    let (k, n) = s.split_once('/').ok_or("expected K/N, e.g. 1/2")?;
+    let (k, n): (u64, u64) = (
+        k.parse().map_err(|_| format!("{k:?} is not a number"))?,
+        n.parse().map_err(|_| format!("{n:?} is not a number"))?,
+    );
+    if n == 0 || k == 0 || k > n {
+        return Err(format!(
+            "shard {k} of {n} does not exist (K counts from 1 to N)"
+        ));
+    }
+    Ok((k, n))
 }
 
 fn random_seed() -> u64 {
@@ -276,6 +351,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     opts.sequences = args.sequences;
     opts.accept_hresult = args.accept_hresult;
     opts.release_cycles = args.release_cycles;
+    opts.partition = args.partition;
     opts.jobs = args.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())

@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub shrink_budget: Duration,
     /// Workers running sequences at once.
     pub jobs: usize,
+    /// Shard K of N (1-based): a stable share of the checks and sequences.
+    pub partition: Option<(u64, u64)>,
     pub call_timeout: Duration,
     pub load_timeout: Duration,
     /// Selects a planted defect in the bundled reference (for testing the suite itself).
@@ -57,6 +59,7 @@ impl RunOptions {
             sequence_budget: None,
             shrink_budget: Duration::from_secs(10),
             jobs: 1,
+            partition: None,
             call_timeout: Duration::from_secs(3),
             load_timeout: Duration::from_secs(10),
             mutant: None,
@@ -91,6 +94,19 @@ fn identity(opts: &RunOptions) -> Result<(String, String, u64), HarnessError> {
     let digest = Sha256::digest(&bytes);
     let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
     Ok((shown, hex, bytes.len() as u64))
+}
+
+/// Which shard a check belongs to: by a hash of its id alone, so that adding checks never
+/// moves another one. seq.model is in every shard (the sequences are split instead).
+pub fn in_shard(id: &str, k: u64, n: u64) -> bool {
+    if id == "seq.model" {
+        return true;
+    }
+    // FNV-1a: stable across versions and platforms, unlike the std hasher.
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    h % n == k - 1
 }
 
 fn missing_needs(def: &CheckDef, ctx: &Ctx) -> Option<String> {
@@ -233,6 +249,7 @@ pub fn run(
             accept_hresult: opts.accept_hresult,
             call_timeout_ms: opts.call_timeout.as_millis() as u64,
             mutant: opts.mutant.clone(),
+            partition: opts.partition.map(|(k, n)| format!("{k}/{n}")),
         },
         verdict: Verdict::Conformant,
         complete: false,
@@ -246,6 +263,7 @@ pub fn run(
                 .as_ref()
                 .is_none_or(|only| only.iter().any(|o| o == d.id))
         })
+        .filter(|d| opts.partition.is_none_or(|(k, n)| in_shard(d.id, k, n)))
         .collect();
     let total = selected.len();
 
@@ -381,6 +399,7 @@ pub fn run(
                 budget: opts.sequence_budget,
                 shrink_budget: opts.shrink_budget,
                 workers: opts.jobs,
+                partition: opts.partition,
                 ..SeqOptions::default()
             },
         )?;

@@ -71,3 +71,43 @@ fn bad_baseline_is_bad_input() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("unknown outcome \"sometimes\""), "{err}");
 }
+
+#[test]
+fn shards_merged_equal_the_full_run() {
+    let full = path("full.json");
+    let (s1, s2, merged) = (path("s1.json"), path("s2.json"), path("merged.json"));
+    for mutant in [None, Some("end-race")] {
+        let m: Vec<&str> = mutant.map(|m| vec!["--mutant", m]).unwrap_or_default();
+        let run = |extra: &[&str]| cli(&[m.as_slice(), extra].concat());
+        run(&["--json", full.to_str().unwrap()]);
+        run(&["--partition", "1/2", "--json", s1.to_str().unwrap()]);
+        run(&["--partition", "2/2", "--json", s2.to_str().unwrap()]);
+        let st = Command::new(common::worker_exe())
+            .args(["merge", "--json"])
+            .args([&merged, &s1, &s2])
+            .output()
+            .unwrap();
+        let expected = if mutant.is_some() { 1 } else { 0 };
+        assert_eq!(st.status.code(), Some(expected), "{mutant:?}");
+        let outcomes = |p: &PathBuf| -> Vec<(String, String)> {
+            let r: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+            r["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c["id"].as_str().unwrap().to_string(),
+                        c["outcome"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(outcomes(&full), outcomes(&merged), "{mutant:?}");
+        assert!(
+            outcomes(&s1).len() < outcomes(&full).len(),
+            "a shard runs a share"
+        );
+    }
+}

@@ -27,6 +27,9 @@ pub struct SeqOptions {
     pub batch: usize,
     /// Workers running sequences at once.
     pub workers: usize,
+    /// Run only sequence i with i % n == k - 1 (shard k of n); all shards generate the same
+    /// stream, so the shards together run exactly the full run's sequences.
+    pub partition: Option<(u64, u64)>,
 }
 
 impl Default for SeqOptions {
@@ -38,6 +41,7 @@ impl Default for SeqOptions {
             shrink_budget: Duration::from_secs(10),
             batch: 256,
             workers: 1,
+            partition: None,
         }
     }
 }
@@ -132,8 +136,10 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
     let mut runner = TestRunner::new_with_rng(Config::default(), rng(ctx.seed));
     let start = Instant::now();
     let (mut done, mut calls, mut hresult) = (0u64, 0u64, false);
+    let mut next_index = 0u64;
+    let ours = |i: u64| opts.partition.is_none_or(|(k, n)| i % n == k - 1);
     let mut stopped = None;
-    while done < opts.sequences {
+    while next_index < opts.sequences {
         if opts.budget.is_some_and(|b| start.elapsed() >= b) {
             stopped = Some(format!(
                 "stopped at the time budget of {} s",
@@ -141,14 +147,22 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
             ));
             break;
         }
-        let n = (opts.sequences - done).min(opts.batch as u64) as usize;
-        let mut trees: Vec<Tree> = Vec::with_capacity(n);
-        for _ in 0..n {
-            trees.push(
-                strategy
-                    .new_tree(&mut runner)
-                    .map_err(|e| HarnessError::Protocol(format!("sequence generation: {e}")))?,
-            );
+        // Every shard generates every sequence (one stream per seed) and runs its own share.
+        let mut trees: Vec<Tree> = Vec::with_capacity(opts.batch);
+        let mut indices: Vec<u64> = Vec::with_capacity(opts.batch);
+        while trees.len() < opts.batch && next_index < opts.sequences {
+            let tree = strategy
+                .new_tree(&mut runner)
+                .map_err(|e| HarnessError::Protocol(format!("sequence generation: {e}")))?;
+            if ours(next_index) {
+                trees.push(tree);
+                indices.push(next_index);
+            }
+            next_index += 1;
+        }
+        let n = trees.len();
+        if n == 0 {
+            break;
         }
         let cases: Vec<(State, Vec<T>)> = trees.iter().map(case).collect();
         let programs: Vec<Program> = cases
@@ -227,15 +241,28 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
                 });
             }
             if j.failure.is_some() {
-                let index = done + k as u64;
+                let index = indices[k];
                 let tree = trees.swap_remove(k);
-                return shrink(sup, ctx, opts, tree, &programs[k], result, index, calls);
+                return shrink(
+                    sup,
+                    ctx,
+                    opts,
+                    tree,
+                    &programs[k],
+                    result,
+                    index,
+                    done + k as u64,
+                    calls,
+                );
             }
             calls += calls_of(ts);
         }
         done += ran as u64;
     }
-    let why = stopped.unwrap_or_else(|| format!("all {} requested sequences ran", opts.sequences));
+    let why = stopped.unwrap_or_else(|| match opts.partition {
+        Some((k, n)) => format!("all {done} sequences of shard {k}/{n} ran"),
+        None => format!("all {} requested sequences ran", opts.sequences),
+    });
     let mut detail = format!(
         "{done} random sequences ({calls} calls, seed {}) agreed with the model and each left handles and threads where it found them; {why}",
         ctx.seed
@@ -270,6 +297,7 @@ fn shrink(
     first_prog: &Program,
     first_result: &RunResult,
     index: u64,
+    ran_before: u64,
     calls: u64,
 ) -> Result<SeqOutcome, HarnessError> {
     let (init, ts) = case(&tree);
@@ -368,7 +396,7 @@ fn shrink(
     Ok(SeqOutcome {
         eval: Eval::new(outcome, detail),
         repro: Some(c),
-        sequences: index + 1,
+        sequences: ran_before + 1,
         calls,
     })
 }
