@@ -33,6 +33,8 @@ pub enum HarnessError {
         exe: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path}: setting up a worker failed: {what}")]
+    Prelude { path: String, what: String },
     #[error("worker protocol error: {0}")]
     Protocol(String),
     #[error("cannot write {path}: {source}")]

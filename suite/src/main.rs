@@ -117,6 +117,15 @@ struct RunArgs {
     /// Write this run's outcomes as a baseline (one check per line, with a reason).
     #[arg(long)]
     write_baseline: Option<PathBuf>,
+    /// User for DsSetAuthIdentity, called in every worker before any other call.
+    #[arg(long)]
+    user: Option<String>,
+    /// Domain for DsSetAuthIdentity.
+    #[arg(long, requires = "user")]
+    domain: Option<String>,
+    /// Name of the environment variable holding the password (never written anywhere).
+    #[arg(long, value_name = "VAR", requires = "user")]
+    password_env: Option<String>,
     /// Run shard K of N (1-based): a stable share of the checks and sequences; combine the
     /// shards' JSON reports with `merge`.
     #[arg(long, value_name = "K/N", value_parser = parse_partition)]
@@ -352,6 +361,18 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     opts.accept_hresult = args.accept_hresult;
     opts.release_cycles = args.release_cycles;
     opts.partition = args.partition;
+    if let Some(user) = &args.user {
+        let password = match &args.password_env {
+            Some(var) => std::env::var(var)
+                .with_context(|| format!("--password-env {var}: the variable is not set"))?,
+            None => String::new(),
+        };
+        opts.credentials = Some(runner::Credentials {
+            user: user.clone(),
+            domain: args.domain.clone(),
+            password,
+        });
+    }
     opts.jobs = args.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())

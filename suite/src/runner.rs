@@ -7,7 +7,7 @@ use crate::checks::{check_for, Check, Ctx, Eval, Ran};
 use crate::model::{self, phase::SeqOptions};
 use ntdsbcli_harness::abi;
 use ntdsbcli_harness::preflight;
-use ntdsbcli_harness::program::{Obs, Program};
+use ntdsbcli_harness::program::{Obs, Op, Program, Text};
 use ntdsbcli_harness::report::{
     CheckReport, Config, JsonWriter, Library, Outcome, Report, Stats, Tool, Verdict, SCHEMA,
 };
@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Shard K of N (1-based): a stable share of the checks and sequences.
     pub partition: Option<(u64, u64)>,
+    /// Credentials passed to DsSetAuthIdentity in every worker before any other call.
+    pub credentials: Option<Credentials>,
     pub call_timeout: Duration,
     pub load_timeout: Duration,
     /// Selects a planted defect in the bundled reference (for testing the suite itself).
@@ -60,12 +62,32 @@ impl RunOptions {
             shrink_budget: Duration::from_secs(10),
             jobs: 1,
             partition: None,
+            credentials: None,
             call_timeout: Duration::from_secs(3),
             load_timeout: Duration::from_secs(10),
             mutant: None,
             only: None,
             json: None,
         }
+    }
+}
+
+/// A user and domain for DsSetAuthIdentity. The password is held only in memory, passed to
+/// workers over their private pipe, and never written to a report.
+#[derive(Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub domain: Option<String>,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("domain", &self.domain)
+            .field("password", &"(not shown)")
+            .finish()
     }
 }
 
@@ -94,6 +116,20 @@ fn identity(opts: &RunOptions) -> Result<(String, String, u64), HarnessError> {
     let digest = Sha256::digest(&bytes);
     let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
     Ok((shown, hex, bytes.len() as u64))
+}
+
+/// DsSetAuthIdentity with the user's credentials, in the W form when the library has it.
+fn credentials_prelude(opts: &RunOptions) -> Vec<Op> {
+    let Some(c) = &opts.credentials else {
+        return Vec::new();
+    };
+    vec![Op::SetAuth {
+        // The worker falls back to A when W is absent (not run -> reported as an error).
+        wide: true,
+        user: Text::Lit(c.user.clone()),
+        domain: c.domain.clone().map(Text::Lit).unwrap_or(Text::Null),
+        password: Text::Lit(c.password.clone()),
+    }]
 }
 
 /// Which shard a check belongs to: by a hash of its id alone, so that adding checks never
@@ -219,6 +255,7 @@ pub fn run(
         env,
         call_timeout: opts.call_timeout,
         load_timeout: opts.load_timeout,
+        prelude: credentials_prelude(opts),
     };
     let mut sup = Supervisor::start(spec)?;
     let exports = sup.exports().to_vec();
@@ -250,6 +287,10 @@ pub fn run(
             call_timeout_ms: opts.call_timeout.as_millis() as u64,
             mutant: opts.mutant.clone(),
             partition: opts.partition.map(|(k, n)| format!("{k}/{n}")),
+            user: opts.credentials.as_ref().map(|c| match &c.domain {
+                Some(d) => format!("{d}\\{}", c.user),
+                None => c.user.clone(),
+            }),
         },
         verdict: Verdict::Conformant,
         complete: false,

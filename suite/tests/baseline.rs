@@ -111,3 +111,61 @@ fn shards_merged_equal_the_full_run() {
         );
     }
 }
+
+#[test]
+fn credentials_go_through_set_auth_identity_and_never_into_a_report() {
+    // Without credentials every Prepare is denied: an environment problem, not a defect.
+    let (code, out) = cli(&["--mutant", "needs-credentials"]);
+    assert_eq!(code, 3, "inconclusive: {out}");
+    assert!(out.contains("pass credentials"), "{out}");
+
+    let json = path("creds.json");
+    let md = path("creds.md");
+    let xml = path("creds.xml");
+    let out = Command::new(common::worker_exe())
+        .args([
+            "run",
+            "--seed",
+            "3",
+            "--sequences",
+            "200",
+            "--mutant",
+            "needs-credentials",
+        ])
+        .args([
+            "--user",
+            "backup",
+            "--domain",
+            "CORP",
+            "--password-env",
+            "NTDSB_TEST_PASSWORD",
+        ])
+        .args([
+            "--json",
+            json.to_str().unwrap(),
+            "--markdown",
+            md.to_str().unwrap(),
+        ])
+        .args(["--junit", xml.to_str().unwrap()])
+        .env("NTDSB_TEST_PASSWORD", "s3cret-Pa55word")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for p in [&json, &md, &xml] {
+        let text = std::fs::read_to_string(p).unwrap();
+        assert!(
+            !text.contains("s3cret-Pa55word"),
+            "the password is in {}",
+            p.display()
+        );
+    }
+    assert!(std::fs::read_to_string(&json)
+        .unwrap()
+        .contains(r#""user": "CORP\\backup""#));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cret"));
+}

@@ -199,6 +199,7 @@ fn every_defect_mutant_is_listed_for_sequences() {
             "chatty",
             "slow",
             "slow-5ms",
+            "needs-credentials",
             "no-end-export",
         ];
         if !exempt.contains(name) {

@@ -121,6 +121,9 @@ pub struct Config {
     /// "K/N" when this report is one shard of a run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<String>,
+    /// The user given to DsSetAuthIdentity (never the password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

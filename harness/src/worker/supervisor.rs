@@ -37,6 +37,9 @@ pub struct WorkerSpec {
     pub call_timeout: Duration,
     /// How long loading the library may take.
     pub load_timeout: Duration,
+    /// Run in every new worker before anything else (e.g. DsSetAuthIdentity, which sets a
+    /// process-wide context); each op that returns a code must return 0.
+    pub prelude: Vec<crate::program::Op>,
 }
 
 pub struct Supervisor {
@@ -98,6 +101,7 @@ impl Supervisor {
         match w.recv(self.spec.load_timeout) {
             Incoming::Msg(Response::Ready { exports }) => {
                 self.worker = Some(w);
+                self.run_prelude()?;
                 Ok(exports)
             }
             Incoming::Msg(Response::LoadError { message }) => {
@@ -119,6 +123,43 @@ impl Supervisor {
                 };
                 Err(HarnessError::CrashedAtLoad { path, how })
             }
+        }
+    }
+
+    fn run_prelude(&mut self) -> Result<(), HarnessError> {
+        if self.spec.prelude.is_empty() {
+            return Ok(());
+        }
+        let prelude = Program::new("prelude", self.spec.prelude.clone());
+        let mut results = vec![None];
+        let batch = self.batch(
+            std::slice::from_ref(&prelude),
+            &[0],
+            &mut results,
+            &mut |_, _| true,
+        )?;
+        let failed = |what: String| HarnessError::Prelude {
+            path: self.spec.library.display(),
+            what,
+        };
+        match (batch, results.pop().flatten()) {
+            (_, Some(RunResult::Done(obs))) => {
+                for (op, o) in prelude.ops.iter().zip(&obs) {
+                    if let Some(why) = &o.not_run {
+                        return Err(failed(format!("{}: {why}", op.export().unwrap_or("?"))));
+                    }
+                    if let Some(rc) = o.rc.filter(|&rc| rc != 0) {
+                        return Err(failed(format!(
+                            "{} returned {}",
+                            op.export().unwrap_or("?"),
+                            crate::codes::describe(rc)
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            (Batch::Died { death, .. }, _) => Err(failed(death.describe())),
+            _ => Err(failed("no answer".into())),
         }
     }
 

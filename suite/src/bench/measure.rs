@@ -58,6 +58,7 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         env: Vec::new(),
         call_timeout: Duration::from_secs(3),
         load_timeout: Duration::from_secs(10),
+        prelude: Vec::new(),
     };
     let mut sup = Supervisor::start(spec)?;
     let ctx = Ctx {

@@ -142,7 +142,13 @@ const BAD_CASES: &[BadCase] = &[
 ];
 
 pub fn bad_args_plan(ctx: &Ctx) -> Vec<Program> {
-    let mut out = Vec::new();
+    // A valid Prepare first: if the environment denies every Prepare, argument checks that
+    // answer with the environment's code cannot be judged (their order is undocumented).
+    let mut valid = program("a valid Prepare (to see whether the environment allows one)");
+    valid
+        .push("prepare", ctx.prepare(0, 0))
+        .push("cleanup", Op::Cleanup);
+    let mut out = vec![valid];
     for w in ctx.prepare_forms() {
         for case in BAD_CASES {
             let mut op = ctx.prepare_form(w, 0, 0);
@@ -159,14 +165,35 @@ pub fn bad_args_plan(ctx: &Ctx) -> Vec<Program> {
 pub fn bad_args_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
     let mut f = Findings::default();
     let forms = ctx.prepare_forms().len().max(1);
-    for (r, case) in ran.iter().zip(BAD_CASES.iter().cycle()) {
+    let env = ran[0]
+        .get("prepare")
+        .rc
+        .and_then(|rc| codes::environment_problem(rc).map(|fix| (rc, fix)));
+    let mut unjudged = 0;
+    for (r, case) in ran[1..].iter().zip(BAD_CASES.iter().cycle()) {
         let o = r.get("prepare");
         let what = &r.program.label;
+        if env.is_some()
+            && o.rc
+                .is_some_and(|rc| codes::environment_problem(rc).is_some())
+        {
+            unjudged += 1;
+            continue;
+        }
         match case.want {
             Want::InvalidParameter => f.invalid_param(ctx, what, o),
             Want::HrInvalidParam => f.code(what, o, HR_INVALID_PARAM),
             Want::NonZero => f.nonzero(what, o),
         }
+    }
+    if let (Some((rc, fix)), false, true) = (env, f.failed(), unjudged > 0) {
+        return Eval::new(
+            Outcome::Inconclusive,
+            format!(
+                "even a valid Prepare returned {} ({fix}), and {unjudged} bad-argument forms answered with an environment code: their order against the access check is undocumented",
+                describe(rc)
+            ),
+        );
     }
     f.finish(format!(
         "{} bad-argument forms in {} Prepare variant(s) gave the documented codes",

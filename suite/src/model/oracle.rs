@@ -398,11 +398,21 @@ fn step(p: &mut Precise, st: &State, t: &T, o: &Obs, j: &mut Judgement) -> Expec
         }
         // REQ-21..23: ERROR_INVALID_PARAMETER for server, phbc and INCREMENTAL; hrInvalidParam
         // for the token pointers; LOGS_ONLY is unsupported with no documented code.
-        T::PrepareBad { bad, .. } => match bad {
-            Bad::NullServer | Bad::NullPhbc | Bad::Incremental => Expect::InvalidParam,
-            Bad::NullToken | Bad::NullSize => Expect::Exact(HR_INVALID_PARAM),
-            Bad::LogsOnly => Expect::NonZero,
-        },
+        T::PrepareBad { bad, .. } => {
+            // Whether access is checked before the arguments is undocumented: an environment
+            // code here says the environment denies Prepare, not that the library is wrong.
+            if let Some(fix) = rc.and_then(codes::environment_problem) {
+                j.environment = Some(format!(
+                    "Prepare returned {}: {fix}",
+                    describe(rc.unwrap_or(0))
+                ));
+            }
+            match bad {
+                Bad::NullServer | Bad::NullPhbc | Bad::Incremental => Expect::InvalidParam,
+                Bad::NullToken | Bad::NullSize => Expect::Exact(HR_INVALID_PARAM),
+                Bad::LogsOnly => Expect::NonZero,
+            }
+        }
         // REQ-02 live -> S_OK; REQ-03/04/05/06 anything else -> ERROR_INVALID_PARAMETER.
         T::End { session } => {
             if live(p, session) {
