@@ -83,6 +83,9 @@ struct RunArgs {
     /// Write a Markdown report here.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Write a self-contained HTML report here (filter by outcome, copy repros).
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// Seed for everything random in the run; printed and recorded. Random when not given.
     #[arg(long)]
     seed: Option<u64>,
@@ -322,6 +325,9 @@ fn write_extra(r: &Report, args: &RunArgs) -> anyhow::Result<()> {
     }
     if let Some(p) = &args.junit {
         report::write_atomic(p, report::to_junit(r).as_bytes())?;
+    }
+    if let Some(p) = &args.html {
+        report::write_atomic(p, report::to_html(r).as_bytes())?;
     }
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! The report (design §8): its types and its JSON, Markdown and JUnit writers.
+mod html;
 mod json;
 mod junit;
 mod markdown;
 mod model;
 
+pub use html::to_html;
 pub use json::{write_atomic, JsonWriter};
 pub use junit::to_junit;
 pub use markdown::to_markdown;
