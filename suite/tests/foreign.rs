@@ -72,23 +72,8 @@ fn hresult_library_passes_with_warnings_when_accepted() {
 
 #[test]
 fn reference_as_a_shared_library_is_conformant() {
-    // Build the reference's cdylib the way a vendor would ship it, and load it by path.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reference-dll");
-    let st = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "ntdsbcli-reference-dll",
-            "--target-dir",
-        ])
-        .arg(&target)
-        .current_dir(common::repo_root())
-        .status()
-        .expect("cargo runs");
-    assert!(st.success());
-    let so = target.join("debug/libntdsbcli_ref.so");
+    // The reference's cdylib, built the way a vendor would ship it, loaded by path.
+    let so = common::reference_so();
     let (code, out) = verdict(&so, &[]);
     assert_eq!(code, 0, "{out}");
     let n = ntdsbcli_conform::catalogue::CHECKS.len();

@@ -311,3 +311,37 @@ impl Ran<'_> {
 pub fn program(label: impl Into<String>) -> Program {
     Program::new(label, Vec::new())
 }
+
+/// The ways a Prepare's arguments can be wrong (REQ-21..23), shared by prepare.bad-args and
+/// the sequence model so that both ask the same of a library.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadArg {
+    NullServer,
+    NullPhbc,
+    Incremental,
+    LogsOnly,
+    NullToken,
+    NullSize,
+}
+
+/// Turns a valid Prepare into one with `bad` arguments.
+pub fn spoil(op: &mut Op, bad: BadArg) {
+    if let Op::Prepare {
+        server,
+        btype,
+        token,
+        size,
+        phbc,
+        ..
+    } = op
+    {
+        match bad {
+            BadArg::NullServer => *server = Text::Null,
+            BadArg::NullPhbc => *phbc = false,
+            BadArg::Incremental => *btype = codes::BACKUP_TYPE_INCREMENTAL,
+            BadArg::LogsOnly => *btype = codes::BACKUP_TYPE_LOGS_ONLY,
+            BadArg::NullToken => *token = false,
+            BadArg::NullSize => *size = false,
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! prepare.*: DsBackupPrepare's documented success and argument errors, and what a failed
 //! Prepare leaves behind.
 
-use super::common::{end, live, program, slot, Ctx, Eval, Findings, Ran};
+use super::common::{end, live, program, slot, spoil, BadArg, Ctx, Eval, Findings, Ran};
 use ntdsbcli_harness::codes::{self, describe, HR_BACKUP_IN_PROGRESS, HR_INVALID_PARAM};
 use ntdsbcli_harness::program::{Op, Program, Text};
 use ntdsbcli_harness::report::Outcome;
@@ -68,13 +68,10 @@ pub fn ok_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
     ))
 }
 
-/// Turns a valid Prepare into a bad one.
-type Edit = fn(&mut Op);
-
 struct BadCase {
     label: &'static str,
     want: Want,
-    edit: Edit,
+    args: &'static [BadArg],
 }
 
 #[derive(Clone, Copy)]
@@ -84,62 +81,51 @@ enum Want {
     NonZero,
 }
 
-fn set(op: &mut Op, f: impl FnOnce(&mut Text, &mut u32, &mut bool, &mut bool, &mut bool)) {
-    if let Op::Prepare {
-        server,
-        btype,
-        token,
-        size,
-        phbc,
-        ..
-    } = op
-    {
-        f(server, btype, token, size, phbc)
-    }
-}
-
 const BAD_CASES: &[BadCase] = &[
     BadCase {
         label: "NULL szBackupServer",
         want: Want::InvalidParameter,
-        edit: |op| set(op, |s, _, _, _, _| *s = Text::Null),
+        args: &[BadArg::NullServer],
     },
     BadCase {
         label: "NULL phbc",
         want: Want::InvalidParameter,
-        edit: |op| set(op, |_, _, _, _, p| *p = false),
+        args: &[BadArg::NullPhbc],
     },
     BadCase {
         label: "BACKUP_TYPE_INCREMENTAL",
         want: Want::InvalidParameter,
-        edit: |op| set(op, |_, b, _, _, _| *b = codes::BACKUP_TYPE_INCREMENTAL),
+        args: &[BadArg::Incremental],
     },
     BadCase {
         label: "BACKUP_TYPE_LOGS_ONLY (unsupported, no code documented)",
         want: Want::NonZero,
-        edit: |op| set(op, |_, b, _, _, _| *b = codes::BACKUP_TYPE_LOGS_ONLY),
+        args: &[BadArg::LogsOnly],
     },
     BadCase {
         label: "NULL ppvExpiryToken",
         want: Want::HrInvalidParam,
-        edit: |op| set(op, |_, _, t, _, _| *t = false),
+        args: &[BadArg::NullToken],
     },
     BadCase {
         label: "NULL pcbExpiryTokenSize",
         want: Want::HrInvalidParam,
-        edit: |op| set(op, |_, _, _, c, _| *c = false),
+        args: &[BadArg::NullSize],
     },
     BadCase {
         label: "NULL ppvExpiryToken and pcbExpiryTokenSize",
         want: Want::HrInvalidParam,
-        edit: |op| {
-            set(op, |_, _, t, c, _| {
-                *t = false;
-                *c = false
-            })
-        },
+        args: &[BadArg::NullToken, BadArg::NullSize],
     },
 ];
+
+fn bad_prepare(ctx: &Ctx, wide: bool, slot: u8, buf: u8, args: &[BadArg]) -> Op {
+    let mut op = ctx.prepare_form(wide, slot, buf);
+    for &a in args {
+        spoil(&mut op, a);
+    }
+    op
+}
 
 pub fn bad_args_plan(ctx: &Ctx) -> Vec<Program> {
     // A valid Prepare first: if the environment denies every Prepare, argument checks that
@@ -151,8 +137,7 @@ pub fn bad_args_plan(ctx: &Ctx) -> Vec<Program> {
     let mut out = vec![valid];
     for w in ctx.prepare_forms() {
         for case in BAD_CASES {
-            let mut op = ctx.prepare_form(w, 0, 0);
-            (case.edit)(&mut op);
+            let op = bad_prepare(ctx, w, 0, 0, case.args);
             let mut p = program(format!("{} with {}", form_name(w), case.label));
             // Cleanup ends the session only if the library wrongly opened one.
             p.push("prepare", op).push("cleanup", Op::Cleanup);
@@ -202,25 +187,29 @@ pub fn bad_args_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
     ))
 }
 
-/// Failing Prepares of several kinds, each followed by End on whatever *phbc holds.
-const FAILING: &[(&str, Edit)] = &[
-    (BAD_CASES[2].label, BAD_CASES[2].edit),
-    (BAD_CASES[0].label, BAD_CASES[0].edit),
-    (BAD_CASES[4].label, BAD_CASES[4].edit),
-    ("an unknown server name", |op| {
-        set(op, |s, _, _, _, _| {
-            *s = Text::Lit("\\\\no_such_server".into())
-        })
-    }),
+/// Failing Prepares of several kinds, each followed by End on whatever *phbc holds; None
+/// stands for an unknown server name.
+const FAILING: &[(&str, Option<BadArg>)] = &[
+    ("BACKUP_TYPE_INCREMENTAL", Some(BadArg::Incremental)),
+    ("NULL szBackupServer", Some(BadArg::NullServer)),
+    ("NULL ppvExpiryToken", Some(BadArg::NullToken)),
+    ("an unknown server name", None),
 ];
 const FAILED_ROUNDS: usize = 4;
 
 pub fn failed_plan(ctx: &Ctx) -> Vec<Program> {
     let mut p = program("failed Prepares, then End on *phbc");
     let round = |p: &mut Program, r: usize| {
-        for (i, (_, edit)) in FAILING.iter().enumerate() {
+        for (i, (_, bad)) in FAILING.iter().enumerate() {
             let mut op = ctx.prepare(1, 1);
-            edit(&mut op);
+            match bad {
+                Some(b) => spoil(&mut op, *b),
+                None => {
+                    if let Op::Prepare { server, .. } = &mut op {
+                        *server = Text::Lit("\\\\no_such_server".into());
+                    }
+                }
+            }
             p.push(format!("prepare.{r}.{i}"), op)
                 .push(format!("end.{r}.{i}"), end(slot(1)));
         }

@@ -82,15 +82,7 @@ pub struct State {
     pub restores: Vec<bool>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Bad {
-    NullServer,
-    NullPhbc,
-    Incremental,
-    LogsOnly,
-    NullToken,
-    NullSize,
-}
+pub use crate::checks::BadArg as Bad;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Junk {

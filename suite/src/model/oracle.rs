@@ -136,24 +136,7 @@ pub fn op_of(ctx: &Ctx, st: &State, t: &T) -> Op {
         T::Prepare { wide } => ctx.prepare_form(wide, st.sessions.len() as u8, st.bufs.len() as u8),
         T::PrepareBad { wide, bad } => {
             let mut op = ctx.prepare_form(wide, SCRATCH_SLOT, SCRATCH_BUF);
-            if let Op::Prepare {
-                server,
-                btype,
-                token,
-                size,
-                phbc,
-                ..
-            } = &mut op
-            {
-                match bad {
-                    Bad::NullServer => *server = Text::Null,
-                    Bad::NullPhbc => *phbc = false,
-                    Bad::Incremental => *btype = codes::BACKUP_TYPE_INCREMENTAL,
-                    Bad::LogsOnly => *btype = codes::BACKUP_TYPE_LOGS_ONLY,
-                    Bad::NullToken => *token = false,
-                    Bad::NullSize => *size = false,
-                }
-            }
+            crate::checks::spoil(&mut op, bad);
             op
         }
         T::End { session } => Op::End { h: sess(session) },
