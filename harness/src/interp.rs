@@ -496,23 +496,13 @@ impl<'a> Interp<'a> {
                     domain,
                     password,
                 } => {
-                    let (u, d, p) = (
-                        self.text(user, *wide)?,
-                        self.text(domain, *wide)?,
-                        self.text(password, *wide)?,
-                    );
                     // The W form is asked for; a library with only the A form gets that.
-                    let asked = *wide;
-                    let wide = asked && api.set_auth_identity_w.is_some();
-                    let (u, d, p) = if wide == asked {
-                        (u, d, p)
-                    } else {
-                        (
-                            self.text(user, false)?,
-                            self.text(domain, false)?,
-                            self.text(password, false)?,
-                        )
-                    };
+                    let wide = *wide && api.set_auth_identity_w.is_some();
+                    let (u, d, p) = (
+                        self.text(user, wide)?,
+                        self.text(domain, wide)?,
+                        self.text(password, wide)?,
+                    );
                     obs.rc = Some(if wide {
                         need(api.set_auth_identity_w, op)?(u.w(), d.w(), p.w())
                     } else {

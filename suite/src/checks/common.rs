@@ -4,6 +4,9 @@ use ntdsbcli_harness::codes::{self, describe, ERROR_INVALID_PARAMETER, E_INVALID
 use ntdsbcli_harness::program::{Hv, ListKind, Obs, Op, Program, Text};
 use ntdsbcli_harness::report::Outcome;
 
+/// An attachment name that no implementation lists.
+pub const UNKNOWN_ATTACHMENT: &str = "\\\\LOCALHOST\\C$\\no-such-attachment.dit";
+
 /// What a check may depend on: the configuration and the library's exports.
 #[derive(Clone, Debug)]
 pub struct Ctx {

@@ -3,7 +3,7 @@
 //! when it grows in most windows, so a one-off cache or table resize inside a correct library
 //! is never counted, while one minimal heap block per cycle is.
 
-use super::common::{end, program, slot, Ctx, Eval, Findings, Ran};
+use super::common::{end, program, slot, Ctx, Eval, Findings, Ran, UNKNOWN_ATTACHMENT};
 use ntdsbcli_harness::codes::{self, describe};
 use ntdsbcli_harness::program::{ListKind, Op, Probe, Program, Text};
 use ntdsbcli_harness::report::Outcome;
@@ -23,17 +23,14 @@ fn paths(ctx: &Ctx) -> Vec<Path> {
     let names = ctx.names(ListKind::DatabaseNames, slot(0), 1);
     let logs = ctx.names(ListKind::BackupLogs, slot(0), 2);
     let open = ctx.open_file(slot(0), Text::Entry { buf: 1, index: 0 });
-    let unknown = ctx.open_file(
-        slot(0),
-        Text::Lit("\\\\LOCALHOST\\C$\\no-such-attachment".into()),
-    );
+    let unknown = ctx.open_file(slot(0), Text::Lit(UNKNOWN_ATTACHMENT.into()));
     let has = |n: &str| ctx.has(n);
     let free = |b| Op::Free { buf: Some(b) };
     let mut out = vec![Path {
         name: "Prepare/End",
         body: vec![ctx.prepare(0, 0), free(0), end(slot(0))],
     }];
-    if let (Some(names), Some(open)) = (names.clone(), open.clone()) {
+    if let (Some(names), Some(open)) = (names.clone(), open) {
         if has("DsBackupRead") && has("DsBackupClose") {
             out.push(Path {
                 name: "Prepare, read an attachment to EOF, Close, End",
@@ -76,7 +73,7 @@ fn paths(ctx: &Ctx) -> Vec<Path> {
             body: failed,
         });
     }
-    if let (Some(names), Some(logs)) = (ctx.names(ListKind::DatabaseNames, slot(0), 1), logs) {
+    if let (Some(names), Some(logs)) = (names, logs) {
         out.push(Path {
             name: "token and name lists freed before End",
             body: vec![

@@ -1,7 +1,9 @@
 //! end.open-file, end.after-failure, end.buffers-outlive, end.concurrent, end.restore-handle
 //! and free.null: End in the middle of a session's life, and what it must leave alone.
 
-use super::common::{end, growth, live, program, slot, Ctx, Eval, Findings, Ran};
+use super::common::{
+    end, growth, live, program, slot, Ctx, Eval, Findings, Ran, UNKNOWN_ATTACHMENT,
+};
 use ntdsbcli_harness::codes::{describe, ERROR_INVALID_PARAMETER, E_INVALIDARG};
 use ntdsbcli_harness::program::{Hv, ListKind, Op, Program, Text};
 use ntdsbcli_harness::report::Outcome;
@@ -80,10 +82,7 @@ type FailurePath = Vec<(String, Option<Op>)>;
 
 /// The intermediate failures of REQ-08, each as its own path and all together.
 fn failures(ctx: &Ctx) -> Vec<(&'static str, FailurePath)> {
-    let unknown = ctx.open_file(
-        slot(0),
-        Text::Lit("\\\\LOCALHOST\\C$\\Windows\\NTDS\\no-such-attachment.dit".into()),
-    );
+    let unknown = ctx.open_file(slot(0), Text::Lit(UNKNOWN_ATTACHMENT.into()));
     let bad_read = vec![
         (
             "names".to_string(),

@@ -15,7 +15,7 @@ pub const RESTORE_BASE: u8 = 24;
 pub const MAX_RESTORES: usize = 8;
 pub const MAX_BUFS: usize = 31;
 pub const SCRATCH_BUF: u8 = 31;
-pub const UNKNOWN_ATTACHMENT: &str = "\\\\LOCALHOST\\C$\\no-such-attachment.dit";
+pub use crate::checks::UNKNOWN_ATTACHMENT;
 pub const CONCURRENT_THREADS: u8 = 4;
 
 /// Which parts of the API the library exports: transitions that need an absent one are never

@@ -85,6 +85,7 @@ impl Failure {
     }
 }
 
+#[derive(Default)]
 pub struct Judgement {
     /// The expectation of each step up to the failing one (for the repro).
     pub expects: Vec<Expect>,
@@ -247,6 +248,7 @@ enum Att {
     Eof,
 }
 
+#[derive(Default)]
 struct Precise {
     sessions: Vec<(bool, Att, u64)>,
     bufs: Vec<Option<Vec<u8>>>,
@@ -255,12 +257,7 @@ struct Precise {
 
 /// Judges one run of a sequence.
 pub fn judge(ctx: &Ctx, init: &State, transitions: &[T], result: &RunResult) -> Judgement {
-    let mut j = Judgement {
-        expects: Vec::new(),
-        failure: None,
-        hresult_accepted: false,
-        environment: None,
-    };
+    let mut j = Judgement::default();
     let obs = match result {
         RunResult::Done(obs) => obs,
         RunResult::Died(d) => {
@@ -276,11 +273,7 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[T], result: &RunResult) -> 
             return j;
         }
     };
-    let mut p = Precise {
-        sessions: Vec::new(),
-        bufs: Vec::new(),
-        restores: Vec::new(),
-    };
+    let mut p = Precise::default();
     let mut st = init.clone();
     for (i, t) in transitions.iter().enumerate() {
         let o = &obs[i + 1];
@@ -326,17 +319,8 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[T], result: &RunResult) -> 
 
 /// The expectations when no observation can refine them (for a sequence that died).
 fn expectations_without_observations(init: &State, transitions: &[T]) -> Vec<Expect> {
-    let mut p = Precise {
-        sessions: Vec::new(),
-        bufs: Vec::new(),
-        restores: Vec::new(),
-    };
-    let mut j = Judgement {
-        expects: Vec::new(),
-        failure: None,
-        hresult_accepted: false,
-        environment: None,
-    };
+    let mut p = Precise::default();
+    let mut j = Judgement::default();
     let mut st = init.clone();
     let mut out = Vec::new();
     for t in transitions {
