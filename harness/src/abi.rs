@@ -198,6 +198,13 @@ impl Api {
     }
 
     /// The export names found, in `EXPORTS` order.
+    /// The address of some export, to find the module that holds the library.
+    pub fn any_export(&self) -> Option<*const c_void> {
+        self.backup_free
+            .map(|f| f as *const c_void)
+            .or(self.backup_end.map(|f| f as *const c_void))
+    }
+
     pub fn exports(&self) -> &[String] {
         &self.exports
     }
@@ -210,8 +217,7 @@ impl Api {
 /// Opens a library and fills the table. The library is never unloaded: its destructors are
 /// not ours to run, and a worker lives only as long as its library.
 pub fn load_library(path: &std::path::Path) -> Result<Api, String> {
-    // SAFETY: loading runs the library's initialisers; this happens only in a worker process.
-    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| error_text(&e))?;
+    let lib = open(path).map_err(|e| error_text(&e))?;
     let api = unsafe {
         Api::from_lookup(|name| lib.get::<*const c_void>(name.as_bytes()).ok().map(|s| *s))
     };
@@ -219,11 +225,31 @@ pub fn load_library(path: &std::path::Path) -> Result<Api, String> {
     Ok(api)
 }
 
+#[cfg(unix)]
+fn open(path: &std::path::Path) -> Result<libloading::Library, libloading::Error> {
+    // SAFETY: loading runs the library's initialisers; this happens only in a worker process.
+    unsafe { libloading::Library::new(path) }
+}
+
+#[cfg(windows)]
+fn open(path: &std::path::Path) -> Result<libloading::Library, libloading::Error> {
+    use libloading::os::windows::{Library, LOAD_WITH_ALTERED_SEARCH_PATH};
+    // An absolute path with the altered search order: the DLL's own folder is searched for
+    // the DLLs it imports, as for an application's.
+    let full = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // SAFETY: as on Unix; loading happens only in a worker process.
+    unsafe { Library::load_with_flags(&full, LOAD_WITH_ALTERED_SEARCH_PATH) }.map(Into::into)
+}
+
 fn error_text(e: &libloading::Error) -> String {
     // libloading wraps the OS text ("DlOpen { desc: ... }"); keep only the OS words.
     let mut s = e.to_string();
     if let Some(src) = std::error::Error::source(e) {
         s = src.to_string();
+    }
+    // ERROR_NOACCESS from LoadLibrary: the loader caught a fault in the library's own start-up.
+    if cfg!(windows) && s.ends_with("(os error 998)") {
+        s.push_str("; the library faulted in DllMain or a static constructor");
     }
     s
 }

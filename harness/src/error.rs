@@ -3,8 +3,11 @@ use std::path::PathBuf;
 /// Errors that stop a run before any check can be decided. Each names the file and the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
-    #[error("{path}: no such file")]
-    NotFound { path: PathBuf },
+    #[error("{path}: no such file ({source})")]
+    NotFound {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: is a directory, not a library")]
     IsDirectory { path: PathBuf },
     #[error("{path}: cannot read: {source}")]

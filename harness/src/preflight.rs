@@ -40,8 +40,8 @@ pub fn check(path: &Path) -> Result<(), HarnessError> {
     let p = path.to_path_buf();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(HarnessError::NotFound { path: p })
+        Err(source) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Err(HarnessError::NotFound { path: p, source })
         }
         Err(source) => return Err(HarnessError::Unreadable { path: p, source }),
     };
@@ -123,6 +123,14 @@ pub fn check(path: &Path) -> Result<(), HarnessError> {
                 path: p,
                 found: format!("PE for {}", pe_machine(machine)),
                 host: HOST.0,
+            });
+        }
+        // IMAGE_FILE_DLL in the file header's Characteristics.
+        let characteristics = u16_at(pe + 22, false).unwrap_or(0);
+        if characteristics & 0x2000 == 0 {
+            return Err(HarnessError::NotALibrary {
+                path: p,
+                what: "an executable, not a DLL".into(),
             });
         }
         return Ok(());

@@ -3,3 +3,7 @@
 mod unix;
 #[cfg(unix)]
 pub use unix::{read, threads, worker_env};
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::{read, threads, worker_env};

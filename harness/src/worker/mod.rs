@@ -8,6 +8,8 @@ mod serve;
 mod supervisor;
 #[cfg(unix)]
 mod unix;
+#[cfg(windows)]
+mod windows;
 
 pub use death::{Death, DeathReport, RunResult};
 pub use protocol::{Request, Response};

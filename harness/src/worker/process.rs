@@ -4,6 +4,8 @@ use super::protocol::{Request, Response};
 use super::serve::{ENV_LIB, ENV_PULSE, WORKER_ARG};
 #[cfg(unix)]
 use super::unix as platform;
+#[cfg(windows)]
+use super::windows as platform;
 use super::{Death, Position, Pulse};
 use crate::HarnessError;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -26,6 +28,7 @@ pub(crate) enum Incoming {
 
 pub(crate) struct WorkerProcess {
     child: Child,
+    tree: platform::Tree,
     stdin: ChildStdin,
     rx: Receiver<Incoming>,
     tail: Arc<Mutex<Vec<u8>>>,
@@ -71,6 +74,19 @@ impl WorkerProcess {
             exe: spec.exe.clone(),
             source,
         })?;
+        let tree = match platform::adopt(&child) {
+            Ok(t) => t,
+            Err(source) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(HarnessError::Spawn {
+                    exe: spec.exe.clone(),
+                    source,
+                });
+            }
+        };
+        // Only now may the worker load the library: whatever it starts is in the tree.
+        pulse.release();
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut stderr = child.stderr.take().expect("piped stderr");
@@ -111,6 +127,7 @@ impl WorkerProcess {
         });
         Ok(WorkerProcess {
             child,
+            tree,
             stdin,
             rx,
             tail,
@@ -176,7 +193,7 @@ impl WorkerProcess {
     }
 
     pub(crate) fn kill(&mut self) {
-        platform::kill_tree(&mut self.child);
+        self.tree.kill(&mut self.child);
         let _ = self.child.wait();
     }
 }

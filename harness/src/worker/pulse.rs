@@ -57,6 +57,27 @@ impl Pulse {
         unsafe { &*(self.page.as_ptr().add(12) as *const AtomicU32) }
     }
 
+    fn released(&self) -> &AtomicU32 {
+        unsafe { &*(self.page.as_ptr().add(16) as *const AtomicU32) }
+    }
+
+    /// The supervisor has put the worker in its process tree (group or job).
+    pub fn release(&self) {
+        self.released().store(1, Ordering::Release);
+    }
+
+    /// Waits until `release`, at most `limit`.
+    pub fn wait_released(&self, limit: std::time::Duration) -> bool {
+        let start = std::time::Instant::now();
+        while self.released().load(Ordering::Acquire) == 0 {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        true
+    }
+
     pub fn enter(&self, program: u32, op: u32) {
         self.program().store(program, Ordering::Relaxed);
         self.op().store(op, Ordering::Relaxed);

@@ -3,6 +3,8 @@
 use super::protocol::{Request, Response};
 #[cfg(unix)]
 use super::unix as platform;
+#[cfg(windows)]
+use super::windows as platform;
 use super::Pulse;
 use crate::abi::{load_library, Api};
 use crate::interp::Interp;
@@ -39,6 +41,12 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
     let mut out = std::io::BufWriter::new(std::fs::File::from(output));
     let input = BufReader::new(std::fs::File::from(input));
     let pulse = std::env::var_os(ENV_PULSE).and_then(|p| Pulse::open(&PathBuf::from(p)).ok());
+    if let Some(p) = &pulse {
+        if !p.wait_released(std::time::Duration::from_secs(30)) {
+            eprintln!("worker: the supervisor never took it into its process tree");
+            platform::exit_now(70);
+        }
+    }
 
     let api: Api = match std::env::var_os(ENV_LIB) {
         Some(path) => match load_library(&PathBuf::from(&path)) {
@@ -62,6 +70,11 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
             }
         },
     };
+    // A double free or abort() ends the worker at the faulty call, the same on every platform.
+    if let Some(export) = api.any_export() {
+        crate::heapcheck::install(export);
+    }
+    platform::abort_is_a_crash();
     send(
         &mut out,
         &Response::Ready {

@@ -8,14 +8,29 @@ pub fn configure(cmd: &mut Command) {
     cmd.process_group(0);
 }
 
-pub fn kill_tree(child: &mut Child) {
-    let pid = child.id() as i32;
-    // SAFETY: signalling our own child's process group.
-    unsafe {
-        libc::killpg(pid, libc::SIGKILL);
-    }
-    let _ = child.kill();
+/// The worker's process group.
+pub struct Tree {
+    pgid: i32,
 }
+
+pub fn adopt(child: &Child) -> std::io::Result<Tree> {
+    Ok(Tree {
+        pgid: child.id() as i32,
+    })
+}
+
+impl Tree {
+    pub fn kill(&self, child: &mut Child) {
+        // SAFETY: signalling our own child's process group.
+        unsafe {
+            libc::killpg(self.pgid, libc::SIGKILL);
+        }
+        let _ = child.kill();
+    }
+}
+
+/// abort() raises SIGABRT here already.
+pub fn abort_is_a_crash() {}
 
 fn signal_text(sig: i32) -> &'static str {
     match sig {

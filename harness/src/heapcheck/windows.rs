@@ -1,0 +1,192 @@
+//! Wine's heap ignores a double free (RtlFreeHeap returns FALSE) where Windows 8 and later end
+//! the process with STATUS_HEAP_CORRUPTION. The library's `free` (C runtime) and `HeapFree`
+//! (kernel32) imports are pointed at checks that validate the block first and raise 0xC0000374
+//! when it is not live, as page heap and Application Verifier do, so both give the same outcome.
+
+use std::ffi::{c_void, CStr};
+use std::sync::OnceLock;
+use windows_sys::Win32::Foundation::{HANDLE, HMODULE};
+use windows_sys::Win32::System::Diagnostics::Debug::RaiseException;
+use windows_sys::Win32::System::LibraryLoader::{
+    GetModuleHandleExW, GetProcAddress, GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS,
+    GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+};
+use windows_sys::Win32::System::Memory::{HeapValidate, VirtualProtect, PAGE_READWRITE};
+
+const STATUS_HEAP_CORRUPTION: u32 = 0xC000_0374;
+const EXCEPTION_NONCONTINUABLE: u32 = 1;
+
+type FreeFn = unsafe extern "C" fn(*mut c_void);
+
+struct Hook {
+    original: FreeFn,
+    heap: usize,
+}
+
+static HOOK: OnceLock<Hook> = OnceLock::new();
+
+type HeapFreeFn = unsafe extern "system" fn(HANDLE, u32, *mut c_void) -> i32;
+static HEAP_FREE: OnceLock<HeapFreeFn> = OnceLock::new();
+
+fn corrupt() {
+    // SAFETY: raises a noncontinuable exception; nothing returns from it.
+    unsafe {
+        RaiseException(
+            STATUS_HEAP_CORRUPTION,
+            EXCEPTION_NONCONTINUABLE,
+            0,
+            std::ptr::null(),
+        )
+    };
+}
+
+unsafe extern "system" fn checked_heap_free(heap: HANDLE, flags: u32, p: *mut c_void) -> i32 {
+    let Some(original) = HEAP_FREE.get() else {
+        return 0;
+    };
+    // SAFETY: as in `checked_free`.
+    unsafe {
+        if !p.is_null() && HeapValidate(heap, 0, p) == 0 {
+            corrupt();
+        }
+        original(heap, flags, p)
+    }
+}
+
+unsafe extern "C" fn checked_free(p: *mut c_void) {
+    let Some(hook) = HOOK.get() else { return };
+    // SAFETY: validating a pointer only reads heap metadata; the original free gets only live
+    // blocks.
+    unsafe {
+        if !p.is_null() && HeapValidate(hook.heap as HANDLE, 0, p) == 0 {
+            corrupt();
+        }
+        (hook.original)(p)
+    }
+}
+
+fn module_of(addr: *const c_void) -> Option<HMODULE> {
+    let mut m: HMODULE = std::ptr::null_mut();
+    // SAFETY: looks up the module containing an address without changing its reference count.
+    let ok = unsafe {
+        GetModuleHandleExW(
+            GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+            addr.cast(),
+            &mut m,
+        )
+    };
+    (ok != 0).then_some(m)
+}
+
+/// The heap a C runtime allocates from, asked of the runtime that holds `free`.
+fn crt_heap(free: *const c_void) -> Option<usize> {
+    let crt = module_of(free)?;
+    // SAFETY: _get_heap_handle takes nothing and returns the runtime's heap.
+    unsafe {
+        let f = GetProcAddress(crt, c"_get_heap_handle".as_ptr().cast())?;
+        let f: unsafe extern "C" fn() -> usize = std::mem::transmute(f);
+        Some(f()).filter(|h| *h != 0)
+    }
+}
+
+fn is_crt(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "msvcrt.dll"
+        || n == "ucrtbase.dll"
+        || n.starts_with("api-ms-win-crt-heap-")
+        || (n.starts_with("msvcr") && n.ends_with(".dll"))
+}
+
+/// Points the `free` and `HeapFree` imports of the module holding `any_export` at the checks.
+/// Returns how many import slots were changed.
+pub fn install(any_export: *const c_void) -> usize {
+    let Some(module) = module_of(any_export) else {
+        return 0;
+    };
+    let base = module as usize;
+    let mut patched = 0;
+    // SAFETY: walks the import directory of a module the loader has mapped; offsets are the
+    // PE32+ layout. Only the IAT slot is written, after making its page writable.
+    unsafe {
+        let rd32 = |off: usize| std::ptr::read_unaligned((base + off) as *const u32) as usize;
+        let nt = rd32(0x3C);
+        if rd32(nt) != 0x0000_4550 {
+            return 0;
+        }
+        // Optional header at +24; the import directory is data directory 1, at +120 in PE32+.
+        let imports = rd32(nt + 24 + 120);
+        if imports == 0 {
+            return 0;
+        }
+        let mut desc = imports;
+        loop {
+            let (names, dll, iat) = (rd32(desc), rd32(desc + 12), rd32(desc + 16));
+            if dll == 0 {
+                break;
+            }
+            let dll_name = CStr::from_ptr((base + dll) as *const i8).to_string_lossy();
+            let crt = is_crt(&dll_name);
+            let kernel = dll_name.eq_ignore_ascii_case("kernel32.dll");
+            if (crt || kernel) && names != 0 {
+                let mut i = 0;
+                loop {
+                    let entry = std::ptr::read_unaligned((base + names + i * 8) as *const u64);
+                    if entry == 0 {
+                        break;
+                    }
+                    if entry >> 63 == 0 {
+                        let fname = CStr::from_ptr((base + entry as usize + 2) as *const i8);
+                        let slot = (base + iat + i * 8) as *mut usize;
+                        let done = match fname.to_bytes() {
+                            b"free" if crt => hook_free(slot),
+                            b"HeapFree" if kernel => hook_heap_free(slot),
+                            _ => false,
+                        };
+                        patched += done as usize;
+                    }
+                    i += 1;
+                }
+            }
+            desc += 20;
+        }
+    }
+    patched
+}
+
+/// Redirects a `free` slot, when its runtime's heap is known and it is the runtime hooked first.
+unsafe fn hook_free(slot: *mut usize) -> bool {
+    // SAFETY: the slot is a bound IAT entry of a loaded module.
+    unsafe {
+        let current = *slot;
+        let Some(heap) = crt_heap(current as *const c_void) else {
+            return false;
+        };
+        let hook = HOOK.get_or_init(|| Hook {
+            original: std::mem::transmute::<usize, FreeFn>(current),
+            heap,
+        });
+        hook.original as usize == current && write_slot(slot, checked_free as *const () as usize)
+    }
+}
+
+unsafe fn hook_heap_free(slot: *mut usize) -> bool {
+    // SAFETY: as in `hook_free`.
+    unsafe {
+        let current = *slot;
+        let original = HEAP_FREE.get_or_init(|| std::mem::transmute::<usize, HeapFreeFn>(current));
+        *original as usize == current && write_slot(slot, checked_heap_free as *const () as usize)
+    }
+}
+
+unsafe fn write_slot(slot: *mut usize, value: usize) -> bool {
+    let mut old = 0u32;
+    // SAFETY: makes the one slot writable, writes it, and restores the protection.
+    unsafe {
+        if VirtualProtect(slot.cast(), 8, PAGE_READWRITE, &mut old) == 0 {
+            return false;
+        }
+        *slot = value;
+        VirtualProtect(slot.cast(), 8, old, &mut old);
+    }
+    true
+}

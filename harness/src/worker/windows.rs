@@ -1,0 +1,256 @@
+use super::Death;
+use std::ffi::c_void;
+use std::os::windows::io::{AsRawHandle, FromRawHandle, IntoRawHandle, OwnedHandle};
+use std::process::{Child, Command, ExitStatus};
+use windows_sys::Win32::Foundation::{
+    CloseHandle, DuplicateHandle, SetHandleInformation, DUPLICATE_SAME_ACCESS, HANDLE,
+    HANDLE_FLAG_INHERIT,
+};
+use windows_sys::Win32::System::Console::{
+    GetStdHandle, SetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
+};
+use windows_sys::Win32::System::Diagnostics::Debug::{
+    SetErrorMode, SEM_FAILCRITICALERRORS, SEM_NOGPFAULTERRORBOX,
+};
+use windows_sys::Win32::System::JobObjects::{
+    AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
+    SetInformationJobObject, TerminateJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
+    JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+};
+use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess};
+
+/// Exit status of a worker the supervisor terminated.
+const KILLED: u32 = 0xC000_013A;
+
+/// Nothing to set before the spawn: the job is attached right after it, and the worker waits
+/// for that (the pulse's release) before it loads the library.
+pub fn configure(_cmd: &mut Command) {}
+
+/// The worker's job object: killing it ends the worker and everything the library started in
+/// it; closing it (the supervisor exiting, even by a crash) does the same.
+pub struct Tree {
+    job: Option<HANDLE>,
+}
+
+// SAFETY: a kernel handle, usable from any thread.
+unsafe impl Send for Tree {}
+
+pub fn adopt(child: &Child) -> std::io::Result<Tree> {
+    // SAFETY: an unnamed job with default security, configured with a zeroed limit struct.
+    unsafe {
+        let job = CreateJobObjectW(std::ptr::null(), std::ptr::null());
+        if job.is_null() {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = std::mem::zeroed();
+        info.BasicLimitInformation.LimitFlags =
+            JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION;
+        let ok = SetInformationJobObject(
+            job,
+            JobObjectExtendedLimitInformation,
+            (&info as *const JOBOBJECT_EXTENDED_LIMIT_INFORMATION).cast(),
+            std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+        ) != 0
+            && AssignProcessToJobObject(job, child.as_raw_handle()) != 0;
+        if !ok {
+            let e = std::io::Error::last_os_error();
+            CloseHandle(job);
+            return Err(e);
+        }
+        Ok(Tree { job: Some(job) })
+    }
+}
+
+impl Tree {
+    pub fn kill(&self, child: &mut Child) {
+        if let Some(job) = self.job {
+            // SAFETY: our job handle.
+            unsafe { TerminateJobObject(job, KILLED) };
+        }
+        let _ = child.kill();
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            // SAFETY: closed once; KILL_ON_JOB_CLOSE ends anything left in it.
+            unsafe { CloseHandle(job) };
+        }
+    }
+}
+
+/// Names of the NTSTATUS codes a crashing library ends a process with.
+fn status_text(code: u32) -> Option<&'static str> {
+    Some(match code {
+        0xC000_0005 => "access violation",
+        0xC000_00FD => "stack overflow",
+        0xC000_0409 => "fast fail / stack buffer overrun (abort)",
+        0xC000_0374 => "heap corruption",
+        0xC000_001D => "illegal instruction",
+        0xC000_0096 => "privileged instruction",
+        0xC000_0094 => "integer divide by zero",
+        0xC000_0095 => "integer overflow",
+        0xC000_008C..=0xC000_0093 => "floating-point exception",
+        0xC000_0006 => "in-page error",
+        0xC000_0008 => "invalid handle",
+        0xC000_0025 => "noncontinuable exception",
+        0xC000_0026 => "invalid disposition",
+        0xC000_0417 => "invalid C runtime parameter",
+        0xC000_0420 => "assertion failure",
+        0xC000_013A => "terminated (control-C exit)",
+        0x8000_0003 => "breakpoint",
+        0x8000_0002 => "datatype misalignment",
+        0xE06D_7363 => "unhandled C++ exception",
+        _ => return None,
+    })
+}
+
+pub fn death_of(status: ExitStatus) -> Death {
+    let raw = status.code().unwrap_or(-1);
+    let code = raw as u32;
+    match status_text(code) {
+        Some(text) => Death::Crash {
+            code: code as i64,
+            name: format!("0x{code:08X} {text}"),
+        },
+        // Any other error-severity status is an exception nobody handled.
+        None if code & 0xC000_0000 == 0xC000_0000 => Death::Crash {
+            code: code as i64,
+            name: format!("0x{code:08X} unhandled exception"),
+        },
+        None => Death::Exit { code: raw },
+    }
+}
+
+fn duplicate(h: HANDLE) -> std::io::Result<OwnedHandle> {
+    let mut out: HANDLE = std::ptr::null_mut();
+    // SAFETY: duplicates a handle of our own process into our own process, not inheritable.
+    let ok = unsafe {
+        DuplicateHandle(
+            GetCurrentProcess(),
+            h,
+            GetCurrentProcess(),
+            &mut out,
+            0,
+            0,
+            DUPLICATE_SAME_ACCESS,
+        )
+    };
+    if ok == 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh handle we own.
+    Ok(unsafe { OwnedHandle::from_raw_handle(out) })
+}
+
+/// C runtimes whose descriptors 0 and 1 may already point at the protocol pipes.
+const CRTS: [&str; 7] = [
+    "msvcrt.dll",
+    "ucrtbase.dll",
+    "msvcr120.dll",
+    "msvcr110.dll",
+    "msvcr100.dll",
+    "msvcr90.dll",
+    "msvcr80.dll",
+];
+
+fn wide(s: &str) -> Vec<u16> {
+    s.encode_utf16().chain(std::iter::once(0)).collect()
+}
+
+/// An export of a C runtime that is already loaded (never loads one).
+fn crt_fn(module: &str, name: &std::ffi::CStr) -> Option<*const c_void> {
+    // SAFETY: GetModuleHandleW only looks; GetProcAddress reads the export table.
+    unsafe {
+        let m = GetModuleHandleW(wide(module).as_ptr());
+        if m.is_null() {
+            return None;
+        }
+        GetProcAddress(m, name.as_ptr().cast()).map(|f| f as *const c_void)
+    }
+}
+
+/// Points each loaded C runtime's descriptor 1 at stderr and 0 at NUL, as dup2 does on Unix.
+fn retarget_crt_descriptors() {
+    type Dup2 = unsafe extern "C" fn(i32, i32) -> i32;
+    type Open = unsafe extern "C" fn(*const i8, i32) -> i32;
+    type Close = unsafe extern "C" fn(i32) -> i32;
+    for crt in CRTS {
+        let (Some(dup2), Some(open), Some(close)) = (
+            crt_fn(crt, c"_dup2"),
+            crt_fn(crt, c"_open"),
+            crt_fn(crt, c"_close"),
+        ) else {
+            continue;
+        };
+        // SAFETY: the runtime's own functions with their documented signatures.
+        unsafe {
+            let dup2: Dup2 = std::mem::transmute(dup2);
+            let open: Open = std::mem::transmute(open);
+            let close: Close = std::mem::transmute(close);
+            dup2(2, 1);
+            let nul = open(c"NUL".as_ptr(), 0);
+            if nul >= 0 {
+                dup2(nul, 0);
+                close(nul);
+            }
+        }
+    }
+}
+
+/// Moves the protocol pipes off the standard handles, so that nothing the library prints or
+/// reads can touch them: stdout then goes to stderr, stdin reads NUL. Runs before the library
+/// loads, so a C runtime it brings starts from the redirected handles.
+pub fn take_stdio() -> std::io::Result<(OwnedHandle, OwnedHandle)> {
+    // SAFETY: standard-handle juggling at worker start, before the library is loaded.
+    unsafe {
+        SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX);
+        let (old_in, old_out) = (
+            GetStdHandle(STD_INPUT_HANDLE),
+            GetStdHandle(STD_OUTPUT_HANDLE),
+        );
+        let input = duplicate(old_in)?;
+        let output = duplicate(old_out)?;
+        // Whatever still holds the old values must not pass them on to a child process.
+        SetHandleInformation(old_in, HANDLE_FLAG_INHERIT, 0);
+        SetHandleInformation(old_out, HANDLE_FLAG_INHERIT, 0);
+        let nul = std::fs::File::open("NUL")?.into_raw_handle();
+        if SetStdHandle(STD_INPUT_HANDLE, nul) == 0
+            || SetStdHandle(STD_OUTPUT_HANDLE, GetStdHandle(STD_ERROR_HANDLE)) == 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        retarget_crt_descriptors();
+        Ok((input, output))
+    }
+}
+
+/// Makes `abort()` in any loaded C runtime end the process with 0xC0000409, as the Universal
+/// CRT's does, instead of msvcrt's plain exit status 3 that reads like a call to exit.
+pub fn abort_is_a_crash() {
+    type Signal = unsafe extern "C" fn(i32, usize) -> usize;
+    const SIGABRT: i32 = 22;
+    extern "C" fn on_abort(_: i32) {
+        exit_now(0xC000_0409u32 as i32);
+    }
+    for crt in CRTS {
+        if let Some(signal) = crt_fn(crt, c"signal") {
+            // SAFETY: the runtime's signal() with its documented signature.
+            unsafe {
+                let signal: Signal = std::mem::transmute(signal);
+                signal(SIGABRT, on_abort as *const () as usize);
+            }
+        }
+    }
+}
+
+/// Leaves without running the library's DllMain detach code or atexit handlers.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: terminates this process.
+    unsafe {
+        TerminateProcess(GetCurrentProcess(), code as u32);
+    }
+    std::process::abort()
+}
