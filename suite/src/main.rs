@@ -420,11 +420,12 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
             let repros = write_repros(&r, &args)?;
             print!("{}", summary::table(&r, width));
             for p in &repros {
-                println!(
-                    "repro: {} (cc -o repro {} -ldl -lpthread && ./repro LIBRARY)",
-                    p.display(),
-                    p.display()
-                );
+                let p = p.display();
+                if cfg!(windows) {
+                    println!("repro: {p} (cl {p} or gcc -o repro.exe {p}, then repro.exe LIBRARY)");
+                } else {
+                    println!("repro: {p} (cc -o repro {p} -ldl -lpthread && ./repro LIBRARY)");
+                }
             }
             if repros.is_empty() && r.checks.iter().any(|c| c.repro.is_some()) {
                 println!(

@@ -1,6 +1,7 @@
 //! A standalone C program that performs a failing sequence against the library named by
 //! argv[1] and checks every answer: it exits 1 (or dies) where the defect reproduces and 0 on
-//! a correct library. Build: `cc -o repro repro.c -ldl -lpthread`.
+//! a correct library. Build: `cc -o repro repro.c -ldl -lpthread` on Unix,
+//! `x86_64-w64-mingw32-gcc -o repro.exe repro.c` or `cl repro.c` for Windows.
 
 use super::oracle::{Expect, Failure};
 use ntdsbcli_harness::program::{Garbage, Hv, ListKind, Op, Program, Text};
@@ -12,6 +13,7 @@ const HEADER: &str = r#"#include <stdint.h>
 #include <string.h>
 #ifdef _WIN32
 #include <windows.h>
+#include <tlhelp32.h>
 #define API __stdcall
 #define LOAD(p) ((void *)LoadLibraryA(p))
 #define SYM(l, n) ((void *)GetProcAddress((HMODULE)(l), (n)))
@@ -129,27 +131,84 @@ MAYBE_UNUSED static void *unmapped(void) {
     return p;
 }
 
-MAYBE_UNUSED static int count_dir(const char *path) {
 #ifdef _WIN32
-    (void)path;
-    return 0;
+/* Live handles. GetProcessHandleCount answers 0 under Wine; then probe the handle table, which
+   hands out values lowest first, until a long run of unused values. */
+MAYBE_UNUSED static int count_handles(void) {
+    DWORD n = 0;
+    if (GetProcessHandleCount(GetCurrentProcess(), &n) && n) return (int)n;
+    int live = 0, misses = 0;
+    for (uintptr_t v = 4; misses < 1024; v += 4) {
+        DWORD flags;
+        if (GetHandleInformation((HANDLE)v, &flags)) { live++; misses = 0; } else misses++;
+    }
+    return live;
+}
+MAYBE_UNUSED static int count_threads(void) {
+    HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
+    THREADENTRY32 e;
+    int n = 0;
+    if (snap == INVALID_HANDLE_VALUE) return 0;
+    e.dwSize = sizeof e;
+    for (BOOL more = Thread32First(snap, &e); more; more = Thread32Next(snap, &e))
+        if (e.th32OwnerProcessID == GetCurrentProcessId()) n++;
+    CloseHandle(snap);
+    return n;
+}
 #else
+static int count_dir(const char *path) {
     DIR *d = opendir(path);
     int n = 0;
     if (!d) return 0;
     while (readdir(d)) n++;
     closedir(d);
     return n;
-#endif
 }
+MAYBE_UNUSED static int count_handles(void) { return count_dir("/proc/self/fd"); }
+MAYBE_UNUSED static int count_threads(void) { return count_dir("/proc/self/task"); }
+#endif
 
-#ifndef _WIN32
+#ifdef _WIN32
+struct racer { HBC h; HR rc; HANDLE go; };
+MAYBE_UNUSED static DWORD WINAPI race(LPVOID arg) {
+    struct racer *r = arg;
+    WaitForSingleObject(r->go, INFINITE);
+    r->rc = ((hbc_t)need("DsBackupEnd"))(r->h);
+    return 0;
+}
+/* Starts n threads that all call End(h) at once; returns how many got S_OK, and in *bad how
+   many got something other than S_OK or the invalid-handle code. */
+MAYBE_UNUSED static int end_concurrently(HBC hh, int n, int *bad) {
+    struct racer r[64];
+    HANDLE t[64], go = CreateEventA(NULL, TRUE, FALSE, NULL);
+    int wins = 0;
+    *bad = 0;
+    for (int k = 0; k < n; k++) { r[k].h = hh; r[k].go = go; t[k] = CreateThread(NULL, 0, race, &r[k], 0, NULL); }
+    SetEvent(go);
+    WaitForMultipleObjects(n, t, TRUE, INFINITE);
+    for (int k = 0; k < n; k++) { CloseHandle(t[k]); if (r[k].rc == 0) wins++; else if (!invalid(r[k].rc)) (*bad)++; }
+    CloseHandle(go);
+    return wins;
+}
+#else
 struct racer { HBC h; HR rc; pthread_barrier_t *bar; };
 MAYBE_UNUSED static void *race(void *arg) {
     struct racer *r = arg;
     pthread_barrier_wait(r->bar);
     r->rc = ((hbc_t)need("DsBackupEnd"))(r->h);
     return NULL;
+}
+MAYBE_UNUSED static int end_concurrently(HBC hh, int n, int *bad) {
+    pthread_t t[64];
+    struct racer r[64];
+    pthread_barrier_t bar;
+    int wins = 0;
+    *bad = 0;
+    pthread_barrier_init(&bar, NULL, (unsigned)n);
+    for (int k = 0; k < n; k++) { r[k].h = hh; r[k].bar = &bar; pthread_create(&t[k], NULL, race, &r[k]); }
+    for (int k = 0; k < n; k++) { pthread_join(t[k], NULL); if (r[k].rc == 0) wins++; else if (!invalid(r[k].rc)) bad[0]++; }
+    pthread_barrier_destroy(&bar);
+    return wins;
 }
 #endif
 "#;
@@ -222,7 +281,7 @@ pub fn render(
     header_note: &str,
 ) -> String {
     let mut c = String::new();
-    let _ = writeln!(c, "/*\n * {header_note}\n * Build: cc -o repro repro.c -ldl -lpthread\n * Run:   ./repro path/to/library\n * Exits 1 (or dies) when the defect reproduces; 0 when every call answers as documented.\n * Define ACCEPT_HRESULT to accept 0x80070057 where 87 is documented.\n */");
+    let _ = writeln!(c, "/*\n * {header_note}\n * Build: cc -o repro repro.c -ldl -lpthread\n *   (Windows: x86_64-w64-mingw32-gcc -o repro.exe repro.c, or cl repro.c)\n * Run:   ./repro path/to/library\n * Exits 1 (or dies) when the defect reproduces; 0 when every call answers as documented.\n * Define ACCEPT_HRESULT to accept 0x80070057 where 87 is documented.\n */");
     c.push_str(HEADER);
     c.push_str("\nint main(int argc, char **argv) {\n    HR rc = 0;\n    (void)rc;\n");
     c.push_str("    if (argc < 2) {\n        fprintf(stderr, \"usage: %s LIBRARY\\n\", argv[0]);\n        return 2;\n    }\n");
@@ -240,7 +299,7 @@ pub fn render(
         _ => None,
     };
     if count {
-        c.push_str("    int fds0 = count_dir(\"/proc/self/fd\"), threads0 = count_dir(\"/proc/self/task\");\n");
+        c.push_str("    int handles0 = count_handles(), threads0 = count_threads();\n");
     }
     // ops[0] is the opening probe; transition i is ops[i + 1].
     for (i, op) in program.ops.iter().enumerate().skip(1) {
@@ -261,7 +320,7 @@ pub fn render(
         c.push_str("    /* clean-up: end what is live, then free every buffer */\n    for (int k = 0; k < 32; k++) {\n        if (live[k]) { rc = ((hbc_t)need(\"DsBackupEnd\"))(h[k]); report(900 + k, \"DsBackupEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n        if (rlive[k]) { rc = ((hbc_t)need(\"DsRestoreEnd\"))(h[k]); report(900 + k, \"DsRestoreEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n    }\n    for (int k = 0; k < 32; k++)\n        if (b[k]) ((free_t)need(\"DsBackupFree\"))(b[k]);\n");
     }
     if count {
-        c.push_str("    if (count_dir(\"/proc/self/fd\") != fds0 || count_dir(\"/proc/self/task\") != threads0) {\n        printf(\"the sequence left %+d open handles and %+d threads behind\\n\", count_dir(\"/proc/self/fd\") - fds0, count_dir(\"/proc/self/task\") - threads0);\n        failed = 1;\n    }\n");
+        c.push_str("    if (count_handles() != handles0 || count_threads() != threads0) {\n        printf(\"the sequence left %+d open handles and %+d threads behind\\n\", count_handles() - handles0, count_threads() - threads0);\n        failed = 1;\n    }\n");
     }
     c.push_str("    if (failed) {\n        printf(\"DEFECT REPRODUCED\\n\");\n        return 1;\n    }\n    printf(\"every call answered as documented\\n\");\n    return 0;\n}\n");
     c
@@ -315,7 +374,7 @@ fn op_code(op: &Op, e: &Expect, step: usize, call: &str) -> String {
             ind(body + &slot_clear)
         }
         Op::EndConcurrent { h, threads } => ind(format!(
-            "#ifdef _WIN32\n        printf(\"concurrent End is checked on Unix only\\n\");\n#else\n        pthread_t t[{threads}]; struct racer r[{threads}]; pthread_barrier_t bar;\n        pthread_barrier_init(&bar, NULL, {threads});\n        for (int k = 0; k < {threads}; k++) {{ r[k].h = {hh}; r[k].bar = &bar; pthread_create(&t[k], NULL, race, &r[k]); }}\n        int wins = 0, bad = 0;\n        for (int k = 0; k < {threads}; k++) {{ pthread_join(t[k], NULL); if (r[k].rc == 0) wins++; else if (!invalid(r[k].rc)) bad++; }}\n        {}\n#endif\n",
+            "        int bad, wins = end_concurrently({hh}, {threads}, &bad);\n        {}\n",
             match e {
                 Expect::OneWinner => format!("report({step}, {}, wins, wins == 1 && bad == 0, \"exactly one S_OK, the rest 87\");", c_str(call)),
                 _ => format!("report({step}, {}, wins, wins == 0 && bad == 0, \"87 (ERROR_INVALID_PARAMETER) for every thread\");", c_str(call)),
