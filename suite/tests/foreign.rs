@@ -88,3 +88,31 @@ fn reference_as_a_shared_library_is_conformant() {
     assert_eq!(out.status.code(), Some(1));
     assert!(line(&String::from_utf8_lossy(&out.stdout), "end.concurrent").contains(" fail "));
 }
+
+/// Processes named `ntdsb-orphan` that are still running (a killed one stays a zombie until
+/// init reaps it, which is not running).
+fn live_orphans() -> usize {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                .filter(|s| s.contains("(ntdsb-orphan)"))
+                .filter(|s| {
+                    let state = s.rsplit(')').next().unwrap_or("").trim_start();
+                    !state.starts_with('Z') && !state.starts_with('X')
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_hung_librarys_helper_process_dies_with_its_worker() {
+    // End(NULL) forks a helper that sleeps until killed, then hangs: killing the hung worker
+    // must take the helper too (the worker's process group).
+    let lib = common::c_library(Some("HANG_CHILD"));
+    let (code, out) = verdict(&lib, &["--check", "end.null"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(line(&out, "end.null").contains(" timeout "), "{out}");
+    assert_eq!(live_orphans(), 0, "a helper process outlived its worker");
+}
