@@ -91,45 +91,27 @@ impl Drop for Sentinel {
     }
 }
 
-/// A page of memory shared between the supervisor and its worker through a file.
-pub struct SharedPage {
-    ptr: *mut u8,
+/// Maps `len` bytes of `file` shared, read and write.
+pub(super) fn map_shared(file: &std::fs::File, len: usize) -> std::io::Result<*mut u8> {
+    // SAFETY: a shared mapping of a file the caller holds open.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(p.cast())
 }
 
-// SAFETY: the page is only accessed through atomics.
-unsafe impl Send for SharedPage {}
-unsafe impl Sync for SharedPage {}
-
-impl SharedPage {
-    pub const SIZE: usize = 4096;
-
-    /// Maps `file`, which must be at least `SIZE` bytes long.
-    pub fn map(file: &std::fs::File) -> std::io::Result<SharedPage> {
-        // SAFETY: a shared mapping of a file we hold open; never unmapped while in use.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                Self::SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(SharedPage { ptr: p.cast() })
-    }
-
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr
-    }
-}
-
-impl Drop for SharedPage {
-    fn drop(&mut self) {
-        // SAFETY: mapped in `map` with this size.
-        unsafe { libc::munmap(self.ptr.cast(), Self::SIZE) };
-    }
+/// Undoes `map_shared`.
+pub(super) fn unmap_shared(ptr: *mut u8, len: usize) {
+    // SAFETY: mapped by `map_shared` with this length.
+    unsafe { libc::munmap(ptr.cast(), len) };
 }

@@ -3,9 +3,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
 use windows_sys::Win32::System::Diagnostics::Debug::ReadProcessMemory;
 use windows_sys::Win32::System::Memory::{
-    CreateFileMappingW, MapViewOfFile, UnmapViewOfFile, VirtualAlloc, VirtualFree,
-    FILE_MAP_ALL_ACCESS, MEMORY_MAPPED_VIEW_ADDRESS, MEM_COMMIT, MEM_RELEASE, MEM_RESERVE,
-    PAGE_READWRITE,
+    CreateFileMappingW, MapViewOfFile, UnmapViewOfFile, VirtualAlloc, VirtualFree, VirtualQuery,
+    FILE_MAP_ALL_ACCESS, MEMORY_BASIC_INFORMATION, MEMORY_MAPPED_VIEW_ADDRESS, MEM_COMMIT,
+    MEM_RELEASE, MEM_RESERVE, PAGE_GUARD, PAGE_NOACCESS, PAGE_READWRITE,
 };
 use windows_sys::Win32::System::Threading::{
     CreateSemaphoreW, GetCurrentProcess, ReleaseSemaphore, WaitForSingleObject,
@@ -32,8 +32,33 @@ pub fn unmapped_page() -> usize {
 pub const KERNEL_HALF: usize = 0xFFFF_8000_0000_1000;
 pub const NON_CANONICAL: usize = 0x0123_4567_89AB_CDE0;
 
+/// Whether every page of the range is committed and readable, as the process's own view of its
+/// memory says. Asked first because under Wine ReadProcessMemory reads a released page that
+/// Wine keeps reserved.
+fn readable(addr: usize, len: usize) -> bool {
+    let end = addr.saturating_add(len);
+    let mut at = addr;
+    while at < end {
+        // SAFETY: VirtualQuery only describes the address space.
+        let mut mbi: MEMORY_BASIC_INFORMATION = unsafe { std::mem::zeroed() };
+        let got = unsafe { VirtualQuery(at as *const _, &mut mbi, std::mem::size_of_val(&mbi)) };
+        let ok = got != 0
+            && mbi.State == MEM_COMMIT
+            && mbi.Protect != 0
+            && mbi.Protect & (PAGE_NOACCESS | PAGE_GUARD) == 0;
+        if !ok {
+            return false;
+        }
+        at = (mbi.BaseAddress as usize).saturating_add(mbi.RegionSize.max(1));
+    }
+    true
+}
+
 /// Whether `len` bytes at `addr` can be read, asked of the kernel so that nothing faults.
 pub fn copy_if_readable(addr: usize, out: &mut [u8]) -> bool {
+    if !readable(addr, out.len()) {
+        return false;
+    }
     let mut n = 0usize;
     // SAFETY: the kernel checks the source range; the destination is our buffer.
     let ok = unsafe {
@@ -95,58 +120,34 @@ impl Drop for Sentinel {
     }
 }
 
-/// A page of memory shared between the supervisor and its worker through a file.
-pub struct SharedPage {
-    ptr: *mut u8,
-}
-
-// SAFETY: the page is only accessed through atomics.
-unsafe impl Send for SharedPage {}
-unsafe impl Sync for SharedPage {}
-
-impl SharedPage {
-    pub const SIZE: usize = 4096;
-
-    /// Maps `file`, which must be at least `SIZE` bytes long.
-    pub fn map(file: &std::fs::File) -> std::io::Result<SharedPage> {
-        // SAFETY: a view of a file we hold open; the mapping handle can close once the view
-        // exists (the view keeps the section alive).
-        unsafe {
-            let mapping = CreateFileMappingW(
-                file.as_raw_handle(),
-                std::ptr::null(),
-                PAGE_READWRITE,
-                0,
-                Self::SIZE as u32,
-                std::ptr::null(),
-            );
-            if mapping.is_null() {
-                return Err(std::io::Error::last_os_error());
-            }
-            let view = MapViewOfFile(mapping, FILE_MAP_ALL_ACCESS, 0, 0, Self::SIZE);
-            let err = std::io::Error::last_os_error();
-            CloseHandle(mapping);
-            if view.Value.is_null() {
-                return Err(err);
-            }
-            Ok(SharedPage {
-                ptr: view.Value.cast(),
-            })
+/// Maps `len` bytes of `file` shared, read and write.
+pub(super) fn map_shared(file: &std::fs::File, len: usize) -> std::io::Result<*mut u8> {
+    // SAFETY: a view of a file the caller holds open; the mapping handle can close once the
+    // view exists (the view keeps the section alive).
+    unsafe {
+        let mapping = CreateFileMappingW(
+            file.as_raw_handle(),
+            std::ptr::null(),
+            PAGE_READWRITE,
+            0,
+            len as u32,
+            std::ptr::null(),
+        );
+        if mapping.is_null() {
+            return Err(std::io::Error::last_os_error());
         }
-    }
-
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr
+        let view = MapViewOfFile(mapping, FILE_MAP_ALL_ACCESS, 0, 0, len);
+        let err = std::io::Error::last_os_error();
+        CloseHandle(mapping);
+        if view.Value.is_null() {
+            return Err(err);
+        }
+        Ok(view.Value.cast())
     }
 }
 
-impl Drop for SharedPage {
-    fn drop(&mut self) {
-        // SAFETY: mapped in `map`.
-        unsafe {
-            UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
-                Value: self.ptr.cast(),
-            })
-        };
-    }
+/// Undoes `map_shared`.
+pub(super) fn unmap_shared(ptr: *mut u8, _len: usize) {
+    // SAFETY: a view mapped by `map_shared`.
+    unsafe { UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS { Value: ptr.cast() }) };
 }
