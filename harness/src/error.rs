@@ -1,16 +1,17 @@
 use std::path::PathBuf;
 
-/// Errors that stop a run before any check can be decided. Each names the file and the cause.
+/// Errors that stop a run before any check can be decided. Each names the file; the OS error,
+/// where there is one, is the source (print the chain, `{:#}` with anyhow, to see it).
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
-    #[error("{path}: no such file ({source})")]
+    #[error("{path}: no such file")]
     NotFound {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("{path}: is a directory, not a library")]
     IsDirectory { path: PathBuf },
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Unreadable {
         path: PathBuf,
         source: std::io::Error,
@@ -31,7 +32,7 @@ pub enum HarnessError {
     CrashedAtLoad { path: String, how: String },
     #[error("{path}: library did not finish loading within {secs} s")]
     HungAtLoad { path: String, secs: u64 },
-    #[error("cannot start worker process {exe}: {source}")]
+    #[error("cannot start worker process {exe}")]
     Spawn {
         exe: PathBuf,
         source: std::io::Error,
@@ -40,7 +41,7 @@ pub enum HarnessError {
     Prelude { path: String, what: String },
     #[error("worker protocol error: {0}")]
     Protocol(String),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         source: std::io::Error,
