@@ -5,6 +5,7 @@
 pub mod abi;
 pub mod codes;
 pub mod error;
+pub mod fileinfo;
 pub mod heapcheck;
 pub mod interp;
 pub mod preflight;

@@ -278,6 +278,10 @@ pub fn run(
             sha256,
             size,
             exports: exports.clone(),
+            version: match &opts.library {
+                LibrarySpec::Path(p) => ntdsbcli_harness::fileinfo::version_resource(p),
+                LibrarySpec::Embedded => None,
+            },
         },
         config: Config {
             seed: opts.seed,

@@ -116,6 +116,9 @@ pub fn to_html(r: &Report) -> String {
             identity.push((k, esc(v)));
         }
     }
+    if let Some(v) = &r.library.version {
+        identity.insert(3, ("version resource", esc(&v.summary())));
+    }
     s.push_str("<table class=\"identity\">");
     for (k, v) in identity {
         s.push_str(&format!("<tr><td>{k}</td><td>{v}</td></tr>"));

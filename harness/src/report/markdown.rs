@@ -13,6 +13,9 @@ pub fn to_markdown(r: &Report) -> String {
     ));
     s.push_str(&format!("- library: `{}`\n", r.library.path));
     s.push_str(&format!("- sha256: `{}`\n", r.library.sha256));
+    if let Some(v) = &r.library.version {
+        s.push_str(&format!("- version resource: {}\n", v.summary()));
+    }
     s.push_str(&format!("- exports: {}\n", r.library.exports.len()));
     s.push_str(&format!(
         "- tool: {} {}\n- server: `{}`, seed {}, accept-hresult {}\n\n",

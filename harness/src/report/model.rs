@@ -107,6 +107,40 @@ pub struct Library {
     pub sha256: String,
     pub size: u64,
     pub exports: Vec<String>,
+    /// A Windows DLL's version resource, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<VersionResource>,
+}
+
+/// VERSIONINFO of a DLL: the numeric versions and the standard strings (CompanyName,
+/// ProductName, FileVersion, ...) of its first translation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionResource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_version: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub strings: std::collections::BTreeMap<String, String>,
+}
+
+impl VersionResource {
+    /// One line for people: product, company and versions.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for key in ["ProductName", "CompanyName", "FileDescription"] {
+            if let Some(v) = self.strings.get(key) {
+                parts.push(v.clone());
+            }
+        }
+        if let Some(v) = &self.file_version {
+            parts.push(format!("file version {v}"));
+        }
+        if let Some(v) = &self.product_version {
+            parts.push(format!("product version {v}"));
+        }
+        parts.join(", ")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
