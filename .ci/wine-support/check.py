@@ -124,6 +124,7 @@ def main():
         ("an executable", EXE, ("not a DLL",)),
         ("no DsBackupEnd", C / "ntdsb_no_end.dll", ("required exports missing: DsBackupEnd",)),
         ("crash in DllMain", C / "ntdsb_ctor_crash.dll", ("cannot load", "(os error 998)", "DllMain")),
+        ("missing dependency", C / "ntdsb_needs_dep.dll", ("cannot load", "(os error 126)")),
     ]:
         code, out, err, secs = run([WINE, str(EXE), "run", "--lib", str(lib)])
         lines = [l for l in err.splitlines() if l.strip()]
@@ -163,6 +164,7 @@ def main():
         ("double_close", 1, "end.double", "fail", None),
         ("exit", 1, "end.null", "crash", "exited with status 4"),
         ("abort", 1, "end.null", "crash", "0xC0000409"),
+        ("stack_overflow", 1, "end.null", "crash", "0xC00000FD stack overflow"),
         ("hang", 1, "end.null", "timeout", None),
         ("hang_child", 1, "end.null", "timeout", None),
     ]:

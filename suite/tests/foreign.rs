@@ -54,6 +54,7 @@ fn defective_c_libraries_are_nonconformant() {
         ("DOUBLE_CLOSE", "end.double", "fail"),
         ("EXIT", "end.null", "crash"),
         ("ABORT", "end.null", "crash"),
+        ("STACK_OVERFLOW", "end.null", "crash"),
         ("HANG", "end.null", "timeout"),
     ] {
         let (code, out) = verdict(&common::c_library(Some(defect)), &[]);

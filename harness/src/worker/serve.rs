@@ -74,7 +74,7 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
     if let Some(export) = api.any_export() {
         crate::heapcheck::install(export);
     }
-    platform::abort_is_a_crash();
+    platform::name_crashes();
     send(
         &mut out,
         &Response::Ready {

@@ -10,7 +10,8 @@ use windows_sys::Win32::System::Console::{
     GetStdHandle, SetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
 };
 use windows_sys::Win32::System::Diagnostics::Debug::{
-    SetErrorMode, SEM_FAILCRITICALERRORS, SEM_NOGPFAULTERRORBOX,
+    AddVectoredExceptionHandler, SetErrorMode, EXCEPTION_POINTERS, SEM_FAILCRITICALERRORS,
+    SEM_NOGPFAULTERRORBOX,
 };
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
@@ -227,9 +228,26 @@ pub fn take_stdio() -> std::io::Result<(OwnedHandle, OwnedHandle)> {
     }
 }
 
+/// A stack overflow ends the worker with 0xC00000FD at once. Without this, Wine runs out of
+/// stack again in its unhandled-exception path and the process ends with status 0, which
+/// reads like a call to exit(0).
+unsafe extern "system" fn on_stack_overflow(info: *mut EXCEPTION_POINTERS) -> i32 {
+    const STATUS_STACK_OVERFLOW: u32 = 0xC000_00FD;
+    const CONTINUE_SEARCH: i32 = 0;
+    // SAFETY: the system passes a valid record for the exception being dispatched.
+    let code = unsafe { (*(*info).ExceptionRecord).ExceptionCode } as u32;
+    if code == STATUS_STACK_OVERFLOW {
+        exit_now(code as i32);
+    }
+    CONTINUE_SEARCH
+}
+
 /// Makes `abort()` in any loaded C runtime end the process with 0xC0000409, as the Universal
-/// CRT's does, instead of msvcrt's plain exit status 3 that reads like a call to exit.
-pub fn abort_is_a_crash() {
+/// CRT's does, instead of msvcrt's plain exit status 3 that reads like a call to exit; and a
+/// stack overflow end it with its own status.
+pub fn name_crashes() {
+    // SAFETY: registers a handler that only acts on a stack overflow.
+    unsafe { AddVectoredExceptionHandler(1, Some(on_stack_overflow)) };
     type Signal = unsafe extern "C" fn(i32, usize) -> usize;
     const SIGABRT: i32 = 22;
     extern "C" fn on_abort(_: i32) {
