@@ -11,7 +11,9 @@ use windows_sys::Win32::System::LibraryLoader::{
     GetModuleHandleExW, GetProcAddress, GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS,
     GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
 };
-use windows_sys::Win32::System::Memory::{HeapValidate, VirtualProtect, PAGE_READWRITE};
+use windows_sys::Win32::System::Memory::{
+    GetProcessHeaps, HeapValidate, VirtualProtect, PAGE_READWRITE,
+};
 
 const STATUS_HEAP_CORRUPTION: u32 = 0xC000_0374;
 const EXCEPTION_NONCONTINUABLE: u32 = 1;
@@ -58,10 +60,23 @@ unsafe extern "C" fn checked_free(p: *mut c_void) {
     // SAFETY: validating a pointer only reads heap metadata; the original free gets only live
     // blocks.
     unsafe {
-        if !p.is_null() && HeapValidate(hook.heap as HANDLE, 0, p) == 0 {
+        if !p.is_null() && HeapValidate(hook.heap as HANDLE, 0, p) == 0 && !live_anywhere(p) {
             corrupt();
         }
         (hook.original)(p)
+    }
+}
+
+/// Whether `p` is a live block of any heap of the process: a runtime that allocated from
+/// another heap than the one it reports is not blamed. No allocation: this runs inside free.
+fn live_anywhere(p: *mut c_void) -> bool {
+    let mut heaps: [HANDLE; 64] = [std::ptr::null_mut(); 64];
+    // SAFETY: fills at most 64 handles; each is validated against the pointer only.
+    unsafe {
+        let n = GetProcessHeaps(heaps.len() as u32, heaps.as_mut_ptr()) as usize;
+        heaps[..n.min(heaps.len())]
+            .iter()
+            .any(|&h| HeapValidate(h, 0, p) != 0)
     }
 }
 
@@ -89,12 +104,17 @@ fn crt_heap(free: *const c_void) -> Option<usize> {
     }
 }
 
+/// Release C runtimes whose `free` takes exactly the blocks of their heap. Debug runtimes
+/// (msvcr120d.dll, ucrtbased.dll) put a header before each block, so the pointer a caller
+/// frees is not a heap block: they are left alone.
 fn is_crt(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n == "msvcrt.dll"
         || n == "ucrtbase.dll"
         || n.starts_with("api-ms-win-crt-heap-")
-        || (n.starts_with("msvcr") && n.ends_with(".dll"))
+        || ["70", "71", "80", "90", "100", "110", "120"]
+            .iter()
+            .any(|v| n == format!("msvcr{v}.dll"))
 }
 
 /// Points the `free` and `HeapFree` imports of the module holding `any_export` at the checks.
