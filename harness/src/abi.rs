@@ -197,7 +197,6 @@ impl Api {
         api
     }
 
-    /// The export names found, in `EXPORTS` order.
     /// The address of some export, to find the module that holds the library.
     pub fn any_export(&self) -> Option<*const c_void> {
         self.backup_free
@@ -205,6 +204,7 @@ impl Api {
             .or(self.backup_end.map(|f| f as *const c_void))
     }
 
+    /// The export names found, in `EXPORTS` order.
     pub fn exports(&self) -> &[String] {
         &self.exports
     }

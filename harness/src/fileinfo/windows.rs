@@ -1,7 +1,7 @@
 use crate::report::VersionResource;
+use crate::sys::wide;
 use std::collections::BTreeMap;
 use std::ffi::c_void;
-use std::os::windows::ffi::OsStrExt;
 use windows_sys::Win32::Storage::FileSystem::{
     GetFileVersionInfoSizeW, GetFileVersionInfoW, VerQueryValueW, VS_FIXEDFILEINFO,
 };
@@ -18,10 +18,6 @@ const NAMES: [&str; 8] = [
     "LegalCopyright",
 ];
 
-fn wide(s: &std::ffi::OsStr) -> Vec<u16> {
-    s.encode_wide().chain(std::iter::once(0)).collect()
-}
-
 /// A value of the resource block, or None.
 fn query(block: &[u8], sub: &str) -> Option<(*const c_void, u32)> {
     let mut ptr: *mut c_void = std::ptr::null_mut();
@@ -30,7 +26,7 @@ fn query(block: &[u8], sub: &str) -> Option<(*const c_void, u32)> {
     let ok = unsafe {
         VerQueryValueW(
             block.as_ptr().cast(),
-            wide(sub.as_ref()).as_ptr(),
+            wide(sub).as_ptr(),
             &mut ptr,
             &mut len,
         )
@@ -45,7 +41,7 @@ fn four(ms: u32, ls: u32) -> String {
 /// The DLL's VERSIONINFO: numeric file and product versions and the standard strings of its
 /// first translation. Read as data; no code of the library runs.
 pub fn version_resource(path: &std::path::Path) -> Option<VersionResource> {
-    let name = wide(path.as_os_str());
+    let name = wide(path);
     let mut handle = 0u32;
     // SAFETY: sizes and fills our buffer from the file's resource section.
     let size = unsafe { GetFileVersionInfoSizeW(name.as_ptr(), &mut handle) };

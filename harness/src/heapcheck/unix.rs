@@ -1,4 +1,2 @@
 /// Nothing to install: glibc checks frees itself and aborts on a double free.
-pub fn install(_any_export: *const std::ffi::c_void) -> usize {
-    0
-}
+pub fn install(_any_export: *const std::ffi::c_void) {}

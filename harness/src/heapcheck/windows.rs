@@ -3,9 +3,10 @@
 //! (kernel32) imports are pointed at checks that validate the block first and raise 0xC0000374
 //! when it is not live, as page heap and Application Verifier do, so both give the same outcome.
 
+use crate::sys::C_RUNTIMES;
 use std::ffi::{c_void, CStr};
 use std::sync::OnceLock;
-use windows_sys::Win32::Foundation::{HANDLE, HMODULE};
+use windows_sys::Win32::Foundation::{HANDLE, HMODULE, STATUS_HEAP_CORRUPTION};
 use windows_sys::Win32::System::Diagnostics::Debug::RaiseException;
 use windows_sys::Win32::System::LibraryLoader::{
     GetModuleHandleExW, GetProcAddress, GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS,
@@ -15,7 +16,6 @@ use windows_sys::Win32::System::Memory::{
     GetProcessHeaps, HeapValidate, VirtualProtect, PAGE_READWRITE,
 };
 
-const STATUS_HEAP_CORRUPTION: u32 = 0xC000_0374;
 const EXCEPTION_NONCONTINUABLE: u32 = 1;
 
 type FreeFn = unsafe extern "C" fn(*mut c_void);
@@ -34,7 +34,7 @@ fn corrupt() {
     // SAFETY: raises a noncontinuable exception; nothing returns from it.
     unsafe {
         RaiseException(
-            STATUS_HEAP_CORRUPTION,
+            STATUS_HEAP_CORRUPTION as u32,
             EXCEPTION_NONCONTINUABLE,
             0,
             std::ptr::null(),
@@ -109,34 +109,27 @@ fn crt_heap(free: *const c_void) -> Option<usize> {
 /// frees is not a heap block: they are left alone.
 fn is_crt(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n == "msvcrt.dll"
-        || n == "ucrtbase.dll"
-        || n.starts_with("api-ms-win-crt-heap-")
-        || ["70", "71", "80", "90", "100", "110", "120"]
-            .iter()
-            .any(|v| n == format!("msvcr{v}.dll"))
+    n.starts_with("api-ms-win-crt-heap-") || C_RUNTIMES.contains(&n.as_str())
 }
 
 /// Points the `free` and `HeapFree` imports of the module holding `any_export` at the checks.
-/// Returns how many import slots were changed.
-pub fn install(any_export: *const c_void) -> usize {
+pub fn install(any_export: *const c_void) {
     let Some(module) = module_of(any_export) else {
-        return 0;
+        return;
     };
     let base = module as usize;
-    let mut patched = 0;
     // SAFETY: walks the import directory of a module the loader has mapped; offsets are the
     // PE32+ layout. Only the IAT slot is written, after making its page writable.
     unsafe {
         let rd32 = |off: usize| std::ptr::read_unaligned((base + off) as *const u32) as usize;
         let nt = rd32(0x3C);
         if rd32(nt) != 0x0000_4550 {
-            return 0;
+            return;
         }
         // Optional header at +24; the import directory is data directory 1, at +120 in PE32+.
         let imports = rd32(nt + 24 + 120);
         if imports == 0 {
-            return 0;
+            return;
         }
         let mut desc = imports;
         loop {
@@ -157,12 +150,11 @@ pub fn install(any_export: *const c_void) -> usize {
                     if entry >> 63 == 0 {
                         let fname = CStr::from_ptr((base + entry as usize + 2) as *const i8);
                         let slot = (base + iat + i * 8) as *mut usize;
-                        let done = match fname.to_bytes() {
+                        match fname.to_bytes() {
                             b"free" if crt => hook_free(slot),
                             b"HeapFree" if kernel => hook_heap_free(slot),
-                            _ => false,
-                        };
-                        patched += done as usize;
+                            _ => {}
+                        }
                     }
                     i += 1;
                 }
@@ -170,43 +162,45 @@ pub fn install(any_export: *const c_void) -> usize {
             desc += 20;
         }
     }
-    patched
 }
 
 /// Redirects a `free` slot, when its runtime's heap is known and it is the runtime hooked first.
-unsafe fn hook_free(slot: *mut usize) -> bool {
+unsafe fn hook_free(slot: *mut usize) {
     // SAFETY: the slot is a bound IAT entry of a loaded module.
     unsafe {
         let current = *slot;
         let Some(heap) = crt_heap(current as *const c_void) else {
-            return false;
+            return;
         };
         let hook = HOOK.get_or_init(|| Hook {
             original: std::mem::transmute::<usize, FreeFn>(current),
             heap,
         });
-        hook.original as usize == current && write_slot(slot, checked_free as *const () as usize)
+        if hook.original as usize == current {
+            write_slot(slot, checked_free as *const () as usize);
+        }
     }
 }
 
-unsafe fn hook_heap_free(slot: *mut usize) -> bool {
+unsafe fn hook_heap_free(slot: *mut usize) {
     // SAFETY: as in `hook_free`.
     unsafe {
         let current = *slot;
         let original = HEAP_FREE.get_or_init(|| std::mem::transmute::<usize, HeapFreeFn>(current));
-        *original as usize == current && write_slot(slot, checked_heap_free as *const () as usize)
+        if *original as usize == current {
+            write_slot(slot, checked_heap_free as *const () as usize);
+        }
     }
 }
 
-unsafe fn write_slot(slot: *mut usize, value: usize) -> bool {
+/// Writes one IAT slot; a page that cannot be made writable is left as it is.
+unsafe fn write_slot(slot: *mut usize, value: usize) {
     let mut old = 0u32;
     // SAFETY: makes the one slot writable, writes it, and restores the protection.
     unsafe {
-        if VirtualProtect(slot.cast(), 8, PAGE_READWRITE, &mut old) == 0 {
-            return false;
+        if VirtualProtect(slot.cast(), 8, PAGE_READWRITE, &mut old) != 0 {
+            *slot = value;
+            VirtualProtect(slot.cast(), 8, old, &mut old);
         }
-        *slot = value;
-        VirtualProtect(slot.cast(), 8, old, &mut old);
     }
-    true
 }

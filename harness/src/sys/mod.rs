@@ -4,13 +4,12 @@ mod page;
 mod unix;
 #[cfg(unix)]
 use unix as platform;
-#[cfg(unix)]
-pub use unix::{copy_if_readable, unmapped_page, Sentinel, KERNEL_HALF, NON_CANONICAL};
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
 use windows as platform;
 #[cfg(windows)]
-pub use windows::{copy_if_readable, unmapped_page, Sentinel, KERNEL_HALF, NON_CANONICAL};
+pub(crate) use windows::{wide, C_RUNTIMES};
 
 pub use page::SharedPage;
+pub use platform::{copy_if_readable, unmapped_page, Sentinel, KERNEL_HALF, NON_CANONICAL};

@@ -11,6 +11,26 @@ use windows_sys::Win32::System::Threading::{
     CreateSemaphoreW, GetCurrentProcess, ReleaseSemaphore, WaitForSingleObject,
 };
 
+/// Release C runtimes a library may use: their stdio descriptors, abort() and free() are
+/// what the worker adjusts.
+pub(crate) const C_RUNTIMES: [&str; 9] = [
+    "msvcrt.dll",
+    "ucrtbase.dll",
+    "msvcr120.dll",
+    "msvcr110.dll",
+    "msvcr100.dll",
+    "msvcr90.dll",
+    "msvcr80.dll",
+    "msvcr71.dll",
+    "msvcr70.dll",
+];
+
+/// A NUL-terminated UTF-16 copy, as the W functions take.
+pub(crate) fn wide(s: impl AsRef<std::ffi::OsStr>) -> Vec<u16> {
+    use std::os::windows::ffi::OsStrExt;
+    s.as_ref().encode_wide().chain(std::iter::once(0)).collect()
+}
+
 /// An address that was committed and then released by this process just now.
 pub fn unmapped_page() -> usize {
     // SAFETY: a fresh allocation, released straight away; only its address is kept.

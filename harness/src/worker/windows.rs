@@ -1,17 +1,18 @@
 use super::Death;
+use crate::sys::{wide, C_RUNTIMES};
 use std::ffi::c_void;
 use std::os::windows::io::{AsRawHandle, FromRawHandle, IntoRawHandle, OwnedHandle};
 use std::process::{Child, Command, ExitStatus};
 use windows_sys::Win32::Foundation::{
     CloseHandle, DuplicateHandle, SetHandleInformation, DUPLICATE_SAME_ACCESS, HANDLE,
-    HANDLE_FLAG_INHERIT,
+    HANDLE_FLAG_INHERIT, STATUS_CONTROL_C_EXIT, STATUS_STACK_BUFFER_OVERRUN, STATUS_STACK_OVERFLOW,
 };
 use windows_sys::Win32::System::Console::{
     GetStdHandle, SetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
 };
 use windows_sys::Win32::System::Diagnostics::Debug::{
-    AddVectoredExceptionHandler, SetErrorMode, EXCEPTION_POINTERS, SEM_FAILCRITICALERRORS,
-    SEM_NOGPFAULTERRORBOX,
+    AddVectoredExceptionHandler, SetErrorMode, EXCEPTION_CONTINUE_SEARCH, EXCEPTION_POINTERS,
+    SEM_FAILCRITICALERRORS, SEM_NOGPFAULTERRORBOX,
 };
 use windows_sys::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
@@ -21,9 +22,6 @@ use windows_sys::Win32::System::JobObjects::{
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess};
 
-/// Exit status of a worker the supervisor terminated.
-const KILLED: u32 = 0xC000_013A;
-
 /// Nothing to set before the spawn: the job is attached right after it, and the worker waits
 /// for that (the pulse's release) before it loads the library.
 pub fn configure(_cmd: &mut Command) {}
@@ -31,7 +29,7 @@ pub fn configure(_cmd: &mut Command) {}
 /// The worker's job object: killing it ends the worker and everything the library started in
 /// it; closing it (the supervisor exiting, even by a crash) does the same.
 pub struct Tree {
-    job: Option<HANDLE>,
+    job: HANDLE,
 }
 
 // SAFETY: a kernel handle, usable from any thread.
@@ -59,26 +57,22 @@ pub fn adopt(child: &Child) -> std::io::Result<Tree> {
             CloseHandle(job);
             return Err(e);
         }
-        Ok(Tree { job: Some(job) })
+        Ok(Tree { job })
     }
 }
 
 impl Tree {
     pub fn kill(&self, child: &mut Child) {
-        if let Some(job) = self.job {
-            // SAFETY: our job handle.
-            unsafe { TerminateJobObject(job, KILLED) };
-        }
+        // SAFETY: our job handle.
+        unsafe { TerminateJobObject(self.job, STATUS_CONTROL_C_EXIT as u32) };
         let _ = child.kill();
     }
 }
 
 impl Drop for Tree {
     fn drop(&mut self) {
-        if let Some(job) = self.job.take() {
-            // SAFETY: closed once; KILL_ON_JOB_CLOSE ends anything left in it.
-            unsafe { CloseHandle(job) };
-        }
+        // SAFETY: closed once; KILL_ON_JOB_CLOSE ends anything left in it.
+        unsafe { CloseHandle(self.job) };
     }
 }
 
@@ -146,21 +140,6 @@ fn duplicate(h: HANDLE) -> std::io::Result<OwnedHandle> {
     Ok(unsafe { OwnedHandle::from_raw_handle(out) })
 }
 
-/// C runtimes whose descriptors 0 and 1 may already point at the protocol pipes.
-const CRTS: [&str; 7] = [
-    "msvcrt.dll",
-    "ucrtbase.dll",
-    "msvcr120.dll",
-    "msvcr110.dll",
-    "msvcr100.dll",
-    "msvcr90.dll",
-    "msvcr80.dll",
-];
-
-fn wide(s: &str) -> Vec<u16> {
-    s.encode_utf16().chain(std::iter::once(0)).collect()
-}
-
 /// An export of a C runtime that is already loaded (never loads one).
 fn crt_fn(module: &str, name: &std::ffi::CStr) -> Option<*const c_void> {
     // SAFETY: GetModuleHandleW only looks; GetProcAddress reads the export table.
@@ -173,12 +152,13 @@ fn crt_fn(module: &str, name: &std::ffi::CStr) -> Option<*const c_void> {
     }
 }
 
-/// Points each loaded C runtime's descriptor 1 at stderr and 0 at NUL, as dup2 does on Unix.
+/// Points each loaded C runtime's descriptor 1 at stderr and 0 at NUL, as dup2 does on Unix:
+/// they may already point at the protocol pipes.
 fn retarget_crt_descriptors() {
     type Dup2 = unsafe extern "C" fn(i32, i32) -> i32;
     type Open = unsafe extern "C" fn(*const i8, i32) -> i32;
     type Close = unsafe extern "C" fn(i32) -> i32;
-    for crt in CRTS {
+    for crt in C_RUNTIMES {
         let (Some(dup2), Some(open), Some(close)) = (
             crt_fn(crt, c"_dup2"),
             crt_fn(crt, c"_open"),
@@ -232,14 +212,11 @@ pub fn take_stdio() -> std::io::Result<(OwnedHandle, OwnedHandle)> {
 /// stack again in its unhandled-exception path and the process ends with status 0, which
 /// reads like a call to exit(0).
 unsafe extern "system" fn on_stack_overflow(info: *mut EXCEPTION_POINTERS) -> i32 {
-    const STATUS_STACK_OVERFLOW: u32 = 0xC000_00FD;
-    const CONTINUE_SEARCH: i32 = 0;
     // SAFETY: the system passes a valid record for the exception being dispatched.
-    let code = unsafe { (*(*info).ExceptionRecord).ExceptionCode } as u32;
-    if code == STATUS_STACK_OVERFLOW {
-        exit_now(code as i32);
+    if unsafe { (*(*info).ExceptionRecord).ExceptionCode } == STATUS_STACK_OVERFLOW {
+        exit_now(STATUS_STACK_OVERFLOW);
     }
-    CONTINUE_SEARCH
+    EXCEPTION_CONTINUE_SEARCH
 }
 
 /// Makes `abort()` in any loaded C runtime end the process with 0xC0000409, as the Universal
@@ -251,9 +228,9 @@ pub fn name_crashes() {
     type Signal = unsafe extern "C" fn(i32, usize) -> usize;
     const SIGABRT: i32 = 22;
     extern "C" fn on_abort(_: i32) {
-        exit_now(0xC000_0409u32 as i32);
+        exit_now(STATUS_STACK_BUFFER_OVERRUN);
     }
-    for crt in CRTS {
+    for crt in C_RUNTIMES {
         if let Some(signal) = crt_fn(crt, c"signal") {
             // SAFETY: the runtime's signal() with its documented signature.
             unsafe {
