@@ -5,12 +5,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use ntdsbcli_conform::catalogue::CHECKS;
-use ntdsbcli_conform::harness::report::{self, Report, Verdict};
+use ntdsbcli_conform::harness::report::{self, Report};
 use ntdsbcli_conform::harness::worker::{self, LibrarySpec};
 use ntdsbcli_conform::runner::{self, RunError, RunOptions};
 use ntdsbcli_conform::{summary, MUTANTS};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -261,18 +261,9 @@ fn merge_reports(
     if let Some(p) = &json {
         report::write_atomic(p, &serde_json::to_vec_pretty(&r)?)?;
     }
-    if let Some(p) = &markdown {
-        report::write_atomic(p, report::to_markdown(&r).as_bytes())?;
-    }
-    if let Some(p) = &junit {
-        report::write_atomic(p, report::to_junit(&r).as_bytes())?;
-    }
+    write_views(&r, markdown.as_deref(), junit.as_deref(), None)?;
     print!("{}", summary::table(&r, 160));
-    Ok(match r.verdict {
-        Verdict::Conformant => 0,
-        Verdict::Nonconformant => 1,
-        Verdict::Inconclusive => 3,
-    })
+    Ok(r.verdict.exit_code())
 }
 
 fn parse_partition(s: &str) -> Result<(u64, u64), String> {
@@ -319,17 +310,32 @@ fn write_repros(r: &Report, args: &RunArgs) -> anyhow::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-fn write_extra(r: &Report, args: &RunArgs) -> anyhow::Result<()> {
-    if let Some(p) = &args.markdown {
+/// The finished report's views for people and CI (the JSON is written as the run goes).
+fn write_views(
+    r: &Report,
+    markdown: Option<&Path>,
+    junit: Option<&Path>,
+    html: Option<&Path>,
+) -> anyhow::Result<()> {
+    if let Some(p) = markdown {
         report::write_atomic(p, report::to_markdown(r).as_bytes())?;
     }
-    if let Some(p) = &args.junit {
+    if let Some(p) = junit {
         report::write_atomic(p, report::to_junit(r).as_bytes())?;
     }
-    if let Some(p) = &args.html {
+    if let Some(p) = html {
         report::write_atomic(p, report::to_html(r).as_bytes())?;
     }
     Ok(())
+}
+
+fn write_extra(r: &Report, args: &RunArgs) -> anyhow::Result<()> {
+    write_views(
+        r,
+        args.markdown.as_deref(),
+        args.junit.as_deref(),
+        args.html.as_deref(),
+    )
 }
 
 fn run(args: RunArgs) -> anyhow::Result<u8> {
@@ -451,11 +457,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
                 }
                 return Ok(1);
             }
-            Ok(match r.verdict {
-                Verdict::Conformant => 0,
-                Verdict::Nonconformant => 1,
-                Verdict::Inconclusive => 3,
-            })
+            Ok(r.verdict.exit_code())
         }
         Err(RunError::MissingExports {
             path,

@@ -76,6 +76,15 @@ impl Verdict {
         v
     }
 
+    /// The process exit code for this verdict (design §6): 0, 1 or 3.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Verdict::Conformant => 0,
+            Verdict::Nonconformant => 1,
+            Verdict::Inconclusive => 3,
+        }
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Verdict::Conformant => "conformant",
