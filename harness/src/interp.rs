@@ -29,17 +29,14 @@ pub struct Interp<'a> {
     restore_open: [bool; SLOTS],
     bufs: [Buf; SLOTS],
     sentinels: Vec<sys::Sentinel>,
+    /// Sessions still open when a Prepare reused their slot: (restore, value).
+    orphans: Vec<(bool, u64)>,
 }
 
 /// Worker-owned memory passed as a handle, kept to see whether the library wrote to it.
 struct Owned {
     mem: Box<[u8]>,
     expect: Vec<u8>,
-}
-
-enum Arg {
-    Value(usize),
-    Unavailable(String),
 }
 
 fn fill_random(buf: &mut [u8], mut seed: u64) {
@@ -97,6 +94,35 @@ unsafe fn copy_bytes(ptr: usize, len: usize) -> Vec<u8> {
     out
 }
 
+/// The nearest value of garbage class `g` to `v` that is no live handle, for the classes
+/// that are numbers: alternately above and below, in steps of 1 for small integers and
+/// misaligned values and of 16 for addresses. None for all-ones, which has one value only.
+pub fn nearest_free(g: Garbage, v: usize, live: &[u64]) -> Option<usize> {
+    let unit = match g {
+        Garbage::Small(_) | Garbage::LivePlusOne(_) => 1,
+        Garbage::KernelHalf | Garbage::NonCanonical => 0x10,
+        _ => return None,
+    };
+    (1..4096usize)
+        .filter_map(|d| {
+            let k = unit * d.div_ceil(2);
+            if d % 2 == 1 {
+                v.checked_add(k)
+            } else {
+                v.checked_sub(k)
+            }
+        })
+        // 0 is NULL, never garbage.
+        .find(|&x| x != 0 && !live.contains(&(x as u64)))
+}
+
+fn slot_of(h: &Hv) -> Option<u8> {
+    match h {
+        Hv::Slot(s) => Some(*s),
+        _ => None,
+    }
+}
+
 /// Splits a double-NUL-terminated list into its entries (each still with its BFT character).
 pub fn parse_list(bytes: &[u8], wide: bool) -> Vec<String> {
     let units: Vec<u16> = if wide {
@@ -127,6 +153,7 @@ impl<'a> Interp<'a> {
             restore_open: [false; SLOTS],
             bufs: [Buf::default(); SLOTS],
             sentinels: Vec::new(),
+            orphans: Vec::new(),
         }
     }
 
@@ -169,45 +196,136 @@ impl<'a> Interp<'a> {
         })
     }
 
-    fn handle(&self, h: &Hv, owned: &mut Option<Owned>) -> Arg {
-        let v = match h {
-            Hv::Null => 0,
-            Hv::Slot(s) => self.handles[*s as usize] as usize,
-            Hv::Garbage(g) => match *g {
-                Garbage::Small(n) => n as usize,
-                Garbage::AllOnes => usize::MAX,
-                Garbage::Unmapped => sys::unmapped_page(),
-                Garbage::KernelHalf => sys::KERNEL_HALF,
-                Garbage::NonCanonical => sys::NON_CANONICAL,
-                Garbage::LivePlusOne(s) => (self.handles[s as usize] as usize).wrapping_add(1),
-                Garbage::Zeroed
-                | Garbage::OnesFilled
-                | Garbage::Random(_)
-                | Garbage::CopyOfLive(_) => {
-                    let mut mem = vec![0u8; 4096].into_boxed_slice();
-                    match *g {
-                        Garbage::OnesFilled => mem.fill(0xFF),
-                        Garbage::Random(seed) => fill_random(&mut mem, seed | 1),
-                        Garbage::CopyOfLive(s) => {
-                            let live = self.handles[s as usize] as usize;
-                            if !sys::copy_if_readable(live, &mut mem[..256]) {
-                                return Arg::Unavailable(
-                                    "the live handle's address is not readable memory".into(),
-                                );
-                            }
+    /// Every value that is a live handle now: backup and restore sessions still open, and
+    /// sessions whose slot a later Prepare reused.
+    fn live_values(&self) -> Vec<u64> {
+        (0..SLOTS)
+            .filter(|&s| self.open[s] || self.restore_open[s])
+            .map(|s| self.handles[s])
+            .chain(self.orphans.iter().map(|o| o.1))
+            .filter(|&v| v != 0)
+            .collect()
+    }
+
+    /// The value of a garbage class, computed afresh (unmapped pages and owned memory are new
+    /// at every call).
+    fn garbage_value(&self, g: Garbage, owned: &mut Option<Owned>) -> Result<usize, String> {
+        Ok(match g {
+            Garbage::Small(n) => n as usize,
+            Garbage::AllOnes => usize::MAX,
+            Garbage::Unmapped => sys::unmapped_page(),
+            Garbage::KernelHalf => sys::KERNEL_HALF,
+            Garbage::NonCanonical => sys::NON_CANONICAL,
+            Garbage::LivePlusOne(s) => (self.handles[s as usize] as usize).wrapping_add(1),
+            Garbage::Zeroed | Garbage::OnesFilled | Garbage::Random(_) | Garbage::CopyOfLive(_) => {
+                let mut mem = vec![0u8; 4096].into_boxed_slice();
+                match g {
+                    Garbage::OnesFilled => mem.fill(0xFF),
+                    Garbage::Random(seed) => fill_random(&mut mem, seed | 1),
+                    Garbage::CopyOfLive(s) => {
+                        let live = self.handles[s as usize] as usize;
+                        if !sys::copy_if_readable(live, &mut mem[..256]) {
+                            return Err("the live handle's address is not readable memory".into());
                         }
-                        _ => {}
                     }
-                    let p = mem.as_ptr() as usize;
-                    *owned = Some(Owned {
-                        expect: mem.to_vec(),
-                        mem,
-                    });
-                    p
+                    _ => {}
                 }
-            },
+                let p = mem.as_ptr() as usize;
+                *owned = Some(Owned {
+                    expect: mem.to_vec(),
+                    mem,
+                });
+                p
+            }
+        })
+    }
+
+    /// A garbage value that is no live handle: the class's own value when it is not live,
+    /// else the nearest value of the same class that is not (design §5), with a note.
+    fn garbage(
+        &self,
+        g: Garbage,
+        owned: &mut Option<Owned>,
+    ) -> Result<(usize, Option<String>), String> {
+        let live = self.live_values();
+        let v = self.garbage_value(g, owned)?;
+        if !live.contains(&(v as u64)) {
+            return Ok((v, None));
+        }
+        let fresh = |owned: &mut Option<Owned>| -> Option<usize> {
+            // Unmapped pages and owned memory: ask again for a new one.
+            (0..8).find_map(|_| {
+                let x = self.garbage_value(g, owned).ok()?;
+                (!live.contains(&(x as u64))).then_some(x)
+            })
         };
-        Arg::Value(v)
+        let found = match g {
+            Garbage::Unmapped
+            | Garbage::Zeroed
+            | Garbage::OnesFilled
+            | Garbage::Random(_)
+            | Garbage::CopyOfLive(_) => fresh(owned),
+            _ => nearest_free(g, v, &live),
+        };
+        // "small integer 0x1" already names its value; other labels get it added.
+        let mut what = g.label();
+        if !what.contains(&format!("0x{v:X}")) {
+            what.push_str(&format!(" 0x{v:X}"));
+        }
+        match found {
+            Some(x) => Ok((
+                x,
+                Some(format!(
+                    "{what} is a live handle of this library; used 0x{x:X}"
+                )),
+            )),
+            None => Err(format!(
+                "skipped: {what} is a live handle of this library and the class has no other value"
+            )),
+        }
+    }
+
+    /// The value passed for a handle argument, and a note when a garbage value was replaced.
+    fn handle(&self, h: &Hv, owned: &mut Option<Owned>) -> Result<(usize, Option<String>), String> {
+        match h {
+            Hv::Null => Ok((0, None)),
+            Hv::Slot(s) => Ok((self.handles[*s as usize] as usize, None)),
+            Hv::Garbage(g) => self.garbage(*g, owned),
+        }
+    }
+
+    /// A Prepare is about to write `slot`: a session still open there is kept for Cleanup.
+    fn vacate(&mut self, slot: usize) {
+        if self.open[slot] {
+            self.orphans.push((false, self.handles[slot]));
+        }
+        if self.restore_open[slot] {
+            self.orphans.push((true, self.handles[slot]));
+        }
+        self.open[slot] = false;
+        self.restore_open[slot] = false;
+    }
+
+    /// An End (backup or restore) on value `v` returned S_OK: the session with that value is
+    /// over, whichever slot it was opened in. The named slot goes first.
+    fn ended(&mut self, restore: bool, v: u64, named: Option<u8>) {
+        let open = if restore {
+            &mut self.restore_open
+        } else {
+            &mut self.open
+        };
+        let slot = named
+            .map(|s| s as usize)
+            .filter(|&s| open[s] && self.handles[s] == v)
+            .or_else(|| (0..SLOTS).find(|&s| open[s] && self.handles[s] == v));
+        match slot {
+            Some(s) => open[s] = false,
+            None => {
+                if let Some(i) = self.orphans.iter().position(|o| *o == (restore, v)) {
+                    self.orphans.remove(i);
+                }
+            }
+        }
     }
 
     fn op(&mut self, op: &Op) -> Obs {
@@ -220,13 +338,13 @@ impl<'a> Interp<'a> {
     fn op_inner(&mut self, op: &Op) -> Result<Obs, String> {
         let api = self.api;
         let mut owned = None;
-        let mut hv = |interp: &Self, h: &Hv| -> Result<Hbc, String> {
-            match interp.handle(h, &mut owned) {
-                Arg::Value(v) => Ok(v as Hbc),
-                Arg::Unavailable(why) => Err(why),
-            }
-        };
         let mut obs = Obs::default();
+        let mut hv = |interp: &Self, h: &Hv, obs: &mut Obs| -> Result<Hbc, String> {
+            let (v, note) = interp.handle(h, &mut owned)?;
+            obs.arg = Some(v as u64);
+            obs.substituted = note;
+            Ok(v as Hbc)
+        };
         // SAFETY: every call passes the arguments the ABI names, built from live storage here.
         unsafe {
             match op {
@@ -268,6 +386,7 @@ impl<'a> Interp<'a> {
                     };
                     obs.rc = Some(rc);
                     if *phbc {
+                        self.vacate(*slot as usize);
                         self.handles[*slot as usize] = h as u64;
                         self.open[*slot as usize] = rc == 0 && !h.is_null();
                         obs.handle = Some(h as u64);
@@ -289,16 +408,16 @@ impl<'a> Interp<'a> {
                 }
                 Op::End { h: hv_arg } => {
                     let f = need(api.backup_end, op)?;
-                    let h = hv(self, hv_arg)?;
+                    let h = hv(self, hv_arg, &mut obs)?;
                     let rc = f(h);
                     obs.rc = Some(rc);
-                    if let (Hv::Slot(s), 0) = (hv_arg, rc) {
-                        self.open[*s as usize] = false;
+                    if rc == 0 {
+                        self.ended(false, h as u64, slot_of(hv_arg));
                     }
                 }
                 Op::EndConcurrent { h: hv_arg, threads } => {
                     let f = need(api.backup_end, op)?;
-                    let h = hv(self, hv_arg)? as usize;
+                    let h = hv(self, hv_arg, &mut obs)? as usize;
                     let n = (*threads).max(1) as usize;
                     let before = crate::probe::threads();
                     let barrier = Arc::new(Barrier::new(n));
@@ -323,10 +442,8 @@ impl<'a> Interp<'a> {
                         }
                         std::thread::sleep(std::time::Duration::from_micros(50));
                     }
-                    if let Hv::Slot(s) = hv_arg {
-                        if obs.codes.contains(&0) {
-                            self.open[*s as usize] = false;
-                        }
+                    if obs.codes.contains(&0) {
+                        self.ended(false, h as u64, slot_of(hv_arg));
                     }
                 }
                 Op::Free { buf } => {
@@ -358,7 +475,7 @@ impl<'a> Interp<'a> {
                         (ListKind::BackupLogs, true) => api.backup_get_backup_logs_w,
                     };
                     let f = need(f, op)?;
-                    let h = hv(self, h)?;
+                    let h = hv(self, h, &mut obs)?;
                     // The documented caller precondition: the out pointer starts NULL.
                     let mut p: *mut c_void = std::ptr::null_mut();
                     let mut cb: u32 = 0;
@@ -397,7 +514,7 @@ impl<'a> Interp<'a> {
                     size,
                 } => {
                     let n = self.text(name, *wide)?;
-                    let h = hv(self, h)?;
+                    let h = hv(self, h, &mut obs)?;
                     let mut li: i64 = -1;
                     let pli = if *size {
                         &mut li as *mut _
@@ -416,7 +533,7 @@ impl<'a> Interp<'a> {
                 }
                 Op::Read { h, cb, pcb } => {
                     let f = need(api.backup_read, op)?;
-                    let h = hv(self, h)?;
+                    let h = hv(self, h, &mut obs)?;
                     if *cb > READ_BUFFER_MAX {
                         return Err(format!("read size {cb} is larger than the harness allows"));
                     }
@@ -432,7 +549,7 @@ impl<'a> Interp<'a> {
                 }
                 Op::ReadToEnd { h, cb } => {
                     let f = need(api.backup_read, op)?;
-                    let h = hv(self, h)?;
+                    let h = hv(self, h, &mut obs)?;
                     let mut buffer = vec![0u8; (*cb).min(READ_BUFFER_MAX) as usize];
                     let (mut total, mut calls, mut rc) = (0u64, 0u64, 0);
                     while calls < READ_TO_END_MAX_CALLS {
@@ -451,11 +568,11 @@ impl<'a> Interp<'a> {
                 }
                 Op::Close { h } => {
                     let f = need(api.backup_close, op)?;
-                    obs.rc = Some(f(hv(self, h)?));
+                    obs.rc = Some(f(hv(self, h, &mut obs)?));
                 }
                 Op::Truncate { h } => {
                     let f = need(api.backup_truncate_logs, op)?;
-                    obs.rc = Some(f(hv(self, h)?));
+                    obs.rc = Some(f(hv(self, h, &mut obs)?));
                 }
                 Op::RestorePrepare {
                     wide,
@@ -479,15 +596,17 @@ impl<'a> Interp<'a> {
                     };
                     obs.rc = Some(rc);
                     obs.handle = Some(h as u64);
+                    self.vacate(*slot as usize);
                     self.handles[*slot as usize] = h as u64;
                     self.restore_open[*slot as usize] = rc == 0 && !h.is_null();
                 }
                 Op::RestoreEnd { h: hv_arg } => {
                     let f = need(api.restore_end, op)?;
-                    let rc = f(hv(self, hv_arg)?);
+                    let h = hv(self, hv_arg, &mut obs)?;
+                    let rc = f(h);
                     obs.rc = Some(rc);
-                    if let (Hv::Slot(s), 0) = (hv_arg, rc) {
-                        self.restore_open[*s as usize] = false;
+                    if rc == 0 {
+                        self.ended(true, h as u64, slot_of(hv_arg));
                     }
                 }
                 Op::SetAuth {
@@ -566,6 +685,16 @@ impl<'a> Interp<'a> {
                             }
                         }
                     }
+                    for (restore, v) in std::mem::take(&mut self.orphans) {
+                        let f = if restore {
+                            api.restore_end
+                        } else {
+                            api.backup_end
+                        };
+                        if let Some(f) = f {
+                            obs.codes.push(f(v as Hbc));
+                        }
+                    }
                     for b in self.bufs.iter_mut() {
                         let p = std::mem::take(b).ptr;
                         if p != 0 {
@@ -581,5 +710,45 @@ impl<'a> Interp<'a> {
             obs.intact = Some(o.mem[..] == o.expect[..]);
         }
         Ok(obs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_small_integer_is_replaced_by_the_nearest_free_one() {
+        // Index handles 1 and 2 live: 1 -> 3 (2 is live, 0 is NULL).
+        assert_eq!(nearest_free(Garbage::Small(1), 1, &[1, 2]), Some(3));
+        // Above goes first: 0x11 is live, so 0x0F; with 0x0F live too, 0x12.
+        assert_eq!(
+            nearest_free(Garbage::Small(0x10), 0x10, &[0x10, 0x11]),
+            Some(0x0F)
+        );
+        assert_eq!(
+            nearest_free(Garbage::Small(0x10), 0x10, &[0x0F, 0x10, 0x11]),
+            Some(0x12)
+        );
+    }
+
+    #[test]
+    fn addresses_step_by_sixteen_and_all_ones_has_no_other_value() {
+        let k = 0xFFFF_8000_0000_1000usize;
+        assert_eq!(
+            nearest_free(Garbage::KernelHalf, k, &[k as u64]),
+            Some(k + 0x10)
+        );
+        assert_eq!(
+            nearest_free(Garbage::AllOnes, usize::MAX, &[u64::MAX]),
+            None
+        );
+        assert_eq!(nearest_free(Garbage::Zeroed, 0x1000, &[0x1000]), None);
+    }
+
+    #[test]
+    fn parse_list_splits_a_double_nul_list() {
+        let bytes = b"\x44a\0\x21bc\0\0";
+        assert_eq!(parse_list(bytes, false), vec!["\u{44}a", "\u{21}bc"]);
     }
 }

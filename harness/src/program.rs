@@ -354,6 +354,13 @@ pub struct Obs {
     /// `*phbc` after a Prepare.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handle: Option<u64>,
+    /// The handle value the call was given: calls are judged by value, since a library may
+    /// hand the same value out again once it is ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arg: Option<u64>,
+    /// A garbage value that was a live handle at call time, and what was passed instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substituted: Option<String>,
     /// A size written by the call (token, list, file) or bytes read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,

@@ -48,7 +48,16 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
         }
     }
 
-    let api: Api = match std::env::var_os(ENV_LIB) {
+    let lib = std::env::var_os(ENV_LIB);
+    // The library sees a plain C process: default signals, and none of the harness's own
+    // variables in its environment.
+    platform::plain_c_signals();
+    // SAFETY: no other thread exists yet.
+    unsafe {
+        std::env::remove_var(ENV_LIB);
+        std::env::remove_var(ENV_PULSE);
+    }
+    let api: Api = match lib {
         Some(path) => match load_library(&PathBuf::from(&path)) {
             Ok(api) => api,
             Err(message) => {

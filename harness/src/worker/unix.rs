@@ -29,6 +29,26 @@ impl Tree {
     }
 }
 
+/// Gives the library the signal state a C program starts with. Rust's runtime catches SIGSEGV
+/// and SIGBUS (for its stack-overflow message), which hides a signal the library raises
+/// itself, and it ignores SIGPIPE; a library must see the defaults and an empty mask.
+pub fn plain_c_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in [
+        Signal::SIGSEGV,
+        Signal::SIGBUS,
+        Signal::SIGILL,
+        Signal::SIGFPE,
+        Signal::SIGPIPE,
+        Signal::SIGABRT,
+    ] {
+        // SAFETY: installing the default disposition runs no handler code of ours.
+        let _ = unsafe { sigaction(sig, &default) };
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
 /// abort() and a stack overflow already end the process with a signal here.
 pub fn name_crashes() {}
 

@@ -219,6 +219,9 @@ unsafe extern "system" fn on_stack_overflow(info: *mut EXCEPTION_POINTERS) -> i3
     EXCEPTION_CONTINUE_SEARCH
 }
 
+/// Nothing to reset: a Windows process has no inherited signal dispositions to hide.
+pub fn plain_c_signals() {}
+
 /// Makes `abort()` in any loaded C runtime end the process with 0xC0000409, as the Universal
 /// CRT's does, instead of msvcrt's plain exit status 3 that reads like a call to exit; and a
 /// stack overflow end it with its own status.
