@@ -32,6 +32,12 @@ pub enum Expect {
     SameBytes(Vec<u8>),
     /// No return value to check (DsBackupFree).
     NoCode,
+    /// What a careful library answers where the documentation names no code or calls the
+    /// call "not supported": another answer is a compatibility warning, never a failure.
+    Lenient {
+        want: Box<Expect>,
+        warning: String,
+    },
 }
 
 impl Expect {
@@ -51,6 +57,7 @@ impl Expect {
             Expect::NoWinner => "87 (ERROR_INVALID_PARAMETER) for every thread".into(),
             Expect::SameBytes(_) => "the bytes the buffer held when it was returned".into(),
             Expect::NoCode => "no crash".into(),
+            Expect::Lenient { want, .. } => format!("{} (else a warning)", want.describe()),
         }
     }
 }
@@ -94,6 +101,10 @@ pub struct Judgement {
     pub hresult_accepted: bool,
     /// A documented environment problem made the sequence meaningless.
     pub environment: Option<String>,
+    /// Compatibility warnings: answers the documentation does not rule out.
+    pub warnings: Vec<String>,
+    /// Per step, the slot of the live session the handle value was (None: no live session).
+    pub targets: Vec<Option<u8>>,
 }
 
 fn junk_value(j: Junk) -> Hv {
@@ -241,18 +252,45 @@ pub fn program(ctx: &Ctx, init: &State, transitions: &[T], label: String) -> Pro
     p
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Att {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attachment {
     None,
     Open,
     Eof,
 }
 
+/// A session as the oracle knows it. Sessions are found by handle value: a value equal to a
+/// live session's handle *is* that session, whichever slot it was written to (design §5).
+#[derive(Clone, Debug)]
+struct Session {
+    live: bool,
+    attachment: Attachment,
+    handle: u64,
+    /// The handle slot the session's Prepare wrote (for the repro).
+    slot: u8,
+    /// A DsRestoreEnd was given this session's value: whether it ended is unknown.
+    uncertain: bool,
+}
+
 #[derive(Default)]
 struct Precise {
-    sessions: Vec<(bool, Att, u64)>,
+    sessions: Vec<Session>,
     bufs: Vec<Option<Vec<u8>>>,
-    restores: Vec<bool>,
+    /// (live, handle value) per DsRestorePrepare.
+    restores: Vec<(bool, u64)>,
+}
+
+impl Precise {
+    /// The live session whose handle is `v`.
+    fn target(&self, v: Option<u64>) -> Option<usize> {
+        let v = v.filter(|&v| v != 0)?;
+        self.sessions.iter().position(|s| s.live && s.handle == v)
+    }
+
+    fn restore_target(&self, v: Option<u64>) -> Option<usize> {
+        let v = v.filter(|&v| v != 0)?;
+        self.restores.iter().position(|r| r.0 && r.1 == v)
+    }
 }
 
 /// Judges one run of a sequence.
@@ -265,7 +303,9 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[T], result: &RunResult) -> 
                 d.op.and_then(|o| o.checked_sub(1))
                     .filter(|&s| s < transitions.len());
             // The expectations up to the death still matter for the repro.
-            j.expects = expectations_without_observations(init, transitions);
+            let (expects, targets) = expectations_without_observations(ctx, init, transitions);
+            j.expects = expects;
+            j.targets = targets;
             j.failure = Some(Failure::Died {
                 step,
                 death: d.clone(),
@@ -277,14 +317,13 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[T], result: &RunResult) -> 
     let mut st = init.clone();
     for (i, t) in transitions.iter().enumerate() {
         let o = &obs[i + 1];
-        let in_use = o
-            .handle
-            .is_some_and(|h| p.sessions.iter().any(|s| s.0 && s.2 == h));
+        let in_use = p.target(o.handle).is_some();
+        j.targets.push(p.target(o.arg).map(|k| p.sessions[k].slot));
         let expect = step(&mut p, &st, t, o, &mut j);
         if j.environment.is_some() {
             return j;
         }
-        let verdict = check(ctx, &expect, o, in_use, &mut j.hresult_accepted);
+        let verdict = check(ctx, &expect, o, in_use, &mut j);
         j.expects.push(expect);
         if let Err((got, want)) = verdict {
             j.failure = Some(Failure::Mismatch { step: i, got, want });
@@ -293,10 +332,19 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[T], result: &RunResult) -> 
         st = Machine::apply(st, t);
     }
     let cleanup = &obs[transitions.len() + 1];
-    if let Some(bad) = cleanup.codes.iter().find(|&&c| c != 0) {
-        j.failure = Some(Failure::Cleanup {
-            got: describe(*bad),
-        });
+    // A session given to DsRestoreEnd may be over already: 87 at clean-up is allowed
+    // for as many such sessions.
+    let uncertain = p.sessions.iter().filter(|s| s.live && s.uncertain).count();
+    let mut excused = 0;
+    for &c in &cleanup.codes {
+        if c == 0 {
+            continue;
+        }
+        if c == ERROR_INVALID_PARAMETER && excused < uncertain {
+            excused += 1;
+            continue;
+        }
+        j.failure = Some(Failure::Cleanup { got: describe(c) });
         return j;
     }
     let (a, b) = (obs[0].probe, obs[transitions.len() + 2].probe);
@@ -317,37 +365,186 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[T], result: &RunResult) -> 
     j
 }
 
-/// The expectations when no observation can refine them (for a sequence that died).
-fn expectations_without_observations(init: &State, transitions: &[T]) -> Vec<Expect> {
+/// The handle an op passes, as a slot or NULL (garbage is never a live value).
+fn slot_arg(op: &Op) -> Option<Hv> {
+    match op {
+        Op::End { h }
+        | Op::EndConcurrent { h, .. }
+        | Op::Names { h, .. }
+        | Op::OpenFile { h, .. }
+        | Op::Read { h, .. }
+        | Op::ReadToEnd { h, .. }
+        | Op::Close { h }
+        | Op::Truncate { h }
+        | Op::RestoreEnd { h } => Some(h.clone()),
+        _ => None,
+    }
+}
+
+/// The expectations when no observation can refine them (for a sequence that died): every
+/// call is assumed to answer as the model predicts, with a distinct value per new handle.
+fn expectations_without_observations(
+    ctx: &Ctx,
+    init: &State,
+    transitions: &[T],
+) -> (Vec<Expect>, Vec<Option<u8>>) {
     let mut p = Precise::default();
     let mut j = Judgement::default();
     let mut st = init.clone();
-    let mut out = Vec::new();
-    for t in transitions {
-        // Assume each call answered as the model predicts.
-        let guess = Obs {
+    let mut values = [0u64; ntdsbcli_harness::program::SLOTS];
+    let (mut out, mut targets) = (Vec::new(), Vec::new());
+    for (i, t) in transitions.iter().enumerate() {
+        let op = op_of(ctx, &st, t);
+        let mut guess = Obs {
             rc: Some(0),
-            handle: Some(1 + out.len() as u64),
             ..Obs::default()
         };
+        match &op {
+            Op::Prepare {
+                slot, phbc: true, ..
+            }
+            | Op::RestorePrepare { slot, .. } => {
+                let v = 0x1000 + 0x10 * i as u64;
+                values[*slot as usize] = v;
+                guess.handle = Some(v);
+            }
+            _ => {}
+        }
+        guess.arg = slot_arg(&op).map(|h| match h {
+            Hv::Slot(s) => values[s as usize],
+            _ => 0,
+        });
+        targets.push(p.target(guess.arg).map(|k| p.sessions[k].slot));
         out.push(step(&mut p, &st, t, &guess, &mut j));
         st = Machine::apply(st, t);
     }
-    out
+    (out, targets)
+}
+
+/// What a call on a backup session (found by value) must return; shared by the backup calls
+/// and by backup calls given a restore handle whose value is a live backup session.
+#[derive(Clone, Copy)]
+enum Call {
+    Names { keep: bool },
+    Open,
+    OpenUnknown,
+    Read(ReadSize),
+    ReadToEnd,
+    Close,
+    Truncate,
+}
+
+fn on_session(p: &mut Precise, k: Option<usize>, call: Call, o: &Obs) -> Expect {
+    let rc = o.rc;
+    let Some(k) = k else {
+        // REQ-12 / REQ-03: a value that is no live handle gives 87.
+        if let Call::Names { keep: true } = call {
+            p.bufs.push(None);
+        }
+        return Expect::InvalidParam;
+    };
+    let s = &mut p.sessions[k];
+    match call {
+        // REQ-51/52: a live handle gives S_OK and a list.
+        Call::Names { keep } => {
+            if keep {
+                p.bufs
+                    .push((rc == Some(0)).then(|| o.bytes.clone()).flatten());
+            }
+            Expect::Exact(0)
+        }
+        // REQ-40/45: a listed attachment opens on a live handle with nothing open. A second
+        // open is undocumented (REQ-42, A-7): accepting it is only a warning.
+        Call::Open => {
+            if o.not_run.is_some() {
+                return Expect::NoCode;
+            }
+            if s.attachment == Attachment::None {
+                if rc == Some(0) {
+                    s.attachment = Attachment::Open;
+                }
+                Expect::Exact(0)
+            } else {
+                if rc == Some(0) {
+                    s.attachment = Attachment::Open;
+                }
+                Expect::Lenient {
+                    want: Box::new(Expect::NonZero),
+                    warning: "DsBackupOpenFile with a file already open succeeded; the documentation allows one open file per handle but names no code for a second open (A-7)".into(),
+                }
+            }
+        }
+        // REQ-40: an attachment the library did not list is an invalid name.
+        Call::OpenUnknown => Expect::NonZero,
+        // REQ-41/44: bad sizes give 87 on an open file; EOF gives ERROR_HANDLE_EOF. Reading
+        // with no file open has no documented code: success there is only a warning.
+        Call::Read(size) => match (s.attachment, size.valid()) {
+            (Attachment::None, _) => no_file_open(),
+            (_, false) => Expect::InvalidParam,
+            (Attachment::Eof, true) => Expect::Exact(ERROR_HANDLE_EOF),
+            (Attachment::Open, true) => {
+                if rc == Some(ERROR_HANDLE_EOF) {
+                    s.attachment = Attachment::Eof;
+                }
+                Expect::AnyOf(vec![0, ERROR_HANDLE_EOF])
+            }
+        },
+        Call::ReadToEnd => match s.attachment {
+            Attachment::None => no_file_open(),
+            _ => {
+                s.attachment = Attachment::Eof;
+                Expect::Exact(ERROR_HANDLE_EOF)
+            }
+        },
+        // REQ-43: Close with nothing open -> hrInvalidHandle.
+        Call::Close => match s.attachment {
+            Attachment::None => Expect::Exact(HR_INVALID_HANDLE),
+            _ => {
+                s.attachment = Attachment::None;
+                Expect::Exact(0)
+            }
+        },
+        // REQ-55: on a live handle no code is documented.
+        Call::Truncate => Expect::Anything,
+    }
+}
+
+fn no_file_open() -> Expect {
+    Expect::Lenient {
+        want: Box::new(Expect::NonZero),
+        warning: "DsBackupRead with no file open succeeded; the documentation names no code for it"
+            .into(),
+    }
+}
+
+/// REQ-02 live -> S_OK; REQ-03/04/05/06 any other value -> ERROR_INVALID_PARAMETER.
+fn end_value(p: &mut Precise, k: Option<usize>, concurrent: bool) -> Expect {
+    match k {
+        Some(k) => {
+            let s = &mut p.sessions[k];
+            s.live = false;
+            match (concurrent, s.uncertain) {
+                (true, _) => Expect::OneWinner,
+                (false, true) => Expect::AnyOf(vec![0, ERROR_INVALID_PARAMETER]),
+                (false, false) => Expect::Exact(0),
+            }
+        }
+        None if concurrent => Expect::NoWinner,
+        None => Expect::InvalidParam,
+    }
 }
 
 /// The expectation for `t`, updating the precise state from what was observed.
 fn step(p: &mut Precise, st: &State, t: &T, o: &Obs, j: &mut Judgement) -> Expect {
-    let live = |p: &Precise, s: usize| p.sessions.get(s).is_some_and(|x| x.0);
-    let att = |p: &Precise, s: usize| p.sessions.get(s).map(|x| x.1).unwrap_or(Att::None);
     let rc = o.rc;
+    let k = p.target(o.arg);
     match *t {
         // REQ-20: S_OK and a non-NULL handle. A second session may be refused with
         // hrBackupInProgress (design §4, prepare.distinct).
         T::Prepare { .. } => {
             let h = o.handle.unwrap_or(0);
             let ok = rc == Some(0) && h != 0;
-            let others_live = p.sessions.iter().any(|s| s.0);
+            let others_live = p.sessions.iter().any(|s| s.live);
             let expect = if rc == Some(HR_BACKUP_IN_PROGRESS) && others_live {
                 Expect::Exact(HR_BACKUP_IN_PROGRESS)
             } else {
@@ -359,12 +556,19 @@ fn step(p: &mut Precise, st: &State, t: &T, o: &Obs, j: &mut Judgement) -> Expec
                 }
                 Expect::NewHandle
             };
-            p.sessions.push((ok, Att::None, h));
+            p.sessions.push(Session {
+                live: ok,
+                attachment: Attachment::None,
+                handle: h,
+                slot: st.sessions.len() as u8,
+                uncertain: false,
+            });
             p.bufs.push(if ok { o.bytes.clone() } else { None });
             expect
         }
         // REQ-21..23: ERROR_INVALID_PARAMETER for server, phbc and INCREMENTAL; hrInvalidParam
-        // for the token pointers; LOGS_ONLY is unsupported with no documented code.
+        // for the token pointers. LOGS_ONLY is "not supported" with no code: accepting it is a
+        // compatibility warning, and the session it opens is live like any other.
         T::PrepareBad { bad, .. } => {
             // Whether access is checked before the arguments is undocumented: an environment
             // code here says the environment denies Prepare, not that the library is wrong.
@@ -374,120 +578,49 @@ fn step(p: &mut Precise, st: &State, t: &T, o: &Obs, j: &mut Judgement) -> Expec
                     describe(rc.unwrap_or(0))
                 ));
             }
+            let h = o.handle.unwrap_or(0);
+            if rc == Some(0) && h != 0 && p.target(Some(h)).is_none() {
+                p.sessions.push(Session {
+                    live: true,
+                    attachment: Attachment::None,
+                    handle: h,
+                    slot: SCRATCH_SLOT,
+                    uncertain: false,
+                });
+            }
             match bad {
                 Bad::NullServer | Bad::NullPhbc | Bad::Incremental => Expect::InvalidParam,
                 Bad::NullToken | Bad::NullSize => Expect::Exact(HR_INVALID_PARAM),
-                Bad::LogsOnly => Expect::NonZero,
+                Bad::LogsOnly => Expect::Lenient {
+                    want: Box::new(Expect::NonZero),
+                    warning: "BACKUP_TYPE_LOGS_ONLY is documented as not supported, with no code; this library accepts it".into(),
+                },
             }
         }
-        // REQ-02 live -> S_OK; REQ-03/04/05/06 anything else -> ERROR_INVALID_PARAMETER.
-        T::End { session } => {
-            if live(p, session) {
-                p.sessions[session].0 = false;
-                Expect::Exact(0)
-            } else {
-                Expect::InvalidParam
-            }
-        }
-        T::EndJunk { .. } | T::EndRestore { .. } => Expect::InvalidParam,
-        T::EndConcurrent { session } => {
-            if live(p, session) {
-                p.sessions[session].0 = false;
-                Expect::OneWinner
-            } else {
-                Expect::NoWinner
-            }
-        }
-        // REQ-51/52: a live handle gives S_OK and a list; REQ-12: an ended one 87.
+        T::End { .. } | T::EndJunk { .. } | T::EndRestore { .. } => end_value(p, k, false),
+        T::EndConcurrent { .. } => end_value(p, k, true),
         T::Names { session, .. } => {
-            let ok = live(p, session);
-            if st.sessions[session].live {
-                p.bufs.push(if ok && rc == Some(0) {
-                    o.bytes.clone()
-                } else {
-                    None
-                });
-            }
-            if ok {
-                Expect::Exact(0)
-            } else {
-                Expect::InvalidParam
-            }
+            // A list buffer exists wherever the abstract model made one.
+            on_session(
+                p,
+                k,
+                Call::Names {
+                    keep: st.sessions[session].live,
+                },
+                o,
+            )
         }
-        // REQ-40/42/12: opening a listed attachment on a live handle with nothing open
-        // succeeds; a second open fails (no code documented); an ended handle gives 87.
-        T::Open { session, .. } => {
+        T::Open { .. } => {
             if o.not_run.is_some() {
                 return Expect::NoCode;
             }
-            if !live(p, session) {
-                Expect::InvalidParam
-            } else if att(p, session) == Att::None {
-                if rc == Some(0) {
-                    p.sessions[session].1 = Att::Open;
-                }
-                Expect::Exact(0)
-            } else {
-                Expect::NonZero
-            }
+            on_session(p, k, Call::Open, o)
         }
-        T::OpenUnknown { session, .. } => {
-            if live(p, session) {
-                Expect::NonZero
-            } else {
-                Expect::InvalidParam
-            }
-        }
-        // REQ-41/44/12: bad sizes give 87 on an open file; EOF gives ERROR_HANDLE_EOF.
-        T::Read { session, size } => {
-            if !live(p, session) {
-                return Expect::InvalidParam;
-            }
-            match (att(p, session), size.valid()) {
-                (Att::None, _) => Expect::NonZero,
-                (_, false) => Expect::InvalidParam,
-                (Att::Eof, true) => Expect::Exact(ERROR_HANDLE_EOF),
-                (Att::Open, true) => {
-                    if rc == Some(ERROR_HANDLE_EOF) {
-                        p.sessions[session].1 = Att::Eof;
-                    }
-                    Expect::AnyOf(vec![0, ERROR_HANDLE_EOF])
-                }
-            }
-        }
-        T::ReadToEnd { session } => {
-            if !live(p, session) {
-                return Expect::InvalidParam;
-            }
-            match att(p, session) {
-                Att::None => Expect::NonZero,
-                _ => {
-                    p.sessions[session].1 = Att::Eof;
-                    Expect::Exact(ERROR_HANDLE_EOF)
-                }
-            }
-        }
-        // REQ-43: Close with nothing open -> hrInvalidHandle; invalid hbc -> 87.
-        T::Close { session } => {
-            if !live(p, session) {
-                return Expect::InvalidParam;
-            }
-            match att(p, session) {
-                Att::None => Expect::Exact(HR_INVALID_HANDLE),
-                _ => {
-                    p.sessions[session].1 = Att::None;
-                    Expect::Exact(0)
-                }
-            }
-        }
-        // REQ-55: an invalid hbc gives 87; on a live one no code is documented.
-        T::Truncate { session } => {
-            if live(p, session) {
-                Expect::Anything
-            } else {
-                Expect::InvalidParam
-            }
-        }
+        T::OpenUnknown { .. } => on_session(p, k, Call::OpenUnknown, o),
+        T::Read { size, .. } => on_session(p, k, Call::Read(size), o),
+        T::ReadToEnd { .. } => on_session(p, k, Call::ReadToEnd, o),
+        T::Close { .. } => on_session(p, k, Call::Close, o),
+        T::Truncate { .. } => on_session(p, k, Call::Truncate, o),
         // REQ-30/31: DsBackupFree returns nothing; it must not crash.
         T::Free { buf } => {
             if let Some(b) = p.bufs.get_mut(buf) {
@@ -503,20 +636,38 @@ fn step(p: &mut Precise, st: &State, t: &T, o: &Obs, j: &mut Judgement) -> Expec
         },
         // Restore: whether Prepare succeeds here is the environment's business (A-5 aside).
         T::RestorePrepare { .. } => {
-            p.restores.push(rc == Some(0) && o.handle.unwrap_or(0) != 0);
+            let h = o.handle.unwrap_or(0);
+            p.restores.push((rc == Some(0) && h != 0, h));
             Expect::Anything
         }
-        // REQ-71: DsRestoreEnd -> S_OK on a live restore handle, 87 otherwise.
-        T::RestoreEnd { restore } => {
-            if p.restores.get(restore).copied().unwrap_or(false) {
-                p.restores[restore] = false;
+        // REQ-71: DsRestoreEnd -> S_OK on a live restore handle, 87 on a value that is no live
+        // handle. On the value of a live backup session it is undocumented.
+        T::RestoreEnd { .. } => {
+            if let Some(r) = p.restore_target(o.arg) {
+                p.restores[r].0 = false;
                 Expect::Exact(0)
+            } else if let Some(k) = k {
+                p.sessions[k].uncertain = true;
+                Expect::Anything
             } else {
                 Expect::InvalidParam
             }
         }
-        // backup functions on a restore handle are undocumented: only no crash.
-        T::Cross { .. } => Expect::Anything,
+        // backup functions on a restore handle are undocumented: only no crash. A value
+        // that is also a live backup session's handle is that session.
+        T::Cross { call, .. } => {
+            if k.is_none() || p.sessions[k.unwrap_or(0)].uncertain {
+                return Expect::Anything;
+            }
+            let call = match call {
+                Cross::OpenFile => Call::OpenUnknown,
+                Cross::Read => Call::Read(ReadSize::Min),
+                Cross::Close => Call::Close,
+                Cross::Names => Call::Names { keep: false },
+                Cross::Truncate => Call::Truncate,
+            };
+            on_session(p, k, call, o)
+        }
     }
 }
 
@@ -526,9 +677,16 @@ fn check(
     e: &Expect,
     o: &Obs,
     in_use: bool,
-    hresult: &mut bool,
+    j: &mut Judgement,
 ) -> Result<(), (String, String)> {
+    if let Expect::Lenient { want, warning } = e {
+        if check(ctx, want, o, in_use, j).is_err() && !j.warnings.contains(warning) {
+            j.warnings.push(warning.clone());
+        }
+        return Ok(());
+    }
     let want = || e.describe();
+    let hresult = &mut j.hresult_accepted;
     let mut invalid = |rc: i32| -> bool {
         if rc == ERROR_INVALID_PARAMETER {
             true
@@ -564,7 +722,7 @@ fn check(
         Expect::InvalidParam => rc.is_some_and(&mut invalid),
         Expect::NonZero => rc.is_some_and(|c| c != 0),
         Expect::AnyOf(v) => rc.is_some_and(|c| v.contains(&c)),
-        Expect::Anything | Expect::NoCode => true,
+        Expect::Anything | Expect::NoCode | Expect::Lenient { .. } => true,
         Expect::OneWinner | Expect::NoWinner => {
             let wins = o.codes.iter().filter(|&&c| c == 0).count();
             let rest_ok = o.codes.iter().all(|&c| c == 0 || invalid(c));
@@ -599,5 +757,182 @@ fn check(
         Ok(())
     } else {
         Err((got(), want()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ntdsbcli_harness::program::Probe;
+
+    fn ctx() -> Ctx {
+        Ctx {
+            server: "\\\\localhost".into(),
+            accept_hresult: false,
+            exports: vec![],
+            seed: 1,
+            release_cycles: 16,
+        }
+    }
+
+    fn init() -> State {
+        State {
+            surface: Surface {
+                prepare: (true, false),
+                ..Surface::default()
+            },
+            sessions: vec![],
+            bufs: vec![],
+            restores: vec![],
+        }
+    }
+
+    fn prepared(h: u64) -> Obs {
+        Obs {
+            rc: Some(0),
+            handle: Some(h),
+            ptr: Some(true),
+            size: Some(24),
+            ..Obs::default()
+        }
+    }
+
+    fn ended(arg: u64, rc: i32) -> Obs {
+        Obs {
+            rc: Some(rc),
+            arg: Some(arg),
+            ..Obs::default()
+        }
+    }
+
+    /// Judges steps observed as given, with a clean-up answering `cleanup` and no growth.
+    fn judge_steps(ts: &[T], steps: Vec<Obs>, cleanup: Vec<i32>) -> Judgement {
+        let probe = Obs {
+            probe: Some(Probe::default()),
+            ..Obs::default()
+        };
+        let mut obs = vec![probe.clone()];
+        obs.extend(steps);
+        obs.push(Obs {
+            codes: cleanup,
+            ..Obs::default()
+        });
+        obs.push(probe);
+        judge(&ctx(), &init(), ts, &RunResult::Done(obs))
+    }
+
+    const P: T = T::Prepare { wide: false };
+
+    #[test]
+    fn a_value_handed_out_again_is_the_new_session() {
+        // Prepare -> A; Prepare -> B; End(h1); Prepare -> B again; End(h1) is End of h2.
+        let ts = [P, P, T::End { session: 1 }, P, T::End { session: 1 }];
+        let j = judge_steps(
+            &ts,
+            vec![
+                prepared(0xA0),
+                prepared(0xB0),
+                ended(0xB0, 0),
+                prepared(0xB0),
+                ended(0xB0, 0),
+            ],
+            vec![0],
+        );
+        assert_eq!(j.failure, None);
+        assert_eq!(j.expects[4], Expect::Exact(0));
+        // The repro learns that step 4's value was the session of slot 2.
+        assert_eq!(j.targets[4], Some(2));
+    }
+
+    #[test]
+    fn a_value_no_session_has_must_give_87() {
+        let ts = [P, T::End { session: 0 }, T::End { session: 0 }];
+        let j = judge_steps(
+            &ts,
+            vec![prepared(0xA0), ended(0xA0, 0), ended(0xA0, 0)],
+            vec![],
+        );
+        assert_eq!(j.expects[2], Expect::InvalidParam);
+        assert!(matches!(j.failure, Some(Failure::Mismatch { step: 2, .. })));
+    }
+
+    #[test]
+    fn garbage_that_is_a_live_value_is_that_session() {
+        // The worker replaces such values; were one passed, it is judged by value all the same.
+        let ts = [P, T::EndJunk { junk: Junk::Small }];
+        let j = judge_steps(&ts, vec![prepared(1), ended(1, 0)], vec![]);
+        assert_eq!(j.failure, None);
+        assert_eq!(j.expects[1], Expect::Exact(0));
+    }
+
+    #[test]
+    fn logs_only_accepted_is_a_warning_and_a_live_session() {
+        let ts = [
+            T::PrepareBad {
+                wide: false,
+                bad: Bad::LogsOnly,
+            },
+            T::EndJunk { junk: Junk::Small },
+        ];
+        // The LOGS_ONLY session got handle 1; the junk End on 1 ends it.
+        let j = judge_steps(&ts, vec![prepared(1), ended(1, 0)], vec![]);
+        assert_eq!(j.failure, None);
+        assert_eq!(j.warnings.len(), 1, "{:?}", j.warnings);
+        assert!(j.warnings[0].contains("not supported"));
+    }
+
+    #[test]
+    fn documented_codes_stay_exact() {
+        // NULL token pointer: hrInvalidParam, documented; anything else fails.
+        let ts = [T::PrepareBad {
+            wide: false,
+            bad: Bad::NullToken,
+        }];
+        let j = judge_steps(&ts, vec![ended(0, ERROR_INVALID_PARAMETER)], vec![]);
+        assert!(matches!(j.failure, Some(Failure::Mismatch { step: 0, .. })));
+    }
+
+    #[test]
+    fn restore_end_on_a_backup_value_excuses_87_at_clean_up() {
+        let ts = [
+            P,
+            T::RestorePrepare {
+                wide: false,
+                token: None,
+            },
+            T::RestoreEnd { restore: 0 },
+        ];
+        // Separate tables: the restore handle 1 is ended; then a DsRestoreEnd(1) again hits
+        // the live backup session's value: whether that ended it is unknown.
+        let j = judge_steps(
+            &ts,
+            vec![prepared(1), prepared(7), ended(1, 0)],
+            vec![ERROR_INVALID_PARAMETER],
+        );
+        assert_eq!(j.expects[2], Expect::Anything);
+        assert_eq!(j.failure, None);
+    }
+
+    #[test]
+    fn growth_after_clean_up_is_a_leak() {
+        let ts = [P];
+        let mut obs = vec![Obs {
+            probe: Some(Probe::default()),
+            ..Obs::default()
+        }];
+        obs.push(prepared(0xA0));
+        obs.push(Obs {
+            codes: vec![0],
+            ..Obs::default()
+        });
+        obs.push(Obs {
+            probe: Some(Probe {
+                handles: 1,
+                ..Probe::default()
+            }),
+            ..Obs::default()
+        });
+        let j = judge(&ctx(), &init(), &ts, &RunResult::Done(obs));
+        assert!(matches!(j.failure, Some(Failure::Leak { .. })));
     }
 }

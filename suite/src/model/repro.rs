@@ -11,6 +11,7 @@ const HEADER: &str = r#"#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _WIN32
 #include <windows.h>
 #include <tlhelp32.h>
@@ -48,9 +49,12 @@ typedef HR(API *rprepare_a_t)(const char *, uint32_t, const void *, uint32_t, HB
 typedef HR(API *rprepare_w_t)(const WCH *, uint32_t, const void *, uint32_t, HBC *);
 
 static void *lib;
-static int failed;
+static int failed, quiet;
 MAYBE_UNUSED static HBC h[32];
 MAYBE_UNUSED static int live[32], rlive[32];
+/* Sessions still open when a Prepare reused their slot, ended at clean-up. */
+MAYBE_UNUSED static HBC orphan[64];
+MAYBE_UNUSED static int norphans;
 MAYBE_UNUSED static void *b[32];
 MAYBE_UNUSED static uint32_t bsz[32];
 MAYBE_UNUSED static int bwide[32];
@@ -96,8 +100,30 @@ MAYBE_UNUSED static char *entry(int buf, int index) {
 }
 
 MAYBE_UNUSED static void report(int step, const char *call, HR rc, int ok, const char *want) {
-    printf("step %d: %s -> 0x%08X (%d)%s%s\n", step, call, (unsigned)rc, (int)rc, ok ? "" : ", expected ", ok ? "" : want);
+    if (!quiet || !ok)
+        printf("step %d: %s -> 0x%08X (%d)%s%s\n", step, call, (unsigned)rc, (int)rc, ok ? "" : ", expected ", ok ? "" : want);
     if (!ok) failed = 1;
+}
+
+/* Calls are judged by the handle value passed, as the verifier does: the slot of the live
+   session whose handle is v, or -1 when v is no live handle (a library may hand an ended
+   value out again). */
+MAYBE_UNUSED static int target(HBC v) {
+    for (int k = 0; v && k < 32; k++)
+        if (live[k] && h[k] == v) return k;
+    return -1;
+}
+MAYBE_UNUSED static int rtarget(HBC v) {
+    for (int k = 0; v && k < 32; k++)
+        if (rlive[k] && h[k] == v) return k;
+    return -1;
+}
+MAYBE_UNUSED static void vacate(int slot) {
+    if (live[slot] && norphans < 64) orphan[norphans++] = h[slot];
+    live[slot] = 0;
+}
+MAYBE_UNUSED static void differs(int step, int t) {
+    if (!quiet) printf("step %d: the handle is live session h%d in this run, not as in the verifier's run: not judged\n", step, t);
 }
 
 MAYBE_UNUSED static int invalid(HR rc) {
@@ -267,28 +293,46 @@ fn check(e: &Expect, step: usize, call: &str) -> String {
         | Expect::NoCode
         | Expect::OneWinner
         | Expect::NoWinner
+        | Expect::Lenient { .. }
         | Expect::SameBytes(_) => {
-            format!("printf(\"step %d: %s done\\n\", {step}, {call});")
+            format!("if (!quiet) printf(\"step %d: %s done\\n\", {step}, {call});")
         }
     }
 }
 
-/// Renders the sequence's ops as C, up to and including `last`.
+/// How the repro runs the sequence.
+#[derive(Clone, Debug, Default)]
+pub struct Mode {
+    /// Repeat the sequence until a round fails (at most 10,000 rounds or 10 s), and why.
+    pub repeat: Option<String>,
+}
+
+/// Rounds and seconds a repeating repro runs at most.
+pub const REPEAT_ROUNDS: u32 = 10_000;
+pub const REPEAT_SECONDS: u32 = 10;
+
+/// Renders the sequence's ops as C, up to and including the failing step. `targets` holds,
+/// per step, the slot of the live session the handle value was in the verifier's run.
 pub fn render(
     program: &Program,
     expects: &[Expect],
+    targets: &[Option<u8>],
     failure: &Failure,
+    mode: &Mode,
     header_note: &str,
 ) -> String {
     let mut c = String::new();
-    let _ = writeln!(c, "/*\n * {header_note}\n * Build: cc -o repro repro.c -ldl -lpthread\n *   (Windows: x86_64-w64-mingw32-gcc -o repro.exe repro.c, or cl repro.c)\n * Run:   ./repro path/to/library\n * Exits 1 (or dies) when the defect reproduces; 0 when every call answers as documented.\n * Define ACCEPT_HRESULT to accept 0x80070057 where 87 is documented.\n */");
+    let repeat_note = match &mode.repeat {
+        Some(why) => format!("\n * It repeats the sequence until a round fails, for at most {REPEAT_ROUNDS} rounds or {REPEAT_SECONDS} s:\n * {why}."),
+        None => String::new(),
+    };
+    let _ = writeln!(c, "/*\n * {header_note}{repeat_note}\n * Build: cc -o repro repro.c -ldl -lpthread\n *   (Windows: x86_64-w64-mingw32-gcc -o repro.exe repro.c, or cl repro.c)\n * Run:   ./repro path/to/library\n * Exits 1 (or dies) when the defect reproduces; 0 when every call answers as documented.\n * Define ACCEPT_HRESULT to accept 0x80070057 where 87 is documented.\n */");
     c.push_str(HEADER);
-    c.push_str("\nint main(int argc, char **argv) {\n    HR rc = 0;\n    (void)rc;\n");
-    c.push_str("    if (argc < 2) {\n        fprintf(stderr, \"usage: %s LIBRARY\\n\", argv[0]);\n        return 2;\n    }\n");
-    c.push_str("    lib = LOAD(argv[1]);\n    if (!lib) {\n        fprintf(stderr, \"cannot load %s\\n\", argv[1]);\n        return 2;\n    }\n");
     // Failures found at or after clean-up need the clean-up; a leak also needs the counting.
     let count = matches!(failure, Failure::Leak { .. });
+    let repeat = mode.repeat.is_some();
     let whole = count
+        || repeat
         || matches!(
             failure,
             Failure::Cleanup { .. } | Failure::Died { step: None, .. }
@@ -298,9 +342,7 @@ pub fn render(
         Failure::Died { step, .. } => *step,
         _ => None,
     };
-    if count {
-        c.push_str("    int handles0 = count_handles(), threads0 = count_threads();\n");
-    }
+    c.push_str("\n/* One round of the sequence. */\nstatic void round_body(void) {\n    HR rc = 0;\n    (void)rc;\n");
     // ops[0] is the opening probe; transition i is ops[i + 1].
     for (i, op) in program.ops.iter().enumerate().skip(1) {
         let step = i - 1;
@@ -311,23 +353,60 @@ pub fn render(
             break;
         }
         let e = expects.get(step).cloned().unwrap_or(Expect::Anything);
+        let target = targets.get(step).copied().flatten();
         let call = op.describe();
         let _ = writeln!(c, "    /* step {step}: {call} */");
-        c.push_str(&op_code(op, &e, step, &call));
+        c.push_str(&op_code(op, &e, target, step, &call));
     }
-    if whole {
-        // The harness's clean-up order: end every live handle, then free every buffer.
-        c.push_str("    /* clean-up: end what is live, then free every buffer */\n    for (int k = 0; k < 32; k++) {\n        if (live[k]) { rc = ((hbc_t)need(\"DsBackupEnd\"))(h[k]); report(900 + k, \"DsBackupEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n        if (rlive[k]) { rc = ((hbc_t)need(\"DsRestoreEnd\"))(h[k]); report(900 + k, \"DsRestoreEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n    }\n    for (int k = 0; k < 32; k++)\n        if (b[k]) ((free_t)need(\"DsBackupFree\"))(b[k]);\n");
+    c.push_str("}\n\n");
+    // The harness's clean-up order: end every live handle, then free every buffer.
+    c.push_str("MAYBE_UNUSED static void cleanup(void) {\n    HR rc;\n    for (int k = 0; k < 32; k++) {\n        if (live[k]) { rc = ((hbc_t)need(\"DsBackupEnd\"))(h[k]); report(900 + k, \"DsBackupEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n        if (rlive[k]) { rc = ((hbc_t)need(\"DsRestoreEnd\"))(h[k]); report(900 + k, \"DsRestoreEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n        live[k] = rlive[k] = 0;\n    }\n    for (int k = 0; k < norphans; k++) { rc = ((hbc_t)need(\"DsBackupEnd\"))(orphan[k]); report(950 + k, \"DsBackupEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n    norphans = 0;\n    for (int k = 0; k < 32; k++) {\n        if (b[k]) ((free_t)need(\"DsBackupFree\"))(b[k]);\n        b[k] = NULL;\n    }\n}\n\n");
+    // One round; a leak is counted in a second round, after one-off set-up in the first.
+    let _ = writeln!(
+        c,
+        "static void one_round(int counted) {{\n    int handles0 = 0, threads0 = 0;\n    (void)counted; (void)handles0; (void)threads0;\n    memset(h, 0, sizeof h);\n{}    round_body();\n{}{}}}\n",
+        if count { "    if (counted) { handles0 = count_handles(); threads0 = count_threads(); }\n" } else { "" },
+        if whole { "    cleanup();\n" } else { "" },
+        if count {
+            "    if (counted && (count_handles() != handles0 || count_threads() != threads0)) {\n        printf(\"the sequence left %+d open handles and %+d threads behind\\n\", count_handles() - handles0, count_threads() - threads0);\n        failed = 1;\n    }\n"
+        } else {
+            ""
+        }
+    );
+    c.push_str("int main(int argc, char **argv) {\n");
+    c.push_str("    if (argc < 2) {\n        fprintf(stderr, \"usage: %s LIBRARY\\n\", argv[0]);\n        return 2;\n    }\n");
+    c.push_str("    lib = LOAD(argv[1]);\n    if (!lib) {\n        fprintf(stderr, \"cannot load %s\\n\", argv[1]);\n        return 2;\n    }\n");
+    if repeat {
+        let _ = writeln!(
+            c,
+            "    time_t start = time(NULL);\n    int round;\n    for (round = 1; round <= {REPEAT_ROUNDS} && time(NULL) - start < {REPEAT_SECONDS}; round++) {{\n        one_round({});\n        quiet = 1;\n        if (failed) {{\n            printf(\"DEFECT REPRODUCED in round %d\\n\", round);\n            return 1;\n        }}\n    }}\n    printf(\"no round of %d failed: every call answered as documented\\n\", round - 1);\n    return 0;\n}}",
+            if count { "round > 1" } else { "1" }
+        );
+    } else {
+        if count {
+            c.push_str("    one_round(0);\n    quiet = 1;\n");
+        }
+        let _ = writeln!(
+            c,
+            "    one_round(1);\n    if (failed) {{\n        printf(\"DEFECT REPRODUCED\\n\");\n        return 1;\n    }}\n    printf(\"every call answered as documented\\n\");\n    return 0;\n}}"
+        );
     }
-    if count {
-        c.push_str("    if (count_handles() != handles0 || count_threads() != threads0) {\n        printf(\"the sequence left %+d open handles and %+d threads behind\\n\", count_handles() - handles0, count_threads() - threads0);\n        failed = 1;\n    }\n");
-    }
-    c.push_str("    if (failed) {\n        printf(\"DEFECT REPRODUCED\\n\");\n        return 1;\n    }\n    printf(\"every call answered as documented\\n\");\n    return 0;\n}\n");
     c
 }
 
-fn op_code(op: &Op, e: &Expect, step: usize, call: &str) -> String {
+/// The C that judges a call on a backup handle by its value at run time: as the verifier
+/// judged it when the value is the same session, 87 when it is no live handle.
+fn by_value(chk: &str, target: Option<u8>, step: usize, call: &str) -> String {
+    let t = target.map(|t| t as i32).unwrap_or(-1);
+    let call = c_str(call);
+    format!(
+        "if (t == {t}) {{ {chk} }} else if (t < 0) {{ report({step}, {call}, rc, invalid(rc), \"87 (ERROR_INVALID_PARAMETER)\"); }} else differs({step}, t);"
+    )
+}
+
+fn op_code(op: &Op, e: &Expect, target: Option<u8>, step: usize, call: &str) -> String {
     let chk = check(e, step, call);
+    let judged = by_value(&chk, target, step, call);
     let ind = |s: String| format!("    {{\n{s}    }}\n");
     match op {
         Op::Prepare {
@@ -348,7 +427,7 @@ fn op_code(op: &Op, e: &Expect, step: usize, call: &str) -> String {
                 "((prepare_a_t)need(\"DsBackupPrepareA\"))"
             };
             ind(format!(
-                "        void *tok = NULL; uint32_t cb = 0; HBC out = (HBC)(uintptr_t){init}ull;\n        rc = {f}({}, {grbit}u, {btype}u, {}, {}, {});\n        {chk}\n        if ({phbc}) {{ h[{slot}] = out; live[{slot}] = rc == 0 && out != NULL; }}\n        if ({token}) {{ b[{buf}] = tok; bsz[{buf}] = cb; bwide[{buf}] = 0; }}\n",
+                "        void *tok = NULL; uint32_t cb = 0; HBC out = (HBC)(uintptr_t){init}ull;\n        rc = {f}({}, {grbit}u, {btype}u, {}, {}, {});\n        {chk}\n        if ({phbc}) {{ vacate({slot}); h[{slot}] = out; live[{slot}] = rc == 0 && out != NULL; }}\n        if ({token}) {{ b[{buf}] = tok; bsz[{buf}] = cb; bwide[{buf}] = 0; }}\n",
                 text(server, *wide),
                 if *token { "&tok" } else { "NULL" },
                 if *size { "&cb" } else { "NULL" },
@@ -358,35 +437,30 @@ fn op_code(op: &Op, e: &Expect, step: usize, call: &str) -> String {
             ))
         }
         Op::End { h } => {
-            let slot_clear = match h {
-                Hv::Slot(s) => format!("        if (rc == 0) live[{s}] = 0;\n"),
-                _ => String::new(),
-            };
             let owned = matches!(
                 h,
                 Hv::Garbage(Garbage::Zeroed | Garbage::OnesFilled | Garbage::Random(_))
             );
+            // REQ-02 on a live value, REQ-03 on any other: decided from the value now.
+            let verdict = format!(
+                "report({step}, {}, rc, t >= 0 ? rc == 0 : invalid(rc), t >= 0 ? \"0 (S_OK): the value is a live handle\" : \"87 (ERROR_INVALID_PARAMETER)\");\n        if (rc == 0 && t >= 0) live[t] = 0;",
+                c_str(call)
+            );
             let body = if owned {
-                format!("        unsigned char *m = (unsigned char *){};\n        unsigned char copy[4096];\n        memcpy(copy, m, sizeof copy);\n        rc = ((hbc_t)need(\"DsBackupEnd\"))((HBC)m);\n        {chk}\n        if (memcmp(copy, m, sizeof copy)) report({step}, \"the memory passed as a handle\", rc, 0, \"no write\");\n", handle(h))
+                format!("        unsigned char *m = (unsigned char *){};\n        unsigned char copy[4096];\n        int t = target((HBC)m);\n        memcpy(copy, m, sizeof copy);\n        rc = ((hbc_t)need(\"DsBackupEnd\"))((HBC)m);\n        {verdict}\n        if (memcmp(copy, m, sizeof copy)) report({step}, \"the memory passed as a handle\", rc, 0, \"no write\");\n", handle(h))
             } else {
-                format!("        rc = ((hbc_t)need(\"DsBackupEnd\"))({});\n        {chk}\n", handle(h))
+                format!("        HBC v = {};\n        int t = target(v);\n        rc = ((hbc_t)need(\"DsBackupEnd\"))(v);\n        {verdict}\n", handle(h))
             };
-            ind(body + &slot_clear)
+            ind(body)
         }
         Op::EndConcurrent { h, threads } => ind(format!(
-            "        int bad, wins = end_concurrently({hh}, {threads}, &bad);\n        {}\n",
-            match e {
-                Expect::OneWinner => format!("report({step}, {}, wins, wins == 1 && bad == 0, \"exactly one S_OK, the rest 87\");", c_str(call)),
-                _ => format!("report({step}, {}, wins, wins == 0 && bad == 0, \"87 (ERROR_INVALID_PARAMETER) for every thread\");", c_str(call)),
-            },
+            "        HBC v = {hh};\n        int t = target(v);\n        int bad, wins = end_concurrently(v, {threads}, &bad);\n        if (t >= 0) report({step}, {c}, wins, wins == 1 && bad == 0, \"exactly one S_OK, the rest 87\");\n        else report({step}, {c}, wins, wins == 0 && bad == 0, \"87 (ERROR_INVALID_PARAMETER) for every thread\");\n        if (wins && t >= 0) live[t] = 0;\n",
             hh = handle(h),
-        ) + &match h {
-            Hv::Slot(s) => format!("    live[{s}] = 0;\n"),
-            _ => String::new(),
-        }),
+            c = c_str(call),
+        )),
         Op::Free { buf } => match buf {
-            Some(bf) => format!("    ((free_t)need(\"DsBackupFree\"))(b[{bf}]);\n    b[{bf}] = NULL;\n    printf(\"step {step}: DsBackupFree done\\n\");\n"),
-            None => format!("    ((free_t)need(\"DsBackupFree\"))(NULL);\n    printf(\"step {step}: DsBackupFree(NULL) done\\n\");\n"),
+            Some(bf) => format!("    ((free_t)need(\"DsBackupFree\"))(b[{bf}]);\n    b[{bf}] = NULL;\n    if (!quiet) printf(\"step {step}: DsBackupFree done\\n\");\n"),
+            None => format!("    ((free_t)need(\"DsBackupFree\"))(NULL);\n    if (!quiet) printf(\"step {step}: DsBackupFree(NULL) done\\n\");\n"),
         },
         Op::Peek { buf } => match e {
             Expect::SameBytes(bytes) => {
@@ -412,7 +486,7 @@ fn op_code(op: &Op, e: &Expect, step: usize, call: &str) -> String {
                 (ListKind::BackupLogs, true) => "DsBackupGetBackupLogsW",
             };
             ind(format!(
-                "        void *list = NULL; uint32_t cb = 0;\n        rc = ((names_t)need(\"{name}\"))({}, {}, {});\n        {chk}\n        b[{buf}] = list; bsz[{buf}] = cb; bwide[{buf}] = {};\n",
+                "        void *list = NULL; uint32_t cb = 0;\n        HBC v = {}; int t = target(v);\n        rc = ((names_t)need(\"{name}\"))(v, {}, {});\n        {judged}\n        b[{buf}] = list; bsz[{buf}] = cb; bwide[{buf}] = {};\n",
                 handle(h),
                 if *out { "&list" } else { "NULL" },
                 if *size { "&cb" } else { "NULL" },
@@ -432,23 +506,23 @@ fn op_code(op: &Op, e: &Expect, step: usize, call: &str) -> String {
                 "((open_a_t)need(\"DsBackupOpenFileA\"))"
             };
             ind(format!(
-                "        int64_t sz = 0;\n        rc = {f}({}, {}, {hint}u, {});\n        {chk}\n",
+                "        int64_t sz = 0;\n        HBC v = {}; int t = target(v);\n        rc = {f}(v, {}, {hint}u, {});\n        {judged}\n",
                 handle(h),
                 text(name, *wide),
                 if *size { "&sz" } else { "NULL" }
             ))
         }
         Op::Read { h, cb, pcb } => ind(format!(
-            "        void *buffer = malloc({cb}); uint32_t n = 0;\n        rc = ((read_t)need(\"DsBackupRead\"))({}, buffer, {cb}u, {});\n        {chk}\n        free(buffer);\n",
+            "        void *buffer = malloc({cb}); uint32_t n = 0;\n        HBC v = {}; int t = target(v);\n        rc = ((read_t)need(\"DsBackupRead\"))(v, buffer, {cb}u, {});\n        {judged}\n        free(buffer);\n",
             handle(h),
             if *pcb { "&n" } else { "NULL" }
         )),
         Op::ReadToEnd { h, cb } => ind(format!(
-            "        void *buffer = malloc({cb}); uint32_t n = 0;\n        for (int k = 0; k < 100000; k++) {{ rc = ((read_t)need(\"DsBackupRead\"))({}, buffer, {cb}u, &n); if (rc != 0) break; }}\n        {chk}\n        free(buffer);\n",
+            "        void *buffer = malloc({cb}); uint32_t n = 0;\n        HBC v = {}; int t = target(v);\n        for (int k = 0; k < 100000; k++) {{ rc = ((read_t)need(\"DsBackupRead\"))(v, buffer, {cb}u, &n); if (rc != 0) break; }}\n        {judged}\n        free(buffer);\n",
             handle(h)
         )),
-        Op::Close { h } => ind(format!("        rc = ((hbc_t)need(\"DsBackupClose\"))({});\n        {chk}\n", handle(h))),
-        Op::Truncate { h } => ind(format!("        rc = ((hbc_t)need(\"DsBackupTruncateLogs\"))({});\n        {chk}\n", handle(h))),
+        Op::Close { h } => ind(format!("        HBC v = {}; int t = target(v);\n        rc = ((hbc_t)need(\"DsBackupClose\"))(v);\n        {judged}\n", handle(h))),
+        Op::Truncate { h } => ind(format!("        HBC v = {}; int t = target(v);\n        rc = ((hbc_t)need(\"DsBackupTruncateLogs\"))(v);\n        {judged}\n", handle(h))),
         Op::RestorePrepare {
             wide,
             server,
@@ -465,17 +539,14 @@ fn op_code(op: &Op, e: &Expect, step: usize, call: &str) -> String {
                 None => ("NULL".into(), "0".into()),
             };
             ind(format!(
-                "        HBC out = NULL;\n        rc = {f}({}, 0, {tp}, {tc}, &out);\n        {chk}\n        h[{slot}] = out; rlive[{slot}] = rc == 0 && out != NULL;\n",
+                "        HBC out = NULL;\n        rc = {f}({}, 0, {tp}, {tc}, &out);\n        {chk}\n        vacate({slot}); rlive[{slot}] = 0; h[{slot}] = out; rlive[{slot}] = rc == 0 && out != NULL;\n",
                 text(server, *wide)
             ))
         }
         Op::RestoreEnd { h } => ind(format!(
-            "        rc = ((hbc_t)need(\"DsRestoreEnd\"))({});\n        {chk}\n{}",
+            "        HBC v = {};\n        int r = rtarget(v), t = target(v);\n        rc = ((hbc_t)need(\"DsRestoreEnd\"))(v);\n        if (r >= 0) {{ report({step}, {c}, rc, rc == 0, \"0 (S_OK)\"); if (rc == 0) rlive[r] = 0; }}\n        else if (t < 0) report({step}, {c}, rc, invalid(rc), \"87 (ERROR_INVALID_PARAMETER)\");\n        else differs({step}, t);\n",
             handle(h),
-            match h {
-                Hv::Slot(s) => format!("        if (rc == 0) rlive[{s}] = 0;\n"),
-                _ => String::new(),
-            }
+            c = c_str(call),
         )),
         _ => format!("    /* step {step}: not performed by the repro */\n"),
     }
