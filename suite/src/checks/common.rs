@@ -147,6 +147,8 @@ pub fn slot(s: u8) -> Hv {
 pub struct Findings {
     fails: Vec<String>,
     warns: Vec<String>,
+    /// Answers the documentation does not rule out ("not supported" with no code).
+    compat: Vec<String>,
     notes: Vec<String>,
 }
 
@@ -157,6 +159,11 @@ impl Findings {
 
     pub fn note(&mut self, msg: impl Into<String>) {
         self.notes.push(msg.into());
+    }
+
+    /// A compatibility warning: never a failure.
+    pub fn compat(&mut self, msg: impl Into<String>) {
+        self.compat.push(msg.into());
     }
 
     pub fn failed(&self) -> bool {
@@ -195,13 +202,6 @@ impl Findings {
         }
     }
 
-    /// `what` must have failed, with any non-zero code (where the docs name none).
-    pub fn nonzero(&mut self, what: &str, o: &Obs) {
-        if o.rc == Some(0) {
-            self.fail(format!("{what} returned 0 (S_OK), expected a failure code"));
-        }
-    }
-
     /// Pass (or warn) with `summary` when nothing failed; else fail with the first three
     /// things found.
     pub fn finish(self, summary: impl Into<String>) -> Eval {
@@ -224,12 +224,17 @@ impl Findings {
             if n > limit {
                 detail.push_str(&format!("; and {} more", n - limit));
             }
-        } else if !self.warns.is_empty() {
+        } else if !self.warns.is_empty() || !self.compat.is_empty() {
             outcome = Outcome::Warn;
-            detail = self.warns[0].clone();
-            if self.warns.len() > 1 {
-                detail.push_str(&format!(" (and {} more such codes)", self.warns.len() - 1));
+            let mut parts = self.compat.clone();
+            if let Some(first) = self.warns.first() {
+                let mut w = first.clone();
+                if self.warns.len() > 1 {
+                    w.push_str(&format!(" (and {} more such codes)", self.warns.len() - 1));
+                }
+                parts.push(w);
             }
+            detail = parts.join("; ");
         } else {
             outcome = Outcome::Pass;
             detail = summary.into();

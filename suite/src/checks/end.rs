@@ -169,6 +169,9 @@ pub fn garbage_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
             continue;
         }
         tested += 1;
+        if let Some(sub) = &o.substituted {
+            f.note(sub.clone());
+        }
         f.invalid_param(ctx, what, o);
         if o.intact == Some(false) {
             f.fail(format!("{what} wrote into the memory it was given"));

@@ -29,14 +29,30 @@ pub fn ok_plan(ctx: &Ctx) -> Vec<Program> {
 
 pub fn ok_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
     let mut f = Findings::default();
+    // An environment code excuses a form only when no form works: if the other form, with
+    // the same server and credentials, gets a session, the environment allows one.
+    let works = |r: &Ran| live(r.get("prepare")).is_ok();
+    let any_works = ran.iter().any(works);
     for r in ran {
         let o = r.get("prepare");
         let name = &r.program.label;
         if let Err(e) = live(o) {
-            if o.rc
-                .is_some_and(|rc| codes::environment_problem(rc).is_some())
-            {
-                return e;
+            let env = o.rc.filter(|&rc| codes::environment_problem(rc).is_some());
+            match (env, any_works) {
+                (Some(_), false) => return e,
+                (Some(rc), true) => {
+                    let other = ran
+                        .iter()
+                        .find(|x| works(x))
+                        .map(|x| x.program.label.clone())
+                        .unwrap_or_default();
+                    f.fail(format!(
+                        "{name} returned {}, an environment code, while {other} with the same server and credentials returned S_OK: the environment allows a session, so the library is at fault",
+                        describe(rc)
+                    ));
+                    continue;
+                }
+                (None, _) => {}
             }
             match o.rc {
                 Some(0) => f.fail(format!(
@@ -78,7 +94,8 @@ struct BadCase {
 enum Want {
     InvalidParameter,
     HrInvalidParam,
-    NonZero,
+    /// "Not supported" with no code (REQ-23): accepting it is a compatibility warning.
+    Unsupported,
 }
 
 const BAD_CASES: &[BadCase] = &[
@@ -99,7 +116,7 @@ const BAD_CASES: &[BadCase] = &[
     },
     BadCase {
         label: "BACKUP_TYPE_LOGS_ONLY (unsupported, no code documented)",
-        want: Want::NonZero,
+        want: Want::Unsupported,
         args: &[BadArg::LogsOnly],
     },
     BadCase {
@@ -168,7 +185,13 @@ pub fn bad_args_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
         match case.want {
             Want::InvalidParameter => f.invalid_param(ctx, what, o),
             Want::HrInvalidParam => f.code(what, o, HR_INVALID_PARAM),
-            Want::NonZero => f.nonzero(what, o),
+            Want::Unsupported => {
+                if o.rc == Some(0) {
+                    f.compat(format!(
+                        "{what}: documented as not supported; this library accepts it (returned S_OK)"
+                    ));
+                }
+            }
         }
     }
     if let (Some((rc, fix)), false, true) = (env, f.failed(), unjudged > 0) {

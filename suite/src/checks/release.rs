@@ -49,6 +49,23 @@ fn paths(ctx: &Ctx) -> Vec<Path> {
                 ],
             });
         }
+        if has("DsBackupRead") {
+            out.push(Path {
+                name: "Prepare, read an attachment to EOF, End without Close",
+                body: vec![
+                    ctx.prepare(0, 0),
+                    names.clone(),
+                    open.clone(),
+                    Op::ReadToEnd {
+                        h: slot(0),
+                        cb: 65_536,
+                    },
+                    end(slot(0)),
+                    free(1),
+                    free(0),
+                ],
+            });
+        }
         out.push(Path {
             name: "End with an attachment still open",
             body: vec![
