@@ -124,6 +124,16 @@ fn library_that_crashes_while_loading() {
 }
 
 #[test]
+fn library_that_raises_sigsegv_while_loading() {
+    // raise(SIGSEGV) in a constructor kills any C host at load; the worker must not catch it
+    // (Rust's runtime handler would, the first time), so it is a load crash, exit 2.
+    assert_rejected(
+        &common::c_library(Some("CTOR_RAISE")),
+        "crashed while loading (SIGSEGV",
+    );
+}
+
+#[test]
 fn unknown_mutant_and_check() {
     for args in [["run", "--mutant", "nope"], ["run", "--check", "nope"]] {
         let out = Command::new(common::worker_exe())

@@ -65,6 +65,54 @@ fn defective_c_libraries_are_nonconformant() {
 }
 
 #[test]
+fn end_after_reading_to_eof_without_close_must_release_the_attachment() {
+    // EOF_LEAK forgets an attachment read to the end: End still returns S_OK, the fd leaks.
+    let lib = common::c_library(Some("EOF_LEAK"));
+    let (code, out) = verdict(&lib, &[]);
+    assert_eq!(code, 1, "{out}");
+    let open = line(&out, "end.open-file");
+    assert!(open.contains(" fail ") && open.contains("EOF"), "{open}");
+    assert!(line(&out, "end.release").contains(" fail "), "{out}");
+    // The sequences find it on their own in a default run.
+    let seq = Command::new(common::worker_exe())
+        .args(["run", "--seed", "1", "--check", "seq.model", "--lib"])
+        .arg(&lib)
+        .output()
+        .unwrap();
+    let seq_out = String::from_utf8_lossy(&seq.stdout);
+    assert_eq!(seq.status.code(), Some(1), "{seq_out}");
+    assert!(line(&seq_out, "seq.model").contains(" fail "), "{seq_out}");
+}
+
+#[test]
+fn an_environment_code_is_no_excuse_when_the_other_form_works() {
+    // W_ENV: DsBackupPrepareW says hrCouldNotConnect while DsBackupPrepareA, same server,
+    // gets a session. That is the library's fault, not the environment's.
+    let lib = common::c_library(Some("W_ENV"));
+    let (code, out) = verdict(&lib, &["--check", "prepare.ok"]);
+    assert_eq!(code, 1, "{out}");
+    let l = line(&out, "prepare.ok");
+    assert!(l.contains(" fail "), "{l}");
+    let json = std::env::temp_dir().join(format!("w-env-{}.json", std::process::id()));
+    let st = Command::new(common::worker_exe())
+        .args(["run", "--seed", "1", "--check", "prepare.ok", "--json"])
+        .arg(&json)
+        .arg("--lib")
+        .arg(&lib)
+        .output()
+        .unwrap();
+    assert_eq!(st.status.code(), Some(1));
+    let report = std::fs::read_to_string(&json).unwrap();
+    let _ = std::fs::remove_file(&json);
+    assert!(
+        report.contains("DsBackupPrepareW returned 0xC7FF0007")
+            && report
+                .contains("DsBackupPrepareA with the same server and credentials returned S_OK"),
+        "{report}"
+    );
+}
+
+#[test]
 fn hresult_library_passes_with_warnings_when_accepted() {
     let (code, out) = verdict(&common::c_library(Some("HRESULT")), &["--accept-hresult"]);
     assert_eq!(code, 0, "{out}");

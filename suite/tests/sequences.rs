@@ -102,14 +102,20 @@ fn repro_exit(c_source: &str, name: &str, mutant: Option<&str>) -> i32 {
         Some(m) => cmd.env("NTDSBCLI_MUTANT", m),
         None => cmd.env_remove("NTDSBCLI_MUTANT"),
     };
-    // A hang reproduces as a hang: stop it after a while.
+    // A hang reproduces as a hang: stop it after a while. A repeating repro may take its
+    // whole 10 s on a correct library.
+    let patience = if c_source.contains("It repeats the sequence") {
+        Duration::from_secs(15)
+    } else {
+        Duration::from_secs(3)
+    };
     let mut child = cmd.stdout(std::process::Stdio::null()).spawn().unwrap();
     let start = std::time::Instant::now();
     loop {
         if let Some(st) = child.try_wait().unwrap() {
             return st.code().unwrap_or(128);
         }
-        if start.elapsed() > Duration::from_secs(3) {
+        if start.elapsed() > patience {
             let _ = child.kill();
             let _ = child.wait();
             return 124;
@@ -209,4 +215,33 @@ fn every_defect_mutant_is_listed_for_sequences() {
             );
         }
     }
+}
+
+#[test]
+fn race_repro_repeats_the_sequence_until_it_fails() {
+    // end-race lets several concurrent Ends of one handle succeed; whether a single run shows
+    // it depends on timing, so its repro repeats the failing sequence.
+    let mut opts = seq_only(LibrarySpec::Embedded, 1, 2000);
+    opts.mutant = Some("end-race".into());
+    let r = common::run(&opts);
+    assert!(outcome(&r, "seq.model").is_failure());
+    assert!(
+        detail(&r, "seq.model").contains("the repro repeats the sequence"),
+        "{}",
+        detail(&r, "seq.model")
+    );
+    let c = r.checks[0].repro.as_deref().expect("a repro");
+    assert!(c.contains("It repeats the sequence until a round fails"));
+    let failing = (0..10)
+        .filter(|_| repro_exit(c, "race", Some("end-race")) != 0)
+        .count();
+    assert!(
+        failing >= 9,
+        "the race repro failed in only {failing} of 10 runs"
+    );
+    assert_eq!(
+        repro_exit(c, "race", None),
+        0,
+        "the race repro fails on the reference"
+    );
 }

@@ -59,27 +59,74 @@ static BUILD: Mutex<()> = Mutex::new(());
 
 /// Builds the independent C library, correct or with one `DEFECT_*` macro, once per test run.
 pub fn c_library(defect: Option<&str>) -> PathBuf {
+    match defect {
+        Some(d) => c_build(&format!("DEFECT_{d}")),
+        None => c_build("GOOD"),
+    }
+}
+
+/// The C library built as one of its correct `DESIGN_*` variants.
+pub fn c_design(design: &str) -> PathBuf {
+    c_build(&format!("DESIGN_{design}"))
+}
+
+/// Builds fixtures/c/ntdsb.c with `-D<macro>` (none for "GOOD"), once per test run.
+fn c_build(macro_name: &str) -> PathBuf {
     let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let name = format!("libntdsb_{}.so", defect.unwrap_or("good").to_lowercase());
+    let name = format!("libntdsb_{}.so", macro_name.to_lowercase());
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let src = repo_root().join("fixtures/c/ntdsb.c");
+    let mut cmd = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
+    cmd.args(["-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .arg("-lpthread");
+    if macro_name != "GOOD" {
+        cmd.arg(format!("-D{macro_name}"));
+    }
+    build_once(
+        cmd,
+        &src,
+        &out,
+        "a C compiler (cc) is needed for the foreign-library tests",
+    );
+    out
+}
+
+/// The C++ library of fixtures/cpp, built once per test run.
+pub fn cpp_library() -> PathBuf {
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("libntdsb_cpp.so");
+    let src = repo_root().join("fixtures/cpp/ntdsb.cpp");
+    let mut cmd = Command::new(std::env::var("CXX").unwrap_or_else(|_| "c++".into()));
+    cmd.args([
+        "-shared",
+        "-fPIC",
+        "-O1",
+        "-std=c++17",
+        "-Wall",
+        "-Werror",
+        "-o",
+    ])
+    .arg(&out)
+    .arg(&src)
+    .arg("-lpthread");
+    build_once(
+        cmd,
+        &src,
+        &out,
+        "a C++ compiler (c++) is needed for the C++ fixture",
+    );
+    out
+}
+
+fn build_once(mut cmd: Command, src: &Path, out: &Path, need: &str) {
     let fresh = out.metadata().and_then(|m| m.modified()).ok()
         >= src.metadata().and_then(|m| m.modified()).ok();
     if !out.exists() || !fresh {
-        let mut cmd = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
-        cmd.args(["-shared", "-fPIC", "-O1", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .arg("-lpthread");
-        if let Some(d) = defect {
-            cmd.arg(format!("-DDEFECT_{d}"));
-        }
-        let st = cmd
-            .status()
-            .expect("a C compiler (cc) is needed for the foreign-library tests");
+        let st = cmd.status().unwrap_or_else(|e| panic!("{need}: {e}"));
         assert!(st.success(), "building {} failed", out.display());
     }
-    out
 }
 
 static DLL: Mutex<()> = Mutex::new(());

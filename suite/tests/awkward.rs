@@ -1,0 +1,308 @@
+//! Correct libraries designed differently from the reference (fixtures/c DESIGN_* variants and
+//! the C++ library of fixtures/cpp). Each test first proves that the fixture really has the
+//! property it stands for, loading it in this process; then the verifier must call it
+//! conformant with exit 0. A verifier that blames any of them has mistaken one design for the
+//! contract.
+
+mod common;
+
+use libloading::{Library, Symbol};
+use std::ffi::c_void;
+use std::path::Path;
+use std::process::Command;
+
+type Hbc = *mut c_void;
+type PrepareA = unsafe extern "C" fn(
+    *const std::ffi::c_char,
+    u32,
+    u32,
+    *mut *mut c_void,
+    *mut u32,
+    *mut Hbc,
+) -> i32;
+type EndFn = unsafe extern "C" fn(Hbc) -> i32;
+type FreeFn = unsafe extern "C" fn(*mut c_void);
+
+/// The fixture loaded in this process, with the three calls the property tests need. It is
+/// never unloaded (pool threads and thread-local destructors run its code), and one test at a
+/// time looks at the process's threads and fds.
+struct Loaded {
+    lib: &'static Library,
+    _alone: std::sync::MutexGuard<'static, ()>,
+}
+
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Loaded {
+    fn new(path: &Path) -> Loaded {
+        let alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the fixtures are correct libraries with no load-time side effects.
+        let lib = unsafe { Library::new(path) }.expect("the fixture loads");
+        Loaded {
+            lib: Box::leak(Box::new(lib)),
+            _alone: alone,
+        }
+    }
+
+    /// A Prepare with backup type `bt`: (rc, handle).
+    fn prepare_type(&self, bt: u32) -> (i32, usize) {
+        unsafe {
+            let f: Symbol<PrepareA> = self.lib.get(b"DsBackupPrepareA").unwrap();
+            let (mut tok, mut cb, mut h): (*mut c_void, u32, Hbc) =
+                (std::ptr::null_mut(), 0, std::ptr::null_mut());
+            let rc = f(c"\\\\localhost".as_ptr(), 0, bt, &mut tok, &mut cb, &mut h);
+            if !tok.is_null() {
+                let free: Symbol<FreeFn> = self.lib.get(b"DsBackupFree").unwrap();
+                free(tok);
+            }
+            (rc, h as usize)
+        }
+    }
+
+    fn prepare(&self) -> usize {
+        let (rc, h) = self.prepare_type(1);
+        assert_eq!(rc, 0, "a valid Prepare fails");
+        h
+    }
+
+    fn end(&self, h: usize) -> i32 {
+        unsafe {
+            let f: Symbol<EndFn> = self.lib.get(b"DsBackupEnd").unwrap();
+            f(h as Hbc)
+        }
+    }
+}
+
+fn count(dir: &str) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Whether `addr` starts a mapping of this process.
+fn mapping_starts_at(addr: usize) -> bool {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .any(|l| usize::from_str_radix(l.split('-').next().unwrap_or(""), 16) == Ok(addr))
+}
+
+/// The verifier's default run (one seed) on the library: exit code and output.
+fn verify(lib: &Path, seed: u64) -> (i32, String) {
+    let out = Command::new(common::worker_exe())
+        .args(["run", "--seed", &seed.to_string(), "--lib"])
+        .arg(lib)
+        // The debug build is slower: a time budget keeps the run short, every check runs.
+        .args(["--sequence-budget-ms", "4000"])
+        .output()
+        .expect("the CLI runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn assert_conformant(lib: &Path) -> String {
+    let (code, out) = verify(lib, 1);
+    assert_eq!(
+        code,
+        0,
+        "{} is correct but was blamed:\n{out}",
+        lib.display()
+    );
+    assert!(out.contains("verdict: conformant"), "{out}");
+    out
+}
+
+fn line<'a>(out: &'a str, id: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .unwrap_or_else(|| panic!("no line for {id}"))
+}
+
+#[test]
+fn index_handles_reuse_the_lowest_free_index() {
+    let lib = common::c_design("INDEX");
+    let l = Loaded::new(&lib);
+    let (a, b) = (l.prepare(), l.prepare());
+    assert_eq!((a, b), (1, 2));
+    assert_eq!(l.end(a), 0);
+    assert_eq!(l.prepare(), 1, "index 1 is reused at once");
+    assert_eq!(l.end(1), 0);
+    assert_eq!(l.end(2), 0);
+    drop(l);
+    // Small integers 1 and 2 are live handles here: end.garbage replaces them and says so.
+    let out = assert_conformant(&lib);
+    let g = line(&out, "end.garbage");
+    assert!(g.contains(" pass "), "{g}");
+    let json = std::env::temp_dir().join(format!("awkward-index-{}.json", std::process::id()));
+    let st = Command::new(common::worker_exe())
+        .args(["run", "--seed", "1", "--check", "end.garbage", "--json"])
+        .arg(&json)
+        .arg("--lib")
+        .arg(&lib)
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(0));
+    let report = std::fs::read_to_string(&json).unwrap();
+    let _ = std::fs::remove_file(&json);
+    assert!(
+        report.contains("small integer 0x1 is a live handle of this library; used 0x2"),
+        "{report}"
+    );
+}
+
+#[test]
+fn pointer_handles_come_back_from_the_allocator() {
+    let lib = common::c_design("POINTER");
+    let l = Loaded::new(&lib);
+    let a = l.prepare();
+    assert!(
+        a > 0x10000 && a.is_multiple_of(8),
+        "a heap address: 0x{a:X}"
+    );
+    assert_eq!(l.end(a), 0);
+    let b = l.prepare();
+    assert_eq!(a, b, "the next Prepare gets the same address");
+    assert_eq!(l.end(b), 0);
+    assert_eq!(l.end(b), 87);
+    drop(l);
+    assert_conformant(&lib);
+}
+
+#[test]
+fn encoded_handles_are_a_counter_xor_a_secret() {
+    let lib = common::c_design("ENCODED");
+    let l = Loaded::new(&lib);
+    let (a, b) = (l.prepare(), l.prepare());
+    assert_eq!(a ^ b, 1 ^ 2, "consecutive counters under one secret");
+    assert!(a > 0xFFFF_FFFF, "no small value: 0x{a:X}");
+    assert_eq!(l.end(a), 0);
+    assert_eq!(l.end(b), 0);
+    drop(l);
+    assert_conformant(&lib);
+}
+
+#[test]
+fn high_handles_start_at_the_kernel_half() {
+    let lib = common::c_design("HIGH");
+    let l = Loaded::new(&lib);
+    let a = l.prepare();
+    assert_eq!(
+        a as u64, 0xFFFF_8000_0000_1000,
+        "the garbage class kernel-half is live"
+    );
+    assert_eq!(l.end(a), 0);
+    drop(l);
+    let out = assert_conformant(&lib);
+    assert!(line(&out, "end.garbage").contains(" pass "));
+}
+
+#[test]
+fn pool_threads_start_on_the_first_prepare_and_stay() {
+    let lib = common::c_design("POOL");
+    let l = Loaded::new(&lib);
+    let before = count("/proc/self/task");
+    let h = l.prepare();
+    assert_eq!(count("/proc/self/task"), before + 2, "two pool threads");
+    assert_eq!(l.end(h), 0);
+    assert_eq!(count("/proc/self/task"), before + 2, "kept after End");
+    drop(l);
+    assert_conformant(&lib);
+}
+
+#[test]
+fn log_fd_opens_on_the_first_call_and_stays() {
+    let lib = common::c_design("LOGFD");
+    let l = Loaded::new(&lib);
+    let before = count("/proc/self/fd");
+    assert_eq!(l.end(0), 87);
+    assert_eq!(count("/proc/self/fd"), before + 1, "the log descriptor");
+    let h = l.prepare();
+    assert_eq!(l.end(h), 0);
+    assert_eq!(count("/proc/self/fd"), before + 1, "kept after End");
+    drop(l);
+    assert_conformant(&lib);
+}
+
+#[test]
+fn cached_contexts_are_reused() {
+    let lib = common::c_design("CACHE");
+    let l = Loaded::new(&lib);
+    let hs: Vec<usize> = (0..3).map(|_| l.prepare()).collect();
+    for &h in &hs {
+        assert_eq!(l.end(h), 0);
+    }
+    // The cache hands back the last context freed first.
+    assert_eq!(l.prepare(), hs[2]);
+    assert_eq!(l.end(hs[2]), 0);
+    drop(l);
+    assert_conformant(&lib);
+}
+
+#[test]
+fn thread_local_state_is_freed_by_its_destructor() {
+    let lib = common::c_design("TLS");
+    let l = Loaded::new(&lib);
+    let live: Symbol<unsafe extern "C" fn() -> i32> =
+        unsafe { l.lib.get(b"ntdsb_tls_buffers") }.unwrap();
+    let before = unsafe { live() };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let h = l.prepare();
+            assert_eq!(unsafe { live() }, before + 1, "a buffer for this thread");
+            assert_eq!(l.end(h), 0);
+        });
+    });
+    // The scope ends when the closure has returned; the thread's TLS destructors run just
+    // after, as it exits.
+    let t0 = std::time::Instant::now();
+    while unsafe { live() } != before && t0.elapsed() < std::time::Duration::from_secs(2) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(unsafe { live() }, before, "the destructor freed it");
+    drop(l);
+    assert_conformant(&lib);
+}
+
+#[test]
+fn contexts_live_in_pages_of_their_own() {
+    let lib = common::c_design("MMAP");
+    let l = Loaded::new(&lib);
+    let h = l.prepare();
+    assert!(h.is_multiple_of(4096));
+    assert!(mapping_starts_at(h), "0x{h:X} is a mapping of its own");
+    assert_eq!(l.end(h), 0);
+    assert!(!mapping_starts_at(h), "End unmapped it");
+    drop(l);
+    assert_conformant(&lib);
+}
+
+#[test]
+fn logs_only_is_accepted_with_a_warning() {
+    let lib = common::c_design("LOGS_ONLY");
+    let l = Loaded::new(&lib);
+    let (rc, h) = l.prepare_type(2);
+    assert_eq!(rc, 0, "BACKUP_TYPE_LOGS_ONLY accepted");
+    assert_eq!(l.end(h), 0);
+    drop(l);
+    let out = assert_conformant(&lib);
+    let b = line(&out, "prepare.bad-args");
+    assert!(
+        b.contains(" warn ") && b.contains("documented as not supported"),
+        "{b}"
+    );
+}
+
+#[test]
+fn cpp_library_counts_handles_from_one() {
+    let lib = common::cpp_library();
+    let l = Loaded::new(&lib);
+    let (a, b) = (l.prepare(), l.prepare());
+    assert_eq!(b, a + 1, "consecutive handles");
+    assert!(a < 0x10000, "small integers are live handles here");
+    // A value that is no session: the lookup throws inside, and End returns 87.
+    assert_eq!(l.end(0xDEAD_BEEF), 87);
+    assert_eq!(l.end(a), 0);
+    assert_eq!(l.end(b), 0);
+    drop(l);
+    assert_conformant(&lib);
+}
