@@ -2,7 +2,7 @@
 //! exactly the arguments the program names and records what came back.
 
 use crate::abi::{Api, Hbc};
-use crate::program::{Garbage, Hv, ListKind, Obs, Op, Program, Tally, Text, SLOTS};
+use crate::program::{Garbage, Hv, ListKind, Obs, Op, Probe, Program, Tally, Text, SLOTS};
 use crate::sys;
 use std::ffi::{c_void, CString};
 use std::sync::{Arc, Barrier};
@@ -31,6 +31,10 @@ pub struct Interp<'a> {
     sentinels: Vec<sys::Sentinel>,
     /// Sessions still open when a Prepare reused their slot: (restore, value).
     orphans: Vec<(bool, u64)>,
+    /// The program's first resource reading, which later ones settle towards.
+    first_probe: Option<Probe>,
+    /// What is left of the program's time for readings to settle.
+    settle_left: std::time::Duration,
 }
 
 /// Worker-owned memory passed as a handle, kept to see whether the library wrote to it.
@@ -116,6 +120,29 @@ pub fn nearest_free(g: Garbage, v: usize, live: &[u64]) -> Option<usize> {
         .find(|&x| x != 0 && !live.contains(&(x as u64)))
 }
 
+/// Longest wait of one reading for the thread count to come back down to an earlier one, and
+/// of all the readings of one program together: a thread that exits on its own is gone in a
+/// few milliseconds, and a real leak must not make every reading wait.
+const SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(10);
+const SETTLE_BUDGET: std::time::Duration = std::time::Duration::from_millis(40);
+
+/// A resource reading, given time to settle when it has more threads than `baseline`: a
+/// library may let a session's thread exit on its own just after End (a detached thread),
+/// which releases it, and whatever it held, a moment later. Without an extra thread nothing
+/// can release anything later, so nothing waits. Growth that stays is read as it is.
+fn settled(baseline: Option<Probe>, budget: &mut std::time::Duration) -> Probe {
+    let mut p = crate::probe::read();
+    let Some(b) = baseline else { return p };
+    let start = std::time::Instant::now();
+    let limit = SETTLE_MAX.min(*budget);
+    while p.threads > b.threads && start.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        p = crate::probe::read();
+    }
+    *budget = budget.saturating_sub(start.elapsed());
+    p
+}
+
 fn slot_of(h: &Hv) -> Option<u8> {
     match h {
         Hv::Slot(s) => Some(*s),
@@ -154,6 +181,8 @@ impl<'a> Interp<'a> {
             bufs: [Buf::default(); SLOTS],
             sentinels: Vec::new(),
             orphans: Vec::new(),
+            first_probe: None,
+            settle_left: SETTLE_BUDGET,
         }
     }
 
@@ -628,7 +657,11 @@ impl<'a> Interp<'a> {
                         need(api.set_auth_identity_a, op)?(u.a(), d.a(), p.a())
                     });
                 }
-                Op::Probe => obs.probe = Some(crate::probe::read()),
+                Op::Probe => {
+                    let p = settled(self.first_probe, &mut self.settle_left);
+                    self.first_probe.get_or_insert(p);
+                    obs.probe = Some(p);
+                }
                 Op::HoldSentinels { n } => {
                     for _ in 0..*n {
                         self.sentinels.extend(sys::Sentinel::open());
@@ -668,7 +701,8 @@ impl<'a> Interp<'a> {
                             }
                         }
                         if cycle % every == 0 {
-                            obs.samples.push(crate::probe::read());
+                            let p = settled(obs.samples.last().copied(), &mut self.settle_left);
+                            obs.samples.push(p);
                         }
                     }
                 }

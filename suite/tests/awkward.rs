@@ -306,3 +306,25 @@ fn cpp_library_counts_handles_from_one() {
     drop(l);
     assert_conformant(&lib);
 }
+
+#[test]
+fn detached_session_threads_exit_just_after_end() {
+    let lib = common::c_design("DETACHED");
+    let l = Loaded::new(&lib);
+    let before = count("/proc/self/task");
+    let h = l.prepare();
+    assert_eq!(count("/proc/self/task"), before + 1, "a thread per session");
+    assert_eq!(l.end(h), 0);
+    assert_eq!(
+        count("/proc/self/task"),
+        before + 1,
+        "End does not wait for it"
+    );
+    let t0 = std::time::Instant::now();
+    while count("/proc/self/task") > before && t0.elapsed() < std::time::Duration::from_secs(1) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(count("/proc/self/task"), before, "it exits a moment later");
+    drop(l);
+    assert_conformant(&lib);
+}

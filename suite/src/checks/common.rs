@@ -279,14 +279,16 @@ pub fn live(o: &Obs) -> Result<(), Eval> {
     }
 }
 
-/// Resource growth between two probe observations, as a sentence part when any.
+/// Resource growth between two probe observations, as a sentence part when any. Only growth
+/// counts: fewer threads later is a thread of the library's that was still exiting when the
+/// first reading was taken (a repeated close is the sentinels' to catch).
 pub fn growth(before: &Obs, after: &Obs) -> Option<String> {
     let (a, b) = (before.probe?, after.probe?);
     let mut parts = Vec::new();
-    if b.handles != a.handles {
+    if b.handles > a.handles {
         parts.push(format!("{:+} open handles", b.handles - a.handles));
     }
-    if b.threads != a.threads {
+    if b.threads > a.threads {
         parts.push(format!("{:+} threads", b.threads - a.threads));
     }
     (!parts.is_empty()).then(|| parts.join(", "))

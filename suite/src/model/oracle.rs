@@ -350,10 +350,10 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[T], result: &RunResult) -> 
     let (a, b) = (obs[0].probe, obs[transitions.len() + 2].probe);
     if let (Some(a), Some(b)) = (a, b) {
         let mut what = Vec::new();
-        if a.handles != b.handles {
+        if b.handles > a.handles {
             what.push(format!("{:+} open handles", b.handles - a.handles));
         }
-        if a.threads != b.threads {
+        if b.threads > a.threads {
             what.push(format!("{:+} threads", b.threads - a.threads));
         }
         if !what.is_empty() {

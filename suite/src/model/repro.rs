@@ -170,6 +170,7 @@ MAYBE_UNUSED static int count_handles(void) {
     }
     return live;
 }
+MAYBE_UNUSED static void nap(void) { Sleep(1); }
 MAYBE_UNUSED static int count_threads(void) {
     HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
     THREADENTRY32 e;
@@ -191,6 +192,10 @@ static int count_dir(const char *path) {
     return n;
 }
 MAYBE_UNUSED static int count_handles(void) { return count_dir("/proc/self/fd"); }
+MAYBE_UNUSED static void nap(void) {
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+}
 MAYBE_UNUSED static int count_threads(void) { return count_dir("/proc/self/task"); }
 #endif
 
@@ -368,7 +373,7 @@ pub fn render(
         if count { "    if (counted) { handles0 = count_handles(); threads0 = count_threads(); }\n" } else { "" },
         if whole { "    cleanup();\n" } else { "" },
         if count {
-            "    if (counted && (count_handles() != handles0 || count_threads() != threads0)) {\n        printf(\"the sequence left %+d open handles and %+d threads behind\\n\", count_handles() - handles0, count_threads() - threads0);\n        failed = 1;\n    }\n"
+            "    /* A thread the library lets exit on its own after End is gone a moment later. */\n    for (int w = 0; counted && w < 100 && (count_handles() > handles0 || count_threads() > threads0); w++) nap();\n    if (counted && (count_handles() > handles0 || count_threads() > threads0)) {\n        printf(\"the sequence left %+d open handles and %+d threads behind\\n\", count_handles() - handles0, count_threads() - threads0);\n        failed = 1;\n    }\n"
         } else {
             ""
         }

@@ -20,10 +20,18 @@ pub fn options(library: LibrarySpec) -> RunOptions {
     o
 }
 
-/// The library named by `$NTDSBCLI_LIB`, else the bundled reference.
+/// The library named by `$NTDSBCLI_LIB`, else the bundled reference. Tests run in suite/, so
+/// a relative path is taken from the workspace root, where `cargo test` is usually typed.
 pub fn library_under_test() -> LibrarySpec {
     match std::env::var_os("NTDSBCLI_LIB") {
-        Some(p) if !p.is_empty() => LibrarySpec::Path(PathBuf::from(p)),
+        Some(p) if !p.is_empty() => {
+            let p = PathBuf::from(p);
+            if p.is_relative() && !p.exists() {
+                LibrarySpec::Path(repo_root().join(p))
+            } else {
+                LibrarySpec::Path(p)
+            }
+        }
         _ => LibrarySpec::Embedded,
     }
 }
