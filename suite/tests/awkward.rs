@@ -1,8 +1,8 @@
 //! Correct libraries designed differently from the reference (fixtures/c DESIGN_* variants and
 //! the C++ library of fixtures/cpp). Each test first proves that the fixture really has the
-//! property it stands for, loading it in this process; then the verifier must call it
-//! conformant with exit 0. A verifier that blames any of them has mistaken one design for the
-//! contract.
+//! property it stands for, loading it in a child process of its own (thread and fd counts of a
+//! test process change as other tests run); then the verifier must call it conformant with
+//! exit 0. A verifier that blames any of them has mistaken one design for the contract.
 
 mod common;
 
@@ -23,24 +23,42 @@ type PrepareA = unsafe extern "C" fn(
 type EndFn = unsafe extern "C" fn(Hbc) -> i32;
 type FreeFn = unsafe extern "C" fn(*mut c_void);
 
-/// The fixture loaded in this process, with the three calls the property tests need. It is
-/// never unloaded (pool threads and thread-local destructors run its code), and one test at a
-/// time looks at the process's threads and fds.
-struct Loaded {
-    lib: &'static Library,
-    _alone: std::sync::MutexGuard<'static, ()>,
+/// Set in the child process that proves one fixture's property.
+const CHILD: &str = "NTDSBCLI_AWKWARD_PROPERTY";
+
+/// Runs `check` in a child process that runs this one test alone, and says whether the
+/// caller is the parent (which then goes on to verify the fixture).
+fn proven(test: &str, check: impl FnOnce()) -> bool {
+    if std::env::var_os(CHILD).is_some() {
+        check();
+        return false;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--test-threads=1", "--nocapture"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{test}: the fixture lacks its property:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
 }
 
-static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The fixture loaded in this process, with the three calls the property tests need. It is
+/// never unloaded: pool threads and thread-local destructors run its code.
+struct Loaded {
+    lib: &'static Library,
+}
 
 impl Loaded {
     fn new(path: &Path) -> Loaded {
-        let alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: the fixtures are correct libraries with no load-time side effects.
         let lib = unsafe { Library::new(path) }.expect("the fixture loads");
         Loaded {
             lib: Box::leak(Box::new(lib)),
-            _alone: alone,
         }
     }
 
@@ -121,14 +139,17 @@ fn line<'a>(out: &'a str, id: &str) -> &'a str {
 #[test]
 fn index_handles_reuse_the_lowest_free_index() {
     let lib = common::c_design("INDEX");
-    let l = Loaded::new(&lib);
-    let (a, b) = (l.prepare(), l.prepare());
-    assert_eq!((a, b), (1, 2));
-    assert_eq!(l.end(a), 0);
-    assert_eq!(l.prepare(), 1, "index 1 is reused at once");
-    assert_eq!(l.end(1), 0);
-    assert_eq!(l.end(2), 0);
-    drop(l);
+    if !proven("index_handles_reuse_the_lowest_free_index", || {
+        let l = Loaded::new(&lib);
+        let (a, b) = (l.prepare(), l.prepare());
+        assert_eq!((a, b), (1, 2));
+        assert_eq!(l.end(a), 0);
+        assert_eq!(l.prepare(), 1, "index 1 is reused at once");
+        assert_eq!(l.end(1), 0);
+        assert_eq!(l.end(2), 0);
+    }) {
+        return;
+    }
     // Small integers 1 and 2 are live handles here: end.garbage replaces them and says so.
     let out = assert_conformant(&lib);
     let g = line(&out, "end.garbage");
@@ -153,45 +174,54 @@ fn index_handles_reuse_the_lowest_free_index() {
 #[test]
 fn pointer_handles_come_back_from_the_allocator() {
     let lib = common::c_design("POINTER");
-    let l = Loaded::new(&lib);
-    let a = l.prepare();
-    assert!(
-        a > 0x10000 && a.is_multiple_of(8),
-        "a heap address: 0x{a:X}"
-    );
-    assert_eq!(l.end(a), 0);
-    let b = l.prepare();
-    assert_eq!(a, b, "the next Prepare gets the same address");
-    assert_eq!(l.end(b), 0);
-    assert_eq!(l.end(b), 87);
-    drop(l);
+    if !proven("pointer_handles_come_back_from_the_allocator", || {
+        let l = Loaded::new(&lib);
+        let a = l.prepare();
+        assert!(
+            a > 0x10000 && a.is_multiple_of(8),
+            "a heap address: 0x{a:X}"
+        );
+        assert_eq!(l.end(a), 0);
+        let b = l.prepare();
+        assert_eq!(a, b, "the next Prepare gets the same address");
+        assert_eq!(l.end(b), 0);
+        assert_eq!(l.end(b), 87);
+    }) {
+        return;
+    }
     assert_conformant(&lib);
 }
 
 #[test]
 fn encoded_handles_are_a_counter_xor_a_secret() {
     let lib = common::c_design("ENCODED");
-    let l = Loaded::new(&lib);
-    let (a, b) = (l.prepare(), l.prepare());
-    assert_eq!(a ^ b, 1 ^ 2, "consecutive counters under one secret");
-    assert!(a > 0xFFFF_FFFF, "no small value: 0x{a:X}");
-    assert_eq!(l.end(a), 0);
-    assert_eq!(l.end(b), 0);
-    drop(l);
+    if !proven("encoded_handles_are_a_counter_xor_a_secret", || {
+        let l = Loaded::new(&lib);
+        let (a, b) = (l.prepare(), l.prepare());
+        assert_eq!(a ^ b, 1 ^ 2, "consecutive counters under one secret");
+        assert!(a > 0xFFFF_FFFF, "no small value: 0x{a:X}");
+        assert_eq!(l.end(a), 0);
+        assert_eq!(l.end(b), 0);
+    }) {
+        return;
+    }
     assert_conformant(&lib);
 }
 
 #[test]
 fn high_handles_start_at_the_kernel_half() {
     let lib = common::c_design("HIGH");
-    let l = Loaded::new(&lib);
-    let a = l.prepare();
-    assert_eq!(
-        a as u64, 0xFFFF_8000_0000_1000,
-        "the garbage class kernel-half is live"
-    );
-    assert_eq!(l.end(a), 0);
-    drop(l);
+    if !proven("high_handles_start_at_the_kernel_half", || {
+        let l = Loaded::new(&lib);
+        let a = l.prepare();
+        assert_eq!(
+            a as u64, 0xFFFF_8000_0000_1000,
+            "the garbage class kernel-half is live"
+        );
+        assert_eq!(l.end(a), 0);
+    }) {
+        return;
+    }
     let out = assert_conformant(&lib);
     assert!(line(&out, "end.garbage").contains(" pass "));
 }
@@ -199,91 +229,109 @@ fn high_handles_start_at_the_kernel_half() {
 #[test]
 fn pool_threads_start_on_the_first_prepare_and_stay() {
     let lib = common::c_design("POOL");
-    let l = Loaded::new(&lib);
-    let before = count("/proc/self/task");
-    let h = l.prepare();
-    assert_eq!(count("/proc/self/task"), before + 2, "two pool threads");
-    assert_eq!(l.end(h), 0);
-    assert_eq!(count("/proc/self/task"), before + 2, "kept after End");
-    drop(l);
+    if !proven("pool_threads_start_on_the_first_prepare_and_stay", || {
+        let l = Loaded::new(&lib);
+        let before = count("/proc/self/task");
+        let h = l.prepare();
+        assert_eq!(count("/proc/self/task"), before + 2, "two pool threads");
+        assert_eq!(l.end(h), 0);
+        assert_eq!(count("/proc/self/task"), before + 2, "kept after End");
+    }) {
+        return;
+    }
     assert_conformant(&lib);
 }
 
 #[test]
 fn log_fd_opens_on_the_first_call_and_stays() {
     let lib = common::c_design("LOGFD");
-    let l = Loaded::new(&lib);
-    let before = count("/proc/self/fd");
-    assert_eq!(l.end(0), 87);
-    assert_eq!(count("/proc/self/fd"), before + 1, "the log descriptor");
-    let h = l.prepare();
-    assert_eq!(l.end(h), 0);
-    assert_eq!(count("/proc/self/fd"), before + 1, "kept after End");
-    drop(l);
+    if !proven("log_fd_opens_on_the_first_call_and_stays", || {
+        let l = Loaded::new(&lib);
+        let before = count("/proc/self/fd");
+        assert_eq!(l.end(0), 87);
+        assert_eq!(count("/proc/self/fd"), before + 1, "the log descriptor");
+        let h = l.prepare();
+        assert_eq!(l.end(h), 0);
+        assert_eq!(count("/proc/self/fd"), before + 1, "kept after End");
+    }) {
+        return;
+    }
     assert_conformant(&lib);
 }
 
 #[test]
 fn cached_contexts_are_reused() {
     let lib = common::c_design("CACHE");
-    let l = Loaded::new(&lib);
-    let hs: Vec<usize> = (0..3).map(|_| l.prepare()).collect();
-    for &h in &hs {
-        assert_eq!(l.end(h), 0);
+    if !proven("cached_contexts_are_reused", || {
+        let l = Loaded::new(&lib);
+        let hs: Vec<usize> = (0..3).map(|_| l.prepare()).collect();
+        for &h in &hs {
+            assert_eq!(l.end(h), 0);
+        }
+        // The cache hands back the last context freed first.
+        assert_eq!(l.prepare(), hs[2]);
+        assert_eq!(l.end(hs[2]), 0);
+    }) {
+        return;
     }
-    // The cache hands back the last context freed first.
-    assert_eq!(l.prepare(), hs[2]);
-    assert_eq!(l.end(hs[2]), 0);
-    drop(l);
     assert_conformant(&lib);
 }
 
 #[test]
 fn thread_local_state_is_freed_by_its_destructor() {
     let lib = common::c_design("TLS");
-    let l = Loaded::new(&lib);
-    let live: Symbol<unsafe extern "C" fn() -> i32> =
-        unsafe { l.lib.get(b"ntdsb_tls_buffers") }.unwrap();
-    let before = unsafe { live() };
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let h = l.prepare();
-            assert_eq!(unsafe { live() }, before + 1, "a buffer for this thread");
-            assert_eq!(l.end(h), 0);
+    if !proven("thread_local_state_is_freed_by_its_destructor", || {
+        let l = Loaded::new(&lib);
+        let live: Symbol<unsafe extern "C" fn() -> i32> =
+            unsafe { l.lib.get(b"ntdsb_tls_buffers") }.unwrap();
+        let before = unsafe { live() };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let h = l.prepare();
+                assert_eq!(unsafe { live() }, before + 1, "a buffer for this thread");
+                assert_eq!(l.end(h), 0);
+            });
         });
-    });
-    // The scope ends when the closure has returned; the thread's TLS destructors run just
-    // after, as it exits.
-    let t0 = std::time::Instant::now();
-    while unsafe { live() } != before && t0.elapsed() < std::time::Duration::from_secs(2) {
-        std::thread::sleep(std::time::Duration::from_millis(1));
+        // The scope ends when the closure has returned; the thread's TLS destructors run just
+        // after, as it exits.
+        let t0 = std::time::Instant::now();
+        while unsafe { live() } != before && t0.elapsed() < std::time::Duration::from_secs(2) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(unsafe { live() }, before, "the destructor freed it");
+    }) {
+        return;
     }
-    assert_eq!(unsafe { live() }, before, "the destructor freed it");
-    drop(l);
     assert_conformant(&lib);
 }
 
 #[test]
 fn contexts_live_in_pages_of_their_own() {
     let lib = common::c_design("MMAP");
-    let l = Loaded::new(&lib);
-    let h = l.prepare();
-    assert!(h.is_multiple_of(4096));
-    assert!(mapping_starts_at(h), "0x{h:X} is a mapping of its own");
-    assert_eq!(l.end(h), 0);
-    assert!(!mapping_starts_at(h), "End unmapped it");
-    drop(l);
+    if !proven("contexts_live_in_pages_of_their_own", || {
+        let l = Loaded::new(&lib);
+        let h = l.prepare();
+        assert!(h.is_multiple_of(4096));
+        assert!(mapping_starts_at(h), "0x{h:X} is a mapping of its own");
+        assert_eq!(l.end(h), 0);
+        assert!(!mapping_starts_at(h), "End unmapped it");
+    }) {
+        return;
+    }
     assert_conformant(&lib);
 }
 
 #[test]
 fn logs_only_is_accepted_with_a_warning() {
     let lib = common::c_design("LOGS_ONLY");
-    let l = Loaded::new(&lib);
-    let (rc, h) = l.prepare_type(2);
-    assert_eq!(rc, 0, "BACKUP_TYPE_LOGS_ONLY accepted");
-    assert_eq!(l.end(h), 0);
-    drop(l);
+    if !proven("logs_only_is_accepted_with_a_warning", || {
+        let l = Loaded::new(&lib);
+        let (rc, h) = l.prepare_type(2);
+        assert_eq!(rc, 0, "BACKUP_TYPE_LOGS_ONLY accepted");
+        assert_eq!(l.end(h), 0);
+    }) {
+        return;
+    }
     let out = assert_conformant(&lib);
     let b = line(&out, "prepare.bad-args");
     assert!(
@@ -295,36 +343,43 @@ fn logs_only_is_accepted_with_a_warning() {
 #[test]
 fn cpp_library_counts_handles_from_one() {
     let lib = common::cpp_library();
-    let l = Loaded::new(&lib);
-    let (a, b) = (l.prepare(), l.prepare());
-    assert_eq!(b, a + 1, "consecutive handles");
-    assert!(a < 0x10000, "small integers are live handles here");
-    // A value that is no session: the lookup throws inside, and End returns 87.
-    assert_eq!(l.end(0xDEAD_BEEF), 87);
-    assert_eq!(l.end(a), 0);
-    assert_eq!(l.end(b), 0);
-    drop(l);
+    if !proven("cpp_library_counts_handles_from_one", || {
+        let l = Loaded::new(&lib);
+        let (a, b) = (l.prepare(), l.prepare());
+        assert_eq!(b, a + 1, "consecutive handles");
+        assert!(a < 0x10000, "small integers are live handles here");
+        // A value that is no session: the lookup throws inside, and End returns 87.
+        assert_eq!(l.end(0xDEAD_BEEF), 87);
+        assert_eq!(l.end(a), 0);
+        assert_eq!(l.end(b), 0);
+    }) {
+        return;
+    }
     assert_conformant(&lib);
 }
 
 #[test]
 fn detached_session_threads_exit_just_after_end() {
     let lib = common::c_design("DETACHED");
-    let l = Loaded::new(&lib);
-    let before = count("/proc/self/task");
-    let h = l.prepare();
-    assert_eq!(count("/proc/self/task"), before + 1, "a thread per session");
-    assert_eq!(l.end(h), 0);
-    assert_eq!(
-        count("/proc/self/task"),
-        before + 1,
-        "End does not wait for it"
-    );
-    let t0 = std::time::Instant::now();
-    while count("/proc/self/task") > before && t0.elapsed() < std::time::Duration::from_secs(1) {
-        std::thread::sleep(std::time::Duration::from_millis(1));
+    if !proven("detached_session_threads_exit_just_after_end", || {
+        let l = Loaded::new(&lib);
+        let before = count("/proc/self/task");
+        let h = l.prepare();
+        assert_eq!(count("/proc/self/task"), before + 1, "a thread per session");
+        assert_eq!(l.end(h), 0);
+        assert_eq!(
+            count("/proc/self/task"),
+            before + 1,
+            "End does not wait for it"
+        );
+        let t0 = std::time::Instant::now();
+        while count("/proc/self/task") > before && t0.elapsed() < std::time::Duration::from_secs(1)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(count("/proc/self/task"), before, "it exits a moment later");
+    }) {
+        return;
     }
-    assert_eq!(count("/proc/self/task"), before, "it exits a moment later");
-    drop(l);
     assert_conformant(&lib);
 }
