@@ -154,17 +154,8 @@ fn index_handles_reuse_the_lowest_free_index() {
     let out = assert_conformant(&lib);
     let g = line(&out, "end.garbage");
     assert!(g.contains(" pass "), "{g}");
-    let json = std::env::temp_dir().join(format!("awkward-index-{}.json", std::process::id()));
-    let st = Command::new(common::worker_exe())
-        .args(["run", "--seed", "1", "--check", "end.garbage", "--json"])
-        .arg(&json)
-        .arg("--lib")
-        .arg(&lib)
-        .status()
-        .unwrap();
-    assert_eq!(st.code(), Some(0));
-    let report = std::fs::read_to_string(&json).unwrap();
-    let _ = std::fs::remove_file(&json);
+    let (code, report) = common::json_run(&lib, "end.garbage");
+    assert_eq!(code, 0);
     assert!(
         report.contains("small integer 0x1 is a live handle of this library; used 0x2"),
         "{report}"

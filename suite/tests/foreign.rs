@@ -93,17 +93,8 @@ fn an_environment_code_is_no_excuse_when_the_other_form_works() {
     assert_eq!(code, 1, "{out}");
     let l = line(&out, "prepare.ok");
     assert!(l.contains(" fail "), "{l}");
-    let json = std::env::temp_dir().join(format!("w-env-{}.json", std::process::id()));
-    let st = Command::new(common::worker_exe())
-        .args(["run", "--seed", "1", "--check", "prepare.ok", "--json"])
-        .arg(&json)
-        .arg("--lib")
-        .arg(&lib)
-        .output()
-        .unwrap();
-    assert_eq!(st.status.code(), Some(1));
-    let report = std::fs::read_to_string(&json).unwrap();
-    let _ = std::fs::remove_file(&json);
+    let (code, report) = common::json_run(&lib, "prepare.ok");
+    assert_eq!(code, 1);
     assert!(
         report.contains("DsBackupPrepareW returned 0xC7FF0007")
             && report

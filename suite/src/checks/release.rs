@@ -31,39 +31,30 @@ fn paths(ctx: &Ctx) -> Vec<Path> {
         body: vec![ctx.prepare(0, 0), free(0), end(slot(0))],
     }];
     if let (Some(names), Some(open)) = (names.clone(), open) {
+        // Open the first attachment and read it to EOF; the two paths differ in Close.
+        let to_eof = vec![
+            ctx.prepare(0, 0),
+            names.clone(),
+            open.clone(),
+            Op::ReadToEnd {
+                h: slot(0),
+                cb: 65_536,
+            },
+        ];
         if has("DsBackupRead") && has("DsBackupClose") {
+            let mut body = to_eof.clone();
+            body.extend([Op::Close { h: slot(0) }, free(1), free(0), end(slot(0))]);
             out.push(Path {
                 name: "Prepare, read an attachment to EOF, Close, End",
-                body: vec![
-                    ctx.prepare(0, 0),
-                    names.clone(),
-                    open.clone(),
-                    Op::ReadToEnd {
-                        h: slot(0),
-                        cb: 65_536,
-                    },
-                    Op::Close { h: slot(0) },
-                    free(1),
-                    free(0),
-                    end(slot(0)),
-                ],
+                body,
             });
         }
         if has("DsBackupRead") {
+            let mut body = to_eof;
+            body.extend([end(slot(0)), free(1), free(0)]);
             out.push(Path {
                 name: "Prepare, read an attachment to EOF, End without Close",
-                body: vec![
-                    ctx.prepare(0, 0),
-                    names.clone(),
-                    open.clone(),
-                    Op::ReadToEnd {
-                        h: slot(0),
-                        cb: 65_536,
-                    },
-                    end(slot(0)),
-                    free(1),
-                    free(0),
-                ],
+                body,
             });
         }
         out.push(Path {

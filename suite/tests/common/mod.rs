@@ -56,6 +56,23 @@ pub fn detail<'a>(r: &'a Report, id: &str) -> &'a str {
         .detail
 }
 
+/// Runs the CLI (seed 1) on `lib` with only `check`, writing a JSON report: exit code and the
+/// report's text.
+pub fn json_run(lib: &Path, check: &str) -> (i32, String) {
+    let json =
+        std::env::temp_dir().join(format!("ntdsbcli-test-{}-{check}.json", std::process::id()));
+    let st = Command::new(worker_exe())
+        .args(["run", "--seed", "1", "--check", check, "--json"])
+        .arg(&json)
+        .arg("--lib")
+        .arg(lib)
+        .output()
+        .expect("the CLI runs");
+    let report = std::fs::read_to_string(&json).unwrap_or_default();
+    let _ = std::fs::remove_file(&json);
+    (st.status.code().unwrap_or(-1), report)
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
