@@ -35,6 +35,8 @@ pub struct Interp<'a> {
     first_probe: Option<Probe>,
     /// What is left of the program's time for readings to settle.
     settle_left: std::time::Duration,
+    /// Inside a Repeat: nothing may be allocated per cycle.
+    repeating: bool,
 }
 
 /// Worker-owned memory passed as a handle, kept to see whether the library wrote to it.
@@ -183,6 +185,7 @@ impl<'a> Interp<'a> {
             orphans: Vec::new(),
             first_probe: None,
             settle_left: SETTLE_BUDGET,
+            repeating: false,
         }
     }
 
@@ -324,12 +327,16 @@ impl<'a> Interp<'a> {
     }
 
     /// A Prepare is about to write `slot`: a session still open there is kept for Cleanup.
+    /// Not inside a Repeat, which must allocate nothing per cycle (a library whose End fails
+    /// would grow the list there); such sessions are the library's own leak.
     fn vacate(&mut self, slot: usize) {
-        if self.open[slot] {
-            self.orphans.push((false, self.handles[slot]));
-        }
-        if self.restore_open[slot] {
-            self.orphans.push((true, self.handles[slot]));
+        if !self.repeating {
+            if self.open[slot] {
+                self.orphans.push((false, self.handles[slot]));
+            }
+            if self.restore_open[slot] {
+                self.orphans.push((true, self.handles[slot]));
+            }
         }
         self.open[slot] = false;
         self.restore_open[slot] = false;
@@ -679,6 +686,7 @@ impl<'a> Interp<'a> {
                     obs.samples.reserve_exact((*n / every) as usize + 2);
                     obs.tally.reserve_exact(body.len() * 8);
                     obs.samples.push(crate::probe::read());
+                    self.repeating = true;
                     for cycle in 1..=*n {
                         for (i, op) in body.iter().enumerate() {
                             self.tick();
@@ -705,6 +713,7 @@ impl<'a> Interp<'a> {
                             obs.samples.push(p);
                         }
                     }
+                    self.repeating = false;
                 }
                 Op::Cleanup => {
                     for s in 0..SLOTS {
