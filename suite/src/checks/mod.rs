@@ -6,5 +6,5 @@ mod registry;
 pub mod release;
 mod session;
 
-pub use common::{spoil, BadArg, Ctx, Eval, Ran, UNKNOWN_ATTACHMENT};
+pub use common::{growth, spoil, BadArg, Ctx, Eval, Ran, UNKNOWN_ATTACHMENT};
 pub use registry::{check_for, Check};

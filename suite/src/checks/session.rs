@@ -12,19 +12,35 @@ fn entry0() -> Text {
     Text::Entry { buf: 1, index: 0 }
 }
 
-/// The two ways a session can end with an attachment not closed: a block read, or the whole
-/// attachment read to EOF (REQ-10, REQ-02, REQ-08).
-const OPEN_PATHS: &[(&str, bool)] = &[
-    ("End with an attachment open", false),
-    ("End after reading an attachment to EOF without Close", true),
+/// One way a session can end with an attachment not closed (REQ-10, REQ-02, REQ-08).
+struct OpenPath {
+    /// The program's label.
+    label: &'static str,
+    /// The End as a detail names it.
+    what: &'static str,
+    /// Read the whole attachment to EOF, rather than one block.
+    to_eof: bool,
+}
+
+const OPEN_PATHS: &[OpenPath] = &[
+    OpenPath {
+        label: "End with an attachment open",
+        what: "End with an attachment still open",
+        to_eof: false,
+    },
+    OpenPath {
+        label: "End after reading an attachment to EOF without Close",
+        what: "End after reading the attachment to EOF without Close",
+        to_eof: true,
+    },
 ];
 
 pub fn open_file_plan(ctx: &Ctx) -> Vec<Program> {
     OPEN_PATHS
         .iter()
-        .map(|&(label, to_eof)| {
-            let mut p = program(label);
-            let read = if to_eof {
+        .map(|path| {
+            let mut p = program(path.label);
+            let read = if path.to_eof {
                 Op::ReadToEnd {
                     h: slot(0),
                     cb: 65_536,
@@ -68,12 +84,10 @@ pub fn open_file_plan(ctx: &Ctx) -> Vec<Program> {
 pub fn open_file_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
     let mut f = Findings::default();
     let mut tested = Vec::new();
-    for r in ran {
+    for (r, path) in ran.iter().zip(OPEN_PATHS) {
         if let Err(e) = live(r.get("c.prepare")) {
             return e;
         }
-        let label = r.program.label.clone();
-        let eof = r.program.label.contains("EOF");
         let open = r.get("c.open");
         if open.rc != Some(0) {
             return Eval::new(
@@ -86,15 +100,11 @@ pub fn open_file_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
                 ),
             );
         }
-        if eof && !r.has("c.read") {
+        if path.to_eof && !r.has("c.read") {
             continue;
         }
-        tested.push(label.clone());
-        let what = if eof {
-            "End after reading the attachment to EOF without Close"
-        } else {
-            "End with an attachment still open"
-        };
+        tested.push(path.label);
+        let what = path.what;
         f.code(what, r.get("c.end"), 0);
         if r.has("c.close") {
             f.invalid_param(

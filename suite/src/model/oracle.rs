@@ -318,8 +318,9 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[T], result: &RunResult) -> 
     for (i, t) in transitions.iter().enumerate() {
         let o = &obs[i + 1];
         let in_use = p.target(o.handle).is_some();
-        j.targets.push(p.target(o.arg).map(|k| p.sessions[k].slot));
-        let expect = step(&mut p, &st, t, o, &mut j);
+        let k = p.target(o.arg);
+        j.targets.push(k.map(|k| p.sessions[k].slot));
+        let expect = step(&mut p, &st, t, o, k, &mut j);
         if j.environment.is_some() {
             return j;
         }
@@ -347,20 +348,8 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[T], result: &RunResult) -> 
         j.failure = Some(Failure::Cleanup { got: describe(c) });
         return j;
     }
-    let (a, b) = (obs[0].probe, obs[transitions.len() + 2].probe);
-    if let (Some(a), Some(b)) = (a, b) {
-        let mut what = Vec::new();
-        if b.handles > a.handles {
-            what.push(format!("{:+} open handles", b.handles - a.handles));
-        }
-        if b.threads > a.threads {
-            what.push(format!("{:+} threads", b.threads - a.threads));
-        }
-        if !what.is_empty() {
-            j.failure = Some(Failure::Leak {
-                what: what.join(", "),
-            });
-        }
+    if let Some(what) = crate::checks::growth(&obs[0], &obs[transitions.len() + 2]) {
+        j.failure = Some(Failure::Leak { what });
     }
     j
 }
@@ -414,8 +403,9 @@ fn expectations_without_observations(
             Hv::Slot(s) => values[s as usize],
             _ => 0,
         });
-        targets.push(p.target(guess.arg).map(|k| p.sessions[k].slot));
-        out.push(step(&mut p, &st, t, &guess, &mut j));
+        let k = p.target(guess.arg);
+        targets.push(k.map(|k| p.sessions[k].slot));
+        out.push(step(&mut p, &st, t, &guess, k, &mut j));
         st = Machine::apply(st, t);
     }
     (out, targets)
@@ -456,9 +446,6 @@ fn on_session(p: &mut Precise, k: Option<usize>, call: Call, o: &Obs) -> Expect 
         // REQ-40/45: a listed attachment opens on a live handle with nothing open. A second
         // open is undocumented (REQ-42, A-7): accepting it is only a warning.
         Call::Open => {
-            if o.not_run.is_some() {
-                return Expect::NoCode;
-            }
             if s.attachment == Attachment::None {
                 if rc == Some(0) {
                     s.attachment = Attachment::Open;
@@ -534,10 +521,17 @@ fn end_value(p: &mut Precise, k: Option<usize>, concurrent: bool) -> Expect {
     }
 }
 
-/// The expectation for `t`, updating the precise state from what was observed.
-fn step(p: &mut Precise, st: &State, t: &T, o: &Obs, j: &mut Judgement) -> Expect {
+/// The expectation for `t`, updating the precise state from what was observed. `k` is the
+/// live session whose handle the call was given, if any.
+fn step(
+    p: &mut Precise,
+    st: &State,
+    t: &T,
+    o: &Obs,
+    k: Option<usize>,
+    j: &mut Judgement,
+) -> Expect {
     let rc = o.rc;
-    let k = p.target(o.arg);
     match *t {
         // REQ-20: S_OK and a non-NULL handle. A second session may be refused with
         // hrBackupInProgress (design §4, prepare.distinct).

@@ -265,11 +265,13 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
         let sup = &mut pool[0];
         for (k, mut j) in judged.into_iter().enumerate() {
             let (init, ts) = &cases[k];
-            let mut result = results[k].clone().expect("judged programs have results");
+            let mut result = results[k].as_ref().expect("judged programs have results");
+            let again;
             if matches!(j.failure, Some(Failure::Leak { .. })) {
                 // Growth in one run can be one-off set-up; a leak grows again.
-                result = recurring(sup, &programs[k])?;
-                j = oracle::judge(ctx, init, ts, &result);
+                again = recurring(sup, &programs[k])?;
+                result = &again;
+                j = oracle::judge(ctx, init, ts, result);
             }
             hresult |= j.hresult_accepted;
             for w in &j.warnings {
@@ -297,7 +299,7 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
                     opts,
                     tree,
                     &programs[k],
-                    &result,
+                    result,
                     index,
                     done + k as u64,
                     calls,
@@ -450,11 +452,10 @@ fn shrink(
     );
     // A failure that needs luck (it did not come back alone, or threads race in it) is
     // repeated by the repro until it shows.
-    let racing = racing(&prog);
     let mode = repro::Mode {
         repeat: if !alone {
             Some("the failure did not reproduce alone in a fresh worker, so it depends on timing or on what ran before".into())
-        } else if racing {
+        } else if racing(&prog) {
             Some(
                 "threads end one handle at once in it, so whether it fails depends on timing"
                     .into(),
