@@ -33,8 +33,9 @@ pub struct Interp<'a> {
     orphans: Vec<(bool, u64)>,
     /// The program's first resource reading, which later ones settle towards.
     first_probe: Option<Probe>,
-    /// What is left of the program's time for readings to settle.
-    settle_left: std::time::Duration,
+    /// How long readings wait for threads to exit, and how much of that this program spent.
+    patience: Patience,
+    settle_spent: std::time::Duration,
     /// Inside a Repeat: nothing may be allocated per cycle.
     repeating: bool,
 }
@@ -122,26 +123,54 @@ pub fn nearest_free(g: Garbage, v: usize, live: &[u64]) -> Option<usize> {
         .find(|&x| x != 0 && !live.contains(&(x as u64)))
 }
 
-/// Longest wait of one reading for the thread count to come back down to an earlier one, and
-/// of all the readings of one program together: a thread that exits on its own is gone in a
-/// few milliseconds, and a real leak must not make every reading wait.
-const SETTLE_MAX: std::time::Duration = std::time::Duration::from_millis(10);
-const SETTLE_BUDGET: std::time::Duration = std::time::Duration::from_millis(40);
+/// How long a reading waits for the thread count to come back down to an earlier one: for
+/// the first drop, and then again after each drop, since a count that keeps falling is threads
+/// exiting on their own. `budget` bounds all the readings of one program together, so that a
+/// real leak (a count that never falls) costs little.
+#[derive(Clone, Copy)]
+pub struct Patience {
+    pub first: std::time::Duration,
+    pub stall: std::time::Duration,
+    pub budget: std::time::Duration,
+}
+
+use std::time::Duration as D;
+
+/// Readings in a batch: a detached thread on an idle machine is gone in a few milliseconds.
+pub const QUICK: Patience = Patience {
+    first: D::from_millis(10),
+    stall: D::from_millis(10),
+    budget: D::from_millis(40),
+};
+/// Readings that confirm a failure, and the last reading of a Repeat: a thread on a loaded
+/// machine may wait tens of milliseconds for a core.
+pub const PATIENT: Patience = Patience {
+    first: D::from_millis(100),
+    stall: D::from_millis(100),
+    budget: D::from_millis(5000),
+};
 
 /// A resource reading, given time to settle when it has more threads than `baseline`: a
 /// library may let a session's thread exit on its own just after End (a detached thread),
 /// which releases it, and whatever it held, a moment later. Without an extra thread nothing
 /// can release anything later, so nothing waits. Growth that stays is read as it is.
-fn settled(baseline: Option<Probe>, budget: &mut std::time::Duration) -> Probe {
+fn settled(baseline: Option<Probe>, patience: Patience, spent: &mut std::time::Duration) -> Probe {
     let mut p = crate::probe::read();
     let Some(b) = baseline else { return p };
     let start = std::time::Instant::now();
-    let limit = SETTLE_MAX.min(*budget);
-    while p.threads > b.threads && start.elapsed() < limit {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        p = crate::probe::read();
+    let (mut since, mut wait) = (start, patience.first);
+    while p.threads > b.threads
+        && since.elapsed() < wait
+        && *spent + start.elapsed() < patience.budget
+    {
+        std::thread::sleep(D::from_millis(1));
+        let q = crate::probe::read();
+        if q.threads < p.threads {
+            (since, wait) = (std::time::Instant::now(), patience.stall);
+        }
+        p = q;
     }
-    *budget = budget.saturating_sub(start.elapsed());
+    *spent += start.elapsed();
     p
 }
 
@@ -184,13 +213,17 @@ impl<'a> Interp<'a> {
             sentinels: Vec::new(),
             orphans: Vec::new(),
             first_probe: None,
-            settle_left: SETTLE_BUDGET,
+            patience: QUICK,
+            settle_spent: std::time::Duration::ZERO,
             repeating: false,
         }
     }
 
     /// Runs every op of program number `id`, marking each on the pulse before it runs.
     pub fn run(&mut self, id: u32, program: &Program) -> Vec<Obs> {
+        if program.patient {
+            self.patience = PATIENT;
+        }
         let mut out = Vec::with_capacity(program.ops.len());
         for (i, op) in program.ops.iter().enumerate() {
             if let Some(p) = self.pulse {
@@ -665,7 +698,7 @@ impl<'a> Interp<'a> {
                     });
                 }
                 Op::Probe => {
-                    let p = settled(self.first_probe, &mut self.settle_left);
+                    let p = settled(self.first_probe, self.patience, &mut self.settle_spent);
                     self.first_probe.get_or_insert(p);
                     obs.probe = Some(p);
                 }
@@ -680,6 +713,7 @@ impl<'a> Interp<'a> {
                 Op::Repeat {
                     n,
                     probe_every,
+                    settle_last,
                     body,
                 } => {
                     let every = (*probe_every).max(1);
@@ -708,8 +742,18 @@ impl<'a> Interp<'a> {
                                 });
                             }
                         }
-                        if cycle % every == 0 {
-                            let p = settled(obs.samples.last().copied(), &mut self.settle_left);
+                        if cycle == *n && *settle_last && cycle % every == 0 {
+                            let p = settled(
+                                obs.samples.first().copied(),
+                                PATIENT,
+                                &mut self.settle_spent,
+                            );
+                            obs.samples.push(p);
+                        } else if cycle % every == 0 {
+                            // Window readings stay quick even in a patient program: the
+                            // last reading is the one that waits.
+                            let p =
+                                settled(obs.samples.last().copied(), QUICK, &mut self.settle_spent);
                             obs.samples.push(p);
                         }
                     }

@@ -159,9 +159,13 @@ pub enum Op {
     /// Runs `body` `n` times, reading the probe before the first cycle and after every
     /// `probe_every` cycles. Only the samples and a tally of return codes are kept, in storage
     /// reserved up front: the harness retains nothing per cycle, so growth is the library's.
+    /// With `settle_last`, the last reading waits patiently, towards the first one, for threads
+    /// still on their way out, so that what comes back by the end is never read as a leak.
     Repeat {
         n: u32,
         probe_every: u32,
+        #[serde(default)]
+        settle_last: bool,
         body: Vec<Op>,
     },
     /// Ends every session a successful Prepare opened that no End has closed yet, and frees
@@ -400,6 +404,10 @@ pub struct Tally {
 pub struct Program {
     pub label: String,
     pub ops: Vec<Op>,
+    /// Readings wait longer for threads the library lets exit on their own: set when a
+    /// failure is confirmed, so that a loaded machine never makes a slow exit a leak.
+    #[serde(default)]
+    pub patient: bool,
     /// A name per op for the side that judges it; never sent to a worker.
     #[serde(skip)]
     pub tags: Vec<String>,
@@ -411,6 +419,15 @@ impl Program {
             label: label.into(),
             tags: vec![String::new(); ops.len()],
             ops,
+            patient: false,
+        }
+    }
+
+    /// The same program, with readings that wait patiently (see `patient`).
+    pub fn patiently(&self) -> Program {
+        Program {
+            patient: true,
+            ..self.clone()
         }
     }
 

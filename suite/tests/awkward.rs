@@ -350,6 +350,34 @@ fn cpp_library_counts_handles_from_one() {
 }
 
 #[test]
+fn slow_exiting_session_threads_are_no_leak() {
+    // Each thread lingers 50 ms after End, as threads do on a loaded machine: the readings
+    // must wait for them, and end.release must see what they give back on the way out.
+    let lib = common::c_design("DETACHED_SLOW");
+    if !proven("slow_exiting_session_threads_are_no_leak", || {
+        let l = Loaded::new(&lib);
+        let before = count("/proc/self/task");
+        let h = l.prepare();
+        assert_eq!(l.end(h), 0);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(
+            count("/proc/self/task"),
+            before + 1,
+            "still there 20 ms after End"
+        );
+        let t0 = std::time::Instant::now();
+        while count("/proc/self/task") > before && t0.elapsed() < std::time::Duration::from_secs(1)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(count("/proc/self/task"), before, "it exits in the end");
+    }) {
+        return;
+    }
+    assert_conformant(&lib);
+}
+
+#[test]
 fn detached_session_threads_exit_just_after_end() {
     let lib = common::c_design("DETACHED");
     if !proven("detached_session_threads_exit_just_after_end", || {

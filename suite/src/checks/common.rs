@@ -318,8 +318,11 @@ impl Ran<'_> {
     }
 }
 
+/// A named check's program. Its readings wait patiently for threads the library lets exit on
+/// their own: a check has a few readings, and a loaded machine must not turn a slow exit into
+/// a failure (the sequence model's thousands of quick readings confirm a suspect patiently).
 pub fn program(label: impl Into<String>) -> Program {
-    Program::new(label, Vec::new())
+    Program::new(label, Vec::new()).patiently()
 }
 
 /// The ways a Prepare's arguments can be wrong (REQ-21..23), shared by prepare.bad-args and

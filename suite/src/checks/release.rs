@@ -134,6 +134,7 @@ pub fn plan_with(ctx: &Ctx, requested: u32) -> Vec<Program> {
                 Op::Repeat {
                     n: WARM_UP,
                     probe_every: WARM_UP,
+                    settle_last: false,
                     body: p.body.clone(),
                 },
             )
@@ -142,6 +143,7 @@ pub fn plan_with(ctx: &Ctx, requested: u32) -> Vec<Program> {
                 Op::Repeat {
                     n,
                     probe_every: n / WINDOWS,
+                    settle_last: true,
                     body: p.body,
                 },
             )
@@ -155,7 +157,10 @@ pub fn plan(ctx: &Ctx) -> Vec<Program> {
     plan_with(ctx, ctx.release_cycles)
 }
 
-/// Growth per cycle of one resource, when it grew in most windows.
+/// Growth per cycle of one resource, when it grew in most windows and most of that growth
+/// was still there at the end. The last reading waits for threads the library lets exit on
+/// their own (`settle_last`); what they give back on the way out was never leaked, however
+/// far a loaded machine let them fall behind the cycles.
 fn leak_rate(samples: &[Probe], per_window: u32, read: fn(&Probe) -> i64) -> Option<f64> {
     let mut deltas: Vec<i64> = samples
         .windows(2)
@@ -166,6 +171,10 @@ fn leak_rate(samples: &[Probe], per_window: u32, read: fn(&Probe) -> i64) -> Opt
     }
     deltas.sort_unstable();
     let median = (deltas[deltas.len() / 2 - 1] + deltas[deltas.len() / 2]) as f64 / 2.0;
+    let kept = (read(samples.last()?) - read(samples.first()?)) as f64;
+    if kept * 2.0 < median * deltas.len() as f64 {
+        return None;
+    }
     Some(median / per_window as f64)
 }
 
@@ -188,6 +197,7 @@ pub fn eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
             n: cycles,
             probe_every,
             body,
+            ..
         } = &r.program.ops[1]
         else {
             unreachable!("plan puts the measured Repeat second")
@@ -257,4 +267,48 @@ pub fn eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
         ),
         usize::MAX,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn threads(counts: &[i64]) -> Vec<Probe> {
+        counts
+            .iter()
+            .map(|&t| Probe {
+                threads: t,
+                ..Probe::default()
+            })
+            .collect()
+    }
+
+    fn rate(counts: &[i64]) -> Option<f64> {
+        leak_rate(&threads(counts), 25, |p| p.threads)
+    }
+
+    #[test]
+    fn a_steady_leak_is_a_rate_per_cycle() {
+        let counts: Vec<i64> = (0..=8).map(|w| 3 + 25 * w).collect();
+        assert_eq!(rate(&counts), Some(1.0));
+    }
+
+    #[test]
+    fn one_off_growth_is_no_leak() {
+        assert_eq!(rate(&[3, 5, 5, 5, 5, 5, 5, 5, 5]), None);
+    }
+
+    #[test]
+    fn threads_that_fell_behind_and_then_exited_are_no_leak() {
+        // Every window ended with more threads on their way out, and the last reading,
+        // given time, found them gone.
+        assert_eq!(rate(&[3, 20, 41, 60, 82, 101, 120, 143, 3]), None);
+        assert_eq!(rate(&[3, 20, 41, 60, 82, 101, 120, 143, 40]), None);
+    }
+
+    #[test]
+    fn a_leak_that_is_mostly_still_held_at_the_end_counts() {
+        // Some of the growth came back, most did not.
+        assert!(rate(&[3, 28, 53, 78, 103, 128, 153, 178, 150]).is_some());
+    }
 }

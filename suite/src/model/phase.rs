@@ -120,9 +120,10 @@ fn attempt(
 }
 
 /// Runs a program twice in a fresh worker and gives the second result (the first when the
-/// worker died in it).
+/// worker died in it). The judged run's readings wait patiently: a thread that exits on its own after End
+/// may be slow to get a core on a loaded machine, and that is no leak.
 fn recurring(sup: &mut Supervisor, prog: &Program) -> Result<RunResult, HarnessError> {
-    let mut results = sup.run_fresh(&[prog.clone(), prog.clone()])?;
+    let mut results = sup.run_fresh(&[prog.clone(), prog.patiently()])?;
     Ok(match results.remove(0) {
         first @ RunResult::Died(_) => first,
         RunResult::Done(_) => results.remove(0),
