@@ -417,12 +417,7 @@ pub fn run(
         if evals[k].as_ref().map(|e| e.outcome) != Some(Outcome::Fail) {
             continue;
         }
-        // Patient readings: a library's threads that exit on their own get time to.
-        let alone: Vec<Program> = programs[range.clone()]
-            .iter()
-            .map(Program::patiently)
-            .collect();
-        let fresh = sup.run_fresh(&alone)?;
+        let fresh = sup.run_fresh(&programs[range.clone()])?;
         let again = judge(check, &ctx, &programs[range.clone()], &fresh);
         let e = if again.outcome.is_failure() {
             again

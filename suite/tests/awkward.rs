@@ -95,6 +95,14 @@ fn count(dir: &str) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
+/// Waits up to a second for this process to be back to `n` threads.
+fn wait_for_threads(n: usize) {
+    let t0 = std::time::Instant::now();
+    while count("/proc/self/task") > n && t0.elapsed() < std::time::Duration::from_secs(1) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Whether `addr` starts a mapping of this process.
 fn mapping_starts_at(addr: usize) -> bool {
     std::fs::read_to_string("/proc/self/maps")
@@ -365,11 +373,7 @@ fn slow_exiting_session_threads_are_no_leak() {
             before + 1,
             "still there 20 ms after End"
         );
-        let t0 = std::time::Instant::now();
-        while count("/proc/self/task") > before && t0.elapsed() < std::time::Duration::from_secs(1)
-        {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        wait_for_threads(before);
         assert_eq!(count("/proc/self/task"), before, "it exits in the end");
     }) {
         return;
@@ -391,11 +395,7 @@ fn detached_session_threads_exit_just_after_end() {
             before + 1,
             "End does not wait for it"
         );
-        let t0 = std::time::Instant::now();
-        while count("/proc/self/task") > before && t0.elapsed() < std::time::Duration::from_secs(1)
-        {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
+        wait_for_threads(before);
         assert_eq!(count("/proc/self/task"), before, "it exits a moment later");
     }) {
         return;
