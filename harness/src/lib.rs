@@ -7,6 +7,7 @@ pub mod codes;
 pub mod error;
 pub mod fileinfo;
 pub mod heapcheck;
+pub mod imports;
 pub mod interp;
 pub mod preflight;
 pub mod probe;

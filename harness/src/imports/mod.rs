@@ -1,0 +1,25 @@
+//! Routing the library's own imports through harness wrappers: the library's calls to the C
+//! runtime and the OS are counted here, and later failed or watched, without touching the
+//! harness's own imports or any other library's. A library that links these statically or
+//! makes raw system calls gets nothing routed, and says so.
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub use unix::{calls, route, Routed, ROUTABLE};
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use windows::{calls, route, Routed, ROUTABLE};
+
+/// Why the imports of a library could not be routed.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("no loaded library holds the address {0:#x}")]
+    NoModule(usize),
+    #[error("cannot route {name} in {path}: {message}")]
+    Replace {
+        name: &'static str,
+        path: String,
+        message: String,
+    },
+}
