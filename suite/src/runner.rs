@@ -278,6 +278,7 @@ pub fn run(
             sha256,
             size,
             exports: exports.clone(),
+            routed_imports: sup.routed().to_vec(),
             version: match &opts.library {
                 LibrarySpec::Path(p) => ntdsbcli_harness::fileinfo::version_resource(p),
                 LibrarySpec::Embedded => None,

@@ -104,6 +104,29 @@ fn an_environment_code_is_no_excuse_when_the_other_form_works() {
 }
 
 #[test]
+#[cfg(target_os = "linux")]
+fn the_report_names_the_library_s_routed_imports() {
+    // The C library's own malloc, free and pipe go through the worker's wrappers; nothing of
+    // the harness's own imports is named.
+    let (code, report) = common::json_run(&common::c_library(None), "end.ok");
+    assert_eq!(code, 0, "{report}");
+    let json: serde_json::Value = serde_json::from_str(&report).expect("a JSON report");
+    let routed: Vec<&str> = json["library"]["routed_imports"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no routed_imports: {report}"))
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for name in ["malloc", "free", "pipe"] {
+        assert!(routed.contains(&name), "{name} not routed: {routed:?}");
+    }
+    assert!(
+        !routed.contains(&"pthread_create"),
+        "the default design starts no thread: {routed:?}"
+    );
+}
+
+#[test]
 fn hresult_library_passes_with_warnings_when_accepted() {
     let (code, out) = verdict(&common::c_library(Some("HRESULT")), &["--accept-hresult"]);
     assert_eq!(code, 0, "{out}");

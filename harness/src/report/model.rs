@@ -116,6 +116,10 @@ pub struct Library {
     pub sha256: String,
     pub size: u64,
     pub exports: Vec<String>,
+    /// The library's own imports of C runtime and OS functions that the worker routes through
+    /// its wrappers; absent when none are (the embedded reference, a library without a PLT).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routed_imports: Vec<String>,
     /// A Windows DLL's version resource, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<VersionResource>,

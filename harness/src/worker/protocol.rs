@@ -11,8 +11,18 @@ pub enum Request {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
-    Ready { exports: Vec<String> },
-    LoadError { message: String },
-    Done { program: u32, obs: Vec<Obs> },
+    Ready {
+        exports: Vec<String>,
+        /// The library's imports that go through the harness's wrappers (crate::imports).
+        #[serde(default)]
+        routed: Vec<String>,
+    },
+    LoadError {
+        message: String,
+    },
+    Done {
+        program: u32,
+        obs: Vec<Obs>,
+    },
     Idle,
 }

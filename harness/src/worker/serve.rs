@@ -57,6 +57,7 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
         std::env::remove_var(ENV_LIB);
         std::env::remove_var(ENV_PULSE);
     }
+    let from_file = lib.is_some();
     let api: Api = match lib {
         Some(path) => match load_library(&PathBuf::from(&path)) {
             Ok(api) => api,
@@ -80,14 +81,25 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
         },
     };
     // A double free or abort() ends the worker at the faulty call, the same on every platform.
+    let mut routed = Vec::new();
     if let Some(export) = api.any_export() {
         crate::heapcheck::install(export);
+        // The embedded reference lives in the worker's own image, whose imports are the
+        // harness's: only a library loaded from a file is routed.
+        if from_file {
+            // SAFETY: the library stays loaded until the worker exits.
+            match unsafe { crate::imports::route(export) } {
+                Ok(r) => routed = r.names.iter().map(|n| n.to_string()).collect(),
+                Err(e) => eprintln!("worker: {e}"),
+            }
+        }
     }
     platform::name_crashes();
     send(
         &mut out,
         &Response::Ready {
             exports: api.exports().to_vec(),
+            routed,
         },
     );
 

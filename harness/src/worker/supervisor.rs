@@ -46,6 +46,7 @@ pub struct Supervisor {
     spec: WorkerSpec,
     worker: Option<WorkerProcess>,
     exports: Vec<String>,
+    routed: Vec<String>,
     workers_started: u32,
 }
 
@@ -70,14 +71,20 @@ impl Supervisor {
             spec,
             worker: None,
             exports: Vec::new(),
+            routed: Vec::new(),
             workers_started: 0,
         };
-        s.exports = s.fresh_worker()?;
+        (s.exports, s.routed) = s.fresh_worker()?;
         Ok(s)
     }
 
     pub fn exports(&self) -> &[String] {
         &self.exports
+    }
+
+    /// The library's imports the worker routes through its wrappers.
+    pub fn routed(&self) -> &[String] {
+        &self.routed
     }
 
     pub fn workers_started(&self) -> u32 {
@@ -93,16 +100,17 @@ impl Supervisor {
         self.spec.call_timeout = t;
     }
 
-    fn fresh_worker(&mut self) -> Result<Vec<String>, HarnessError> {
+    /// Starts a worker and waits for it to load the library: its exports and routed imports.
+    fn fresh_worker(&mut self) -> Result<(Vec<String>, Vec<String>), HarnessError> {
         self.worker = None;
         let mut w = WorkerProcess::spawn(&self.spec)?;
         self.workers_started += 1;
         let path = self.spec.library.display();
         match w.recv(self.spec.load_timeout) {
-            Incoming::Msg(Response::Ready { exports }) => {
+            Incoming::Msg(Response::Ready { exports, routed }) => {
                 self.worker = Some(w);
                 self.run_prelude()?;
-                Ok(exports)
+                Ok((exports, routed))
             }
             Incoming::Msg(Response::LoadError { message }) => {
                 Err(HarnessError::LoadFailed { path, message })
