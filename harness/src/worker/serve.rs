@@ -80,9 +80,9 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
             }
         },
     };
-    // A double free or abort() ends the worker at the faulty call, the same on every platform.
     let mut routed = Vec::new();
     if let Some(export) = api.any_export() {
+        // A double free or abort() ends the worker at the faulty call, on every platform.
         crate::heapcheck::install(export);
         // The embedded reference lives in the worker's own image, whose imports are the
         // harness's: only a library loaded from a file is routed.
