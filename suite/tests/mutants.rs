@@ -262,15 +262,22 @@ fn leak_is_measured(
         assert_eq!(d.matches(" leaks ").count(), 2, "{d}");
         assert!(d.contains("End without Close leaks"), "{d}");
     }
-    // A leaked thread's own allocations vary with timing; its count (asserted above) does not.
-    let varying: &[(&str, &str)] = if mutant == "leak-thread" {
-        &[
-            (r"[\d.]+ bytes of heap", "[n] bytes of heap"),
-            (r"[\d.]+ bytes of mapped", "[n] bytes of mapped"),
-        ]
-    } else {
-        &[]
-    };
+    if matches!(mutant, "leak-heap" | "leak-heap-tiny") {
+        // The block leaks in Prepare, so every path leaks it.
+        for seg in d.split("; ") {
+            let path = seg.split(" leaks ").next().unwrap();
+            let (heap, _, _) = leak_figures(d, path).unwrap();
+            assert!((heap - truth).abs() <= truth * 0.10, "{mutant}: {seg}");
+        }
+    }
+    // A non-zero heap figure is a median of measured windows: a leak smaller than the
+    // allocator's chunk moves it by a fraction between runs (32 or 32.6 bytes). It is asserted
+    // against the truth above; the snapshot keeps the rest. A leaked thread's own mapped memory
+    // varies with timing too; its count (asserted above) does not.
+    let varying: &[(&str, &str)] = &[
+        (r"\b[1-9][\d.]* bytes of heap", "[n] bytes of heap"),
+        (r"[\d.]+ bytes of mapped", "[n] bytes of mapped"),
+    ];
     snapshot_with(&format!("mutant-{mutant}"), &r, varying);
 }
 
