@@ -2,7 +2,9 @@
 //! exactly the arguments the program names and records what came back.
 
 use crate::abi::{Api, Hbc};
-use crate::program::{Garbage, Hv, ListKind, Obs, Op, Probe, Program, Tally, Text, SLOTS};
+use crate::program::{
+    FaultObs, Garbage, Hv, ListKind, Obs, Op, Probe, Program, Tally, Text, SLOTS,
+};
 use crate::sys;
 use std::ffi::{c_void, CString};
 use std::sync::{Arc, Barrier};
@@ -234,6 +236,15 @@ impl<'a> Interp<'a> {
         out
     }
 
+    /// Step `i` of a Faulted body begins: the pulse names it, and the fault's counted calls
+    /// are made in it.
+    fn step(&self, i: usize) {
+        if let Some(p) = self.pulse {
+            p.step(i as u32);
+        }
+        crate::imports::fault::set_step(i as u16);
+    }
+
     fn tick(&self) {
         if let Some(p) = self.pulse {
             p.tick();
@@ -394,6 +405,42 @@ impl<'a> Interp<'a> {
                     self.orphans.remove(i);
                 }
             }
+        }
+    }
+
+    /// Op::Faulted: the body under an armed fault, then a caller's clean-up.
+    fn faulted(&mut self, at: u64, body: &[Op]) -> Obs {
+        let before = crate::probe::read();
+        let held_before = crate::imports::held_bytes();
+        let mut steps = Vec::with_capacity(body.len() + 1);
+        let mut hit = false;
+        crate::imports::arm(at);
+        for (i, op) in body.iter().enumerate() {
+            self.step(i);
+            let o = self.op(op);
+            let failed = o.rc.is_some_and(|rc| rc != 0);
+            let hit_here = !hit && crate::imports::fault::hit().is_some();
+            hit |= hit_here;
+            let stop = failed && (hit_here || matches!(op, Op::Prepare { .. }));
+            steps.push(o);
+            if stop {
+                break;
+            }
+        }
+        self.step(body.len());
+        steps.push(self.op(&Op::Cleanup));
+        let sweep = crate::imports::disarm();
+        let after = settled(Some(before), self.patience, &mut self.settle_spent);
+        Obs {
+            steps,
+            fault: Some(FaultObs {
+                sweep,
+                before,
+                after,
+                held_before,
+                held_after: crate::imports::held_bytes(),
+            }),
+            ..Obs::default()
         }
     }
 
@@ -759,6 +806,7 @@ impl<'a> Interp<'a> {
                     }
                     self.repeating = false;
                 }
+                Op::Faulted { at, body } => return Ok(self.faulted(*at, body)),
                 Op::Cleanup => {
                     for s in 0..SLOTS {
                         if std::mem::take(&mut self.open[s]) {

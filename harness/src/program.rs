@@ -171,6 +171,15 @@ pub enum Op {
     /// Ends every session a successful Prepare opened that no End has closed yet, and frees
     /// every buffer still held: a program leaves nothing behind on a correct library.
     Cleanup,
+    /// Runs `body` with the `at`-th resource call the library makes failed (0: none fails,
+    /// the calls are counted). The body stops after a Prepare that fails and after the call
+    /// the fault hit when that call fails; then every session still open is ended and every
+    /// buffer freed, as a caller that gives up would, with the fault still armed. Observes
+    /// each call (`steps`, the clean-up last) and the fault with the resources around it.
+    Faulted {
+        at: u64,
+        body: Vec<Op>,
+    },
 }
 
 impl Op {
@@ -216,6 +225,7 @@ impl Op {
             | Op::HoldSentinels { .. }
             | Op::CheckSentinels
             | Op::Cleanup
+            | Op::Faulted { .. }
             | Op::Repeat { .. } => return None,
         })
     }
@@ -298,6 +308,18 @@ impl Op {
             Op::HoldSentinels { n } => format!("open {n} sentinel handles"),
             Op::CheckSentinels => "check the sentinel handles".into(),
             Op::Cleanup => "clean up (End live sessions, free buffers)".into(),
+            Op::Faulted { at, body } => format!(
+                "[{}] with {}",
+                body.iter()
+                    .map(|o| o.describe())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                if *at == 0 {
+                    "its resource calls counted".to_string()
+                } else {
+                    format!("resource call {at} failed")
+                }
+            ),
             Op::Repeat { n, body, .. } => format!(
                 "{n} cycles of [{}]",
                 body.iter()
@@ -389,6 +411,23 @@ pub struct Obs {
     /// How often each body op of a Repeat returned each code.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tally: Vec<Tally>,
+    /// The calls of a Faulted body, in order, and its clean-up last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Obs>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultObs>,
+}
+
+/// What a Faulted op saw: the sweep (sites counted, the call failed and in which step; the
+/// clean-up is step `body.len()`), and the resources before the body and after its clean-up.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultObs {
+    pub sweep: crate::imports::Sweep,
+    pub before: Probe,
+    pub after: Probe,
+    /// The library's live heap bytes (routed allocations) before and after.
+    pub held_before: i64,
+    pub held_after: i64,
 }
 
 /// `count` calls of body op `op` returned `rc` (`not_run` when it could not be called).

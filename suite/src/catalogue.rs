@@ -52,6 +52,8 @@ pub fn explanation(id: &str) -> Option<(&'static str, &'static str)> {
             "treats a restore handle as not valid for DsBackupEnd (87) and leaves it for DsRestoreEnd"),
         "seq.model" => ("every REQ the model cites (suite/src/model/oracle.rs)",
             "answers every call of any sequence a careful caller can make with a code the documentation allows, judged by the handle value passed (a value handed out again is the new session), and leaves no handle or thread behind that grows again on a second run"),
+        "fault.cleanup" => ("facts.md REQ-08, REQ-09 (inferred: DsBackupEnd cleans up after an unsuccessful attempt; a resource that fails is one)",
+            "when any one of its allocation, handle, thread or I/O calls fails (each in turn, up to --fault-sites per session path), neither crashes nor hangs, returns a failure code from the call that could not go on (or succeeds because it recovered), returns S_OK from End on every handle Prepare gave out, and holds no handle, thread or heap byte once the path is over; skipped, never passed, when none of its calls can be routed"),
         "free.null" => ("facts.md REQ-31 (inferred: DsBackupFree(NULL) is undocumented)",
             "does nothing for DsBackupFree(NULL), like free(NULL)"),
         _ => return None,
@@ -182,6 +184,13 @@ pub const CHECKS: &[CheckDef] = &[
         requirement: "REQ-07, REQ-09",
         strength: Documented,
         statement: "every session's resources (handles/fds, threads, heap bytes) are released: zero growth per cycle over many cycles, on each session path",
+        needs: &[],
+    },
+    CheckDef {
+        id: "fault.cleanup",
+        requirement: "REQ-08, REQ-09",
+        strength: Inferred,
+        statement: "a backup that fails because a resource failed is cleaned up like any other",
         needs: &[],
     },
     CheckDef {

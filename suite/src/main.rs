@@ -126,6 +126,9 @@ struct RunArgs {
     /// Measured cycles per session path in end.release (rounded to whole windows of 8).
     #[arg(long, default_value_t = 200)]
     release_cycles: u32,
+    /// Resource calls failed one at a time per session path in fault.cleanup (0: off).
+    #[arg(long, default_value_t = ntdsbcli_conform::fault::DEFAULT_SITES)]
+    fault_sites: u64,
     /// Run only these checks (repeatable).
     #[arg(long = "check", value_name = "ID")]
     checks: Vec<String>,
@@ -387,6 +390,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     opts.sequences = args.sequences;
     opts.accept_hresult = args.accept_hresult;
     opts.release_cycles = args.release_cycles;
+    opts.fault_sites = args.fault_sites;
     opts.partition = args.partition;
     if let Some(user) = &args.user {
         let password = match &args.password_env {

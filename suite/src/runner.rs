@@ -29,6 +29,8 @@ pub struct RunOptions {
     pub accept_hresult: bool,
     /// Measured cycles per session path in end.release.
     pub release_cycles: u32,
+    /// Resource calls failed per session path in fault.cleanup (0: off).
+    pub fault_sites: u64,
     /// Time budget for generating new sequences in seq.model.
     pub sequence_budget: Option<Duration>,
     /// Time budget for shrinking a failing sequence.
@@ -58,6 +60,7 @@ impl RunOptions {
             sequences: 1000,
             accept_hresult: false,
             release_cycles: 200,
+            fault_sites: crate::fault::DEFAULT_SITES,
             sequence_budget: None,
             shrink_budget: Duration::from_secs(10),
             jobs: 1,
@@ -234,6 +237,43 @@ fn calls_in(obs: &[Obs]) -> u64 {
         .sum()
 }
 
+/// fault.cleanup. The bundled reference is linked into this program and shares its imports,
+/// so it is swept in its library build, which every build of the CLI puts beside it.
+fn fault_phase(sup: &mut Supervisor, ctx: &Ctx, opts: &RunOptions) -> Result<Eval, RunError> {
+    if opts.fault_sites == 0 {
+        return Ok(Eval::new(Outcome::Skip, "not run: --fault-sites 0"));
+    }
+    if let LibrarySpec::Path(_) = &opts.library {
+        return Ok(crate::fault::run(sup, ctx, opts.fault_sites, None)?);
+    }
+    let Some(file) = crate::fault::reference_library(&opts.worker_exe) else {
+        return Ok(Eval::new(
+            Outcome::Skip,
+            format!(
+                "not run: the bundled reference is linked into this program and shares its imports, and its library build ({}) is not beside it; build the workspace, or run it with --lib",
+                crate::fault::REFERENCE_FILE.as_str()
+            ),
+        ));
+    };
+    let mut spec = sup.spec().clone();
+    spec.library = LibrarySpec::Path(file.clone());
+    let mut lib_sup = match Supervisor::start(spec) {
+        Ok(s) => s,
+        Err(e) => {
+            return Ok(Eval::new(
+                Outcome::Skip,
+                format!("not run: the bundled reference's library build did not load: {e}"),
+            ))
+        }
+    };
+    let mut e = crate::fault::run(&mut lib_sup, ctx, opts.fault_sites, None)?;
+    e.detail.push_str(&format!(
+        " (run on the bundled reference's library build, {})",
+        crate::fault::REFERENCE_FILE.as_str()
+    ));
+    Ok(e)
+}
+
 /// Runs the checks and returns the finished report. `on_check` sees each check as it is
 /// decided (for progress output).
 pub fn run(
@@ -296,6 +336,7 @@ pub fn run(
                 Some(d) => format!("{d}\\{}", c.user),
                 None => c.user.clone(),
             }),
+            fault_sites: Some(opts.fault_sites),
         },
         verdict: Verdict::Conformant,
         complete: false,
@@ -346,7 +387,8 @@ pub fn run(
             report.checks.push(report_of(def, e));
             continue;
         }
-        if def.id == "seq.model" {
+        // The phases run after the named checks: they plan from what they see.
+        if def.id == "seq.model" || def.id == crate::fault::ID {
             continue;
         }
         let check = check_for(def.id).expect("every catalogue check has programs");
@@ -431,6 +473,17 @@ pub fn run(
         };
         if let Some(c) = report.checks.iter_mut().find(|c| c.id == check.def.id) {
             *c = report_of(check.def, e);
+        }
+    }
+
+    if let Some(def) = selected.iter().find(|d| d.id == crate::fault::ID) {
+        let e = fault_phase(&mut sup, &ctx, opts)?;
+        let rep = report_of(def, e);
+        report.checks.push(rep.clone());
+        on_check(&rep, report.checks.len(), total);
+        if let Some(w) = &writer {
+            report.recompute_verdict();
+            w.write(&report)?;
         }
     }
 

@@ -2,14 +2,16 @@
 //! runtime and the OS are counted here, and later failed or watched, without touching the
 //! harness's own imports or any other library's. A library that links these statically or
 //! makes raw system calls gets nothing routed, and says so.
+pub mod fault;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
-pub use unix::{calls, route, Routed, ROUTABLE};
+pub use unix::{arm, calls, route, Routed, ROUTABLE};
 #[cfg(windows)]
 mod windows;
+pub use fault::{disarm, held_bytes, Hit, Sweep};
 #[cfg(windows)]
-pub use windows::{calls, route, Routed, ROUTABLE};
+pub use windows::{arm, calls, route, Routed, ROUTABLE};
 
 /// Why the imports of a library could not be routed.
 #[derive(Debug, thiserror::Error)]

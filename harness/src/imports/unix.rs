@@ -2,35 +2,69 @@
 //! functions point at counting wrappers (plthook). Each wrapper calls the function the dynamic
 //! linker would have bound, found with `dlsym(RTLD_DEFAULT)`: under lazy binding the GOT still
 //! holds the resolver's stub, which would bind over the wrapper on its first call.
+use super::fault::{self, Class};
 use super::RouteError;
 use libc::{c_char, c_int, c_uint, c_void, mode_t, off_t, size_t, ssize_t};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// One routable function: its name, the wrapper, and where the original and the count live.
+/// One routable function: its name, the wrapper, and where the original and the counts live.
 struct Entry {
     name: &'static str,
     hook: *const c_void,
     original: &'static AtomicUsize,
     calls: &'static AtomicU64,
+    armed_calls: &'static AtomicU64,
 }
 
 // SAFETY: the table holds function addresses and statics only.
 unsafe impl Sync for Entry {}
 
+fn set_errno(e: c_int) {
+    if e != 0 {
+        // SAFETY: the calling thread's errno.
+        unsafe { *libc::__errno_location() = e };
+    }
+}
+
+fn usable(p: *mut c_void) -> i64 {
+    if p.is_null() {
+        0
+    } else {
+        // SAFETY: p is a live block of the C allocator (the library got it from the wrappers).
+        unsafe { libc::malloc_usable_size(p) as i64 }
+    }
+}
+
+// Each entry: the C signature, the fault class with the value and errno a fault returns, and
+// statements run before and after the real call (heap accounting), which see the arguments
+// and, after, the result.
 macro_rules! wrappers {
-    ($($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty;)*) => {
+    ($($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty,
+        $class:ident($fail:expr, $errno:expr) {$($pre:tt)*} |$r:ident| {$($post:tt)*};)*) => {
         $(
             mod $name {
                 use super::*;
                 pub static ORIGINAL: AtomicUsize = AtomicUsize::new(0);
                 pub static CALLS: AtomicU64 = AtomicU64::new(0);
+                pub static ARMED_CALLS: AtomicU64 = AtomicU64::new(0);
+                #[allow(unreachable_code, clippy::unused_unit)]
                 pub unsafe extern "C" fn hook($($arg: $ty),*) -> $ret {
                     CALLS.fetch_add(1, Ordering::Relaxed);
+                    if fault::armed() {
+                        let nth = ARMED_CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+                        if fault::strike(Class::$class, stringify!($name), || nth) {
+                            set_errno($errno);
+                            return $fail;
+                        }
+                    }
+                    $($pre)*
                     // SAFETY: set to the function of this signature before the GOT entry
                     // was pointed here.
                     let f: unsafe extern "C" fn($($ty),*) -> $ret =
                         unsafe { std::mem::transmute(ORIGINAL.load(Ordering::Relaxed)) };
-                    unsafe { f($($arg),*) }
+                    let $r: $ret = unsafe { f($($arg),*) };
+                    $($post)*
+                    $r
                 }
             }
         )*
@@ -40,6 +74,7 @@ macro_rules! wrappers {
                 hook: $name::hook as *const c_void,
                 original: &$name::ORIGINAL,
                 calls: &$name::CALLS,
+                armed_calls: &$name::ARMED_CALLS,
             },)*
         ];
         /// The functions a library's imports of which are routed, by name.
@@ -47,34 +82,64 @@ macro_rules! wrappers {
     };
 }
 
+use libc::{EAGAIN, EIO, EMFILE, ENOMEM};
+use std::ptr::null_mut as null;
+
 // open and openat are variadic in C; on x86-64 and AArch64 the mode travels in the register
 // of a third (fourth) fixed argument, which is read whether or not the caller set it.
 wrappers! {
-    malloc(n: size_t) -> *mut c_void;
-    calloc(n: size_t, size: size_t) -> *mut c_void;
-    realloc(p: *mut c_void, n: size_t) -> *mut c_void;
-    free(p: *mut c_void) -> ();
-    strdup(s: *const c_char) -> *mut c_char;
-    posix_memalign(out: *mut *mut c_void, align: size_t, n: size_t) -> c_int;
-    aligned_alloc(align: size_t, n: size_t) -> *mut c_void;
-    open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int;
-    open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int;
-    openat(dir: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int;
-    openat64(dir: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int;
-    pipe(fds: *mut c_int) -> c_int;
-    pipe2(fds: *mut c_int, flags: c_int) -> c_int;
-    socket(domain: c_int, kind: c_int, protocol: c_int) -> c_int;
-    socketpair(domain: c_int, kind: c_int, protocol: c_int, fds: *mut c_int) -> c_int;
-    dup(fd: c_int) -> c_int;
-    dup2(fd: c_int, to: c_int) -> c_int;
-    eventfd(initial: c_uint, flags: c_int) -> c_int;
-    pthread_create(t: *mut libc::pthread_t, attr: *const libc::pthread_attr_t, start: *mut c_void, arg: *mut c_void) -> c_int;
-    mmap(addr: *mut c_void, n: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void;
-    mmap64(addr: *mut c_void, n: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void;
-    read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t;
-    write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t;
-    recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t;
-    send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t;
+    malloc(n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {} |r| { fault::held_add(usable(r)); };
+    calloc(n: size_t, size: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {} |r| {
+        fault::held_add(usable(r));
+    };
+    realloc(p: *mut c_void, n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
+        let old = usable(p);
+    } |r| {
+        // NULL for a size of 0 freed the block; NULL otherwise left it as it was.
+        if !r.is_null() {
+            fault::held_add(usable(r) - old);
+        } else if n == 0 {
+            fault::held_add(-old);
+        }
+    };
+    free(p: *mut c_void) -> (), Never((), 0) { fault::held_add(-usable(p)); } |r| {};
+    strdup(s: *const c_char) -> *mut c_char, Alloc(null(), ENOMEM) {} |r| {
+        fault::held_add(usable(r.cast()));
+    };
+    posix_memalign(out: *mut *mut c_void, align: size_t, n: size_t) -> c_int, Alloc(ENOMEM, 0) {} |r| {
+        if r == 0 && !out.is_null() {
+            fault::held_add(usable(unsafe { *out }));
+        }
+    };
+    aligned_alloc(align: size_t, n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {} |r| {
+        fault::held_add(usable(r));
+    };
+    open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    openat(dir: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    openat64(dir: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    pipe(fds: *mut c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    pipe2(fds: *mut c_int, flags: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    socket(domain: c_int, kind: c_int, protocol: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    socketpair(domain: c_int, kind: c_int, protocol: c_int, fds: *mut c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    dup(fd: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    dup2(fd: c_int, to: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    eventfd(initial: c_uint, flags: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    pthread_create(t: *mut libc::pthread_t, attr: *const libc::pthread_attr_t, start: *mut c_void, arg: *mut c_void) -> c_int, Thread(EAGAIN, 0) {} |r| {};
+    mmap(addr: *mut c_void, n: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void, Never(null(), 0) {} |r| {};
+    mmap64(addr: *mut c_void, n: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void, Never(null(), 0) {} |r| {};
+    read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t, Io(-1, EIO) {} |r| {};
+    write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t, Io(-1, EIO) {} |r| {};
+    recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t, Io(-1, EIO) {} |r| {};
+    send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t, Io(-1, EIO) {} |r| {};
+}
+
+/// Arms a fault at the `at`-th faultable call the library makes from now (0: count only).
+pub fn arm(at: u64) {
+    for e in TABLE {
+        e.armed_calls.store(0, Ordering::Relaxed);
+    }
+    fault::arm(at);
 }
 
 /// What was routed in one library: the names of the functions it imports that now go

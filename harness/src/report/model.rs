@@ -171,6 +171,9 @@ pub struct Config {
     /// The user given to DsSetAuthIdentity (never the password).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Resource calls failed per session path in fault.cleanup (0: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_sites: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

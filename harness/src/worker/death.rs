@@ -39,6 +39,8 @@ pub struct DeathReport {
     pub death: Death,
     /// The op running when it died, when known.
     pub op: Option<usize>,
+    /// The step of that op's own body (Faulted), when it has one.
+    pub step: Option<usize>,
     /// A fresh worker running this program alone died too.
     pub confirmed: bool,
     /// The last line the worker or library wrote to stderr, e.g. the allocator's complaint.

@@ -12,12 +12,14 @@ pub struct Pulse {
     _file: File,
 }
 
-/// Where a worker was: program index and op index within it.
+/// Where a worker was: program index, op index within it, and the step within that op when
+/// the op runs a body of its own (Faulted).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Position {
     pub calls: u64,
     pub program: u32,
     pub op: u32,
+    pub step: Option<u32>,
 }
 
 impl Pulse {
@@ -60,6 +62,10 @@ impl Pulse {
     fn released(&self) -> &AtomicU32 {
         unsafe { &*(self.page.as_ptr().add(16) as *const AtomicU32) }
     }
+    /// 0: no step; else the step plus one.
+    fn step_slot(&self) -> &AtomicU32 {
+        unsafe { &*(self.page.as_ptr().add(20) as *const AtomicU32) }
+    }
 
     /// The supervisor has put the worker in its process tree (group or job).
     pub fn release(&self) {
@@ -81,6 +87,13 @@ impl Pulse {
     pub fn enter(&self, program: u32, op: u32) {
         self.program().store(program, Ordering::Relaxed);
         self.op().store(op, Ordering::Relaxed);
+        self.step_slot().store(0, Ordering::Relaxed);
+        self.calls().fetch_add(1, Ordering::Release);
+    }
+
+    /// The op moves on to step `step` of its body: one more call.
+    pub fn step(&self, step: u32) {
+        self.step_slot().store(step + 1, Ordering::Relaxed);
         self.calls().fetch_add(1, Ordering::Release);
     }
 
@@ -94,6 +107,7 @@ impl Pulse {
             calls: self.calls().load(Ordering::Acquire),
             program: self.program().load(Ordering::Relaxed),
             op: self.op().load(Ordering::Relaxed),
+            step: self.step_slot().load(Ordering::Relaxed).checked_sub(1),
         }
     }
 }

@@ -55,13 +55,8 @@ enum Batch {
     Finished,
     /// The caller asked to stop after program `index`.
     Stopped,
-    /// The worker died or hung in program `index`, at op `op` when known.
-    Died {
-        index: usize,
-        death: Death,
-        op: Option<usize>,
-        last_output: Option<String>,
-    },
+    /// The worker died or hung in program `index` (not yet confirmed).
+    Died { index: usize, report: DeathReport },
 }
 
 impl Supervisor {
@@ -166,7 +161,7 @@ impl Supervisor {
                 }
                 Ok(())
             }
-            (Batch::Died { death, .. }, _) => Err(failed(death.describe())),
+            (Batch::Died { report, .. }, _) => Err(failed(report.death.describe())),
             _ => Err(failed("no answer".into())),
         }
     }
@@ -219,30 +214,41 @@ impl Supervisor {
                 }
                 Incoming::Msg(Response::Idle) if next == usize::MAX => return Ok(Batch::Finished),
                 Incoming::Stuck(pos) => {
-                    let op = (pos.program as usize == next).then_some(pos.op as usize);
+                    let here = pos.program as usize == next;
+                    let op = here.then_some(pos.op as usize);
+                    let step = pos.step.filter(|_| here).map(|s| s as usize);
                     w.kill();
                     self.worker = None;
                     return Ok(Batch::Died {
                         index: next,
-                        death: Death::Hang {
-                            timeout_ms: patience.as_millis() as u64,
+                        report: DeathReport {
+                            death: Death::Hang {
+                                timeout_ms: patience.as_millis() as u64,
+                            },
+                            op,
+                            step,
+                            last_output: None,
+                            confirmed: false,
                         },
-                        op,
-                        last_output: None,
                     });
                 }
                 Incoming::Eof => {
                     let death = w.reap();
                     let pos = w.pulse.read();
-                    let op =
-                        (pos.program as usize == next && pos.calls > 0).then_some(pos.op as usize);
+                    let here = pos.program as usize == next && pos.calls > 0;
+                    let op = here.then_some(pos.op as usize);
+                    let step = pos.step.filter(|_| here).map(|s| s as usize);
                     let last_output = w.last_output();
                     self.worker = None;
                     return Ok(Batch::Died {
                         index: next,
-                        death,
-                        op,
-                        last_output,
+                        report: DeathReport {
+                            death,
+                            op,
+                            step,
+                            last_output,
+                            confirmed: false,
+                        },
                     });
                 }
                 Incoming::Garbled(text) => {
@@ -250,11 +256,15 @@ impl Supervisor {
                     self.worker = None;
                     return Ok(Batch::Died {
                         index: next,
-                        death: Death::Protocol {
-                            what: format!("unexpected output {text:?}"),
+                        report: DeathReport {
+                            death: Death::Protocol {
+                                what: format!("unexpected output {text:?}"),
+                            },
+                            op: None,
+                            step: None,
+                            last_output: None,
+                            confirmed: false,
                         },
-                        op: None,
-                        last_output: None,
                     });
                 }
                 Incoming::Msg(other) => {
@@ -262,11 +272,15 @@ impl Supervisor {
                     self.worker = None;
                     return Ok(Batch::Died {
                         index: next,
-                        death: Death::Protocol {
-                            what: format!("unexpected message {other:?}"),
+                        report: DeathReport {
+                            death: Death::Protocol {
+                                what: format!("unexpected message {other:?}"),
+                            },
+                            op: None,
+                            step: None,
+                            last_output: None,
+                            confirmed: false,
                         },
-                        op: None,
-                        last_output: None,
                     });
                 }
             }
@@ -303,19 +317,8 @@ impl Supervisor {
         while from < programs.len() {
             match self.batch(programs, &all[from..], &mut results, on_done)? {
                 Batch::Finished | Batch::Stopped => break,
-                Batch::Died {
-                    index,
-                    death,
-                    op,
-                    last_output,
-                } => {
-                    let first = DeathReport {
-                        death,
-                        op,
-                        confirmed: false,
-                        last_output,
-                    };
-                    let r = self.confirm(programs, index, first)?;
+                Batch::Died { index, report } => {
+                    let r = self.confirm(programs, index, report)?;
                     let go_on = on_done(index, &r);
                     results[index] = Some(r);
                     if !go_on {
@@ -342,16 +345,9 @@ impl Supervisor {
         Ok(RunResult::Died(
             match self.batch(programs, &[index], &mut alone, &mut |_, _| true)? {
                 Batch::Finished | Batch::Stopped => first,
-                Batch::Died {
-                    death,
-                    op,
-                    last_output,
-                    ..
-                } => DeathReport {
-                    death,
-                    op,
+                Batch::Died { report, .. } => DeathReport {
                     confirmed: true,
-                    last_output,
+                    ..report
                 },
             },
         ))
@@ -368,16 +364,9 @@ impl Supervisor {
                 Batch::Finished | Batch::Stopped => {
                     results[0].take().expect("a finished program has a result")
                 }
-                Batch::Died {
-                    death,
-                    op,
-                    last_output,
-                    ..
-                } => RunResult::Died(DeathReport {
-                    death,
-                    op,
+                Batch::Died { report, .. } => RunResult::Died(DeathReport {
                     confirmed: true,
-                    last_output,
+                    ..report
                 }),
             },
         )

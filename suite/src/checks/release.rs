@@ -14,12 +14,13 @@ pub const WINDOWS: u32 = 8;
 const GROWING_WINDOWS: usize = 6;
 const WARM_UP: u32 = 16;
 
-struct Path {
-    name: &'static str,
-    body: Vec<Op>,
+/// One way through a session, as end.release and fault.cleanup run it.
+pub struct Path {
+    pub name: &'static str,
+    pub body: Vec<Op>,
 }
 
-fn paths(ctx: &Ctx) -> Vec<Path> {
+pub fn paths(ctx: &Ctx) -> Vec<Path> {
     let names = ctx.names(ListKind::DatabaseNames, slot(0), 1);
     let logs = ctx.names(ListKind::BackupLogs, slot(0), 2);
     let open = ctx.open_file(slot(0), Text::Entry { buf: 1, index: 0 });

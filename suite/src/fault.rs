@@ -1,0 +1,588 @@
+//! fault.cleanup (REQ-08, REQ-09, inferred): a backup that fails because a resource failed is
+//! still an unsuccessful attempt that End must clean up after. Each session path of
+//! end.release runs once with the library's routed resource calls counted; then, for every k,
+//! again with the k-th call failed the way that kind of call fails. The library must neither
+//! crash nor hang, End must return S_OK on every handle Prepare gave out, and when the path is
+//! over nothing the library took may still be held.
+
+use crate::checks::release::{paths, Path};
+use crate::checks::{Ctx, Eval};
+use ntdsbcli_harness::codes::describe;
+use ntdsbcli_harness::imports::fault::ordinal;
+use ntdsbcli_harness::imports::Hit;
+use ntdsbcli_harness::program::{FaultObs, Obs, Op, Program};
+use ntdsbcli_harness::report::Outcome;
+use ntdsbcli_harness::worker::{RunResult, Supervisor};
+use ntdsbcli_harness::HarnessError;
+
+pub const ID: &str = "fault.cleanup";
+
+/// The file name of the bundled reference's library build (fixtures/reference-dll).
+pub static REFERENCE_FILE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{}ntdsbcli_ref{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+});
+
+/// The reference's library build beside the CLI binary `exe`: cargo builds it into `deps/`
+/// with every build of the CLI (so that one is never stale); an installed copy sits beside.
+pub fn reference_library(exe: &std::path::Path) -> Option<std::path::PathBuf> {
+    let dir = exe.parent()?;
+    [
+        dir.join("deps").join(REFERENCE_FILE.as_str()),
+        dir.join(REFERENCE_FILE.as_str()),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+/// Sites failed per path unless `--fault-sites` says otherwise.
+pub const DEFAULT_SITES: u64 = 200;
+/// Failures confirmed in a fresh worker at most: the first ones already tell.
+const CONFIRM_MAX: usize = 3;
+/// Findings named in the detail at most.
+const LISTED_MAX: usize = 6;
+
+/// The warm-up, so that what a first call caches is in place before anything is measured.
+fn warm(body: &[Op]) -> Op {
+    Op::Repeat {
+        n: 2,
+        probe_every: 2,
+        settle_last: false,
+        body: body.to_vec(),
+    }
+}
+
+/// The program that counts a path's resource calls.
+fn count_program(p: &Path) -> Program {
+    Program::new(
+        format!("{}, resource calls counted", p.name),
+        vec![
+            warm(&p.body),
+            Op::Faulted {
+                at: 0,
+                body: p.body.clone(),
+            },
+        ],
+    )
+}
+
+/// The program that fails site `k` of a path: twice, so that a library which caches
+/// something on its first failure is judged on the second.
+fn site_program(p: &Path, k: u64) -> Program {
+    let faulted = Op::Faulted {
+        at: k,
+        body: p.body.clone(),
+    };
+    Program::new(
+        format!("{}, resource call {k} failed", p.name),
+        vec![warm(&p.body), faulted.clone(), faulted],
+    )
+}
+
+/// "the 3rd malloc inside DsBackupPrepareW", or "... in the clean-up" for the step after
+/// the body.
+pub fn site_name(hit: &Hit, body: &[Op]) -> String {
+    let inside = match body.get(hit.step as usize) {
+        Some(op) => format!("inside {}", op.export().unwrap_or("the harness")),
+        None => "inside the clean-up End".to_string(),
+    };
+    format!("the {} {} {inside}", ordinal(hit.nth), hit.function)
+}
+
+/// What a path still held once it was over, e.g. "1 handle and 208 heap bytes".
+pub fn leftover(f: &FaultObs) -> Option<String> {
+    let mut parts = Vec::new();
+    let handles = f.after.handles - f.before.handles;
+    let threads = f.after.threads - f.before.threads;
+    let heap = f.held_after - f.held_before;
+    if handles > 0 {
+        parts.push(format!(
+            "{handles} handle{}",
+            if handles == 1 { "" } else { "s" }
+        ));
+    }
+    if threads > 0 {
+        parts.push(format!(
+            "{threads} thread{}",
+            if threads == 1 { "" } else { "s" }
+        ));
+    }
+    if heap > 0 {
+        parts.push(format!("{heap} heap bytes"));
+    }
+    match parts.len() {
+        0 => None,
+        1 => parts.pop(),
+        _ => {
+            let last = parts.pop()?;
+            Some(format!("{} and {last}", parts.join(", ")))
+        }
+    }
+}
+
+/// The rules for one faulted run of a path: codes from End, and (when `measured`) nothing
+/// left over. `hit` names the failed call; None when the run made fewer calls than k.
+pub fn judge_run(body: &[Op], obs: &Obs, measured: bool) -> Option<String> {
+    let f = obs.fault.as_ref()?;
+    let what = match &f.sweep.hit {
+        Some(h) => format!("{} failed", site_name(h, body)),
+        None => "no call failed (fewer calls this time)".to_string(),
+    };
+    let mut said = Vec::new();
+    for (i, step) in obs.steps.iter().enumerate() {
+        match body.get(i) {
+            Some(op @ Op::Prepare { .. }) => {
+                if let Some(rc) = step.rc {
+                    said.push(format!(
+                        "{} returned {}",
+                        op.export().unwrap_or("?"),
+                        describe(rc)
+                    ));
+                    if rc == 0 && step.handle.unwrap_or(0) == 0 {
+                        return Some(format!("{what}; it returned S_OK with no handle"));
+                    }
+                }
+            }
+            Some(op @ (Op::End { .. } | Op::RestoreEnd { .. })) => {
+                if let Some(rc) = step.rc.filter(|&rc| rc != 0) {
+                    return Some(format!(
+                        "{what}; then {} returned {}, expected 0 (S_OK) for a handle Prepare gave out",
+                        op.export().unwrap_or("End"),
+                        describe(rc)
+                    ));
+                }
+            }
+            Some(op) if f.sweep.hit.as_ref().is_some_and(|h| h.step as usize == i) => {
+                if let (Some(rc), Some(name)) = (step.rc, op.export()) {
+                    said.push(format!("{name} returned {}", describe(rc)));
+                }
+            }
+            Some(_) => {}
+            None => {
+                if let Some(&rc) = step.codes.iter().find(|&&rc| rc != 0) {
+                    return Some(format!(
+                        "{what}; then the clean-up End returned {}, expected 0 (S_OK) for a handle Prepare gave out",
+                        describe(rc)
+                    ));
+                }
+            }
+        }
+    }
+    if !measured {
+        return None;
+    }
+    let left = leftover(f)?;
+    let mut s = what;
+    if let Some(last) = said.last() {
+        s.push_str(&format!("; {last}"));
+    }
+    let verb = if left.starts_with("1 ") && !left.contains(" and ") {
+        "was"
+    } else {
+        "were"
+    };
+    s.push_str(&format!(
+        "; once the path was over, {left} {verb} still held"
+    ));
+    Some(s)
+}
+
+/// A site program's result: None when every rule held.
+fn judge_site(p: &Path, k: u64, trace: &[Hit], r: &RunResult) -> Option<(Outcome, String)> {
+    match r {
+        RunResult::Died(d) => {
+            let site = trace
+                .get(k as usize - 1)
+                .map(|h| site_name(h, &p.body))
+                .unwrap_or_else(|| format!("resource call {k}"));
+            let outcome = if d.death.is_timeout() {
+                Outcome::Timeout
+            } else {
+                Outcome::Crash
+            };
+            // Ops 1 and 2 are the faulted runs; their steps are the body, then the clean-up.
+            let call = match (d.op, d.step) {
+                (Some(1 | 2), Some(i)) => Some(
+                    p.body
+                        .get(i)
+                        .map(|op| op.describe())
+                        .unwrap_or_else(|| "the clean-up End".into()),
+                ),
+                _ => None,
+            };
+            let mut s = format!("{site} failed; then");
+            if let Some(call) = call {
+                s.push_str(&format!(" in {call},"));
+            }
+            s.push_str(&format!(" {}", d.death.describe()));
+            if let Some(out) = &d.last_output {
+                s.push_str(&format!(" (last output: {out:?})"));
+            }
+            Some((outcome, s))
+        }
+        RunResult::Done(obs) => {
+            let first = obs.get(1).and_then(|o| judge_run(&p.body, o, false));
+            let second = obs.get(2).and_then(|o| judge_run(&p.body, o, true));
+            first.or(second).map(|why| (Outcome::Fail, why))
+        }
+    }
+}
+
+/// Runs fault.cleanup. `routed` is what the worker routed; `why_none` says why nothing could
+/// be routed when it is empty.
+pub fn run(
+    sup: &mut Supervisor,
+    ctx: &Ctx,
+    cap: u64,
+    why_none: Option<&str>,
+) -> Result<Eval, HarnessError> {
+    if sup.routed().is_empty() {
+        return Ok(Eval::new(
+            Outcome::Skip,
+            format!(
+                "not run: none of the library's resource calls could be routed ({})",
+                why_none
+                    .unwrap_or("it imports none of them: linked statically, or raw system calls")
+            ),
+        ));
+    }
+    let paths = paths(ctx);
+    let counts = sup.run(
+        &paths.iter().map(count_program).collect::<Vec<_>>(),
+        &mut |_, _| {},
+    )?;
+    // (outcome, what happened, path)
+    let mut findings: Vec<(Outcome, String, &str)> = Vec::new();
+    let mut traces: Vec<Vec<Hit>> = Vec::new();
+    let mut sites: Vec<u64> = Vec::new();
+    for (p, r) in paths.iter().zip(&counts) {
+        let f = match r {
+            RunResult::Done(obs) => obs.get(1).and_then(|o| o.fault.clone()),
+            RunResult::Died(d) => {
+                findings.push((
+                    if d.death.is_timeout() {
+                        Outcome::Timeout
+                    } else {
+                        Outcome::Crash
+                    },
+                    format!("with no fault at all, {}", d.death.describe()),
+                    p.name,
+                ));
+                None
+            }
+        };
+        let f = f.unwrap_or_default();
+        sites.push(f.sweep.sites);
+        traces.push(f.sweep.trace);
+    }
+    if sites.iter().all(|&n| n == 0) && findings.is_empty() {
+        return Ok(Eval::new(
+            Outcome::Skip,
+            format!(
+                "not run: the library made none of its routed calls ({}) on any path; nothing to fail",
+                sup.routed().join(", ")
+            ),
+        ));
+    }
+
+    let mut not_reproduced = 0;
+    let mut confirmed = 0;
+    let mut tried = 0u64;
+    let mut cut_short = 0;
+    for (i, p) in paths.iter().enumerate() {
+        let n = sites[i].min(cap);
+        let programs: Vec<Program> = (1..=n).map(|k| site_program(p, k)).collect();
+        // The first death on a path ends its sweep: the sites after it would mostly die
+        // the same way, and each hang costs the whole call timeout.
+        let results = sup.run_until(&programs, &mut |_, r| matches!(r, RunResult::Done(_)))?;
+        for (j, r) in results.iter().enumerate() {
+            let Some(r) = r else {
+                cut_short += 1;
+                break;
+            };
+            tried += 1;
+            let k = j as u64 + 1;
+            let Some((outcome, detail)) = judge_site(p, k, &traces[i], r) else {
+                continue;
+            };
+            // A wrong code or a leak seen in a shared worker must come again in a fresh one,
+            // with readings that wait for threads on their way out.
+            if outcome == Outcome::Fail {
+                if confirmed >= CONFIRM_MAX {
+                    continue;
+                }
+                confirmed += 1;
+                let again = sup.run_fresh(&[programs[j].patiently()])?;
+                match judge_site(p, k, &traces[i], &again[0]) {
+                    Some((o, why)) => findings.push((o, why, p.name)),
+                    None => not_reproduced += 1,
+                }
+                continue;
+            }
+            findings.push((outcome, detail, p.name));
+        }
+    }
+
+    let per_path: Vec<String> = paths
+        .iter()
+        .zip(&sites)
+        .map(|(p, &n)| {
+            if n > cap {
+                format!("{} {cap} of {n}", p.name)
+            } else {
+                format!("{} {n}", p.name)
+            }
+        })
+        .collect();
+    let worst = [Outcome::Crash, Outcome::Timeout, Outcome::Fail]
+        .into_iter()
+        .find(|o| findings.iter().any(|(f, _, _)| f == o));
+    let Some(worst) = worst else {
+        let mut s = format!(
+            "a failure of each of {tried} resource calls was handled: no crash or hang, End returned S_OK, nothing left held (calls per path: {})",
+            per_path.join("; ")
+        );
+        if not_reproduced > 0 {
+            s.push_str(&format!(
+                "; {not_reproduced} finding(s) in a shared worker did not come again in a fresh one"
+            ));
+        }
+        return Ok(Eval::new(Outcome::Pass, s));
+    };
+    findings.sort_by_key(|(o, _, _)| *o != worst);
+    let listed = group(&findings);
+    let mut detail = listed
+        .iter()
+        .take(LISTED_MAX)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if listed.len() > LISTED_MAX {
+        detail.push_str(&format!(" (and {} more)", listed.len() - LISTED_MAX));
+    }
+    detail.push_str(&format!(
+        " [{tried} resource calls failed one at a time; calls per path: {}{}]",
+        per_path.join("; "),
+        if cut_short > 0 {
+            format!("; the rest of {cut_short} path(s) not tried after its worker died")
+        } else {
+            String::new()
+        }
+    ));
+    Ok(Eval::new(worst, detail))
+}
+
+/// One line per distinct finding, naming the first path it was seen on and how many more:
+/// one bug in Prepare shows on every path.
+pub fn group(findings: &[(Outcome, String, &str)]) -> Vec<String> {
+    let mut out: Vec<(&str, &str, usize)> = Vec::new();
+    for (_, why, path) in findings {
+        match out.iter_mut().find(|(w, _, _)| w == why) {
+            Some(seen) => seen.2 += 1,
+            None => out.push((why, path, 0)),
+        }
+    }
+    out.into_iter()
+        .map(|(why, path, more)| match more {
+            0 => format!("{path}: {why}"),
+            1 => format!("{path} (and 1 other path): {why}"),
+            n => format!("{path} (and {n} other paths): {why}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ntdsbcli_harness::imports::Sweep;
+    use ntdsbcli_harness::program::{Hv, Probe, Text};
+
+    fn body() -> Vec<Op> {
+        vec![
+            Op::Prepare {
+                wide: true,
+                server: Text::Lit("localhost".into()),
+                grbit: 0,
+                btype: 1,
+                token: true,
+                size: true,
+                phbc: true,
+                init: 0,
+                slot: 0,
+                buf: 0,
+            },
+            Op::Free { buf: Some(0) },
+            Op::End { h: Hv::Slot(0) },
+        ]
+    }
+
+    fn hit(function: &str, nth: u64, step: u16) -> Hit {
+        Hit {
+            function: function.into(),
+            nth,
+            site: 1,
+            step,
+        }
+    }
+
+    fn run_obs(steps: Vec<Obs>, hit: Option<Hit>, after: Probe, held: i64) -> Obs {
+        Obs {
+            steps,
+            fault: Some(FaultObs {
+                sweep: Sweep {
+                    sites: 5,
+                    hit,
+                    trace: Vec::new(),
+                },
+                before: Probe::default(),
+                after,
+                held_before: 100,
+                held_after: 100 + held,
+            }),
+            ..Obs::default()
+        }
+    }
+
+    fn rc(rc: i32) -> Obs {
+        Obs {
+            rc: Some(rc),
+            handle: Some(if rc == 0 { 0x50 } else { 0 }),
+            ..Obs::default()
+        }
+    }
+
+    #[test]
+    fn sites_are_named_by_function_ordinal_and_export() {
+        assert_eq!(
+            site_name(&hit("malloc", 3, 0), &body()),
+            "the 3rd malloc inside DsBackupPrepareW"
+        );
+        assert_eq!(
+            site_name(&hit("pipe2", 1, 3), &body()),
+            "the 1st pipe2 inside the clean-up End"
+        );
+    }
+
+    #[test]
+    fn a_failed_prepare_that_holds_nothing_passes() {
+        let o = run_obs(
+            vec![rc(8), Obs::default()],
+            Some(hit("malloc", 1, 0)),
+            Probe::default(),
+            0,
+        );
+        assert_eq!(judge_run(&body(), &o, true), None);
+    }
+
+    #[test]
+    fn what_is_left_over_is_named_with_the_fault() {
+        let o = run_obs(
+            vec![rc(8), Obs::default()],
+            Some(hit("malloc", 2, 0)),
+            Probe {
+                handles: 2,
+                ..Probe::default()
+            },
+            208,
+        );
+        assert_eq!(
+            judge_run(&body(), &o, true).as_deref(),
+            Some("the 2nd malloc inside DsBackupPrepareW failed; DsBackupPrepareW returned 8 (ERROR_NOT_ENOUGH_MEMORY); once the path was over, 2 handles and 208 heap bytes were still held")
+        );
+        // The first of the two runs is not measured: a first failure may cache something.
+        assert_eq!(judge_run(&body(), &o, false), None);
+    }
+
+    #[test]
+    fn end_must_return_s_ok_on_a_handle_prepare_gave_out() {
+        let o = run_obs(
+            vec![rc(0), Obs::default(), rc(87), Obs::default()],
+            Some(hit("malloc", 1, 2)),
+            Probe::default(),
+            0,
+        );
+        let why = judge_run(&body(), &o, false).unwrap();
+        assert!(why.contains("DsBackupEnd returned"), "{why}");
+        // The clean-up's Ends too.
+        let o = run_obs(
+            vec![
+                rc(0),
+                Obs {
+                    codes: vec![87],
+                    ..Obs::default()
+                },
+            ],
+            Some(hit("calloc", 1, 1)),
+            Probe::default(),
+            0,
+        );
+        assert!(judge_run(&body()[..1], &o, false)
+            .unwrap()
+            .contains("clean-up End returned"));
+    }
+
+    #[test]
+    fn s_ok_without_a_handle_is_no_recovery() {
+        let mut prepared = rc(0);
+        prepared.handle = Some(0);
+        let o = run_obs(
+            vec![prepared, Obs::default()],
+            Some(hit("malloc", 1, 0)),
+            Probe::default(),
+            0,
+        );
+        assert!(judge_run(&body(), &o, false)
+            .unwrap()
+            .contains("S_OK with no handle"));
+    }
+
+    #[test]
+    fn one_finding_on_many_paths_is_one_line() {
+        let f = |why: &str, path: &'static str| (Outcome::Crash, why.to_string(), path);
+        let lines = group(&[
+            f(
+                "the 1st malloc inside DsBackupPrepareW failed",
+                "Prepare/End",
+            ),
+            f(
+                "the 1st malloc inside DsBackupPrepareW failed",
+                "End after a failed call",
+            ),
+            f("the 1st read inside DsBackupRead failed", "read to EOF"),
+            f(
+                "the 1st malloc inside DsBackupPrepareW failed",
+                "lists freed",
+            ),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "Prepare/End (and 2 other paths): the 1st malloc inside DsBackupPrepareW failed",
+                "read to EOF: the 1st read inside DsBackupRead failed",
+            ]
+        );
+    }
+
+    #[test]
+    fn leftovers_read_as_a_list() {
+        let f = |handles, threads, held| FaultObs {
+            after: Probe {
+                handles,
+                threads,
+                ..Probe::default()
+            },
+            held_after: held,
+            ..FaultObs::default()
+        };
+        assert_eq!(leftover(&f(0, 0, 0)), None);
+        assert_eq!(leftover(&f(0, -1, -8)), None);
+        assert_eq!(leftover(&f(1, 0, 0)).as_deref(), Some("1 handle"));
+        assert_eq!(
+            leftover(&f(2, 1, 16)).as_deref(),
+            Some("2 handles, 1 thread and 16 heap bytes")
+        );
+    }
+}
