@@ -410,8 +410,10 @@ impl<'a> Interp<'a> {
 
     /// Op::Faulted: the body under an armed fault, then a caller's clean-up.
     fn faulted(&mut self, at: u64, body: &[Op]) -> Obs {
-        let before = crate::probe::read();
-        let held_before = crate::imports::held_bytes();
+        // Towards the program's first reading: threads of earlier sessions that exit on their
+        // own, and free what they hold as they go, are gone before anything is compared.
+        let before = settled(self.first_probe, self.patience, &mut self.settle_spent);
+        let held_before = crate::imports::held();
         let mut steps = Vec::with_capacity(body.len() + 1);
         let mut hit = false;
         crate::imports::arm(at);
@@ -438,7 +440,7 @@ impl<'a> Interp<'a> {
                 before,
                 after,
                 held_before,
-                held_after: crate::imports::held_bytes(),
+                held_after: crate::imports::held(),
             }),
             ..Obs::default()
         }

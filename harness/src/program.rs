@@ -175,7 +175,8 @@ pub enum Op {
     /// the calls are counted). The body stops after a Prepare that fails and after the call
     /// the fault hit when that call fails; then every session still open is ended and every
     /// buffer freed, as a caller that gives up would, with the fault still armed. Observes
-    /// each call (`steps`, the clean-up last) and the fault with the resources around it.
+    /// each call (`steps`, the clean-up last) and the fault with the resources around it:
+    /// before, once threads settle towards the program's first Probe; after, towards before.
     Faulted {
         at: u64,
         body: Vec<Op>,
@@ -425,9 +426,9 @@ pub struct FaultObs {
     pub sweep: crate::imports::Sweep,
     pub before: Probe,
     pub after: Probe,
-    /// The library's live heap bytes (routed allocations) before and after.
-    pub held_before: i64,
-    pub held_after: i64,
+    /// The library's live heap blocks and bytes (routed allocations) before and after.
+    pub held_before: crate::imports::Held,
+    pub held_after: crate::imports::Held,
 }
 
 /// `count` calls of body op `op` returned `rc` (`not_run` when it could not be called).

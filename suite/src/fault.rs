@@ -40,6 +40,8 @@ pub fn reference_library(exe: &std::path::Path) -> Option<std::path::PathBuf> {
 
 /// Sites failed per path unless `--fault-sites` says otherwise.
 pub const DEFAULT_SITES: u64 = 200;
+/// The sweep's time budget unless `--fault-budget-ms` says otherwise.
+pub const DEFAULT_BUDGET_MS: u64 = 20_000;
 /// Failures confirmed in a fresh worker at most: the first ones already tell.
 const CONFIRM_MAX: usize = 3;
 /// Findings named in the detail at most.
@@ -48,18 +50,24 @@ const LISTED_MAX: usize = 6;
 /// The warm-up, so that what a first call caches is in place before anything is measured.
 fn warm(body: &[Op]) -> Op {
     Op::Repeat {
-        n: 2,
-        probe_every: 2,
+        n: 1,
+        probe_every: 1,
         settle_last: false,
         body: body.to_vec(),
     }
 }
+
+/// The resting reading first: each faulted run reads its resources once threads the library
+/// lets exit on their own (after the warm-up, say) are gone, towards this one.
+/// The runs of a site program are ops 2 and 3.
+const FAULTED_OPS: [usize; 2] = [2, 3];
 
 /// The program that counts a path's resource calls.
 fn count_program(p: &Path) -> Program {
     Program::new(
         format!("{}, resource calls counted", p.name),
         vec![
+            Op::Probe,
             warm(&p.body),
             Op::Faulted {
                 at: 0,
@@ -78,7 +86,7 @@ fn site_program(p: &Path, k: u64) -> Program {
     };
     Program::new(
         format!("{}, resource call {k} failed", p.name),
-        vec![warm(&p.body), faulted.clone(), faulted],
+        vec![Op::Probe, warm(&p.body), faulted.clone(), faulted],
     )
 }
 
@@ -92,12 +100,46 @@ pub fn site_name(hit: &Hit, body: &[Op]) -> String {
     format!("the {} {} {inside}", ordinal(hit.nth), hit.function)
 }
 
-/// What a path still held once it was over, e.g. "1 handle and 208 heap bytes".
-pub fn leftover(f: &FaultObs) -> Option<String> {
+/// What a run of a path held more at its end than at its start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Growth {
+    pub handles: i64,
+    pub threads: i64,
+    pub blocks: i64,
+    pub bytes: i64,
+}
+
+impl Growth {
+    pub fn of(f: &FaultObs) -> Growth {
+        Growth {
+            handles: f.after.handles - f.before.handles,
+            threads: f.after.threads - f.before.threads,
+            blocks: f.held_after.blocks - f.held_before.blocks,
+            bytes: f.held_after.bytes - f.held_before.bytes,
+        }
+    }
+
+    /// The growth beyond what the same path holds with no fault: a path that leaks anyway is
+    /// end.release's finding; fault.cleanup judges what the failure added.
+    pub fn beyond(self, base: Growth) -> Growth {
+        Growth {
+            handles: self.handles - base.handles.max(0),
+            threads: self.threads - base.threads.max(0),
+            blocks: self.blocks - base.blocks.max(0),
+            bytes: self.bytes - base.bytes.max(0),
+        }
+    }
+}
+
+/// What a path still held once it was over, e.g. "1 handle and 2 heap blocks (208 bytes)".
+pub fn leftover(g: &Growth) -> Option<String> {
     let mut parts = Vec::new();
-    let handles = f.after.handles - f.before.handles;
-    let threads = f.after.threads - f.before.threads;
-    let heap = f.held_after - f.held_before;
+    let Growth {
+        handles,
+        threads,
+        blocks,
+        bytes,
+    } = *g;
     if handles > 0 {
         parts.push(format!(
             "{handles} handle{}",
@@ -110,8 +152,12 @@ pub fn leftover(f: &FaultObs) -> Option<String> {
             if threads == 1 { "" } else { "s" }
         ));
     }
-    if heap > 0 {
-        parts.push(format!("{heap} heap bytes"));
+    if blocks > 0 {
+        let mut s = format!("{blocks} heap block{}", if blocks == 1 { "" } else { "s" });
+        if bytes > 0 {
+            s.push_str(&format!(" ({bytes} bytes)"));
+        }
+        parts.push(s);
     }
     match parts.len() {
         0 => None,
@@ -123,9 +169,9 @@ pub fn leftover(f: &FaultObs) -> Option<String> {
     }
 }
 
-/// The rules for one faulted run of a path: codes from End, and (when `measured`) nothing
-/// left over. `hit` names the failed call; None when the run made fewer calls than k.
-pub fn judge_run(body: &[Op], obs: &Obs, measured: bool) -> Option<String> {
+/// The rules for one faulted run of a path: codes from End, and, when measured against what
+/// the path holds with no fault (`base`), nothing more left over.
+pub fn judge_run(body: &[Op], obs: &Obs, base: Option<Growth>) -> Option<String> {
     let f = obs.fault.as_ref()?;
     let what = match &f.sweep.hit {
         Some(h) => format!("{} failed", site_name(h, body)),
@@ -171,10 +217,7 @@ pub fn judge_run(body: &[Op], obs: &Obs, measured: bool) -> Option<String> {
             }
         }
     }
-    if !measured {
-        return None;
-    }
-    let left = leftover(f)?;
+    let left = leftover(&Growth::of(f).beyond(base?))?;
     let mut s = what;
     if let Some(last) = said.last() {
         s.push_str(&format!("; {last}"));
@@ -191,7 +234,13 @@ pub fn judge_run(body: &[Op], obs: &Obs, measured: bool) -> Option<String> {
 }
 
 /// A site program's result: None when every rule held.
-fn judge_site(p: &Path, k: u64, trace: &[Hit], r: &RunResult) -> Option<(Outcome, String)> {
+fn judge_site(
+    p: &Path,
+    k: u64,
+    trace: &[Hit],
+    base: Growth,
+    r: &RunResult,
+) -> Option<(Outcome, String)> {
     match r {
         RunResult::Died(d) => {
             let site = trace
@@ -203,9 +252,9 @@ fn judge_site(p: &Path, k: u64, trace: &[Hit], r: &RunResult) -> Option<(Outcome
             } else {
                 Outcome::Crash
             };
-            // Ops 1 and 2 are the faulted runs; their steps are the body, then the clean-up.
+            // The faulted runs' steps are the body, then the clean-up.
             let call = match (d.op, d.step) {
-                (Some(1 | 2), Some(i)) => Some(
+                (Some(op), Some(i)) if FAULTED_OPS.contains(&op) => Some(
                     p.body
                         .get(i)
                         .map(|op| op.describe())
@@ -224,8 +273,9 @@ fn judge_site(p: &Path, k: u64, trace: &[Hit], r: &RunResult) -> Option<(Outcome
             Some((outcome, s))
         }
         RunResult::Done(obs) => {
-            let first = obs.get(1).and_then(|o| judge_run(&p.body, o, false));
-            let second = obs.get(2).and_then(|o| judge_run(&p.body, o, true));
+            let [a, b] = FAULTED_OPS;
+            let first = obs.get(a).and_then(|o| judge_run(&p.body, o, None));
+            let second = obs.get(b).and_then(|o| judge_run(&p.body, o, Some(base)));
             first.or(second).map(|why| (Outcome::Fail, why))
         }
     }
@@ -233,12 +283,21 @@ fn judge_site(p: &Path, k: u64, trace: &[Hit], r: &RunResult) -> Option<(Outcome
 
 /// Runs fault.cleanup. `routed` is what the worker routed; `why_none` says why nothing could
 /// be routed when it is empty.
+/// How many sites and how long: `sites` per path at most, and `budget` for the whole sweep,
+/// shared evenly by the paths (a library that talks to a server takes milliseconds a call).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub sites: u64,
+    pub budget: std::time::Duration,
+}
+
 pub fn run(
     sup: &mut Supervisor,
     ctx: &Ctx,
-    cap: u64,
+    limits: Limits,
     why_none: Option<&str>,
 ) -> Result<Eval, HarnessError> {
+    let cap = limits.sites;
     if sup.routed().is_empty() {
         return Ok(Eval::new(
             Outcome::Skip,
@@ -258,9 +317,10 @@ pub fn run(
     let mut findings: Vec<(Outcome, String, &str)> = Vec::new();
     let mut traces: Vec<Vec<Hit>> = Vec::new();
     let mut sites: Vec<u64> = Vec::new();
+    let mut bases: Vec<Growth> = Vec::new();
     for (p, r) in paths.iter().zip(&counts) {
         let f = match r {
-            RunResult::Done(obs) => obs.get(1).and_then(|o| o.fault.clone()),
+            RunResult::Done(obs) => obs.get(FAULTED_OPS[0]).and_then(|o| o.fault.clone()),
             RunResult::Died(d) => {
                 findings.push((
                     if d.death.is_timeout() {
@@ -275,6 +335,7 @@ pub fn run(
             }
         };
         let f = f.unwrap_or_default();
+        bases.push(Growth::of(&f));
         sites.push(f.sweep.sites);
         traces.push(f.sweep.trace);
     }
@@ -292,20 +353,31 @@ pub fn run(
     let mut confirmed = 0;
     let mut tried = 0u64;
     let mut cut_short = 0;
+    let mut timed_out: Vec<String> = Vec::new();
     for (i, p) in paths.iter().enumerate() {
         let n = sites[i].min(cap);
         let programs: Vec<Program> = (1..=n).map(|k| site_program(p, k)).collect();
         // The first death on a path ends its sweep: the sites after it would mostly die
         // the same way, and each hang costs the whole call timeout.
-        let results = sup.run_until(&programs, &mut |_, r| matches!(r, RunResult::Done(_)))?;
+        let start = std::time::Instant::now();
+        let share = limits.budget / paths.len() as u32;
+        let mut out_of_time = false;
+        let results = sup.run_until(&programs, &mut |_, r| {
+            out_of_time = start.elapsed() > share;
+            matches!(r, RunResult::Done(_)) && !out_of_time
+        })?;
         for (j, r) in results.iter().enumerate() {
             let Some(r) = r else {
-                cut_short += 1;
+                if out_of_time {
+                    timed_out.push(format!("{} after {j} of {n}", p.name));
+                } else {
+                    cut_short += 1;
+                }
                 break;
             };
             tried += 1;
             let k = j as u64 + 1;
-            let Some((outcome, detail)) = judge_site(p, k, &traces[i], r) else {
+            let Some((outcome, detail)) = judge_site(p, k, &traces[i], bases[i], r) else {
                 continue;
             };
             // A wrong code or a leak seen in a shared worker must come again in a fresh one,
@@ -316,7 +388,7 @@ pub fn run(
                 }
                 confirmed += 1;
                 let again = sup.run_fresh(&[programs[j].patiently()])?;
-                match judge_site(p, k, &traces[i], &again[0]) {
+                match judge_site(p, k, &traces[i], bases[i], &again[0]) {
                     Some((o, why)) => findings.push((o, why, p.name)),
                     None => not_reproduced += 1,
                 }
@@ -340,11 +412,21 @@ pub fn run(
     let worst = [Outcome::Crash, Outcome::Timeout, Outcome::Fail]
         .into_iter()
         .find(|o| findings.iter().any(|(f, _, _)| f == o));
+    let budget_note = if timed_out.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; stopped by the time budget ({} ms, --fault-budget-ms): {}",
+            limits.budget.as_millis(),
+            timed_out.join(", ")
+        )
+    };
     let Some(worst) = worst else {
         let mut s = format!(
             "a failure of each of {tried} resource calls was handled: no crash or hang, End returned S_OK, nothing left held (calls per path: {})",
             per_path.join("; ")
         );
+        s.push_str(&budget_note);
         if not_reproduced > 0 {
             s.push_str(&format!(
                 "; {not_reproduced} finding(s) in a shared worker did not come again in a fresh one"
@@ -372,6 +454,7 @@ pub fn run(
             String::new()
         }
     ));
+    detail.push_str(&budget_note);
     Ok(Eval::new(worst, detail))
 }
 
@@ -397,7 +480,7 @@ pub fn group(findings: &[(Outcome, String, &str)]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ntdsbcli_harness::imports::Sweep;
+    use ntdsbcli_harness::imports::{Held, Sweep};
     use ntdsbcli_harness::program::{Hv, Probe, Text};
 
     fn body() -> Vec<Op> {
@@ -428,7 +511,7 @@ mod tests {
         }
     }
 
-    fn run_obs(steps: Vec<Obs>, hit: Option<Hit>, after: Probe, held: i64) -> Obs {
+    fn run_obs(steps: Vec<Obs>, hit: Option<Hit>, after: Probe, held: (i64, i64)) -> Obs {
         Obs {
             steps,
             fault: Some(FaultObs {
@@ -439,8 +522,14 @@ mod tests {
                 },
                 before: Probe::default(),
                 after,
-                held_before: 100,
-                held_after: 100 + held,
+                held_before: Held {
+                    bytes: 100,
+                    blocks: 3,
+                },
+                held_after: Held {
+                    bytes: 100 + held.0,
+                    blocks: 3 + held.1,
+                },
             }),
             ..Obs::default()
         }
@@ -472,9 +561,9 @@ mod tests {
             vec![rc(8), Obs::default()],
             Some(hit("malloc", 1, 0)),
             Probe::default(),
-            0,
+            (0, 0),
         );
-        assert_eq!(judge_run(&body(), &o, true), None);
+        assert_eq!(judge_run(&body(), &o, Some(Growth::default())), None);
     }
 
     #[test]
@@ -486,14 +575,14 @@ mod tests {
                 handles: 2,
                 ..Probe::default()
             },
-            208,
+            (208, 2),
         );
         assert_eq!(
-            judge_run(&body(), &o, true).as_deref(),
-            Some("the 2nd malloc inside DsBackupPrepareW failed; DsBackupPrepareW returned 8 (ERROR_NOT_ENOUGH_MEMORY); once the path was over, 2 handles and 208 heap bytes were still held")
+            judge_run(&body(), &o, Some(Growth::default())).as_deref(),
+            Some("the 2nd malloc inside DsBackupPrepareW failed; DsBackupPrepareW returned 8 (ERROR_NOT_ENOUGH_MEMORY); once the path was over, 2 handles and 2 heap blocks (208 bytes) were still held")
         );
         // The first of the two runs is not measured: a first failure may cache something.
-        assert_eq!(judge_run(&body(), &o, false), None);
+        assert_eq!(judge_run(&body(), &o, None), None);
     }
 
     #[test]
@@ -502,9 +591,9 @@ mod tests {
             vec![rc(0), Obs::default(), rc(87), Obs::default()],
             Some(hit("malloc", 1, 2)),
             Probe::default(),
-            0,
+            (0, 0),
         );
-        let why = judge_run(&body(), &o, false).unwrap();
+        let why = judge_run(&body(), &o, None).unwrap();
         assert!(why.contains("DsBackupEnd returned"), "{why}");
         // The clean-up's Ends too.
         let o = run_obs(
@@ -517,9 +606,9 @@ mod tests {
             ],
             Some(hit("calloc", 1, 1)),
             Probe::default(),
-            0,
+            (0, 0),
         );
-        assert!(judge_run(&body()[..1], &o, false)
+        assert!(judge_run(&body()[..1], &o, None)
             .unwrap()
             .contains("clean-up End returned"));
     }
@@ -532,9 +621,9 @@ mod tests {
             vec![prepared, Obs::default()],
             Some(hit("malloc", 1, 0)),
             Probe::default(),
-            0,
+            (0, 0),
         );
-        assert!(judge_run(&body(), &o, false)
+        assert!(judge_run(&body(), &o, None)
             .unwrap()
             .contains("S_OK with no handle"));
     }
@@ -567,22 +656,44 @@ mod tests {
     }
 
     #[test]
-    fn leftovers_read_as_a_list() {
-        let f = |handles, threads, held| FaultObs {
-            after: Probe {
-                handles,
-                threads,
-                ..Probe::default()
-            },
-            held_after: held,
-            ..FaultObs::default()
+    fn a_leak_the_path_has_without_a_fault_is_not_the_fault_s() {
+        let o = run_obs(
+            vec![rc(0), Obs::default(), rc(0), Obs::default()],
+            Some(hit("malloc", 1, 0)),
+            Probe::default(),
+            (1032, 1),
+        );
+        let anyway = Growth {
+            blocks: 1,
+            bytes: 1032,
+            ..Growth::default()
         };
-        assert_eq!(leftover(&f(0, 0, 0)), None);
-        assert_eq!(leftover(&f(0, -1, -8)), None);
-        assert_eq!(leftover(&f(1, 0, 0)).as_deref(), Some("1 handle"));
+        assert_eq!(judge_run(&body(), &o, Some(anyway)), None);
+        assert!(judge_run(&body(), &o, Some(Growth::default()))
+            .unwrap()
+            .contains("1 heap block (1032 bytes) was still held"));
+    }
+
+    #[test]
+    fn leftovers_read_as_a_list() {
+        let f = |handles, threads, blocks, bytes| Growth {
+            handles,
+            threads,
+            blocks,
+            bytes,
+        };
+        assert_eq!(leftover(&f(0, 0, 0, 0)), None);
+        assert_eq!(leftover(&f(0, -1, -1, -8)), None);
+        // Bytes that moved between sources with the count of blocks unchanged are no leak.
+        assert_eq!(leftover(&f(0, 0, 0, 4064)), None);
+        assert_eq!(leftover(&f(1, 0, 0, 0)).as_deref(), Some("1 handle"));
         assert_eq!(
-            leftover(&f(2, 1, 16)).as_deref(),
-            Some("2 handles, 1 thread and 16 heap bytes")
+            leftover(&f(2, 1, 1, 16)).as_deref(),
+            Some("2 handles, 1 thread and 1 heap block (16 bytes)")
+        );
+        assert_eq!(
+            leftover(&f(0, 0, 2, -4000)).as_deref(),
+            Some("2 heap blocks")
         );
     }
 }

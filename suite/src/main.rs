@@ -129,6 +129,10 @@ struct RunArgs {
     /// Resource calls failed one at a time per session path in fault.cleanup (0: off).
     #[arg(long, default_value_t = ntdsbcli_conform::fault::DEFAULT_SITES)]
     fault_sites: u64,
+    /// Time budget of the fault.cleanup sweep in milliseconds, shared by the session paths
+    /// (the report says where a path stopped).
+    #[arg(long, default_value_t = ntdsbcli_conform::fault::DEFAULT_BUDGET_MS)]
+    fault_budget_ms: u64,
     /// Run only these checks (repeatable).
     #[arg(long = "check", value_name = "ID")]
     checks: Vec<String>,
@@ -391,6 +395,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     opts.accept_hresult = args.accept_hresult;
     opts.release_cycles = args.release_cycles;
     opts.fault_sites = args.fault_sites;
+    opts.fault_budget = std::time::Duration::from_millis(args.fault_budget_ms);
     opts.partition = args.partition;
     if let Some(user) = &args.user {
         let password = match &args.password_env {

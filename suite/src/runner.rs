@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub release_cycles: u32,
     /// Resource calls failed per session path in fault.cleanup (0: off).
     pub fault_sites: u64,
+    /// Time budget of the fault.cleanup sweep.
+    pub fault_budget: Duration,
     /// Time budget for generating new sequences in seq.model.
     pub sequence_budget: Option<Duration>,
     /// Time budget for shrinking a failing sequence.
@@ -61,6 +63,7 @@ impl RunOptions {
             accept_hresult: false,
             release_cycles: 200,
             fault_sites: crate::fault::DEFAULT_SITES,
+            fault_budget: Duration::from_millis(crate::fault::DEFAULT_BUDGET_MS),
             sequence_budget: None,
             shrink_budget: Duration::from_secs(10),
             jobs: 1,
@@ -243,8 +246,12 @@ fn fault_phase(sup: &mut Supervisor, ctx: &Ctx, opts: &RunOptions) -> Result<Eva
     if opts.fault_sites == 0 {
         return Ok(Eval::new(Outcome::Skip, "not run: --fault-sites 0"));
     }
+    let limits = crate::fault::Limits {
+        sites: opts.fault_sites,
+        budget: opts.fault_budget,
+    };
     if let LibrarySpec::Path(_) = &opts.library {
-        return Ok(crate::fault::run(sup, ctx, opts.fault_sites, None)?);
+        return Ok(crate::fault::run(sup, ctx, limits, None)?);
     }
     let Some(file) = crate::fault::reference_library(&opts.worker_exe) else {
         return Ok(Eval::new(
@@ -266,7 +273,7 @@ fn fault_phase(sup: &mut Supervisor, ctx: &Ctx, opts: &RunOptions) -> Result<Eva
             ))
         }
     };
-    let mut e = crate::fault::run(&mut lib_sup, ctx, opts.fault_sites, None)?;
+    let mut e = crate::fault::run(&mut lib_sup, ctx, limits, None)?;
     e.detail.push_str(&format!(
         " (run on the bundled reference's library build, {})",
         crate::fault::REFERENCE_FILE.as_str()

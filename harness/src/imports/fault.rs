@@ -48,6 +48,7 @@ static AT: AtomicU64 = AtomicU64::new(0);
 static SEEN: AtomicU64 = AtomicU64::new(0);
 static HIT: Mutex<Option<Hit>> = Mutex::new(None);
 static HELD: AtomicI64 = AtomicI64::new(0);
+static HELD_BLOCKS: AtomicI64 = AtomicI64::new(0);
 static STEP: AtomicU16 = AtomicU16::new(0);
 static TRACE: Mutex<Vec<Hit>> = Mutex::new(Vec::new());
 
@@ -114,15 +115,28 @@ pub(crate) fn armed() -> bool {
     ARMED.load(Ordering::Relaxed)
 }
 
-/// The library's heap blocks grew (or shrank) by `bytes`, as its allocator reports them.
-pub(crate) fn held_add(bytes: i64) {
+/// The library's heap blocks grew (or shrank) by `bytes` and `blocks`, as its allocator
+/// reports them; a mapping counts as a block with no heap bytes.
+pub(crate) fn held_add(bytes: i64, blocks: i64) {
     HELD.fetch_add(bytes, Ordering::Relaxed);
+    HELD_BLOCKS.fetch_add(blocks, Ordering::Relaxed);
 }
 
-/// The library's live heap bytes since routing: exact per library, since only its own calls
-/// reach the wrappers, and free of the allocator's caching.
-pub fn held_bytes() -> i64 {
-    HELD.load(Ordering::Relaxed)
+/// What the library holds of memory since routing: exact per library, since only its own
+/// calls reach the wrappers, and free of the allocator's caching. Leaks are judged by blocks:
+/// a library that moves a value it keeps from one source to another (heap, its own pages)
+/// changes its bytes, never its count of blocks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub bytes: i64,
+    pub blocks: i64,
+}
+
+pub fn held() -> Held {
+    Held {
+        bytes: HELD.load(Ordering::Relaxed),
+        blocks: HELD_BLOCKS.load(Ordering::Relaxed),
+    }
 }
 
 /// "1st", "2nd", "3rd", "11th", ...

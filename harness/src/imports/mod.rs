@@ -9,7 +9,7 @@ mod unix;
 pub use unix::{arm, calls, route, Routed, ROUTABLE};
 #[cfg(windows)]
 mod windows;
-pub use fault::{disarm, held_bytes, Hit, Sweep};
+pub use fault::{disarm, held, Held, Hit, Sweep};
 #[cfg(windows)]
 pub use windows::{arm, calls, route, Routed, ROUTABLE};
 

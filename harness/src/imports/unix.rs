@@ -35,6 +35,20 @@ fn usable(p: *mut c_void) -> i64 {
     }
 }
 
+/// A block the allocator gave the library.
+fn gained(p: *mut c_void) {
+    if !p.is_null() {
+        fault::held_add(usable(p), 1);
+    }
+}
+
+/// A mapping the library made: a block of its own, whose bytes are not heap bytes.
+fn mapped(p: *mut c_void) {
+    if p != libc::MAP_FAILED {
+        fault::held_add(0, 1);
+    }
+}
+
 // Each entry: the C signature, the fault class with the value and errno a fault returns, and
 // statements run before and after the real call (heap accounting), which see the arguments
 // and, after, the result.
@@ -88,32 +102,30 @@ use std::ptr::null_mut as null;
 // open and openat are variadic in C; on x86-64 and AArch64 the mode travels in the register
 // of a third (fourth) fixed argument, which is read whether or not the caller set it.
 wrappers! {
-    malloc(n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {} |r| { fault::held_add(usable(r)); };
-    calloc(n: size_t, size: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {} |r| {
-        fault::held_add(usable(r));
-    };
+    malloc(n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {} |r| { gained(r); };
+    calloc(n: size_t, size: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {} |r| { gained(r); };
     realloc(p: *mut c_void, n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
         let old = usable(p);
     } |r| {
         // NULL for a size of 0 freed the block; NULL otherwise left it as it was.
         if !r.is_null() {
-            fault::held_add(usable(r) - old);
-        } else if n == 0 {
-            fault::held_add(-old);
+            fault::held_add(usable(r) - old, i64::from(p.is_null()));
+        } else if n == 0 && !p.is_null() {
+            fault::held_add(-old, -1);
         }
     };
-    free(p: *mut c_void) -> (), Never((), 0) { fault::held_add(-usable(p)); } |r| {};
-    strdup(s: *const c_char) -> *mut c_char, Alloc(null(), ENOMEM) {} |r| {
-        fault::held_add(usable(r.cast()));
-    };
+    free(p: *mut c_void) -> (), Never((), 0) {
+        if !p.is_null() {
+            fault::held_add(-usable(p), -1);
+        }
+    } |r| {};
+    strdup(s: *const c_char) -> *mut c_char, Alloc(null(), ENOMEM) {} |r| { gained(r.cast()); };
     posix_memalign(out: *mut *mut c_void, align: size_t, n: size_t) -> c_int, Alloc(ENOMEM, 0) {} |r| {
         if r == 0 && !out.is_null() {
-            fault::held_add(usable(unsafe { *out }));
+            gained(unsafe { *out });
         }
     };
-    aligned_alloc(align: size_t, n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {} |r| {
-        fault::held_add(usable(r));
-    };
+    aligned_alloc(align: size_t, n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {} |r| { gained(r); };
     open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
     open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
     openat(dir: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
@@ -126,8 +138,13 @@ wrappers! {
     dup2(fd: c_int, to: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
     eventfd(initial: c_uint, flags: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
     pthread_create(t: *mut libc::pthread_t, attr: *const libc::pthread_attr_t, start: *mut c_void, arg: *mut c_void) -> c_int, Thread(EAGAIN, 0) {} |r| {};
-    mmap(addr: *mut c_void, n: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void, Never(null(), 0) {} |r| {};
-    mmap64(addr: *mut c_void, n: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void, Never(null(), 0) {} |r| {};
+    mmap(addr: *mut c_void, n: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void, Never(null(), 0) {} |r| { mapped(r); };
+    mmap64(addr: *mut c_void, n: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void, Never(null(), 0) {} |r| { mapped(r); };
+    munmap(addr: *mut c_void, n: size_t) -> c_int, Never(0, 0) {} |r| {
+        if r == 0 {
+            fault::held_add(0, -1);
+        }
+    };
     read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t, Io(-1, EIO) {} |r| {};
     write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t, Io(-1, EIO) {} |r| {};
     recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t, Io(-1, EIO) {} |r| {};
