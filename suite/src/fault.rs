@@ -303,8 +303,11 @@ pub fn run(
             Outcome::Skip,
             format!(
                 "not run: none of the library's resource calls could be routed ({})",
-                why_none
-                    .unwrap_or("it imports none of them: linked statically, or raw system calls")
+                why_none.unwrap_or(if cfg!(windows) {
+                    "this build routes no PE imports yet"
+                } else {
+                    "it imports none of them: linked statically, or raw system calls"
+                })
             ),
         ));
     }

@@ -246,6 +246,12 @@ fn fault_phase(sup: &mut Supervisor, ctx: &Ctx, opts: &RunOptions) -> Result<Eva
     if opts.fault_sites == 0 {
         return Ok(Eval::new(Outcome::Skip, "not run: --fault-sites 0"));
     }
+    if ntdsbcli_harness::imports::ROUTABLE.is_empty() {
+        return Ok(Eval::new(
+            Outcome::Skip,
+            "not run: none of the library's resource calls could be routed (this build routes no PE imports yet)",
+        ));
+    }
     let limits = crate::fault::Limits {
         sites: opts.fault_sites,
         budget: opts.fault_budget,

@@ -25,6 +25,7 @@ use rstest::rstest;
 #[case::end_concurrent("end.concurrent")]
 #[case::end_restore_handle("end.restore-handle")]
 #[case::end_release("end.release")]
+#[case::fault_cleanup("fault.cleanup")]
 #[case::seq_model("seq.model")]
 #[case::free_null("free.null")]
 fn check(#[case] id: &str) {
