@@ -44,14 +44,14 @@ fn snapshot_with(name: &str, r: &Report, filters: &[(&str, &str)]) {
     });
 }
 
-/// `d` with each `(last output: "...")` shortened to `(last output: [...])`.
+/// `d` without its ` (last output: "...")` parts: whether a dying worker printed anything
+/// at all depends on the heap it corrupted.
 fn without_last_output(d: &str) -> String {
-    const OPEN: &str = "(last output: \"";
+    const OPEN: &str = " (last output: \"";
     let mut out = String::new();
     let mut rest = d;
     while let Some(i) = rest.find(OPEN) {
         out.push_str(&rest[..i]);
-        out.push_str("(last output: [...])");
         rest = match rest[i + OPEN.len()..].find("\")") {
             Some(j) => &rest[i + OPEN.len() + j + 2..],
             None => "",
@@ -67,7 +67,7 @@ fn last_output_is_cut_from_a_detail() {
         without_last_output(
             r#"a; then it died (last output: "x \"y\" z") [1]; b (last output: "q")"#
         ),
-        "a; then it died (last output: [...]) [1]; b (last output: [...])"
+        "a; then it died [1]; b"
     );
 }
 
@@ -171,6 +171,12 @@ fn mutant_is_caught(#[case] mutant: &str, #[case] check: &str, #[case] expected:
             (
                 r"the worker crashed: SIG[A-Z]+ \([a-z ]+\)",
                 "the worker crashed: [signal]",
+            ),
+            // Which of the failed calls finds the corrupted heap first is the heap's business
+            // too; that fault.cleanup crashes stays in the outcome.
+            (
+                r#""detail": "[^\n]*resource calls failed one at a time[^\n]*"#,
+                r#""detail": "[where the corrupted heap gives way]","#,
             ),
         ]
     } else {
