@@ -15,6 +15,8 @@ use ntdsbcli_harness::report::Outcome;
 use ntdsbcli_harness::worker::{RunResult, Supervisor};
 use ntdsbcli_harness::HarnessError;
 
+mod repro;
+
 pub const ID: &str = "fault.cleanup";
 
 /// The file name of the bundled reference's library build (fixtures/reference-dll).
@@ -298,19 +300,22 @@ pub fn run(
     ctx: &Ctx,
     limits: Limits,
     why_none: Option<&str>,
-) -> Result<Eval, HarnessError> {
+) -> Result<(Eval, Option<String>), HarnessError> {
     let cap = limits.sites;
     if sup.routed().is_empty() {
-        return Ok(Eval::new(
-            Outcome::Skip,
-            format!(
-                "not run: none of the library's resource calls could be routed ({})",
-                why_none.unwrap_or(if cfg!(windows) {
-                    "this build routes no PE imports yet"
-                } else {
-                    "it imports none of them: linked statically, or raw system calls"
-                })
+        return Ok((
+            Eval::new(
+                Outcome::Skip,
+                format!(
+                    "not run: none of the library's resource calls could be routed ({})",
+                    why_none.unwrap_or(if cfg!(windows) {
+                        "this build routes no PE imports yet"
+                    } else {
+                        "it imports none of them: linked statically, or raw system calls"
+                    })
+                ),
             ),
+            None,
         ));
     }
     let paths = paths(ctx);
@@ -320,6 +325,9 @@ pub fn run(
     )?;
     // (outcome, what happened, path)
     let mut findings: Vec<(Outcome, String, &str)> = Vec::new();
+    // (outcome, path, site, what) of each finding at a site: the first of the worst outcome
+    // gets a C repro.
+    let mut sited: Vec<(Outcome, usize, u64, String)> = Vec::new();
     let mut traces: Vec<Vec<Hit>> = Vec::new();
     let mut sites: Vec<u64> = Vec::new();
     let mut bases: Vec<Growth> = Vec::new();
@@ -345,12 +353,14 @@ pub fn run(
         traces.push(f.sweep.trace);
     }
     if sites.iter().all(|&n| n == 0) && findings.is_empty() {
-        return Ok(Eval::new(
+        return Ok((Eval::new(
             Outcome::Skip,
             format!(
                 "not run: the library made none of its routed calls ({}) on any path; nothing to fail",
                 sup.routed().join(", ")
             ),
+        ),
+        None,
         ));
     }
 
@@ -392,6 +402,7 @@ pub fn run(
             // machine) costs a bounded number of fresh workers.
             if outcome == Outcome::Fail {
                 if reproduced >= REPRODUCED_ENOUGH {
+                    sited.push((outcome, i, k, detail.clone()));
                     findings.push((outcome, detail, p.name));
                 } else if attempts < CONFIRM_MAX {
                     attempts += 1;
@@ -399,6 +410,7 @@ pub fn run(
                     match judge_site(p, k, &traces[i], bases[i], &again[0]) {
                         Some((o, why)) => {
                             reproduced += 1;
+                            sited.push((o, i, k, why.clone()));
                             findings.push((o, why, p.name));
                         }
                         None => not_reproduced += 1,
@@ -408,6 +420,7 @@ pub fn run(
                 }
                 continue;
             }
+            sited.push((outcome, i, k, detail.clone()));
             findings.push((outcome, detail, p.name));
         }
     }
@@ -446,7 +459,7 @@ pub fn run(
                 "; {not_reproduced} finding(s) in a shared worker did not come again in a fresh one (or were not confirmed)"
             ));
         }
-        return Ok(Eval::new(Outcome::Pass, s));
+        return Ok((Eval::new(Outcome::Pass, s), None));
     };
     findings.sort_by_key(|(o, _, _)| *o != worst);
     let listed = group(&findings);
@@ -469,7 +482,11 @@ pub fn run(
         }
     ));
     detail.push_str(&budget_note);
-    Ok(Eval::new(worst, detail))
+    let repro = sited
+        .iter()
+        .find(|f| f.0 == worst)
+        .map(|(_, i, k, what)| repro::render(paths[*i].name, &paths[*i].body, *k, what));
+    Ok((Eval::new(worst, detail), repro))
 }
 
 /// One line per distinct finding, naming the first path it was seen on and how many more:

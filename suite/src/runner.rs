@@ -242,14 +242,21 @@ fn calls_in(obs: &[Obs]) -> u64 {
 
 /// fault.cleanup. The bundled reference is linked into this program and shares its imports,
 /// so it is swept in its library build, which every build of the CLI puts beside it.
-fn fault_phase(sup: &mut Supervisor, ctx: &Ctx, opts: &RunOptions) -> Result<Eval, RunError> {
+fn fault_phase(
+    sup: &mut Supervisor,
+    ctx: &Ctx,
+    opts: &RunOptions,
+) -> Result<(Eval, Option<String>), RunError> {
     if opts.fault_sites == 0 {
-        return Ok(Eval::new(Outcome::Skip, "not run: --fault-sites 0"));
+        return Ok((Eval::new(Outcome::Skip, "not run: --fault-sites 0"), None));
     }
     if ntdsbcli_harness::imports::ROUTABLE.is_empty() {
-        return Ok(Eval::new(
-            Outcome::Skip,
-            "not run: none of the library's resource calls could be routed (this build routes no PE imports yet)",
+        return Ok((
+            Eval::new(
+                Outcome::Skip,
+                "not run: none of the library's resource calls could be routed (this build routes no PE imports yet)",
+            ),
+            None,
         ));
     }
     let limits = crate::fault::Limits {
@@ -260,12 +267,15 @@ fn fault_phase(sup: &mut Supervisor, ctx: &Ctx, opts: &RunOptions) -> Result<Eva
         return Ok(crate::fault::run(sup, ctx, limits, None)?);
     }
     let Some(file) = crate::fault::reference_library(&opts.worker_exe) else {
-        return Ok(Eval::new(
-            Outcome::Skip,
-            format!(
-                "not run: the bundled reference is linked into this program and shares its imports, and its library build ({}) is not beside it; build the workspace, or run it with --lib",
-                crate::fault::REFERENCE_FILE.as_str()
+        return Ok((
+            Eval::new(
+                Outcome::Skip,
+                format!(
+                    "not run: the bundled reference is linked into this program and shares its imports, and its library build ({}) is not beside it; build the workspace, or run it with --lib",
+                    crate::fault::REFERENCE_FILE.as_str()
+                ),
             ),
+            None,
         ));
     };
     let mut spec = sup.spec().clone();
@@ -273,18 +283,21 @@ fn fault_phase(sup: &mut Supervisor, ctx: &Ctx, opts: &RunOptions) -> Result<Eva
     let mut lib_sup = match Supervisor::start(spec) {
         Ok(s) => s,
         Err(e) => {
-            return Ok(Eval::new(
-                Outcome::Skip,
-                format!("not run: the bundled reference's library build did not load: {e}"),
+            return Ok((
+                Eval::new(
+                    Outcome::Skip,
+                    format!("not run: the bundled reference's library build did not load: {e}"),
+                ),
+                None,
             ))
         }
     };
-    let mut e = crate::fault::run(&mut lib_sup, ctx, limits, None)?;
+    let (mut e, repro) = crate::fault::run(&mut lib_sup, ctx, limits, None)?;
     e.detail.push_str(&format!(
         " (run on the bundled reference's library build, {})",
         crate::fault::REFERENCE_FILE.as_str()
     ));
-    Ok(e)
+    Ok((e, repro))
 }
 
 /// Runs the checks and returns the finished report. `on_check` sees each check as it is
@@ -490,8 +503,9 @@ pub fn run(
     }
 
     if let Some(def) = selected.iter().find(|d| d.id == crate::fault::ID) {
-        let e = fault_phase(&mut sup, &ctx, opts)?;
-        let rep = report_of(def, e);
+        let (e, repro) = fault_phase(&mut sup, &ctx, opts)?;
+        let mut rep = report_of(def, e);
+        rep.repro = repro;
         report.checks.push(rep.clone());
         on_check(&rep, report.checks.len(), total);
         if let Some(w) = &writer {

@@ -86,6 +86,34 @@ fn cli(lib: &Path) -> (i32, String) {
     )
 }
 
+fn compile_repro(name: &str, src: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let c = dir.join(format!("fault-{name}.repro.c"));
+    let exe = dir.join(format!("fault-{name}.repro"));
+    std::fs::write(&c, src).unwrap();
+    let out = Command::new("cc")
+        .args(["-Wall", "-Werror", "-O1", "-DHANG_SECONDS=3", "-o"])
+        .arg(&exe)
+        .arg(&c)
+        .args(["-ldl", "-lpthread"])
+        .output()
+        .expect("cc runs");
+    assert!(
+        out.status.success(),
+        "{name}: the repro does not compile: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+fn run_repro(exe: &Path, lib: &Path) -> (i32, String) {
+    let out = Command::new(exe).arg(lib).output().expect("the repro runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
 #[test]
 fn each_defect_in_failure_handling_is_caught_by_fault_cleanup_alone() {
     for (defect, seen, named) in [
@@ -125,6 +153,22 @@ fn each_defect_in_failure_handling_is_caught_by_fault_cleanup_alone() {
         assert_eq!(outcome(&r, "fault.cleanup").as_str(), seen, "{defect}: {d}");
         for n in named {
             assert!(d.contains(n), "{defect}: {n:?} not in {d}");
+        }
+        // The repro fails the same call by itself: reproduced on the defect, not on the
+        // correct library or the reference.
+        let repro = r
+            .checks
+            .iter()
+            .find(|c| c.id == "fault.cleanup")
+            .and_then(|c| c.repro.clone())
+            .unwrap_or_else(|| panic!("{defect}: no repro"));
+        let exe = compile_repro(defect, &repro);
+        let (code, out) = run_repro(&exe, &lib);
+        assert_eq!(code, 1, "{defect}: {out}");
+        assert!(out.contains("DEFECT REPRODUCED"), "{defect}: {out}");
+        for good in [common::c_library(None), common::reference_so()] {
+            let (code, out) = run_repro(&exe, &good);
+            assert_eq!(code, 0, "{defect} repro on {}: {out}", good.display());
         }
         // Without a fault the library is correct: no other check blames it.
         let (code, out) = cli(&lib);

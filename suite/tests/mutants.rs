@@ -29,6 +29,14 @@ fn snapshot_with(name: &str, r: &Report, filters: &[(&str, &str)]) {
     // fault.cleanup on a defect it is not aimed at quotes what the dying worker printed last:
     // an allocator's complaint about a heap the defect corrupted, or Rust's backtrace note,
     // which depends on the environment. The failed call and the death stay in the snapshot.
+    // A fault.cleanup repro is compiled and run by tests/fault.rs; here its first line (the
+    // path and the call it fails) stands for it.
+    settings.add_dynamic_redaction(".checks[].repro", |v, _| match v.as_str() {
+        Some(r) if r.starts_with("/* ntdsbcli-conform fault.cleanup repro") => {
+            insta::internals::Content::from(r.lines().next().unwrap_or_default().to_string())
+        }
+        _ => v,
+    });
     settings.add_dynamic_redaction(".checks[].detail", |v, _| match v.as_str() {
         Some(d) if d.contains("resource calls failed one at a time") => {
             insta::internals::Content::from(without_last_output(d))
@@ -177,6 +185,10 @@ fn mutant_is_caught(#[case] mutant: &str, #[case] check: &str, #[case] expected:
             (
                 r#""detail": "[^\n]*resource calls failed one at a time[^\n]*"#,
                 r#""detail": "[where the corrupted heap gives way]","#,
+            ),
+            (
+                r#""repro": "/\* ntdsbcli-conform fault.cleanup repro[^\n]*"#,
+                r#""repro": "[where the corrupted heap gives way]""#,
             ),
         ]
     } else {
