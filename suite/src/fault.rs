@@ -12,7 +12,7 @@ use ntdsbcli_harness::imports::fault::ordinal;
 use ntdsbcli_harness::imports::Hit;
 use ntdsbcli_harness::program::{FaultObs, Obs, Op, Program};
 use ntdsbcli_harness::report::Outcome;
-use ntdsbcli_harness::worker::{RunResult, Supervisor};
+use ntdsbcli_harness::worker::{DeathReport, RunResult, Supervisor};
 use ntdsbcli_harness::HarnessError;
 
 mod repro;
@@ -285,8 +285,6 @@ fn judge_site(
     }
 }
 
-/// Runs fault.cleanup. `routed` is what the worker routed; `why_none` says why nothing could
-/// be routed when it is empty.
 /// How many sites and how long: `sites` per path at most, and `budget` for the whole sweep,
 /// shared evenly by the paths (a library that talks to a server takes milliseconds a call).
 #[derive(Clone, Copy, Debug)]
@@ -295,173 +293,247 @@ pub struct Limits {
     pub budget: std::time::Duration,
 }
 
+/// One thing the sweep found, on a path, at a site when it was not the count run.
+pub struct Finding<'a> {
+    pub outcome: Outcome,
+    pub what: String,
+    pub path: &'a str,
+    site: Option<(usize, u64)>,
+}
+
+/// What a path's count run saw: its sites, the calls in order, and what it held with no fault.
+#[derive(Default)]
+struct Counted {
+    sites: u64,
+    trace: Vec<Hit>,
+    base: Growth,
+}
+
+/// The sweep's findings and its bookkeeping.
+#[derive(Default)]
+struct Found<'a> {
+    findings: Vec<Finding<'a>>,
+    tried: u64,
+    cut_short: usize,
+    timed_out: Vec<String>,
+    not_reproduced: usize,
+    attempts: usize,
+    reproduced: usize,
+}
+
+fn death_outcome(d: &DeathReport) -> Outcome {
+    if d.death.is_timeout() {
+        Outcome::Timeout
+    } else {
+        Outcome::Crash
+    }
+}
+
+/// Runs fault.cleanup in the workers of `sup`, which route the library's imports;
+/// `why_none` says why nothing could be routed when nothing was. Returns the judgement and,
+/// for a failure, the C repro of its first site.
 pub fn run(
     sup: &mut Supervisor,
     ctx: &Ctx,
     limits: Limits,
     why_none: Option<&str>,
 ) -> Result<(Eval, Option<String>), HarnessError> {
-    let cap = limits.sites;
     if sup.routed().is_empty() {
-        return Ok((
-            Eval::new(
-                Outcome::Skip,
-                format!(
-                    "not run: none of the library's resource calls could be routed ({})",
-                    why_none.unwrap_or(if cfg!(windows) {
-                        "this build routes no PE imports yet"
-                    } else {
-                        "it imports none of them: linked statically, or raw system calls"
-                    })
-                ),
-            ),
-            None,
-        ));
+        let why = why_none.unwrap_or(if cfg!(windows) {
+            "this build routes no PE imports yet"
+        } else {
+            "it imports none of them: linked statically, or raw system calls"
+        });
+        let e = Eval::new(
+            Outcome::Skip,
+            format!("not run: none of the library's resource calls could be routed ({why})"),
+        );
+        return Ok((e, None));
     }
     let paths = paths(ctx);
-    let counts = sup.run(
-        &paths.iter().map(count_program).collect::<Vec<_>>(),
-        &mut |_, _| {},
-    )?;
-    // (outcome, what happened, path)
-    let mut findings: Vec<(Outcome, String, &str)> = Vec::new();
-    // (outcome, path, site, what) of each finding at a site: the first of the worst outcome
-    // gets a C repro.
-    let mut sited: Vec<(Outcome, usize, u64, String)> = Vec::new();
-    let mut traces: Vec<Vec<Hit>> = Vec::new();
-    let mut sites: Vec<u64> = Vec::new();
-    let mut bases: Vec<Growth> = Vec::new();
-    for (p, r) in paths.iter().zip(&counts) {
-        let f = match r {
-            RunResult::Done(obs) => obs.get(FAULTED_OPS[0]).and_then(|o| o.fault.clone()),
-            RunResult::Died(d) => {
-                findings.push((
-                    if d.death.is_timeout() {
-                        Outcome::Timeout
-                    } else {
-                        Outcome::Crash
-                    },
-                    format!("with no fault at all, {}", d.death.describe()),
-                    p.name,
-                ));
-                None
-            }
-        };
-        let f = f.unwrap_or_default();
-        bases.push(Growth::of(&f));
-        sites.push(f.sweep.sites);
-        traces.push(f.sweep.trace);
-    }
-    if sites.iter().all(|&n| n == 0) && findings.is_empty() {
-        return Ok((Eval::new(
+    let mut found = Found::default();
+    let counted = count(sup, &paths, &mut found)?;
+    if counted.iter().all(|c| c.sites == 0) && found.findings.is_empty() {
+        let e = Eval::new(
             Outcome::Skip,
             format!(
                 "not run: the library made none of its routed calls ({}) on any path; nothing to fail",
                 sup.routed().join(", ")
             ),
-        ),
-        None,
-        ));
+        );
+        return Ok((e, None));
     }
-
-    let mut not_reproduced = 0;
-    let (mut attempts, mut reproduced) = (0, 0);
-    let mut tried = 0u64;
-    let mut cut_short = 0;
-    let mut timed_out: Vec<String> = Vec::new();
+    let share = limits.budget / paths.len() as u32;
     for (i, p) in paths.iter().enumerate() {
-        let n = sites[i].min(cap);
-        let programs: Vec<Program> = (1..=n).map(|k| site_program(p, k)).collect();
-        // The first death on a path ends its sweep: the sites after it would mostly die
-        // the same way, and each hang costs the whole call timeout.
-        let start = std::time::Instant::now();
-        let share = limits.budget / paths.len() as u32;
-        let mut out_of_time = false;
-        let results = sup.run_until(&programs, &mut |_, r| {
-            out_of_time = start.elapsed() > share;
-            matches!(r, RunResult::Done(_)) && !out_of_time
-        })?;
-        for (j, r) in results.iter().enumerate() {
-            let Some(r) = r else {
-                if out_of_time {
-                    timed_out.push(format!("{} after {j} of {n}", p.name));
-                } else {
-                    cut_short += 1;
-                }
-                break;
-            };
-            tried += 1;
-            let k = j as u64 + 1;
-            let Some((outcome, detail)) = judge_site(p, k, &traces[i], bases[i], r) else {
-                continue;
-            };
-            // A wrong code or a leak seen in a shared worker must come again in a fresh one,
-            // with readings that wait for threads on their way out.
-            // Once a few have come again the check fails anyway: the rest are listed as seen.
-            // A library none of whose findings come again (threads that exit late on a loaded
-            // machine) costs a bounded number of fresh workers.
-            if outcome == Outcome::Fail {
-                if reproduced >= REPRODUCED_ENOUGH {
-                    sited.push((outcome, i, k, detail.clone()));
-                    findings.push((outcome, detail, p.name));
-                } else if attempts < CONFIRM_MAX {
-                    attempts += 1;
-                    let again = sup.run_fresh(&[programs[j].patiently()])?;
-                    match judge_site(p, k, &traces[i], bases[i], &again[0]) {
-                        Some((o, why)) => {
-                            reproduced += 1;
-                            sited.push((o, i, k, why.clone()));
-                            findings.push((o, why, p.name));
-                        }
-                        None => not_reproduced += 1,
-                    }
-                } else {
-                    not_reproduced += 1;
-                }
-                continue;
-            }
-            sited.push((outcome, i, k, detail.clone()));
-            findings.push((outcome, detail, p.name));
-        }
+        sweep_path(sup, (i, p), &counted[i], limits.sites, share, &mut found)?;
     }
+    Ok(verdict(&paths, &counted, limits, found))
+}
 
-    let per_path: Vec<String> = paths
+/// Counts each path's routed calls with no fault.
+fn count<'a>(
+    sup: &mut Supervisor,
+    paths: &'a [Path],
+    found: &mut Found<'a>,
+) -> Result<Vec<Counted>, HarnessError> {
+    let runs = sup.run(
+        &paths.iter().map(count_program).collect::<Vec<_>>(),
+        &mut |_, _| {},
+    )?;
+    Ok(paths
         .iter()
-        .zip(&sites)
-        .map(|(p, &n)| {
-            if n > cap {
-                format!("{} {cap} of {n}", p.name)
-            } else {
-                format!("{} {n}", p.name)
+        .zip(&runs)
+        .map(|(p, r)| {
+            let f = match r {
+                RunResult::Done(obs) => obs.get(FAULTED_OPS[0]).and_then(|o| o.fault.clone()),
+                RunResult::Died(d) => {
+                    found.findings.push(Finding {
+                        outcome: death_outcome(d),
+                        what: format!("with no fault at all, {}", d.death.describe()),
+                        path: p.name,
+                        site: None,
+                    });
+                    None
+                }
+            }
+            .unwrap_or_default();
+            Counted {
+                sites: f.sweep.sites,
+                base: Growth::of(&f),
+                trace: f.sweep.trace,
             }
         })
+        .collect())
+}
+
+/// Fails each site of one path in turn, within its share of the budget. The first death on a
+/// path ends its sweep: the sites after it would mostly die the same way, and each hang costs
+/// the whole call timeout.
+fn sweep_path<'a>(
+    sup: &mut Supervisor,
+    (i, p): (usize, &'a Path),
+    c: &Counted,
+    cap: u64,
+    share: std::time::Duration,
+    found: &mut Found<'a>,
+) -> Result<(), HarnessError> {
+    let n = c.sites.min(cap);
+    let programs: Vec<Program> = (1..=n).map(|k| site_program(p, k)).collect();
+    let start = std::time::Instant::now();
+    let mut out_of_time = false;
+    let results = sup.run_until(&programs, &mut |_, r| {
+        out_of_time = start.elapsed() > share;
+        matches!(r, RunResult::Done(_)) && !out_of_time
+    })?;
+    for (j, r) in results.iter().enumerate() {
+        let Some(r) = r else {
+            if out_of_time {
+                found.timed_out.push(format!("{} after {j} of {n}", p.name));
+            } else {
+                found.cut_short += 1;
+            }
+            break;
+        };
+        found.tried += 1;
+        let k = j as u64 + 1;
+        let Some((outcome, what)) = judge_site(p, k, &c.trace, c.base, r) else {
+            continue;
+        };
+        let seen = if outcome == Outcome::Fail {
+            confirm(sup, (p, k), &programs[j], c, what, found)?.map(|w| (Outcome::Fail, w))
+        } else {
+            Some((outcome, what))
+        };
+        if let Some((outcome, what)) = seen {
+            found.findings.push(Finding {
+                outcome,
+                what,
+                path: p.name,
+                site: Some((i, k)),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A wrong code or a leak seen in a shared worker must come again in a fresh one, with
+/// readings that wait for threads on their way out. Once a few have come again the check
+/// fails anyway, and the rest are listed as seen; a library none of whose findings come
+/// again (threads that exit late on a loaded machine) costs a bounded number of workers.
+fn confirm(
+    sup: &mut Supervisor,
+    (p, k): (&Path, u64),
+    program: &Program,
+    c: &Counted,
+    seen: String,
+    found: &mut Found<'_>,
+) -> Result<Option<String>, HarnessError> {
+    if found.reproduced >= REPRODUCED_ENOUGH {
+        return Ok(Some(seen));
+    }
+    if found.attempts >= CONFIRM_MAX {
+        found.not_reproduced += 1;
+        return Ok(None);
+    }
+    found.attempts += 1;
+    let again = sup.run_fresh(&[program.patiently()])?;
+    Ok(match judge_site(p, k, &c.trace, c.base, &again[0]) {
+        Some((_, why)) => {
+            found.reproduced += 1;
+            Some(why)
+        }
+        None => {
+            found.not_reproduced += 1;
+            None
+        }
+    })
+}
+
+/// The outcome, the detail and the repro from everything the sweep found.
+fn verdict(
+    paths: &[Path],
+    counted: &[Counted],
+    limits: Limits,
+    found: Found<'_>,
+) -> (Eval, Option<String>) {
+    let cap = limits.sites;
+    let per_path: Vec<String> = paths
+        .iter()
+        .zip(counted)
+        .map(|(p, c)| match c.sites {
+            n if n > cap => format!("{} {cap} of {n}", p.name),
+            n => format!("{} {n}", p.name),
+        })
         .collect();
-    let worst = [Outcome::Crash, Outcome::Timeout, Outcome::Fail]
-        .into_iter()
-        .find(|o| findings.iter().any(|(f, _, _)| f == o));
-    let budget_note = if timed_out.is_empty() {
+    let budget_note = if found.timed_out.is_empty() {
         String::new()
     } else {
         format!(
             "; stopped by the time budget ({} ms, --fault-budget-ms): {}",
             limits.budget.as_millis(),
-            timed_out.join(", ")
+            found.timed_out.join(", ")
         )
     };
+    let tried = found.tried;
+    let worst = [Outcome::Crash, Outcome::Timeout, Outcome::Fail]
+        .into_iter()
+        .find(|o| found.findings.iter().any(|f| f.outcome == *o));
     let Some(worst) = worst else {
         let mut s = format!(
             "a failure of each of {tried} resource calls was handled: no crash or hang, End returned S_OK, nothing left held (calls per path: {})",
             per_path.join("; ")
         );
         s.push_str(&budget_note);
-        if not_reproduced > 0 {
+        if found.not_reproduced > 0 {
             s.push_str(&format!(
-                "; {not_reproduced} finding(s) in a shared worker did not come again in a fresh one (or were not confirmed)"
+                "; {} finding(s) in a shared worker did not come again in a fresh one (or were not confirmed)",
+                found.not_reproduced
             ));
         }
-        return Ok((Eval::new(Outcome::Pass, s), None));
+        return (Eval::new(Outcome::Pass, s), None);
     };
-    findings.sort_by_key(|(o, _, _)| *o != worst);
+    let mut findings = found.findings;
+    findings.sort_by_key(|f| f.outcome != worst);
     let listed = group(&findings);
     let mut detail = listed
         .iter()
@@ -472,31 +544,30 @@ pub fn run(
     if listed.len() > LISTED_MAX {
         detail.push_str(&format!(" (and {} more)", listed.len() - LISTED_MAX));
     }
+    let cut = match found.cut_short {
+        0 => String::new(),
+        n => format!("; the rest of {n} path(s) not tried after its worker died"),
+    };
     detail.push_str(&format!(
-        " [{tried} resource calls failed one at a time; calls per path: {}{}]",
-        per_path.join("; "),
-        if cut_short > 0 {
-            format!("; the rest of {cut_short} path(s) not tried after its worker died")
-        } else {
-            String::new()
-        }
+        " [{tried} resource calls failed one at a time; calls per path: {}{cut}]{budget_note}",
+        per_path.join("; ")
     ));
-    detail.push_str(&budget_note);
-    let repro = sited
+    let repro = findings
         .iter()
-        .find(|f| f.0 == worst)
-        .map(|(_, i, k, what)| repro::render(paths[*i].name, &paths[*i].body, *k, what));
-    Ok((Eval::new(worst, detail), repro))
+        .filter(|f| f.outcome == worst)
+        .find_map(|f| Some((f.site?, &f.what)))
+        .map(|((i, k), what)| repro::render(paths[i].name, &paths[i].body, k, what));
+    (Eval::new(worst, detail), repro)
 }
 
 /// One line per distinct finding, naming the first path it was seen on and how many more:
 /// one bug in Prepare shows on every path.
-pub fn group(findings: &[(Outcome, String, &str)]) -> Vec<String> {
+pub fn group(findings: &[Finding<'_>]) -> Vec<String> {
     let mut out: Vec<(&str, &str, usize)> = Vec::new();
-    for (_, why, path) in findings {
-        match out.iter_mut().find(|(w, _, _)| w == why) {
+    for f in findings {
+        match out.iter_mut().find(|(w, _, _)| *w == f.what) {
             Some(seen) => seen.2 += 1,
-            None => out.push((why, path, 0)),
+            None => out.push((&f.what, f.path, 0)),
         }
     }
     out.into_iter()
@@ -661,7 +732,12 @@ mod tests {
 
     #[test]
     fn one_finding_on_many_paths_is_one_line() {
-        let f = |why: &str, path: &'static str| (Outcome::Crash, why.to_string(), path);
+        let f = |why: &str, path: &'static str| Finding {
+            outcome: Outcome::Crash,
+            what: why.to_string(),
+            path,
+            site: None,
+        };
         let lines = group(&[
             f(
                 "the 1st malloc inside DsBackupPrepareW failed",
