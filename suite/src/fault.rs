@@ -94,6 +94,50 @@ fn site_program(p: &Path, k: u64) -> Program {
     )
 }
 
+/// Repetitions of a confirmation: the first ones fill what a library keeps bounded (the last
+/// few errors, say), then most of the measured ones must grow for a leak.
+const CONFIRM_WARM: usize = 16;
+const CONFIRM_RUNS: usize = 32;
+const CONFIRM_GROWING: usize = 24;
+
+/// The program that confirms site `k` of a path: the failure again and again.
+fn confirm_program(p: &Path, k: u64) -> Program {
+    let faulted = Op::Faulted {
+        at: k,
+        body: p.body.clone(),
+    };
+    let mut ops = vec![Op::Probe, warm(&p.body)];
+    ops.extend(std::iter::repeat_n(faulted, CONFIRM_WARM + CONFIRM_RUNS));
+    Program::new(
+        format!("{}, resource call {k} failed again and again", p.name),
+        ops,
+    )
+    .patiently()
+}
+
+/// A confirmation's verdict: a wrong code in any run, or growth in most measured runs (the
+/// last of them named). A bounded cache filled during the first runs is no leak.
+pub fn judge_confirmation(body: &[Op], obs: &[Obs], base: Growth) -> Option<String> {
+    let runs: Vec<&Obs> = obs.iter().filter(|o| o.fault.is_some()).collect();
+    if let Some(why) = runs.iter().find_map(|o| judge_codes(body, o)) {
+        return Some(why);
+    }
+    let measured = &runs[runs.len().saturating_sub(CONFIRM_RUNS)..];
+    let growing: Vec<String> = measured
+        .iter()
+        .filter_map(|o| judge_run(body, o, Some(base)))
+        .collect();
+    if growing.len() < CONFIRM_GROWING {
+        return None;
+    }
+    let last = growing.last()?;
+    Some(format!(
+        "{last}, in {} of {} repetitions",
+        growing.len(),
+        measured.len()
+    ))
+}
+
 /// "the 3rd malloc inside DsBackupPrepareW", or "... in the clean-up" for the step after
 /// the body.
 pub fn site_name(hit: &Hit, body: &[Op]) -> String {
@@ -171,6 +215,12 @@ pub fn leftover(g: &Growth) -> Option<String> {
             Some(format!("{} and {last}", parts.join(", ")))
         }
     }
+}
+
+/// The code rules for one faulted run: a Prepare's S_OK comes with a handle, and End returns
+/// S_OK on every handle Prepare gave out.
+fn judge_codes(body: &[Op], obs: &Obs) -> Option<String> {
+    judge_run(body, obs, None)
 }
 
 /// The rules for one faulted run of a path: codes from End, and, when measured against what
@@ -440,7 +490,7 @@ fn sweep_path<'a>(
             continue;
         };
         let seen = if outcome == Outcome::Fail {
-            confirm(sup, (p, k), &programs[j], c, what, found)?.map(|w| (Outcome::Fail, w))
+            confirm(sup, (p, k), c, what, found)?.map(|w| (Outcome::Fail, w))
         } else {
             Some((outcome, what))
         };
@@ -457,13 +507,12 @@ fn sweep_path<'a>(
 }
 
 /// A wrong code or a leak seen in a shared worker must come again in a fresh one, with
-/// readings that wait for threads on their way out. Once a few have come again the check
+/// readings that wait for threads on their way out, and a leak in most of many repetitions. Once a few have come again the check
 /// fails anyway, and the rest are listed as seen; a library none of whose findings come
 /// again (threads that exit late on a loaded machine) costs a bounded number of workers.
 fn confirm(
     sup: &mut Supervisor,
     (p, k): (&Path, u64),
-    program: &Program,
     c: &Counted,
     seen: String,
     found: &mut Found<'_>,
@@ -476,17 +525,16 @@ fn confirm(
         return Ok(None);
     }
     found.attempts += 1;
-    let again = sup.run_fresh(&[program.patiently()])?;
-    Ok(match judge_site(p, k, &c.trace, c.base, &again[0]) {
-        Some((_, why)) => {
-            found.reproduced += 1;
-            Some(why)
-        }
-        None => {
-            found.not_reproduced += 1;
-            None
-        }
-    })
+    let again = sup.run_fresh(&[confirm_program(p, k)])?;
+    let why = match &again[0] {
+        died @ RunResult::Died(_) => judge_site(p, k, &c.trace, c.base, died).map(|(_, w)| w),
+        RunResult::Done(obs) => judge_confirmation(&p.body, obs, c.base),
+    };
+    match &why {
+        Some(_) => found.reproduced += 1,
+        None => found.not_reproduced += 1,
+    }
+    Ok(why)
 }
 
 /// The outcome, the detail and the repro from everything the sweep found.
@@ -779,6 +827,28 @@ mod tests {
         assert!(judge_run(&body(), &o, Some(Growth::default()))
             .unwrap()
             .contains("1 heap block (1032 bytes) was still held"));
+    }
+
+    #[test]
+    fn a_bounded_cache_filled_by_the_first_failures_is_no_leak() {
+        let grown = |blocks| {
+            run_obs(
+                vec![rc(8), Obs::default()],
+                Some(hit("malloc", 1, 0)),
+                Probe::default(),
+                (24 * blocks, blocks),
+            )
+        };
+        let body = body();
+        // An error log of the last 8 failures: one more block per failure until it is full.
+        let mut log: Vec<Obs> = (0..CONFIRM_WARM + CONFIRM_RUNS)
+            .map(|i| grown(i64::from(i < 8)))
+            .collect();
+        assert_eq!(judge_confirmation(&body, &log, Growth::default()), None);
+        // A leak grows on every failure.
+        log.iter_mut().for_each(|o| *o = grown(1));
+        let why = judge_confirmation(&body, &log, Growth::default()).unwrap();
+        assert!(why.ends_with("in 32 of 32 repetitions"), "{why}");
     }
 
     #[test]

@@ -263,8 +263,11 @@ fn fault_phase(
         sites: opts.fault_sites,
         budget: opts.fault_budget,
     };
+    // Workers of their own: what a library does after a failure (a lazy set-up it gave up on,
+    // say) must not reach the sequences that run after it.
     if let LibrarySpec::Path(_) = &opts.library {
-        return Ok(crate::fault::run(sup, ctx, limits, None)?);
+        let mut own = Supervisor::start(sup.spec().clone())?;
+        return Ok(crate::fault::run(&mut own, ctx, limits, None)?);
     }
     let Some(file) = crate::fault::reference_library(&opts.worker_exe) else {
         return Ok((

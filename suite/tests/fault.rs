@@ -72,6 +72,17 @@ fn correct_c_and_cpp_libraries_handle_every_site() {
     }
 }
 
+#[test]
+fn a_bounded_error_history_is_no_leak() {
+    // DESIGN_ERRLOG keeps a message for each of the last 8 failures: each failure adds a
+    // heap block until the history is full. The sweep sees that growth in its quick runs
+    // (the property, proven by the note), and the repeated confirmation clears it.
+    let r = fault_only(LibrarySpec::Path(common::c_design("ERRLOG")));
+    let d = detail(&r, "fault.cleanup");
+    assert_eq!(outcome(&r, "fault.cleanup"), Outcome::Pass, "{d}");
+    assert!(d.contains("did not come again in a fresh one"), "{d}");
+}
+
 /// Runs the whole default set on `lib` through the CLI: exit code and stdout.
 fn cli(lib: &Path) -> (i32, String) {
     let out = Command::new(common::worker_exe())
