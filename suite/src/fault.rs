@@ -130,12 +130,8 @@ pub fn judge_confirmation(body: &[Op], obs: &[Obs], base: Growth) -> Option<Stri
     if growing.len() < CONFIRM_GROWING {
         return None;
     }
-    let last = growing.last()?;
-    Some(format!(
-        "{last}, in {} of {} repetitions",
-        growing.len(),
-        measured.len()
-    ))
+    // Said as the quick run says it, so that one defect on many paths reads as one line.
+    growing.last().cloned()
 }
 
 /// "the 3rd malloc inside DsBackupPrepareW", or "... in the clean-up" for the step after
@@ -848,7 +844,15 @@ mod tests {
         // A leak grows on every failure.
         log.iter_mut().for_each(|o| *o = grown(1));
         let why = judge_confirmation(&body, &log, Growth::default()).unwrap();
-        assert!(why.ends_with("in 32 of 32 repetitions"), "{why}");
+        assert!(
+            why.ends_with("1 heap block (24 bytes) was still held"),
+            "{why}"
+        );
+        // Growth in fewer than 24 of the 32 measured runs is no leak.
+        for o in log.iter_mut().skip(CONFIRM_WARM + 9) {
+            *o = grown(0);
+        }
+        assert_eq!(judge_confirmation(&body, &log, Growth::default()), None);
     }
 
     #[test]
