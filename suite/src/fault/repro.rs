@@ -27,6 +27,7 @@ const HEADER: &str = r#"#define _GNU_SOURCE
 typedef int32_t HR;
 typedef void *HBC;
 typedef uint16_t WCH;
+#define MAYBE_UNUSED __attribute__((unused))
 
 /* How long the faulted runs may take before they count as hung. */
 #ifndef HANG_SECONDS
@@ -207,29 +208,10 @@ static int live[32], rlive[32];
 static void *b[32];
 static uint32_t bsz[32];
 static int bwide[32];
-static char entry_out[1024];
-/* Entry `index` of a double-NUL-terminated name list, without its BFT character. */
-__attribute__((unused)) static char *entry(int buf, int index) {
-    const unsigned char *p = b[buf];
-    size_t unit = bwide[buf] ? 2 : 1, n = bsz[buf] / unit, start = 0;
-    int k = 0;
-    for (size_t i = 0; p && i < n; i++) {
-        unsigned c = unit == 2 ? (unsigned)(p[2 * i] | p[2 * i + 1] << 8) : p[i];
-        if (c == 0) {
-            if (i == start) break;
-            if (k++ == index) {
-                size_t o = 0;
-                for (size_t j = start + 1; j < i && o < sizeof entry_out - 1; j++)
-                    entry_out[o++] = (char)(unit == 2 ? p[2 * j] : p[j]);
-                entry_out[o] = 0;
-                return entry_out;
-            }
-            start = i + 1;
-        }
-    }
-    return "";
-}
-static int bad;
+"#;
+
+/// The rest of the header, after the shared name-list helper.
+const HEADER_REST: &str = r#"static int bad;
 static void end_code(const char *call, HR rc) {
     if (rc != 0) {
         printf("%s returned 0x%08X, expected 0 (S_OK) for a handle Prepare gave out\n", call, (unsigned)rc);
@@ -418,6 +400,8 @@ pub fn render(path: &str, body: &[Op], k: u64, finding: &str) -> String {
         finding.replace("*/", "* /")
     ));
     s.push_str(HEADER);
+    s.push_str(crate::model::repro::ENTRY_C);
+    s.push_str(HEADER_REST);
     s.push_str(
         "\nstatic void path(void) {\n    HR rc = 0;\n    int prepared = 0;\n    (void)prepared;\n",
     );

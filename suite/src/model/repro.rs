@@ -75,7 +75,11 @@ MAYBE_UNUSED static WCH *w(const char *s) {
     return out;
 }
 
-/* Entry `index` of a double-NUL-terminated name list, without its BFT character. */
+"#;
+
+/// Entry `index` of a name list in a buffer slot, in C: for this repro and fault.cleanup's.
+/// It needs `b`, `bsz`, `bwide` and `MAYBE_UNUSED` defined before it.
+pub(crate) const ENTRY_C: &str = r#"/* Entry `index` of a double-NUL-terminated name list, without its BFT character. */
 MAYBE_UNUSED static char *entry(int buf, int index) {
     static char out[1024];
     const unsigned char *p = b[buf];
@@ -98,7 +102,9 @@ MAYBE_UNUSED static char *entry(int buf, int index) {
     fprintf(stderr, "name list b%d has no entry %d\n", buf, index);
     exit(2);
 }
+"#;
 
+const HEADER_REST: &str = r#"
 MAYBE_UNUSED static void report(int step, const char *call, HR rc, int ok, const char *want) {
     if (!quiet || !ok)
         printf("step %d: %s -> 0x%08X (%d)%s%s\n", step, call, (unsigned)rc, (int)rc, ok ? "" : ", expected ", ok ? "" : want);
@@ -333,6 +339,8 @@ pub fn render(
     };
     let _ = writeln!(c, "/*\n * {header_note}{repeat_note}\n * Build: cc -o repro repro.c -ldl -lpthread\n *   (Windows: x86_64-w64-mingw32-gcc -o repro.exe repro.c, or cl repro.c)\n * Run:   ./repro path/to/library\n * Exits 1 (or dies) when the defect reproduces; 0 when every call answers as documented.\n * Define ACCEPT_HRESULT to accept 0x80070057 where 87 is documented.\n */");
     c.push_str(HEADER);
+    c.push_str(ENTRY_C);
+    c.push_str(HEADER_REST);
     // Failures found at or after clean-up need the clean-up; a leak also needs the counting.
     let count = matches!(failure, Failure::Leak { .. });
     let repeat = mode.repeat.is_some();
