@@ -9,10 +9,10 @@ use crate::checks::release::{paths, Path};
 use crate::checks::{Ctx, Eval};
 use ntdsbcli_harness::codes::describe;
 use ntdsbcli_harness::imports::fault::ordinal;
-use ntdsbcli_harness::imports::Hit;
+use ntdsbcli_harness::imports::{Hit, ROUTABLE};
 use ntdsbcli_harness::program::{FaultObs, Obs, Op, Program};
 use ntdsbcli_harness::report::Outcome;
-use ntdsbcli_harness::worker::{DeathReport, RunResult, Supervisor};
+use ntdsbcli_harness::worker::{RunResult, Supervisor};
 use ntdsbcli_harness::HarnessError;
 
 mod repro;
@@ -297,11 +297,7 @@ fn judge_site(
                 .get(k as usize - 1)
                 .map(|h| site_name(h, &p.body))
                 .unwrap_or_else(|| format!("resource call {k}"));
-            let outcome = if d.death.is_timeout() {
-                Outcome::Timeout
-            } else {
-                Outcome::Crash
-            };
+            let outcome = d.death.outcome();
             // The faulted runs' steps are the body, then the clean-up.
             let call = match (d.op, d.step) {
                 (Some(op), Some(i)) if FAULTED_OPS.contains(&op) => Some(
@@ -329,6 +325,17 @@ fn judge_site(
             first.or(second).map(|why| (Outcome::Fail, why))
         }
     }
+}
+
+/// Why nothing is routed on a platform whose wrappers are still to come.
+pub const NOTHING_ROUTABLE: &str = "this build routes no PE imports yet";
+
+/// The skip of a library none of whose resource calls could be routed, with the reason.
+pub fn skip_unrouted(why: &str) -> Eval {
+    Eval::new(
+        Outcome::Skip,
+        format!("not run: none of the library's resource calls could be routed ({why})"),
+    )
 }
 
 /// How many sites and how long: `sites` per path at most, and `budget` for the whole sweep,
@@ -367,14 +374,6 @@ struct Found<'a> {
     reproduced: usize,
 }
 
-fn death_outcome(d: &DeathReport) -> Outcome {
-    if d.death.is_timeout() {
-        Outcome::Timeout
-    } else {
-        Outcome::Crash
-    }
-}
-
 /// Runs fault.cleanup in the workers of `sup`, which route the library's imports;
 /// `why_none` says why nothing could be routed when nothing was. Returns the judgement and,
 /// for a failure, the C repro of its first site.
@@ -385,15 +384,12 @@ pub fn run(
     why_none: Option<&str>,
 ) -> Result<(Eval, Option<String>), HarnessError> {
     if sup.routed().is_empty() {
-        let why = why_none.unwrap_or(if cfg!(windows) {
-            "this build routes no PE imports yet"
+        let why = why_none.unwrap_or(if ROUTABLE.is_empty() {
+            NOTHING_ROUTABLE
         } else {
             "it imports none of them: linked statically, or raw system calls"
         });
-        let e = Eval::new(
-            Outcome::Skip,
-            format!("not run: none of the library's resource calls could be routed ({why})"),
-        );
+        let e = skip_unrouted(why);
         return Ok((e, None));
     }
     let paths = paths(ctx);
@@ -434,7 +430,7 @@ fn count<'a>(
                 RunResult::Done(obs) => obs.get(FAULTED_OPS[0]).and_then(|o| o.fault.clone()),
                 RunResult::Died(d) => {
                     found.findings.push(Finding {
-                        outcome: death_outcome(d),
+                        outcome: d.death.outcome(),
                         what: format!("with no fault at all, {}", d.death.describe()),
                         path: p.name,
                         site: None,

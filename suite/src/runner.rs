@@ -206,11 +206,7 @@ fn judge(check: &Check, ctx: &Ctx, programs: &[Program], results: &[RunResult]) 
         })
         .collect();
     if let Some((p, d)) = deaths.first() {
-        let outcome = if d.death.is_timeout() {
-            Outcome::Timeout
-        } else {
-            Outcome::Crash
-        };
+        let outcome = d.death.outcome();
         let mut detail = death_detail(p, d);
         if deaths.len() > 1 {
             detail.push_str(&format!(" (and {} more of its programs)", deaths.len() - 1));
@@ -250,14 +246,10 @@ fn fault_phase(
     if opts.fault_sites == 0 {
         return Ok((Eval::new(Outcome::Skip, "not run: --fault-sites 0"), None));
     }
+    // Before any worker starts for it: there is nothing to route with.
     if ntdsbcli_harness::imports::ROUTABLE.is_empty() {
-        return Ok((
-            Eval::new(
-                Outcome::Skip,
-                "not run: none of the library's resource calls could be routed (this build routes no PE imports yet)",
-            ),
-            None,
-        ));
+        let e = crate::fault::skip_unrouted(crate::fault::NOTHING_ROUTABLE);
+        return Ok((e, None));
     }
     let limits = crate::fault::Limits {
         sites: opts.fault_sites,

@@ -19,6 +19,15 @@ impl Death {
         matches!(self, Death::Hang { .. })
     }
 
+    /// The outcome a check gets when its worker dies so: a hang is a timeout, the rest crash.
+    pub fn outcome(&self) -> crate::report::Outcome {
+        if self.is_timeout() {
+            crate::report::Outcome::Timeout
+        } else {
+            crate::report::Outcome::Crash
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Death::Crash { name, .. } => format!("the worker crashed: {name}"),

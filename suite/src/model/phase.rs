@@ -433,8 +433,7 @@ fn shrink(
     }
     let failure = j.failure.clone().expect("a failing judgement");
     let outcome = match &failure {
-        Failure::Died { death, .. } if death.death.is_timeout() => Outcome::Timeout,
-        Failure::Died { .. } => Outcome::Crash,
+        Failure::Died { death, .. } => death.death.outcome(),
         _ => Outcome::Fail,
     };
     let calls_listed: Vec<String> = prog.ops[1..prog.ops.len() - 2]
