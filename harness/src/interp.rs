@@ -2,8 +2,9 @@
 //! exactly the arguments the program names and records what came back.
 
 use crate::abi::{Api, Hbc};
+use crate::pageheap::Loan;
 use crate::program::{
-    FaultObs, Garbage, Hv, ListKind, Obs, Op, Probe, Program, Tally, Text, SLOTS,
+    FaultObs, Garbage, HandleArg, ListKind, Observation, Op, Probe, Program, Tally, Text, SLOTS,
 };
 use crate::sys;
 use std::ffi::{c_void, CString};
@@ -20,6 +21,14 @@ struct Buf {
     wide: bool,
 }
 
+/// A session still open when a Prepare reused its slot: ended by value at cleanup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Orphan {
+    /// A DsRestorePrepare handle (else a backup session).
+    restore: bool,
+    value: u64,
+}
+
 /// One program's state: handle slots, buffer slots, and the worker-owned sentinels.
 pub struct Interp<'a> {
     api: &'a Api,
@@ -31,8 +40,8 @@ pub struct Interp<'a> {
     restore_open: [bool; SLOTS],
     bufs: [Buf; SLOTS],
     sentinels: Vec<sys::Sentinel>,
-    /// Sessions still open when a Prepare reused their slot: (restore, value).
-    orphans: Vec<(bool, u64)>,
+    /// Sessions still open when a Prepare reused their slot.
+    orphans: Vec<Orphan>,
     /// The program's first resource reading, which later ones settle towards.
     first_probe: Option<Probe>,
     /// How long readings wait for threads to exit, and how much of that this program spent.
@@ -62,30 +71,31 @@ fn need<T>(f: Option<T>, op: &Op) -> Result<T, String> {
     f.ok_or_else(|| format!("{} is not exported", op.export().unwrap_or("?")))
 }
 
-fn not_run(why: impl Into<String>) -> Obs {
-    Obs {
+fn not_run(why: impl Into<String>) -> Observation {
+    Observation {
         not_run: Some(why.into()),
-        ..Obs::default()
+        ..Observation::default()
     }
 }
 
-/// A string argument in the A or W form; the storage lives as long as the value.
+/// A string argument in the A or W form; the storage lives as long as the value, lent to the
+/// library (freeing it is a defect the page heap names).
 enum CStrArg {
     Null,
-    A(CString),
-    W(Vec<u16>),
+    A { s: CString, _loan: Loan },
+    W { s: Vec<u16>, _loan: Loan },
 }
 
 impl CStrArg {
     fn a(&self) -> *const std::ffi::c_char {
         match self {
-            CStrArg::A(s) => s.as_ptr(),
+            CStrArg::A { s, .. } => s.as_ptr(),
             _ => std::ptr::null(),
         }
     }
     fn w(&self) -> *const u16 {
         match self {
-            CStrArg::W(s) => s.as_ptr(),
+            CStrArg::W { s, .. } => s.as_ptr(),
             _ => std::ptr::null(),
         }
     }
@@ -176,9 +186,9 @@ fn settled(baseline: Option<Probe>, patience: Patience, spent: &mut std::time::D
     p
 }
 
-fn slot_of(h: &Hv) -> Option<u8> {
+fn slot_of(h: &HandleArg) -> Option<u8> {
     match h {
-        Hv::Slot(s) => Some(*s),
+        HandleArg::Slot(s) => Some(*s),
         _ => None,
     }
 }
@@ -222,7 +232,7 @@ impl<'a> Interp<'a> {
     }
 
     /// Runs every op of program number `id`, marking each on the pulse before it runs.
-    pub fn run(&mut self, id: u32, program: &Program) -> Vec<Obs> {
+    pub fn run(&mut self, id: u32, program: &Program) -> Vec<Observation> {
         if program.patient {
             self.patience = PATIENT;
         }
@@ -266,9 +276,13 @@ impl<'a> Interp<'a> {
             }
         };
         Ok(if wide {
-            CStrArg::W(s.encode_utf16().chain(Some(0)).collect())
+            let w: Vec<u16> = s.encode_utf16().chain(Some(0)).collect();
+            let loan = Loan::new(w.as_ptr().cast(), w.len() * 2);
+            CStrArg::W { s: w, _loan: loan }
         } else {
-            CStrArg::A(CString::new(s).map_err(|_| "a name with a NUL inside".to_string())?)
+            let a = CString::new(s).map_err(|_| "a name with a NUL inside".to_string())?;
+            let loan = Loan::new(a.as_ptr().cast(), a.as_bytes_with_nul().len());
+            CStrArg::A { s: a, _loan: loan }
         })
     }
 
@@ -278,7 +292,7 @@ impl<'a> Interp<'a> {
         (0..SLOTS)
             .filter(|&s| self.open[s] || self.restore_open[s])
             .map(|s| self.handles[s])
-            .chain(self.orphans.iter().map(|o| o.1))
+            .chain(self.orphans.iter().map(|o| o.value))
             .filter(|&v| v != 0)
             .collect()
     }
@@ -362,11 +376,15 @@ impl<'a> Interp<'a> {
     }
 
     /// The value passed for a handle argument, and a note when a garbage value was replaced.
-    fn handle(&self, h: &Hv, owned: &mut Option<Owned>) -> Result<(usize, Option<String>), String> {
+    fn handle(
+        &self,
+        h: &HandleArg,
+        owned: &mut Option<Owned>,
+    ) -> Result<(usize, Option<String>), String> {
         match h {
-            Hv::Null => Ok((0, None)),
-            Hv::Slot(s) => Ok((self.handles[*s as usize] as usize, None)),
-            Hv::Garbage(g) => self.garbage(*g, owned),
+            HandleArg::Null => Ok((0, None)),
+            HandleArg::Slot(s) => Ok((self.handles[*s as usize] as usize, None)),
+            HandleArg::Garbage(g) => self.garbage(*g, owned),
         }
     }
 
@@ -376,10 +394,16 @@ impl<'a> Interp<'a> {
     fn vacate(&mut self, slot: usize) {
         if !self.repeating {
             if self.open[slot] {
-                self.orphans.push((false, self.handles[slot]));
+                self.orphans.push(Orphan {
+                    restore: false,
+                    value: self.handles[slot],
+                });
             }
             if self.restore_open[slot] {
-                self.orphans.push((true, self.handles[slot]));
+                self.orphans.push(Orphan {
+                    restore: true,
+                    value: self.handles[slot],
+                });
             }
         }
         self.open[slot] = false;
@@ -401,7 +425,11 @@ impl<'a> Interp<'a> {
         match slot {
             Some(s) => open[s] = false,
             None => {
-                if let Some(i) = self.orphans.iter().position(|o| *o == (restore, v)) {
+                if let Some(i) = self
+                    .orphans
+                    .iter()
+                    .position(|o| *o == Orphan { restore, value: v })
+                {
                     self.orphans.remove(i);
                 }
             }
@@ -409,7 +437,7 @@ impl<'a> Interp<'a> {
     }
 
     /// Op::Faulted: the body under an armed fault, then a caller's clean-up.
-    fn faulted(&mut self, at: u64, body: &[Op]) -> Obs {
+    fn faulted(&mut self, at: u64, body: &[Op]) -> Observation {
         // Towards the program's first reading: threads of earlier sessions that exit on their
         // own, and free what they hold as they go, are gone before anything is compared.
         let before = settled(self.first_probe, self.patience, &mut self.settle_spent);
@@ -423,7 +451,7 @@ impl<'a> Interp<'a> {
             let failed = o.rc.is_some_and(|rc| rc != 0);
             let hit_here = !hit && crate::imports::fault::hit().is_some();
             hit |= hit_here;
-            let stop = failed && (hit_here || matches!(op, Op::Prepare { .. }));
+            let stop = failed && (hit_here || matches!(op, Op::Prepare(_)));
             steps.push(o);
             if stop {
                 break;
@@ -433,7 +461,7 @@ impl<'a> Interp<'a> {
         steps.push(self.op(&Op::Cleanup));
         let sweep = crate::imports::disarm();
         let after = settled(Some(before), self.patience, &mut self.settle_spent);
-        Obs {
+        Observation {
             steps,
             fault: Some(FaultObs {
                 sweep,
@@ -442,22 +470,22 @@ impl<'a> Interp<'a> {
                 held_before,
                 held_after: crate::imports::held(),
             }),
-            ..Obs::default()
+            ..Observation::default()
         }
     }
 
-    fn op(&mut self, op: &Op) -> Obs {
+    fn op(&mut self, op: &Op) -> Observation {
         match self.op_inner(op) {
             Ok(o) => o,
             Err(why) => not_run(why),
         }
     }
 
-    fn op_inner(&mut self, op: &Op) -> Result<Obs, String> {
+    fn op_inner(&mut self, op: &Op) -> Result<Observation, String> {
         let api = self.api;
         let mut owned = None;
-        let mut obs = Obs::default();
-        let mut hv = |interp: &Self, h: &Hv, obs: &mut Obs| -> Result<Hbc, String> {
+        let mut obs = Observation::default();
+        let mut hv = |interp: &Self, h: &HandleArg, obs: &mut Observation| -> Result<Hbc, String> {
             let (v, note) = interp.handle(h, &mut owned)?;
             obs.arg = Some(v as u64);
             obs.substituted = note;
@@ -466,55 +494,44 @@ impl<'a> Interp<'a> {
         // SAFETY: every call passes the arguments the ABI names, built from live storage here.
         unsafe {
             match op {
-                Op::Prepare {
-                    wide,
-                    server,
-                    grbit,
-                    btype,
-                    token,
-                    size,
-                    phbc,
-                    init,
-                    slot,
-                    buf,
-                } => {
-                    let s = self.text(server, *wide)?;
+                Op::Prepare(p) => {
+                    let s = self.text(&p.server, p.wide)?;
                     let mut tok: *mut c_void = std::ptr::null_mut();
                     let mut cb: u32 = 0;
-                    let mut h: Hbc = *init as Hbc;
-                    let ptok = if *token {
+                    let mut h: Hbc = p.init as Hbc;
+                    let ptok = if p.token {
                         &mut tok as *mut _
                     } else {
                         std::ptr::null_mut()
                     };
-                    let pcb = if *size {
+                    let pcb = if p.size {
                         &mut cb as *mut _
                     } else {
                         std::ptr::null_mut()
                     };
-                    let ph = if *phbc {
+                    let ph = if p.phbc {
                         &mut h as *mut _
                     } else {
                         std::ptr::null_mut()
                     };
-                    let rc = if *wide {
-                        need(api.backup_prepare_w, op)?(s.w(), *grbit, *btype, ptok, pcb, ph)
+                    let rc = if p.wide {
+                        need(api.backup_prepare_w, op)?(s.w(), p.grbit, p.btype, ptok, pcb, ph)
                     } else {
-                        need(api.backup_prepare_a, op)?(s.a(), *grbit, *btype, ptok, pcb, ph)
+                        need(api.backup_prepare_a, op)?(s.a(), p.grbit, p.btype, ptok, pcb, ph)
                     };
                     obs.rc = Some(rc);
-                    if *phbc {
-                        self.vacate(*slot as usize);
-                        self.handles[*slot as usize] = h as u64;
-                        self.open[*slot as usize] = rc == 0 && !h.is_null();
+                    if p.phbc {
+                        self.vacate(p.slot as usize);
+                        self.handles[p.slot as usize] = h as u64;
+                        self.open[p.slot as usize] = rc == 0 && !h.is_null();
                         obs.handle = Some(h as u64);
                     }
-                    if *size {
+                    if p.size {
                         obs.size = Some(cb as u64);
                     }
-                    if *token {
+                    if p.token {
                         obs.ptr = Some(!tok.is_null());
-                        self.bufs[*buf as usize] = Buf {
+                        self.bufs[p.buf as usize] = Buf {
                             ptr: tok as usize,
                             size: cb.min(256),
                             wide: false,
@@ -656,6 +673,7 @@ impl<'a> Interp<'a> {
                         return Err(format!("read size {cb} is larger than the harness allows"));
                     }
                     let mut buffer = vec![0u8; *cb as usize];
+                    let _loan = Loan::new(buffer.as_ptr(), buffer.len());
                     let mut n: u32 = 0;
                     let pn = if *pcb {
                         &mut n as *mut _
@@ -669,6 +687,7 @@ impl<'a> Interp<'a> {
                     let f = need(api.backup_read, op)?;
                     let h = hv(self, h, &mut obs)?;
                     let mut buffer = vec![0u8; (*cb).min(READ_BUFFER_MAX) as usize];
+                    let _loan = Loan::new(buffer.as_ptr(), buffer.len());
                     let (mut total, mut calls, mut rc) = (0u64, 0u64, 0);
                     while calls < READ_TO_END_MAX_CALLS {
                         let mut n: u32 = 0;
@@ -822,7 +841,7 @@ impl<'a> Interp<'a> {
                             }
                         }
                     }
-                    for (restore, v) in std::mem::take(&mut self.orphans) {
+                    for Orphan { restore, value: v } in std::mem::take(&mut self.orphans) {
                         let f = if restore {
                             api.restore_end
                         } else {

@@ -9,6 +9,7 @@ pub mod fileinfo;
 pub mod heapcheck;
 pub mod imports;
 pub mod interp;
+pub mod pageheap;
 pub mod preflight;
 pub mod probe;
 pub mod program;

@@ -5,14 +5,37 @@ use crate::HarnessError;
 use std::io::Read;
 use std::path::Path;
 
+/// This machine's architecture: its name and its ELF `e_machine` and PE `Machine` codes.
+struct Host {
+    name: &'static str,
+    elf: u16,
+    pe: u16,
+}
+
 #[cfg(target_arch = "x86_64")]
-const HOST: (&str, u16, u16) = ("x86-64", 62, 0x8664);
+const HOST: Host = Host {
+    name: "x86-64",
+    elf: 62,
+    pe: 0x8664,
+};
 #[cfg(target_arch = "aarch64")]
-const HOST: (&str, u16, u16) = ("aarch64", 183, 0xAA64);
+const HOST: Host = Host {
+    name: "aarch64",
+    elf: 183,
+    pe: 0xAA64,
+};
 #[cfg(target_arch = "x86")]
-const HOST: (&str, u16, u16) = ("x86", 3, 0x14C);
+const HOST: Host = Host {
+    name: "x86",
+    elf: 3,
+    pe: 0x14C,
+};
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "x86")))]
-const HOST: (&str, u16, u16) = ("this", 0, 0);
+const HOST: Host = Host {
+    name: "this",
+    elf: 0,
+    pe: 0,
+};
 
 fn elf_machine(m: u16) -> String {
     match m {
@@ -78,11 +101,11 @@ pub fn check(path: &Path) -> Result<(), HarnessError> {
                 host: "Windows PE",
             });
         }
-        if machine != HOST.1 {
+        if machine != HOST.elf {
             return Err(HarnessError::WrongArchitecture {
                 path: p,
                 found: format!("ELF for {}", elf_machine(machine)),
-                host: HOST.0,
+                host: HOST.name,
             });
         }
         if kind != 3 {
@@ -118,11 +141,11 @@ pub fn check(path: &Path) -> Result<(), HarnessError> {
                 host: "ELF (use the Windows build of the verifier)",
             });
         }
-        if machine != HOST.2 {
+        if machine != HOST.pe {
             return Err(HarnessError::WrongArchitecture {
                 path: p,
                 found: format!("PE for {}", pe_machine(machine)),
-                host: HOST.0,
+                host: HOST.name,
             });
         }
         // IMAGE_FILE_DLL in the file header's Characteristics.

@@ -10,7 +10,7 @@ pub const SLOTS: usize = 32;
 
 /// A handle argument.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Hv {
+pub enum HandleArg {
     Null,
     /// The value a Prepare wrote to a slot (live, or stale once ended).
     Slot(u8),
@@ -72,27 +72,60 @@ pub enum ListKind {
     BackupLogs,
 }
 
+/// The arguments of a DsBackupPrepare[A|W]. A `bool` out-argument says whether the call gets
+/// a pointer to storage (else NULL).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prepare {
+    pub wide: bool,
+    pub server: Text,
+    pub grbit: u32,
+    pub btype: u32,
+    /// `&token` (else NULL); the token goes to buffer slot `buf`.
+    pub token: bool,
+    /// `&size` (else NULL).
+    pub size: bool,
+    /// `&hbc` (else NULL); the handle goes to slot `slot`.
+    pub phbc: bool,
+    /// Stored in `*phbc` before the call.
+    pub init: u64,
+    pub slot: u8,
+    pub buf: u8,
+}
+
+impl Prepare {
+    pub fn export(&self) -> &'static str {
+        if self.wide {
+            "DsBackupPrepareW"
+        } else {
+            "DsBackupPrepareA"
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{}({}, {}, {}, {}, {}, {}) -> h{}",
+            self.export(),
+            self.server.describe(),
+            self.grbit,
+            btype_name(self.btype),
+            if self.token { "&token" } else { "NULL" },
+            if self.size { "&size" } else { "NULL" },
+            if self.phbc { "&hbc" } else { "NULL" },
+            self.slot
+        )
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
-    /// DsBackupPrepare[A|W]. `init` is stored in `*phbc` first; the token goes to `buf`.
-    Prepare {
-        wide: bool,
-        server: Text,
-        grbit: u32,
-        btype: u32,
-        token: bool,
-        size: bool,
-        phbc: bool,
-        init: u64,
-        slot: u8,
-        buf: u8,
-    },
+    /// DsBackupPrepare[A|W].
+    Prepare(Prepare),
     End {
-        h: Hv,
+        h: HandleArg,
     },
     /// `threads` threads call DsBackupEnd on the same value at once.
     EndConcurrent {
-        h: Hv,
+        h: HandleArg,
         threads: u8,
     },
     /// DsBackupFree of a buffer slot, or of NULL.
@@ -106,33 +139,33 @@ pub enum Op {
     Names {
         kind: ListKind,
         wide: bool,
-        h: Hv,
+        h: HandleArg,
         out: bool,
         size: bool,
         buf: u8,
     },
     OpenFile {
         wide: bool,
-        h: Hv,
+        h: HandleArg,
         name: Text,
         hint: u32,
         size: bool,
     },
     Read {
-        h: Hv,
+        h: HandleArg,
         cb: u32,
         pcb: bool,
     },
     /// Reads until the call fails; observes the count of bytes, of calls, and the last code.
     ReadToEnd {
-        h: Hv,
+        h: HandleArg,
         cb: u32,
     },
     Close {
-        h: Hv,
+        h: HandleArg,
     },
     Truncate {
-        h: Hv,
+        h: HandleArg,
     },
     RestorePrepare {
         wide: bool,
@@ -141,7 +174,7 @@ pub enum Op {
         slot: u8,
     },
     RestoreEnd {
-        h: Hv,
+        h: HandleArg,
     },
     SetAuth {
         wide: bool,
@@ -187,8 +220,7 @@ impl Op {
     /// The export an op calls, when it calls one.
     pub fn export(&self) -> Option<&'static str> {
         Some(match self {
-            Op::Prepare { wide: false, .. } => "DsBackupPrepareA",
-            Op::Prepare { wide: true, .. } => "DsBackupPrepareW",
+            Op::Prepare(p) => p.export(),
             Op::End { .. } | Op::EndConcurrent { .. } => "DsBackupEnd",
             Op::Free { .. } => "DsBackupFree",
             Op::Names {
@@ -235,23 +267,7 @@ impl Op {
     pub fn describe(&self) -> String {
         let name = self.export().unwrap_or("");
         match self {
-            Op::Prepare {
-                server,
-                grbit,
-                btype,
-                token,
-                size,
-                phbc,
-                slot,
-                ..
-            } => format!(
-                "{name}({}, {grbit}, {}, {}, {}, {}) -> h{slot}",
-                server.describe(),
-                btype_name(*btype),
-                if *token { "&token" } else { "NULL" },
-                if *size { "&size" } else { "NULL" },
-                if *phbc { "&hbc" } else { "NULL" },
-            ),
+            Op::Prepare(p) => p.describe(),
             Op::End { h } => format!("{name}({})", h.describe()),
             Op::EndConcurrent { h, threads } => {
                 format!("{name}({}) on {threads} threads at once", h.describe())
@@ -341,12 +357,12 @@ fn btype_name(b: u32) -> String {
     }
 }
 
-impl Hv {
+impl HandleArg {
     pub fn describe(&self) -> String {
         match self {
-            Hv::Null => "NULL".into(),
-            Hv::Slot(s) => format!("h{s}"),
-            Hv::Garbage(g) => g.label(),
+            HandleArg::Null => "NULL".into(),
+            HandleArg::Slot(s) => format!("h{s}"),
+            HandleArg::Garbage(g) => g.label(),
         }
     }
 }
@@ -372,7 +388,7 @@ pub struct Probe {
 
 /// What one op observed. Fields an op does not produce stay empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Obs {
+pub struct Observation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rc: Option<i32>,
     /// The export is missing or the argument could not be made: nothing was called.
@@ -414,7 +430,7 @@ pub struct Obs {
     pub tally: Vec<Tally>,
     /// The calls of a Faulted body, in order, and its clean-up last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub steps: Vec<Obs>,
+    pub steps: Vec<Observation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<FaultObs>,
 }
@@ -448,16 +464,34 @@ pub struct Program {
     /// failure is confirmed, so that a loaded machine never makes a slow exit a leak.
     #[serde(default)]
     pub patient: bool,
-    /// A name per op for the side that judges it; never sent to a worker.
+    /// A name per op for the side that judges it, and the names of ops left out because an
+    /// export they need is absent (`push_opt` with None): asking for one of those is "not
+    /// run"; asking for a name never given is a bug in the suite. Never sent to a worker (one
+    /// field, so that a worker's programs keep their size and a library that corrupts the
+    /// heap meets the same layout).
     #[serde(skip)]
-    pub tags: Vec<String>,
+    pub tags: Vec<Tag>,
+}
+
+/// The name of one op of a program, or of one left out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tag {
+    pub name: String,
+    /// The op is in the program (else it was left out).
+    pub present: bool,
 }
 
 impl Program {
     pub fn new(label: impl Into<String>, ops: Vec<Op>) -> Program {
         Program {
             label: label.into(),
-            tags: vec![String::new(); ops.len()],
+            tags: vec![
+                Tag {
+                    name: String::new(),
+                    present: true,
+                };
+                ops.len()
+            ],
             ops,
             patient: false,
         }
@@ -473,20 +507,42 @@ impl Program {
 
     /// Adds an op under a tag, by which its observation is found again.
     pub fn push(&mut self, tag: impl Into<String>, op: Op) -> &mut Program {
-        self.tags.push(tag.into());
+        self.tags.push(Tag {
+            name: tag.into(),
+            present: true,
+        });
         self.ops.push(op);
         self
     }
 
     /// Adds an op when the export it needs exists.
     pub fn push_opt(&mut self, tag: impl Into<String>, op: Option<Op>) -> &mut Program {
-        if let Some(op) = op {
-            self.push(tag, op);
+        match op {
+            Some(op) => {
+                self.push(tag, op);
+            }
+            None => self.tags.push(Tag {
+                name: tag.into(),
+                present: false,
+            }),
         }
         self
     }
 
     pub fn index_of(&self, tag: &str) -> Option<usize> {
-        self.tags.iter().position(|t| t == tag)
+        self.present_tags().position(|t| t == tag)
+    }
+
+    /// `tag` was given to an op of this program, run or left out.
+    pub fn names(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t.name == tag)
+    }
+
+    /// The names of the ops in the program, in op order.
+    pub fn present_tags(&self) -> impl Iterator<Item = &str> {
+        self.tags
+            .iter()
+            .filter(|t| t.present)
+            .map(|t| t.name.as_str())
     }
 }

@@ -114,3 +114,71 @@ pub fn compare(r: &Report, base: &BTreeMap<String, Entry>) -> Vec<String> {
     }
     diffs
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merge::tests::report;
+
+    #[test]
+    fn parses_outcomes_reasons_comments_and_blank_lines() {
+        let b = parse("# header\n\nend.garbage  crash  # known: fix due in 2.4\nend.null pass\n")
+            .expect("parses");
+        assert_eq!(b.len(), 2);
+        assert_eq!(b["end.garbage"].outcome, Outcome::Crash);
+        assert_eq!(b["end.garbage"].reason, "known: fix due in 2.4");
+        assert_eq!(b["end.null"].reason, "");
+    }
+
+    #[test]
+    fn names_the_line_of_a_bad_entry() {
+        let err = |t: &str| parse(t).err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            err("end.null pass\nend.ok maybe\n"),
+            "line 2: unknown outcome \"maybe\""
+        );
+        assert_eq!(
+            err("end.null pass\nend.null fail\n"),
+            "line 2: end.null is listed twice"
+        );
+        assert!(err("end.null\n").starts_with("line 1: expected"));
+    }
+
+    #[test]
+    fn a_rendered_baseline_parses_back_to_the_reports_outcomes() {
+        let r = report(
+            None,
+            &[
+                ("end.null", Outcome::Pass, "ok"),
+                ("end.garbage", Outcome::Crash, "boom # not a comment end"),
+            ],
+        );
+        let b = parse(&render(&r)).expect("parses");
+        assert_eq!(b["end.null"].outcome, Outcome::Pass);
+        assert_eq!(b["end.garbage"].outcome, Outcome::Crash);
+        assert!(compare(&r, &b).is_empty());
+    }
+
+    #[test]
+    fn every_difference_is_named() {
+        let r = report(
+            None,
+            &[
+                ("end.null", Outcome::Fail, "87 wanted"),
+                ("end.ok", Outcome::Pass, "ok"),
+                ("end.double", Outcome::Pass, "ok"),
+            ],
+        );
+        let b = parse("end.null pass\nend.ok fail\nend.garbage pass\n").expect("parses");
+        let d = compare(&r, &b);
+        assert_eq!(
+            d,
+            [
+                "end.null: newly failing (baseline pass, now fail): 87 wanted",
+                "end.ok: newly passing: take it out of the baseline (baseline fail, now pass): ok",
+                "end.double: not in the baseline (now pass)",
+                "end.garbage: in the baseline but not in this run",
+            ]
+        );
+    }
+}

@@ -3,8 +3,22 @@
 
 use ntdsbcli_harness::report::Strength;
 
+/// How a check runs: the runner dispatches on this, never on an id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runs {
+    /// Decided from the export table before anything is called.
+    Exports,
+    /// Call programs judged by the check's `eval` (`checks::registry`).
+    Programs,
+    /// The fault.cleanup sweep, after the programs (`fault`).
+    Faults,
+    /// Generated call sequences, last (`model::phase`); in every shard, the sequences split.
+    Sequences,
+}
+
 pub struct CheckDef {
     pub id: &'static str,
+    pub runs: Runs,
     pub requirement: &'static str,
     pub strength: Strength,
     pub statement: &'static str,
@@ -69,6 +83,7 @@ const RESTORE_PREPARE: &[&str] = &["DsRestorePrepareA", "DsRestorePrepareW"];
 pub const CHECKS: &[CheckDef] = &[
     CheckDef {
         id: "exports.required",
+        runs: Runs::Exports,
         requirement: "REQ-01",
         strength: Documented,
         statement: "the required exports are present",
@@ -76,6 +91,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "prepare.ok",
+        runs: Runs::Programs,
         requirement: "REQ-20",
         strength: Documented,
         statement: "a valid DsBackupPrepare (full backup, grbit 0, the configured server) returns S_OK, a non-NULL handle and a token with a non-zero size",
@@ -83,6 +99,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "prepare.bad-args",
+        runs: Runs::Programs,
         requirement: "REQ-21..23",
         strength: Documented,
         statement: "NULL server or NULL phbc -> ERROR_INVALID_PARAMETER; BACKUP_TYPE_INCREMENTAL -> ERROR_INVALID_PARAMETER; NULL token pointers -> hrInvalidParam (0xC7FF0001); never a crash",
@@ -90,6 +107,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "prepare.failed-leaves-nothing",
+        runs: Runs::Programs,
         requirement: "REQ-16, REQ-27",
         strength: Inferred,
         statement: "after a failed Prepare, *phbc is NULL or unchanged, End on it is ERROR_INVALID_PARAMETER, and no resource is held",
@@ -97,6 +115,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "prepare.distinct",
+        runs: Runs::Programs,
         requirement: "REQ-13",
         strength: Inferred,
         statement: "two live sessions have distinct handles and both end with S_OK (a second Prepare may instead refuse with hrBackupInProgress: then skip)",
@@ -104,6 +123,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "end.ok",
+        runs: Runs::Programs,
         requirement: "REQ-02",
         strength: Documented,
         statement: "End on a live handle returns exactly S_OK (0)",
@@ -111,6 +131,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "end.null",
+        runs: Runs::Programs,
         requirement: "REQ-04",
         strength: Documented,
         statement: "End(NULL) returns ERROR_INVALID_PARAMETER",
@@ -118,6 +139,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "end.double",
+        runs: Runs::Programs,
         requirement: "REQ-06",
         strength: Inferred,
         statement: "a second End on the same handle returns ERROR_INVALID_PARAMETER and repeats no cleanup",
@@ -125,6 +147,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "end.garbage",
+        runs: Runs::Programs,
         requirement: "REQ-05",
         strength: Inferred,
         statement: "End on values never returned by Prepare returns ERROR_INVALID_PARAMETER without crashing, for every garbage class",
@@ -132,6 +155,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "end.isolation",
+        runs: Runs::Programs,
         requirement: "REQ-13",
         strength: Inferred,
         statement: "an End on an invalid value (NULL, garbage, stale) leaves every live session usable",
@@ -139,6 +163,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "end.invalidates",
+        runs: Runs::Programs,
         requirement: "REQ-12",
         strength: Inferred,
         statement: "after End, every handle-taking function given that handle returns ERROR_INVALID_PARAMETER",
@@ -146,6 +171,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "end.open-file",
+        runs: Runs::Programs,
         requirement: "REQ-10",
         strength: Inferred,
         statement: "End with an attachment still open (read in part, or to EOF without Close) returns S_OK and releases the attachment too",
@@ -153,6 +179,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "end.after-failure",
+        runs: Runs::Programs,
         requirement: "REQ-08",
         strength: Documented,
         statement: "End after failed intermediate calls (unknown attachment name, bad read size, Close with nothing open) returns S_OK",
@@ -160,6 +187,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "end.buffers-outlive",
+        runs: Runs::Programs,
         requirement: "REQ-11",
         strength: Inferred,
         statement: "the token and name lists obtained before End stay readable after End and are freed with DsBackupFree without error, in either order",
@@ -167,6 +195,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "end.concurrent",
+        runs: Runs::Programs,
         requirement: "inferred",
         strength: Inferred,
         statement: "several threads ending the same live handle at once: exactly one S_OK, the rest ERROR_INVALID_PARAMETER, no crash, no hang",
@@ -174,6 +203,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "end.restore-handle",
+        runs: Runs::Programs,
         requirement: "REQ-17",
         strength: Inferred,
         statement: "End on a handle from DsRestorePrepare returns ERROR_INVALID_PARAMETER (skip when not exported or Prepare refuses)",
@@ -181,6 +211,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "end.release",
+        runs: Runs::Programs,
         requirement: "REQ-07, REQ-09",
         strength: Documented,
         statement: "every session's resources (handles/fds, threads, heap bytes) are released: zero growth per cycle over many cycles, on each session path",
@@ -188,6 +219,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "fault.cleanup",
+        runs: Runs::Faults,
         requirement: "REQ-08, REQ-09",
         strength: Inferred,
         statement: "a backup that fails because a resource failed is cleaned up like any other",
@@ -195,6 +227,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "seq.model",
+        runs: Runs::Sequences,
         requirement: "all",
         strength: Inferred,
         statement: "random call sequences over the whole backup surface agree with the reference model, and leave no resource behind",
@@ -202,6 +235,7 @@ pub const CHECKS: &[CheckDef] = &[
     },
     CheckDef {
         id: "free.null",
+        runs: Runs::Programs,
         requirement: "REQ-31",
         strength: Inferred,
         statement: "DsBackupFree(NULL) is harmless",

@@ -10,7 +10,7 @@ use crate::checks::{Ctx, Eval};
 use ntdsbcli_harness::codes::describe;
 use ntdsbcli_harness::imports::fault::ordinal;
 use ntdsbcli_harness::imports::{Hit, ROUTABLE};
-use ntdsbcli_harness::program::{FaultObs, Obs, Op, Program};
+use ntdsbcli_harness::program::{FaultObs, Observation, Op, Program};
 use ntdsbcli_harness::report::Outcome;
 use ntdsbcli_harness::worker::{RunResult, Supervisor};
 use ntdsbcli_harness::HarnessError;
@@ -40,10 +40,6 @@ pub fn reference_library(exe: &std::path::Path) -> Option<std::path::PathBuf> {
     .find(|p| p.is_file())
 }
 
-/// Sites failed per path unless `--fault-sites` says otherwise.
-pub const DEFAULT_SITES: u64 = 200;
-/// The sweep's time budget unless `--fault-budget-ms` says otherwise.
-pub const DEFAULT_BUDGET_MS: u64 = 20_000;
 /// Fresh-worker confirmations at most, and how many reproduced findings make the check fail
 /// without confirming the rest.
 const CONFIRM_MAX: usize = 12;
@@ -117,8 +113,8 @@ fn confirm_program(p: &Path, k: u64) -> Program {
 
 /// A confirmation's verdict: a wrong code in any run, or growth in most measured runs (the
 /// last of them named). A bounded cache filled during the first runs is no leak.
-pub fn judge_confirmation(body: &[Op], obs: &[Obs], base: Growth) -> Option<String> {
-    let runs: Vec<&Obs> = obs.iter().filter(|o| o.fault.is_some()).collect();
+pub fn judge_confirmation(body: &[Op], obs: &[Observation], base: Growth) -> Option<String> {
+    let runs: Vec<&Observation> = obs.iter().filter(|o| o.fault.is_some()).collect();
     if let Some(why) = runs.iter().find_map(|o| judge_codes(body, o)) {
         return Some(why);
     }
@@ -215,13 +211,13 @@ pub fn leftover(g: &Growth) -> Option<String> {
 
 /// The code rules for one faulted run: a Prepare's S_OK comes with a handle, and End returns
 /// S_OK on every handle Prepare gave out.
-fn judge_codes(body: &[Op], obs: &Obs) -> Option<String> {
+fn judge_codes(body: &[Op], obs: &Observation) -> Option<String> {
     judge_run(body, obs, None)
 }
 
 /// The rules for one faulted run of a path: codes from End, and, when measured against what
 /// the path holds with no fault (`base`), nothing more left over.
-pub fn judge_run(body: &[Op], obs: &Obs, base: Option<Growth>) -> Option<String> {
+pub fn judge_run(body: &[Op], obs: &Observation, base: Option<Growth>) -> Option<String> {
     let f = obs.fault.as_ref()?;
     let what = match &f.sweep.hit {
         Some(h) => format!("{} failed", site_name(h, body)),
@@ -230,7 +226,7 @@ pub fn judge_run(body: &[Op], obs: &Obs, base: Option<Growth>) -> Option<String>
     let mut said = Vec::new();
     for (i, step) in obs.steps.iter().enumerate() {
         match body.get(i) {
-            Some(op @ Op::Prepare { .. }) => {
+            Some(op @ Op::Prepare(_)) => {
                 if let Some(rc) = step.rc {
                     said.push(format!(
                         "{} returned {}",
@@ -623,11 +619,11 @@ pub fn group(findings: &[Finding<'_>]) -> Vec<String> {
 mod tests {
     use super::*;
     use ntdsbcli_harness::imports::{Held, Sweep};
-    use ntdsbcli_harness::program::{Hv, Probe, Text};
+    use ntdsbcli_harness::program::{HandleArg, Prepare, Probe, Text};
 
     fn body() -> Vec<Op> {
         vec![
-            Op::Prepare {
+            Op::Prepare(Prepare {
                 wide: true,
                 server: Text::Lit("localhost".into()),
                 grbit: 0,
@@ -638,9 +634,11 @@ mod tests {
                 init: 0,
                 slot: 0,
                 buf: 0,
-            },
+            }),
             Op::Free { buf: Some(0) },
-            Op::End { h: Hv::Slot(0) },
+            Op::End {
+                h: HandleArg::Slot(0),
+            },
         ]
     }
 
@@ -653,8 +651,13 @@ mod tests {
         }
     }
 
-    fn run_obs(steps: Vec<Obs>, hit: Option<Hit>, after: Probe, held: (i64, i64)) -> Obs {
-        Obs {
+    fn run_obs(
+        steps: Vec<Observation>,
+        hit: Option<Hit>,
+        after: Probe,
+        held: (i64, i64),
+    ) -> Observation {
+        Observation {
             steps,
             fault: Some(FaultObs {
                 sweep: Sweep {
@@ -673,15 +676,15 @@ mod tests {
                     blocks: 3 + held.1,
                 },
             }),
-            ..Obs::default()
+            ..Observation::default()
         }
     }
 
-    fn rc(rc: i32) -> Obs {
-        Obs {
+    fn rc(rc: i32) -> Observation {
+        Observation {
             rc: Some(rc),
             handle: Some(if rc == 0 { 0x50 } else { 0 }),
-            ..Obs::default()
+            ..Observation::default()
         }
     }
 
@@ -700,7 +703,7 @@ mod tests {
     #[test]
     fn a_failed_prepare_that_holds_nothing_passes() {
         let o = run_obs(
-            vec![rc(8), Obs::default()],
+            vec![rc(8), Observation::default()],
             Some(hit("malloc", 1, 0)),
             Probe::default(),
             (0, 0),
@@ -711,7 +714,7 @@ mod tests {
     #[test]
     fn what_is_left_over_is_named_with_the_fault() {
         let o = run_obs(
-            vec![rc(8), Obs::default()],
+            vec![rc(8), Observation::default()],
             Some(hit("malloc", 2, 0)),
             Probe {
                 handles: 2,
@@ -730,7 +733,12 @@ mod tests {
     #[test]
     fn end_must_return_s_ok_on_a_handle_prepare_gave_out() {
         let o = run_obs(
-            vec![rc(0), Obs::default(), rc(87), Obs::default()],
+            vec![
+                rc(0),
+                Observation::default(),
+                rc(87),
+                Observation::default(),
+            ],
             Some(hit("malloc", 1, 2)),
             Probe::default(),
             (0, 0),
@@ -741,9 +749,9 @@ mod tests {
         let o = run_obs(
             vec![
                 rc(0),
-                Obs {
+                Observation {
                     codes: vec![87],
-                    ..Obs::default()
+                    ..Observation::default()
                 },
             ],
             Some(hit("calloc", 1, 1)),
@@ -760,7 +768,7 @@ mod tests {
         let mut prepared = rc(0);
         prepared.handle = Some(0);
         let o = run_obs(
-            vec![prepared, Obs::default()],
+            vec![prepared, Observation::default()],
             Some(hit("malloc", 1, 0)),
             Probe::default(),
             (0, 0),
@@ -805,7 +813,7 @@ mod tests {
     #[test]
     fn a_leak_the_path_has_without_a_fault_is_not_the_fault_s() {
         let o = run_obs(
-            vec![rc(0), Obs::default(), rc(0), Obs::default()],
+            vec![rc(0), Observation::default(), rc(0), Observation::default()],
             Some(hit("malloc", 1, 0)),
             Probe::default(),
             (1032, 1),
@@ -825,7 +833,7 @@ mod tests {
     fn a_bounded_cache_filled_by_the_first_failures_is_no_leak() {
         let grown = |blocks| {
             run_obs(
-                vec![rc(8), Obs::default()],
+                vec![rc(8), Observation::default()],
                 Some(hit("malloc", 1, 0)),
                 Probe::default(),
                 (24 * blocks, blocks),
@@ -833,7 +841,7 @@ mod tests {
         };
         let body = body();
         // An error log of the last 8 failures: one more block per failure until it is full.
-        let mut log: Vec<Obs> = (0..CONFIRM_WARM + CONFIRM_RUNS)
+        let mut log: Vec<Observation> = (0..CONFIRM_WARM + CONFIRM_RUNS)
             .map(|i| grown(i64::from(i < 8)))
             .collect();
         assert_eq!(judge_confirmation(&body, &log, Growth::default()), None);

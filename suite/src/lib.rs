@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod bench;
 pub mod catalogue;
 pub mod checks;
+pub mod defaults;
 pub mod fault;
 pub mod merge;
 pub mod model;

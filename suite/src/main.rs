@@ -8,7 +8,7 @@ use ntdsbcli_conform::catalogue::CHECKS;
 use ntdsbcli_conform::harness::report::{self, Report};
 use ntdsbcli_conform::harness::worker::{self, LibrarySpec};
 use ntdsbcli_conform::runner::{self, RunError, RunOptions};
-use ntdsbcli_conform::{summary, MUTANTS};
+use ntdsbcli_conform::{defaults, summary, MUTANTS};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -73,8 +73,8 @@ enum Command {
         lib: Option<PathBuf>,
         #[arg(long, default_value_t = 2000)]
         sequences: usize,
-        /// Longest sequence, in calls (seq.model uses 24).
-        #[arg(long, default_value_t = 24)]
+        /// Longest sequence, in calls (seq.model's length).
+        #[arg(long, default_value_t = defaults::SEQUENCE_CALLS)]
         max_len: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -87,7 +87,7 @@ struct RunArgs {
     #[arg(long)]
     lib: Option<PathBuf>,
     /// The backup server name passed to Prepare.
-    #[arg(long, default_value = "\\\\localhost")]
+    #[arg(long, default_value = defaults::SERVER)]
     server: String,
     /// Write the JSON report here (kept current while the run goes).
     #[arg(long)]
@@ -105,34 +105,38 @@ struct RunArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Number of random call sequences for seq.model.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = defaults::SEQUENCES)]
     sequences: u64,
     /// Accept HRESULT_FROM_WIN32(87) = 0x80070057 where 87 is documented (checks become warn).
     #[arg(long)]
     accept_hresult: bool,
     /// How long a call may make no progress before it counts as hung, in milliseconds.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = defaults::CALL_TIMEOUT_MS)]
     call_timeout_ms: u64,
     /// Stop generating new sequences after this many milliseconds (a slow library, say one
     /// that talks RPC, still gets a verdict in bounded time; the report says where it stopped).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = defaults::SEQUENCE_BUDGET_MS)]
     sequence_budget_ms: u64,
     /// Time allowed for shrinking a failing sequence, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = defaults::SHRINK_BUDGET_MS)]
     shrink_budget_ms: u64,
     /// Workers running sequences at once (default: one per core).
     #[arg(long)]
     jobs: Option<usize>,
     /// Measured cycles per session path in end.release (rounded to whole windows of 8).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = defaults::RELEASE_CYCLES)]
     release_cycles: u32,
     /// Resource calls failed one at a time per session path in fault.cleanup (0: off).
-    #[arg(long, default_value_t = ntdsbcli_conform::fault::DEFAULT_SITES)]
+    #[arg(long, default_value_t = defaults::FAULT_SITES)]
     fault_sites: u64,
     /// Time budget of the fault.cleanup sweep in milliseconds, shared by the session paths
     /// (the report says where a path stopped).
-    #[arg(long, default_value_t = ntdsbcli_conform::fault::DEFAULT_BUDGET_MS)]
+    #[arg(long, default_value_t = defaults::FAULT_BUDGET_MS)]
     fault_budget_ms: u64,
+    /// Run a library loaded from a file on the C runtime's heap instead of the page heap
+    /// (every block on pages of its own, freed blocks inaccessible).
+    #[arg(long)]
+    no_page_heap: bool,
     /// Run only these checks (repeatable).
     #[arg(long = "check", value_name = "ID")]
     checks: Vec<String>,
@@ -360,6 +364,48 @@ fn write_extra(r: &Report, args: &RunArgs) -> anyhow::Result<()> {
     )
 }
 
+/// The one place the CLI's flags become a run's options.
+fn run_options(args: &RunArgs) -> anyhow::Result<RunOptions> {
+    let exe = std::env::current_exe().context("cannot find this program's own path")?;
+    let library = match &args.lib {
+        Some(p) => LibrarySpec::Path(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        None => LibrarySpec::Embedded,
+    };
+    let credentials = match &args.user {
+        Some(user) => Some(runner::Credentials {
+            user: user.clone(),
+            domain: args.domain.clone(),
+            password: match &args.password_env {
+                Some(var) => std::env::var(var)
+                    .with_context(|| format!("--password-env {var}: the variable is not set"))?,
+                None => String::new(),
+            },
+        }),
+        None => None,
+    };
+    let ms = Duration::from_millis;
+    Ok(RunOptions {
+        server: args.server.clone(),
+        seed: args.seed.unwrap_or_else(random_seed),
+        sequences: args.sequences,
+        accept_hresult: args.accept_hresult,
+        release_cycles: args.release_cycles,
+        fault_sites: args.fault_sites,
+        fault_budget: ms(args.fault_budget_ms),
+        page_heap: (!args.no_page_heap).then_some(ntdsbcli_harness::pageheap::DEFAULT_QUARANTINE),
+        partition: args.partition,
+        credentials,
+        jobs: args.jobs.unwrap_or_else(defaults::jobs),
+        sequence_budget: Some(ms(args.sequence_budget_ms)),
+        shrink_budget: ms(args.shrink_budget_ms),
+        call_timeout: ms(args.call_timeout_ms.max(1)),
+        mutant: args.mutant.clone(),
+        json: args.json.clone(),
+        only: (!args.checks.is_empty()).then(|| args.checks.clone()),
+        ..RunOptions::new(library, exe)
+    })
+}
+
 fn run(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(m) = &args.mutant {
         if !MUTANTS.iter().any(|(n, _)| n == m) {
@@ -383,43 +429,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
             anyhow::bail!("unknown check {c:?} (see `ntdsbcli-conform list`)");
         }
     }
-    let exe = std::env::current_exe().context("cannot find this program's own path")?;
-    let library = match &args.lib {
-        Some(p) => LibrarySpec::Path(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-        None => LibrarySpec::Embedded,
-    };
-    let mut opts = RunOptions::new(library, exe);
-    opts.server = args.server.clone();
-    opts.seed = args.seed.unwrap_or_else(random_seed);
-    opts.sequences = args.sequences;
-    opts.accept_hresult = args.accept_hresult;
-    opts.release_cycles = args.release_cycles;
-    opts.fault_sites = args.fault_sites;
-    opts.fault_budget = std::time::Duration::from_millis(args.fault_budget_ms);
-    opts.partition = args.partition;
-    if let Some(user) = &args.user {
-        let password = match &args.password_env {
-            Some(var) => std::env::var(var)
-                .with_context(|| format!("--password-env {var}: the variable is not set"))?,
-            None => String::new(),
-        };
-        opts.credentials = Some(runner::Credentials {
-            user: user.clone(),
-            domain: args.domain.clone(),
-            password,
-        });
-    }
-    opts.jobs = args.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    opts.sequence_budget = Some(Duration::from_millis(args.sequence_budget_ms));
-    opts.shrink_budget = Duration::from_millis(args.shrink_budget_ms);
-    opts.call_timeout = Duration::from_millis(args.call_timeout_ms.max(1));
-    opts.mutant = args.mutant.clone();
-    opts.json = args.json.clone();
-    opts.only = (!args.checks.is_empty()).then(|| args.checks.clone());
+    let opts = run_options(&args)?;
 
     let bar = if std::io::stderr().is_terminal() {
         let b = ProgressBar::new(0);

@@ -29,30 +29,23 @@ fn same(what: &'static str, a: String, b: String) -> Result<(), MergeError> {
     }
 }
 
+/// A field of a report, as text for a message.
+type Field = fn(&Report) -> String;
+
 pub fn merge(reports: Vec<Report>) -> Result<Report, MergeError> {
     let first = reports.first().ok_or(MergeError::Empty)?.clone();
     let mut seen = Vec::new();
+    // What every shard must share with the first.
+    let shared: [(&str, Field); 4] = [
+        ("library sha256", |r| r.library.sha256.clone()),
+        ("seed", |r| r.config.seed.to_string()),
+        ("sequences", |r| r.config.sequences.to_string()),
+        ("server", |r| r.config.server.clone()),
+    ];
     for r in &reports {
-        same(
-            "library sha256",
-            first.library.sha256.clone(),
-            r.library.sha256.clone(),
-        )?;
-        same(
-            "seed",
-            first.config.seed.to_string(),
-            r.config.seed.to_string(),
-        )?;
-        same(
-            "sequences",
-            first.config.sequences.to_string(),
-            r.config.sequences.to_string(),
-        )?;
-        same(
-            "server",
-            first.config.server.clone(),
-            r.config.server.clone(),
-        )?;
+        for (what, field) in shared {
+            same(what, field(&first), field(r))?;
+        }
         let part = r
             .config
             .partition
@@ -102,4 +95,120 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, MergeError> {
     }
     merged.recompute_verdict();
     Ok(merged)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use ntdsbcli_harness::report::{Config, Library, Stats, Strength, Tool, Verdict};
+
+    /// A report with these checks; `part` is its shard ("K/N") when given.
+    pub(crate) fn report(part: Option<&str>, checks: &[(&str, Outcome, &str)]) -> Report {
+        let mut r = Report {
+            schema: 1,
+            tool: Tool {
+                name: "ntdsbcli-conform".into(),
+                version: "0".into(),
+            },
+            library: Library {
+                path: "lib.so".into(),
+                sha256: "ab".into(),
+                size: 1,
+                exports: vec![],
+                routed_imports: vec![],
+                page_heap: false,
+                version: None,
+            },
+            config: Config {
+                seed: 7,
+                sequences: 100,
+                server: "s".into(),
+                accept_hresult: false,
+                call_timeout_ms: 1,
+                mutant: None,
+                partition: part.map(String::from),
+                user: None,
+                fault_sites: None,
+                page_heap: None,
+            },
+            verdict: Verdict::Conformant,
+            complete: true,
+            checks: checks
+                .iter()
+                .map(|(id, outcome, detail)| CheckReport {
+                    id: id.to_string(),
+                    requirement: "REQ".into(),
+                    strength: Strength::Documented,
+                    outcome: *outcome,
+                    detail: detail.to_string(),
+                    repro: None,
+                })
+                .collect(),
+            stats: Stats {
+                sequences: 50,
+                calls: 10,
+                wall_ms: 5,
+                workers: 1,
+            },
+        };
+        r.recompute_verdict();
+        r
+    }
+
+    #[test]
+    fn shards_merge_into_catalogue_order_with_the_worst_outcome() {
+        let a = report(
+            Some("1/2"),
+            &[
+                ("seq.model", Outcome::Pass, "50 ran"),
+                ("end.null", Outcome::Pass, "ok"),
+            ],
+        );
+        let b = report(
+            Some("2/2"),
+            &[
+                ("end.ok", Outcome::Pass, "ok"),
+                ("seq.model", Outcome::Fail, "broke"),
+            ],
+        );
+        let m = merge(vec![a, b]).expect("merges");
+        let ids: Vec<&str> = m.checks.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["end.ok", "end.null", "seq.model"]);
+        assert_eq!(m.checks[2].outcome, Outcome::Fail);
+        assert_eq!(m.checks[2].detail, "shard 2/2: broke");
+        assert_eq!(m.verdict, Verdict::Nonconformant);
+        assert_eq!(
+            (m.stats.sequences, m.stats.calls, m.stats.wall_ms),
+            (100, 20, 5)
+        );
+        assert_eq!(m.config.partition, None);
+    }
+
+    #[test]
+    fn passing_split_phase_keeps_every_shards_detail() {
+        let a = report(Some("1/2"), &[("seq.model", Outcome::Pass, "50 ran")]);
+        let b = report(Some("2/2"), &[("seq.model", Outcome::Pass, "49 ran")]);
+        let m = merge(vec![a, b]).expect("merges");
+        assert_eq!(m.checks[0].detail, "shard 1/2: 50 ran; shard 2/2: 49 ran");
+    }
+
+    #[test]
+    fn shards_of_different_runs_or_twice_the_same_are_refused() {
+        let a = report(Some("1/2"), &[]);
+        let mut b = report(Some("2/2"), &[]);
+        b.config.seed = 8;
+        assert!(matches!(
+            merge(vec![a.clone(), b]),
+            Err(MergeError::Mismatch { what: "seed", .. })
+        ));
+        assert!(matches!(
+            merge(vec![a.clone(), a.clone()]),
+            Err(MergeError::Duplicate(p)) if p == "1/2"
+        ));
+        assert!(matches!(
+            merge(vec![report(None, &[])]),
+            Err(MergeError::NotAShard(_))
+        ));
+        assert!(matches!(merge(vec![]), Err(MergeError::Empty)));
+    }
 }

@@ -2,12 +2,13 @@
 //! program in one batch, judge each check as its programs finish, confirm failures in a fresh
 //! worker, and keep the JSON report on disk current throughout.
 
-use crate::catalogue::{CheckDef, CHECKS};
+use crate::catalogue::{CheckDef, Runs, CHECKS};
 use crate::checks::{check_for, Check, Ctx, Eval, Ran};
+use crate::defaults;
 use crate::model::{self, phase::SeqOptions};
 use ntdsbcli_harness::abi;
 use ntdsbcli_harness::preflight;
-use ntdsbcli_harness::program::{Obs, Op, Program, Text};
+use ntdsbcli_harness::program::{Observation, Op, Program, Text};
 use ntdsbcli_harness::report::{
     CheckReport, Config, JsonWriter, Library, Outcome, Report, Stats, Tool, Verdict, SCHEMA,
 };
@@ -33,6 +34,8 @@ pub struct RunOptions {
     pub fault_sites: u64,
     /// Time budget of the fault.cleanup sweep.
     pub fault_budget: Duration,
+    /// Quarantine bytes of the page heap for a library loaded from a file (None: off).
+    pub page_heap: Option<usize>,
     /// Time budget for generating new sequences in seq.model.
     pub sequence_budget: Option<Duration>,
     /// Time budget for shrinking a failing sequence.
@@ -53,24 +56,27 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
+    /// The options of `ntdsbcli-conform run` with no flags but the library.
     pub fn new(library: LibrarySpec, worker_exe: PathBuf) -> RunOptions {
+        let ms = Duration::from_millis;
         RunOptions {
             library,
             worker_exe,
-            server: "\\\\localhost".into(),
+            server: defaults::SERVER.into(),
             seed: 1,
-            sequences: 1000,
+            sequences: defaults::SEQUENCES,
             accept_hresult: false,
-            release_cycles: 200,
-            fault_sites: crate::fault::DEFAULT_SITES,
-            fault_budget: Duration::from_millis(crate::fault::DEFAULT_BUDGET_MS),
-            sequence_budget: None,
-            shrink_budget: Duration::from_secs(10),
-            jobs: 1,
+            release_cycles: defaults::RELEASE_CYCLES,
+            fault_sites: defaults::FAULT_SITES,
+            fault_budget: ms(defaults::FAULT_BUDGET_MS),
+            page_heap: Some(ntdsbcli_harness::pageheap::DEFAULT_QUARANTINE),
+            sequence_budget: Some(ms(defaults::SEQUENCE_BUDGET_MS)),
+            shrink_budget: ms(defaults::SHRINK_BUDGET_MS),
+            jobs: defaults::jobs(),
             partition: None,
             credentials: None,
-            call_timeout: Duration::from_secs(3),
-            load_timeout: Duration::from_secs(10),
+            call_timeout: ms(defaults::CALL_TIMEOUT_MS),
+            load_timeout: ms(defaults::LOAD_TIMEOUT_MS),
             mutant: None,
             only: None,
             json: None,
@@ -140,12 +146,12 @@ fn credentials_prelude(opts: &RunOptions) -> Vec<Op> {
 
 /// Which shard a check belongs to: by a hash of its id alone, so that adding checks never
 /// moves another one. seq.model is in every shard (the sequences are split instead).
-pub fn in_shard(id: &str, k: u64, n: u64) -> bool {
-    if id == "seq.model" {
+pub fn in_shard(def: &CheckDef, k: u64, n: u64) -> bool {
+    if def.runs == Runs::Sequences {
         return true;
     }
     // FNV-1a: stable across versions and platforms, unlike the std hasher.
-    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    let h = def.id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
     });
     h % n == k - 1
@@ -224,7 +230,7 @@ fn judge(check: &Check, ctx: &Ctx, programs: &[Program], results: &[RunResult]) 
     (check.eval)(ctx, &ran)
 }
 
-fn calls_in(obs: &[Obs]) -> u64 {
+fn calls_in(obs: &[Observation]) -> u64 {
     obs.iter()
         .map(|o| {
             o.calls.unwrap_or(if o.rc.is_some() {
@@ -295,8 +301,43 @@ fn fault_phase(
     Ok((e, repro))
 }
 
+/// The report as it grows: each decided check is added, shown to the caller and, when a JSON
+/// path was given, written out at once.
+struct Progress<'a> {
+    report: Report,
+    writer: Option<JsonWriter>,
+    on_check: &'a mut dyn FnMut(&CheckReport, usize, usize),
+    total: usize,
+}
+
+impl Progress<'_> {
+    /// Adds a decided check and writes the report.
+    fn add(&mut self, rep: CheckReport) -> Result<(), HarnessError> {
+        self.report.checks.push(rep.clone());
+        (self.on_check)(&rep, self.report.checks.len(), self.total);
+        self.write()
+    }
+
+    fn write(&mut self) -> Result<(), HarnessError> {
+        if let Some(w) = &self.writer {
+            self.report.recompute_verdict();
+            w.write(&self.report)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the planning stage decided: the checks it could judge without calling anything, and
+/// every program of the checks that run programs, in one batch.
+struct Plan {
+    decided: Vec<CheckReport>,
+    planned: Vec<(Check, std::ops::Range<usize>)>,
+    programs: Vec<Program>,
+}
+
 /// Runs the checks and returns the finished report. `on_check` sees each check as it is
-/// decided (for progress output).
+/// decided (for progress output). The stages: identify the library, start the workers, plan,
+/// execute and judge the programs, confirm failures, the fault and sequence phases, report.
 pub fn run(
     opts: &RunOptions,
     on_check: &mut dyn FnMut(&CheckReport, usize, usize),
@@ -305,20 +346,8 @@ pub fn run(
     if let LibrarySpec::Path(p) = &opts.library {
         preflight::check(p)?;
     }
-    let (path, sha256, size) = identity(opts)?;
-    let mut env: Vec<(OsString, OsString)> = Vec::new();
-    if let Some(m) = &opts.mutant {
-        env.push(("NTDSBCLI_MUTANT".into(), m.into()));
-    }
-    let spec = WorkerSpec {
-        exe: opts.worker_exe.clone(),
-        library: opts.library.clone(),
-        env,
-        call_timeout: opts.call_timeout,
-        load_timeout: opts.load_timeout,
-        prelude: credentials_prelude(opts),
-    };
-    let mut sup = Supervisor::start(spec)?;
+    let identity = identity(opts)?;
+    let mut sup = Supervisor::start(worker_spec(opts))?;
     let exports = sup.exports().to_vec();
     let ctx = Ctx {
         server: opts.server.clone(),
@@ -327,19 +356,110 @@ pub fn run(
         seed: opts.seed,
         release_cycles: opts.release_cycles,
     };
-    let writer = opts.json.as_deref().map(JsonWriter::new);
-    let mut report = Report {
+    let selected = select(opts);
+    let mut progress = Progress {
+        report: header(opts, &sup, identity.clone()),
+        writer: opts.json.as_deref().map(JsonWriter::new),
+        on_check,
+        total: selected.len(),
+    };
+    let missing = abi::missing_required(&exports);
+    let plan = plan(&selected, &ctx, &missing);
+    progress.report.checks.extend(plan.decided.iter().cloned());
+    for c in &progress.report.checks {
+        (progress.on_check)(c, progress.report.checks.len(), progress.total);
+    }
+    if let Some(w) = &progress.writer {
+        w.write(&progress.report)?;
+    }
+    if !missing.is_empty() {
+        let mut report = progress.report;
+        report.complete = true;
+        report.recompute_verdict();
+        report.stats = stats(&[], (0, 0), start, &sup);
+        if let Some(w) = &progress.writer {
+            w.write(&report)?;
+        }
+        return Err(RunError::MissingExports {
+            path: identity.0,
+            missing,
+            report: Box::new(report),
+        });
+    }
+
+    let results = execute(&mut sup, &ctx, &plan, &mut progress)?;
+    confirm(&mut sup, &ctx, &plan, &mut progress)?;
+    if let Some(def) = selected.iter().find(|d| d.runs == Runs::Faults) {
+        let (e, repro) = fault_phase(&mut sup, &ctx, opts)?;
+        let mut rep = report_of(def, e);
+        rep.repro = repro;
+        progress.add(rep)?;
+    }
+    // The sequence phase comes last: it runs in the same workers, after the others.
+    let mut seq_stats = (0, 0);
+    if let Some(def) = selected.iter().find(|d| d.runs == Runs::Sequences) {
+        let seq = model::phase::run(&mut sup, &ctx, &seq_options(opts))?;
+        seq_stats = (seq.sequences, seq.calls);
+        let mut rep = report_of(def, seq.eval);
+        rep.repro = seq.repro;
+        (progress.on_check)(&rep, progress.report.checks.len() + 1, progress.total);
+        progress.report.checks.push(rep);
+    }
+
+    // Report in catalogue order, whatever order the checks finished in.
+    let mut report = progress.report;
+    let order = |id: &str| {
+        selected
+            .iter()
+            .position(|d| d.id == id)
+            .unwrap_or(usize::MAX)
+    };
+    report.checks.sort_by_key(|c| order(&c.id));
+    report.stats = stats(&results, seq_stats, start, &sup);
+    report.complete = true;
+    report.recompute_verdict();
+    if let Some(w) = &progress.writer {
+        w.write(&report)?;
+    }
+    Ok(report)
+}
+
+/// How a worker is started for this run.
+fn worker_spec(opts: &RunOptions) -> WorkerSpec {
+    let mut env: Vec<(OsString, OsString)> = Vec::new();
+    if let Some(m) = &opts.mutant {
+        env.push(("NTDSBCLI_MUTANT".into(), m.into()));
+    }
+    WorkerSpec {
+        exe: opts.worker_exe.clone(),
+        library: opts.library.clone(),
+        env,
+        call_timeout: opts.call_timeout,
+        load_timeout: opts.load_timeout,
+        prelude: credentials_prelude(opts),
+        page_heap: opts.page_heap,
+    }
+}
+
+/// The report before any check is decided: the tool, the library and the configuration.
+fn header(
+    opts: &RunOptions,
+    sup: &Supervisor,
+    (path, sha256, size): (String, String, u64),
+) -> Report {
+    Report {
         schema: SCHEMA,
         tool: Tool {
             name: "ntdsbcli-conform".into(),
             version: env!("CARGO_PKG_VERSION").into(),
         },
         library: Library {
-            path: path.clone(),
+            path,
             sha256,
             size,
-            exports: exports.clone(),
+            exports: sup.exports().to_vec(),
             routed_imports: sup.routed().to_vec(),
+            page_heap: sup.page_heap(),
             version: match &opts.library {
                 LibrarySpec::Path(p) => ntdsbcli_harness::fileinfo::version_resource(p),
                 LibrarySpec::Embedded => None,
@@ -358,88 +478,93 @@ pub fn run(
                 None => c.user.clone(),
             }),
             fault_sites: Some(opts.fault_sites),
+            page_heap: Some(opts.page_heap.is_some()),
         },
         verdict: Verdict::Conformant,
         complete: false,
         checks: Vec::new(),
         stats: Stats::default(),
-    };
-    let selected: Vec<&CheckDef> = CHECKS
+    }
+}
+
+/// The checks of this run: `--check` and `--partition` applied to the catalogue.
+fn select(opts: &RunOptions) -> Vec<&'static CheckDef> {
+    CHECKS
         .iter()
         .filter(|d| {
             opts.only
                 .as_ref()
                 .is_none_or(|only| only.iter().any(|o| o == d.id))
         })
-        .filter(|d| opts.partition.is_none_or(|(k, n)| in_shard(d.id, k, n)))
-        .collect();
-    let total = selected.len();
+        .filter(|d| opts.partition.is_none_or(|(k, n)| in_shard(d, k, n)))
+        .collect()
+}
 
-    let missing = abi::missing_required(&exports);
-    let mut planned: Vec<(Check, std::ops::Range<usize>)> = Vec::new();
-    let mut programs: Vec<Program> = Vec::new();
-    for def in &selected {
-        let decided = if def.id == "exports.required" {
-            Some(if missing.is_empty() {
-                Eval::new(
-                    Outcome::Pass,
-                    format!(
-                        "DsBackupEnd, DsBackupFree and DsBackupPrepare{} are exported ({} of the 28 exports in all)",
-                        match (ctx.has("DsBackupPrepareA"), ctx.has("DsBackupPrepareW")) {
-                            (true, true) => "A/W",
-                            (false, true) => "W",
-                            _ => "A",
-                        },
-                        exports.len()
-                    ),
-                )
-            } else {
-                Eval::new(Outcome::Fail, format!("missing: {}", missing.join(", ")))
-            })
+/// Decides what needs no call (exports.required, skips) and gathers every other check's
+/// programs; the phases plan later, from what they see.
+fn plan(selected: &[&'static CheckDef], ctx: &Ctx, missing: &[&str]) -> Plan {
+    let mut plan = Plan {
+        decided: Vec::new(),
+        planned: Vec::new(),
+        programs: Vec::new(),
+    };
+    for def in selected {
+        let decided = if def.runs == Runs::Exports {
+            Some(exports_eval(ctx, missing))
         } else if !missing.is_empty() {
             Some(Eval::new(
                 Outcome::Skip,
                 "not run: required exports are missing (see exports.required)",
             ))
         } else {
-            missing_needs(def, &ctx).map(|why| Eval::new(Outcome::Skip, why))
+            missing_needs(def, ctx).map(|why| Eval::new(Outcome::Skip, why))
         };
         if let Some(e) = decided {
-            report.checks.push(report_of(def, e));
+            plan.decided.push(report_of(def, e));
             continue;
         }
-        // The phases run after the named checks: they plan from what they see.
-        if def.id == "seq.model" || def.id == crate::fault::ID {
+        if def.runs != Runs::Programs {
             continue;
         }
-        let check = check_for(def.id).expect("every catalogue check has programs");
-        let mine = (check.plan)(&ctx);
-        let range = programs.len()..programs.len() + mine.len();
-        programs.extend(mine);
-        planned.push((check, range));
+        let check = check_for(def.id).expect("every catalogue check that runs programs has them");
+        let mine = (check.plan)(ctx);
+        let range = plan.programs.len()..plan.programs.len() + mine.len();
+        plan.programs.extend(mine);
+        plan.planned.push((check, range));
     }
-    for c in &report.checks {
-        on_check(c, report.checks.len(), total);
-    }
-    if let Some(w) = &writer {
-        w.write(&report)?;
-    }
-    if !missing.is_empty() {
-        report.complete = true;
-        report.recompute_verdict();
-        report.stats.wall_ms = start.elapsed().as_millis() as u64;
-        report.stats.workers = sup.workers_started() as u64;
-        if let Some(w) = &writer {
-            w.write(&report)?;
-        }
-        return Err(RunError::MissingExports {
-            path,
-            missing,
-            report: Box::new(report),
-        });
-    }
+    plan
+}
 
-    // One batch for every check; each check is judged as soon as its last program is in.
+/// exports.required, from the export table alone.
+fn exports_eval(ctx: &Ctx, missing: &[&str]) -> Eval {
+    if !missing.is_empty() {
+        return Eval::new(Outcome::Fail, format!("missing: {}", missing.join(", ")));
+    }
+    Eval::new(
+        Outcome::Pass,
+        format!(
+            "DsBackupEnd, DsBackupFree and DsBackupPrepare{} are exported ({} of the 28 exports in all)",
+            match (ctx.has("DsBackupPrepareA"), ctx.has("DsBackupPrepareW")) {
+                (true, true) => "A/W",
+                (false, true) => "W",
+                _ => "A",
+            },
+            ctx.exports.len()
+        ),
+    )
+}
+
+/// Runs every planned program in one batch; each check is judged as soon as its last program
+/// is in. Returns every program's result.
+fn execute(
+    sup: &mut Supervisor,
+    ctx: &Ctx,
+    plan: &Plan,
+    progress: &mut Progress,
+) -> Result<Vec<Option<RunResult>>, RunError> {
+    let Plan {
+        planned, programs, ..
+    } = plan;
     let mut results: Vec<Option<RunResult>> = vec![None; programs.len()];
     let mut remaining: Vec<usize> = planned.iter().map(|(_, r)| r.len()).collect();
     let owner: Vec<usize> = planned
@@ -447,9 +572,8 @@ pub fn run(
         .enumerate()
         .flat_map(|(k, (_, r))| std::iter::repeat_n(k, r.len()))
         .collect();
-    let mut evals: Vec<Option<Eval>> = vec![None; planned.len()];
     let mut write_err = None;
-    sup.run(&programs, &mut |i, r| {
+    sup.run(programs, &mut |i, r| {
         results[i] = Some(r.clone());
         let k = owner[i];
         remaining[k] -= 1;
@@ -459,89 +583,76 @@ pub fn run(
                 .iter()
                 .map(|r| r.clone().expect("all in"))
                 .collect();
-            let e = judge(check, &ctx, &programs[range.clone()], &rs);
-            let rep = report_of(check.def, e.clone());
-            report.checks.push(rep.clone());
-            on_check(&rep, report.checks.len(), total);
-            if let Some(w) = &writer {
-                report.recompute_verdict();
-                if let Err(err) = w.write(&report) {
-                    write_err.get_or_insert(err);
-                }
+            let e = judge(check, ctx, &programs[range.clone()], &rs);
+            if let Err(err) = progress.add(report_of(check.def, e)) {
+                write_err.get_or_insert(err);
             }
-            evals[k] = Some(e);
         }
     })?;
     if let Some(e) = write_err {
         return Err(e.into());
     }
+    Ok(results)
+}
 
-    // A wrong value seen in a shared worker is confirmed in a fresh one before it is reported.
-    for (k, (check, range)) in planned.iter().enumerate() {
-        if evals[k].as_ref().map(|e| e.outcome) != Some(Outcome::Fail) {
+/// A wrong value seen in a shared worker is confirmed in a fresh one before it is reported.
+fn confirm(
+    sup: &mut Supervisor,
+    ctx: &Ctx,
+    plan: &Plan,
+    progress: &mut Progress,
+) -> Result<(), RunError> {
+    for (check, range) in &plan.planned {
+        let Some(c) = progress
+            .report
+            .checks
+            .iter_mut()
+            .find(|c| c.id == check.def.id)
+        else {
+            continue;
+        };
+        if c.outcome != Outcome::Fail {
             continue;
         }
-        let fresh = sup.run_fresh(&programs[range.clone()])?;
-        let again = judge(check, &ctx, &programs[range.clone()], &fresh);
+        let first = Eval::new(c.outcome, c.detail.clone());
+        let fresh = sup.run_fresh(&plan.programs[range.clone()])?;
+        let again = judge(check, ctx, &plan.programs[range.clone()], &fresh);
         let e = if again.outcome.is_failure() {
             again
         } else {
-            let mut first = evals[k].clone().expect("judged");
+            let mut first = first;
             first
                 .detail
                 .push_str("; seen after earlier checks in the same worker, not reproduced alone");
             first
         };
-        if let Some(c) = report.checks.iter_mut().find(|c| c.id == check.def.id) {
-            *c = report_of(check.def, e);
-        }
+        *c = report_of(check.def, e);
     }
+    Ok(())
+}
 
-    if let Some(def) = selected.iter().find(|d| d.id == crate::fault::ID) {
-        let (e, repro) = fault_phase(&mut sup, &ctx, opts)?;
-        let mut rep = report_of(def, e);
-        rep.repro = repro;
-        report.checks.push(rep.clone());
-        on_check(&rep, report.checks.len(), total);
-        if let Some(w) = &writer {
-            report.recompute_verdict();
-            w.write(&report)?;
-        }
+fn seq_options(opts: &RunOptions) -> SeqOptions {
+    SeqOptions {
+        sequences: opts.sequences,
+        budget: opts.sequence_budget,
+        shrink_budget: opts.shrink_budget,
+        workers: opts.jobs,
+        partition: opts.partition,
+        max_len: defaults::SEQUENCE_CALLS,
+        batch: defaults::SEQUENCE_BATCH,
     }
+}
 
-    // The sequence phase comes last: it runs in the same workers, after the named checks.
-    let mut seq_stats = (0, 0);
-    if let Some(def) = selected.iter().find(|d| d.id == "seq.model") {
-        let seq = model::phase::run(
-            &mut sup,
-            &ctx,
-            &SeqOptions {
-                sequences: opts.sequences,
-                budget: opts.sequence_budget,
-                shrink_budget: opts.shrink_budget,
-                workers: opts.jobs,
-                partition: opts.partition,
-                ..SeqOptions::default()
-            },
-        )?;
-        seq_stats = (seq.sequences, seq.calls);
-        let mut rep = report_of(def, seq.eval);
-        rep.repro = seq.repro;
-        on_check(&rep, report.checks.len() + 1, total);
-        report.checks.push(rep);
-    }
-
-    // Report in catalogue order, whatever order the checks finished in.
-    let order = |id: &str| {
-        selected
-            .iter()
-            .position(|d| d.id == id)
-            .unwrap_or(usize::MAX)
-    };
-    report.checks.sort_by_key(|c| order(&c.id));
-    report.stats = Stats {
-        sequences: seq_stats.0,
-        calls: seq_stats.1
+/// The run's figures: the sequences and their calls, and the calls of the checks' programs.
+fn stats(
+    results: &[Option<RunResult>],
+    (sequences, sequence_calls): (u64, u64),
+    start: Instant,
+    sup: &Supervisor,
+) -> Stats {
+    Stats {
+        sequences,
+        calls: sequence_calls
             + results
                 .iter()
                 .flatten()
@@ -552,11 +663,48 @@ pub fn run(
                 .sum::<u64>(),
         wall_ms: start.elapsed().as_millis() as u64,
         workers: sup.workers_started() as u64,
-    };
-    report.complete = true;
-    report.recompute_verdict();
-    if let Some(w) = &writer {
-        w.write(&report)?;
     }
-    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shards split the checks: each in exactly one, seq.model in all, by its id alone.
+    #[test]
+    fn every_check_is_in_one_shard_and_the_sequences_in_all() {
+        for n in 1..=5 {
+            for def in CHECKS {
+                let shards: Vec<u64> = (1..=n).filter(|&k| in_shard(def, k, n)).collect();
+                if def.runs == Runs::Sequences {
+                    assert_eq!(shards.len() as u64, n, "{}", def.id);
+                } else {
+                    assert_eq!(shards.len(), 1, "{} in shards {shards:?} of {n}", def.id);
+                }
+            }
+        }
+    }
+
+    /// The hash is FNV-1a of the id: the same shard on every platform and in every version.
+    #[test]
+    fn a_checks_shard_depends_on_its_id_alone() {
+        let def = |id: &'static str| CheckDef {
+            id,
+            runs: Runs::Programs,
+            requirement: "",
+            strength: ntdsbcli_harness::report::Strength::Documented,
+            statement: "",
+            needs: &[],
+        };
+        // FNV-1a("end.null") = 0xa2e5d39f04f30fe9, FNV-1a("prepare.ok") = 0x4cbfc33dc8885850:
+        // the shards (1-based) for N = 1..=7, as any other implementation computes them.
+        let shard = |id, n| (1..=n).find(|&k| in_shard(&def(id), k, n));
+        let of = |id| {
+            (1..=7)
+                .map(|n| shard(id, n).unwrap_or(0))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of("end.null"), [1, 2, 3, 2, 2, 6, 3]);
+        assert_eq!(of("prepare.ok"), [1, 1, 2, 1, 3, 5, 4]);
+    }
 }

@@ -97,34 +97,6 @@ fn cli(lib: &Path) -> (i32, String) {
     )
 }
 
-fn compile_repro(name: &str, src: &str) -> std::path::PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let c = dir.join(format!("fault-{name}.repro.c"));
-    let exe = dir.join(format!("fault-{name}.repro"));
-    std::fs::write(&c, src).unwrap();
-    let out = Command::new("cc")
-        .args(["-Wall", "-Werror", "-O1", "-DHANG_SECONDS=3", "-o"])
-        .arg(&exe)
-        .arg(&c)
-        .args(["-ldl", "-lpthread"])
-        .output()
-        .expect("cc runs");
-    assert!(
-        out.status.success(),
-        "{name}: the repro does not compile: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe
-}
-
-fn run_repro(exe: &Path, lib: &Path) -> (i32, String) {
-    let out = Command::new(exe).arg(lib).output().expect("the repro runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
 #[test]
 fn each_defect_in_failure_handling_is_caught_by_fault_cleanup_alone() {
     for (defect, seen, named) in [
@@ -173,12 +145,16 @@ fn each_defect_in_failure_handling_is_caught_by_fault_cleanup_alone() {
             .find(|c| c.id == "fault.cleanup")
             .and_then(|c| c.repro.clone())
             .unwrap_or_else(|| panic!("{defect}: no repro"));
-        let exe = compile_repro(defect, &repro);
-        let (code, out) = run_repro(&exe, &lib);
+        let exe = common::compile_repro(
+            &format!("fault-{defect}"),
+            &repro,
+            &["-O1", "-DHANG_SECONDS=3"],
+        );
+        let (code, out) = common::run_repro(&exe, &lib);
         assert_eq!(code, 1, "{defect}: {out}");
         assert!(out.contains("DEFECT REPRODUCED"), "{defect}: {out}");
         for good in [common::c_library(None), common::reference_so()] {
-            let (code, out) = run_repro(&exe, &good);
+            let (code, out) = common::run_repro(&exe, &good);
             assert_eq!(code, 0, "{defect} repro on {}: {out}", good.display());
         }
         // Without a fault the library is correct: no other check blames it.

@@ -79,23 +79,7 @@ fn library_passes_sequences_and_same_seed_gives_same_report() {
 
 /// Builds a repro and runs it against the reference .so, with or without a mutant.
 fn repro_exit(c_source: &str, name: &str, mutant: Option<&str>) -> i32 {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("repros");
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = dir.join(format!("{name}.c"));
-    let exe = dir.join(name);
-    std::fs::write(&src, c_source).unwrap();
-    let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-Wall", "-Werror", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .args(["-ldl", "-lpthread"])
-        .output()
-        .expect("cc runs");
-    assert!(
-        out.status.success(),
-        "{name}: the repro does not compile: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let exe = common::compile_repro(name, c_source, &[]);
     let mut cmd = Command::new(&exe);
     cmd.arg(common::reference_so());
     match mutant {

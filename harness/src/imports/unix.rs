@@ -4,6 +4,7 @@
 //! holds the resolver's stub, which would bind over the wrapper on its first call.
 use super::fault::{self, Class};
 use super::RouteError;
+use crate::pageheap::{self, MIN_ALIGN};
 use libc::{c_char, c_int, c_uint, c_void, mode_t, off_t, size_t, ssize_t};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -40,6 +41,38 @@ fn gained(p: *mut c_void) {
     if !p.is_null() {
         fault::held_add(usable(p), 1);
     }
+}
+
+/// A block of the page heap, counted as held.
+fn paged(n: size_t, align: size_t) -> *mut c_void {
+    let p = pageheap::alloc(n, align);
+    if p.is_null() {
+        set_errno(ENOMEM);
+    } else {
+        fault::held_add(n as i64, 1);
+    }
+    p.cast()
+}
+
+/// Frees a block under the page heap: its own, another allocator's, or a defect that ends the
+/// worker at this call.
+fn release(p: *mut c_void) {
+    match pageheap::free(p.cast()) {
+        pageheap::Freed::Block(size) => fault::held_add(-(size as i64), -1),
+        pageheap::Freed::Foreign => {
+            // A block some other allocator gave the library (strndup inside the C runtime, say).
+            // SAFETY: the C runtime's free, for a pointer that is not the page heap's.
+            unsafe { libc::free(p) };
+        }
+        pageheap::Freed::Invalid(m) => invalid_free("free", m),
+    }
+}
+
+/// Ends the worker at the faulty call, as a checking allocator does, with the reason on stderr.
+fn invalid_free(call: &str, m: pageheap::Misuse) -> ! {
+    eprintln!("page heap: invalid free: {call} of {m}");
+    // SAFETY: abort ends the process with SIGABRT.
+    unsafe { libc::abort() }
 }
 
 /// A mapping the library made: a block of its own, whose bytes are not heap bytes.
@@ -102,30 +135,115 @@ use std::ptr::null_mut as null;
 // open and openat are variadic in C; on x86-64 and AArch64 the mode travels in the register
 // of a third (fourth) fixed argument, which is read whether or not the caller set it.
 wrappers! {
-    malloc(n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {} |r| { gained(r); };
-    calloc(n: size_t, size: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {} |r| { gained(r); };
+    malloc(n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
+        if pageheap::enabled() {
+            return paged(n, MIN_ALIGN);
+        }
+    } |r| { gained(r); };
+    calloc(n: size_t, size: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
+        if pageheap::enabled() {
+            // Fresh pages are zeroed.
+            return match n.checked_mul(size) {
+                Some(total) => paged(total, MIN_ALIGN),
+                None => {
+                    set_errno(ENOMEM);
+                    null()
+                }
+            };
+        }
+    } |r| { gained(r); };
     realloc(p: *mut c_void, n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
+        if pageheap::enabled() {
+            if p.is_null() {
+                return paged(n, MIN_ALIGN);
+            }
+            match pageheap::owner(p.cast()) {
+                Ok(Some(old)) => {
+                    if n == 0 {
+                        release(p);
+                        return null();
+                    }
+                    let q = paged(n, MIN_ALIGN);
+                    if !q.is_null() {
+                        // SAFETY: both blocks are live and at least min(old, n) bytes long.
+                        unsafe { std::ptr::copy_nonoverlapping(p as *const u8, q.cast(), old.min(n)) };
+                        release(p);
+                    }
+                    return q;
+                }
+                Ok(None) => {}
+                Err(m) => invalid_free("realloc", m),
+            }
+        }
         let old = usable(p);
     } |r| {
         // NULL for a size of 0 freed the block; NULL otherwise left it as it was.
-        if !r.is_null() {
+        if pageheap::enabled() {
+            // Another allocator's block, resized by that allocator.
+        } else if !r.is_null() {
             fault::held_add(usable(r) - old, i64::from(p.is_null()));
         } else if n == 0 && !p.is_null() {
             fault::held_add(-old, -1);
         }
     };
     free(p: *mut c_void) -> (), Never((), 0) {
-        if !p.is_null() {
-            fault::held_add(-usable(p), -1);
+        if p.is_null() {
+            return;
         }
+        if pageheap::enabled() {
+            release(p);
+            return;
+        }
+        fault::held_add(-usable(p), -1);
     } |r| {};
-    strdup(s: *const c_char) -> *mut c_char, Alloc(null(), ENOMEM) {} |r| { gained(r.cast()); };
-    posix_memalign(out: *mut *mut c_void, align: size_t, n: size_t) -> c_int, Alloc(ENOMEM, 0) {} |r| {
+    strdup(s: *const c_char) -> *mut c_char, Alloc(null(), ENOMEM) {
+        if pageheap::enabled() {
+            // SAFETY: strdup's contract: s is a NUL-terminated string.
+            let len = unsafe { libc::strlen(s) } + 1;
+            let q = paged(len, 1);
+            if !q.is_null() {
+                // SAFETY: q has len bytes; s has len bytes with its NUL.
+                unsafe { std::ptr::copy_nonoverlapping(s as *const u8, q.cast(), len) };
+            }
+            return q.cast();
+        }
+    } |r| { gained(r.cast()); };
+    posix_memalign(out: *mut *mut c_void, align: size_t, n: size_t) -> c_int, Alloc(ENOMEM, 0) {
+        if pageheap::enabled() {
+            if !align.is_power_of_two() || !align.is_multiple_of(std::mem::size_of::<usize>()) {
+                return libc::EINVAL;
+            }
+            let q = paged(n, align);
+            if q.is_null() {
+                return ENOMEM;
+            }
+            // SAFETY: posix_memalign's contract: out is writable.
+            unsafe { *out = q };
+            return 0;
+        }
+    } |r| {
         if r == 0 && !out.is_null() {
             gained(unsafe { *out });
         }
     };
-    aligned_alloc(align: size_t, n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {} |r| { gained(r); };
+    aligned_alloc(align: size_t, n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
+        if pageheap::enabled() {
+            if !align.is_power_of_two() {
+                set_errno(libc::EINVAL);
+                return null();
+            }
+            return paged(n, align);
+        }
+    } |r| { gained(r); };
+    malloc_usable_size(p: *mut c_void) -> size_t, Never(0, 0) {
+        if pageheap::enabled() && !p.is_null() {
+            match pageheap::owner(p.cast()) {
+                Ok(Some(size)) => return size,
+                Ok(None) => {}
+                Err(m) => invalid_free("malloc_usable_size", m),
+            }
+        }
+    } |r| {};
     open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
     open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
     openat(dir: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};

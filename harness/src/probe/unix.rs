@@ -27,11 +27,14 @@ pub fn threads() -> i64 {
 pub fn read() -> Probe {
     let handles = count_dir("/proc/self/fd") - 1;
     let threads = threads();
+    // The page heap's blocks are heap, not mappings: its guards and quarantine are its own
+    // cost, not the library's.
+    let paged = crate::pageheap::usage();
     Probe {
         handles,
         threads,
-        heap_bytes: heap_in_use(),
-        mapped_bytes: mapped(),
+        heap_bytes: heap_in_use() + paged.live_bytes as i64,
+        mapped_bytes: mapped() - paged.mapped as i64,
     }
 }
 

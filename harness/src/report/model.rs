@@ -120,6 +120,10 @@ pub struct Library {
     /// its wrappers; absent when none are (the embedded reference, a library without a PLT).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routed_imports: Vec<String>,
+    /// The library's allocations went to the page heap: each block on pages of its own,
+    /// freed blocks inaccessible.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub page_heap: bool,
     /// A Windows DLL's version resource, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<VersionResource>,
@@ -174,6 +178,10 @@ pub struct Config {
     /// Resource calls failed per session path in fault.cleanup (0: off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault_sites: Option<u64>,
+    /// The page heap was asked for (`--no-page-heap` turns it off); whether it was in use
+    /// is `library.page_heap`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_heap: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-use crate::program::Obs;
+use crate::program::Observation;
 use serde::{Deserialize, Serialize};
 
 /// How a worker stopped answering.
@@ -58,6 +58,6 @@ pub struct DeathReport {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunResult {
-    Done(Vec<Obs>),
+    Done(Vec<Observation>),
     Died(DeathReport),
 }

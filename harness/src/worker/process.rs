@@ -1,7 +1,7 @@
 //! One worker process as the supervisor sees it: its pipes, its pulse, its stderr tail.
 
 use super::protocol::{Request, Response};
-use super::serve::{ENV_LIB, ENV_PULSE, WORKER_ARG};
+use super::serve::{ENV_LIB, ENV_PAGE_HEAP, ENV_PULSE, WORKER_ARG};
 #[cfg(unix)]
 use super::unix as platform;
 #[cfg(windows)]
@@ -62,6 +62,10 @@ impl WorkerProcess {
         match &spec.library {
             super::LibrarySpec::Path(p) => cmd.env(ENV_LIB, p),
             super::LibrarySpec::Embedded => cmd.env_remove(ENV_LIB),
+        };
+        match spec.page_heap {
+            Some(q) => cmd.env(ENV_PAGE_HEAP, q.to_string()),
+            None => cmd.env_remove(ENV_PAGE_HEAP),
         };
         for (k, v) in crate::probe::worker_env() {
             cmd.env(k, v);

@@ -16,6 +16,17 @@ use std::path::PathBuf;
 pub const WORKER_ARG: &str = "__worker";
 pub(crate) const ENV_LIB: &str = "NTDSBCLI_WORKER_LIB";
 pub(crate) const ENV_PULSE: &str = "NTDSBCLI_WORKER_PULSE";
+pub(crate) const ENV_PAGE_HEAP: &str = "NTDSBCLI_WORKER_PAGE_HEAP";
+
+/// The routed imports that allocate: with any of them routed, the page heap is in use.
+const ALLOCATORS: &[&str] = &[
+    "malloc",
+    "calloc",
+    "realloc",
+    "strdup",
+    "posix_memalign",
+    "aligned_alloc",
+];
 
 /// A symbol table linked into the binary (the embedded reference).
 pub type Lookup = fn(&str) -> Option<*const c_void>;
@@ -49,6 +60,9 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
     }
 
     let lib = std::env::var_os(ENV_LIB);
+    let quarantine = std::env::var(ENV_PAGE_HEAP)
+        .ok()
+        .and_then(|q| q.parse::<usize>().ok());
     // The library sees a plain C process: default signals, and none of the harness's own
     // variables in its environment.
     platform::plain_c_signals();
@@ -56,6 +70,7 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
     unsafe {
         std::env::remove_var(ENV_LIB);
         std::env::remove_var(ENV_PULSE);
+        std::env::remove_var(ENV_PAGE_HEAP);
     }
     let from_file = lib.is_some();
     let api: Api = match lib {
@@ -80,18 +95,22 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
             }
         },
     };
-    let mut routed = Vec::new();
+    let mut routed: Vec<String> = Vec::new();
+    let mut page_heap = false;
     if let Some(export) = api.any_export() {
         // A double free or abort() ends the worker at the faulty call, on every platform.
         crate::heapcheck::install(export);
         // The embedded reference lives in the worker's own image, whose imports are the
         // harness's: only a library loaded from a file is routed.
         if from_file {
+            // On before routing: the first routed allocation already gets pages of its own.
+            let paged = quarantine.is_some_and(crate::pageheap::enable);
             // SAFETY: the library stays loaded until the worker exits.
             match unsafe { crate::imports::route(export) } {
                 Ok(r) => routed = r.names.iter().map(|n| n.to_string()).collect(),
                 Err(e) => eprintln!("worker: {e}"),
             }
+            page_heap = paged && routed.iter().any(|n| ALLOCATORS.contains(&n.as_str()));
         }
     }
     platform::name_crashes();
@@ -100,6 +119,7 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
         &Response::Ready {
             exports: api.exports().to_vec(),
             routed,
+            page_heap,
         },
     );
 

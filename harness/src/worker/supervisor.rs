@@ -40,6 +40,9 @@ pub struct WorkerSpec {
     /// Run in every new worker before anything else (e.g. DsSetAuthIdentity, which sets a
     /// process-wide context); each op that returns a code must return 0.
     pub prelude: Vec<crate::program::Op>,
+    /// Bytes of quarantine for the page heap (crate::pageheap) in a worker whose library is
+    /// routed; None runs the library on the C runtime's heap.
+    pub page_heap: Option<usize>,
 }
 
 pub struct Supervisor {
@@ -47,7 +50,15 @@ pub struct Supervisor {
     worker: Option<WorkerProcess>,
     exports: Vec<String>,
     routed: Vec<String>,
+    page_heap: bool,
     workers_started: u32,
+}
+
+/// What a new worker said once its library was loaded.
+struct Ready {
+    exports: Vec<String>,
+    routed: Vec<String>,
+    page_heap: bool,
 }
 
 enum Batch {
@@ -67,9 +78,11 @@ impl Supervisor {
             worker: None,
             exports: Vec::new(),
             routed: Vec::new(),
+            page_heap: false,
             workers_started: 0,
         };
-        (s.exports, s.routed) = s.fresh_worker()?;
+        let ready = s.fresh_worker()?;
+        (s.exports, s.routed, s.page_heap) = (ready.exports, ready.routed, ready.page_heap);
         Ok(s)
     }
 
@@ -80,6 +93,11 @@ impl Supervisor {
     /// The library's imports the worker routes through its wrappers.
     pub fn routed(&self) -> &[String] {
         &self.routed
+    }
+
+    /// The library's allocations go to the page heap.
+    pub fn page_heap(&self) -> bool {
+        self.page_heap
     }
 
     pub fn workers_started(&self) -> u32 {
@@ -96,16 +114,24 @@ impl Supervisor {
     }
 
     /// Starts a worker and waits for it to load the library: its exports and routed imports.
-    fn fresh_worker(&mut self) -> Result<(Vec<String>, Vec<String>), HarnessError> {
+    fn fresh_worker(&mut self) -> Result<Ready, HarnessError> {
         self.worker = None;
         let mut w = WorkerProcess::spawn(&self.spec)?;
         self.workers_started += 1;
         let path = self.spec.library.display();
         match w.recv(self.spec.load_timeout) {
-            Incoming::Msg(Response::Ready { exports, routed }) => {
+            Incoming::Msg(Response::Ready {
+                exports,
+                routed,
+                page_heap,
+            }) => {
                 self.worker = Some(w);
                 self.run_prelude()?;
-                Ok((exports, routed))
+                Ok(Ready {
+                    exports,
+                    routed,
+                    page_heap,
+                })
             }
             Incoming::Msg(Response::LoadError { message }) => {
                 Err(HarnessError::LoadFailed { path, message })

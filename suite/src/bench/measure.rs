@@ -1,5 +1,5 @@
 use crate::checks::Ctx;
-use crate::model::machine::{set_surface, Machine, State, Surface, T};
+use crate::model::machine::{set_surface, Machine, State, Surface, Transition};
 use crate::model::oracle;
 use ntdsbcli_harness::abi::{load_library, Api};
 use ntdsbcli_harness::interp::Interp;
@@ -39,7 +39,7 @@ fn sequences(ctx: &Ctx, n: usize, max_len: usize, seed: u64) -> (Vec<Program>, u
     let programs = (0..n)
         .map(|k| {
             let tree = strategy.new_tree(&mut runner).expect("sequence generation");
-            let (init, ts): (State, Vec<T>) = {
+            let (init, ts): (State, Vec<Transition>) = {
                 let (s, t, _) = tree.current();
                 (s, t)
             };
@@ -59,8 +59,9 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         call_timeout: Duration::from_secs(3),
         load_timeout: Duration::from_secs(10),
         prelude: Vec::new(),
+        page_heap: None,
     };
-    let mut sup = Supervisor::start(spec)?;
+    let mut sup = Supervisor::start(spec.clone())?;
     let ctx = Ctx {
         server: "\\\\localhost".into(),
         accept_hresult: false,
@@ -114,6 +115,44 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         elapsed: t.elapsed(),
     });
 
+    // The page heap's cost: the same programs in workers on the library's file, each heap in
+    // turn (the bundled reference is linked in and has no page heap; its library build has).
+    let file = match &opts.library {
+        LibrarySpec::Path(p) => Some(p.clone()),
+        LibrarySpec::Embedded => crate::fault::reference_library(&opts.worker_exe),
+    };
+    let mut heaps = None;
+    if let Some(file) = file {
+        let mut timed = [Duration::ZERO; 2];
+        for (i, page_heap) in [None, Some(ntdsbcli_harness::pageheap::DEFAULT_QUARANTINE)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut s = Supervisor::start(WorkerSpec {
+                library: LibrarySpec::Path(file.clone()),
+                page_heap,
+                ..spec.clone()
+            })?;
+            let t = Instant::now();
+            s.run(&programs, &mut |_, _| {})?;
+            timed[i] = t.elapsed();
+            if i == 1 && !s.page_heap() {
+                timed = [Duration::ZERO; 2];
+            }
+        }
+        if timed[1] > Duration::ZERO {
+            ways.push(Way {
+                name: "(e) isolated, library file, C heap",
+                elapsed: timed[0],
+            });
+            ways.push(Way {
+                name: "(f) isolated, library file, page heap",
+                elapsed: timed[1],
+            });
+            heaps = Some(file);
+        }
+    }
+
     println!(
         "{} sequences, {calls} calls, seed {}, library {}",
         programs.len(),
@@ -141,6 +180,14 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
     }
     if let Some(d) = find("(d)") {
         println!("ratio isolated/fresh-process = {:.2}", b / d);
+    }
+    if let (Some(e), Some(f), Some(file)) = (find("(e)"), find("(f)"), heaps) {
+        // Time on the page heap over time on the C heap: the slowdown it costs.
+        println!(
+            "ratio page-heap/c-heap time = {:.2} ({})",
+            e / f,
+            file.display()
+        );
     }
     println!(
         "ratio isolated/in-process = {:.2}",

@@ -3,11 +3,11 @@
 
 use ntdsbcli_harness::abi::Api;
 use ntdsbcli_harness::interp::Interp;
-use ntdsbcli_harness::program::{Obs, Program};
+use ntdsbcli_harness::program::{Observation, Program};
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
 
-pub fn run_forked(api: &Api, program: &Program) -> Option<Vec<Obs>> {
+pub fn run_forked(api: &Api, program: &Program) -> Option<Vec<Observation>> {
     let mut fds = [0i32; 2];
     // SAFETY: pipe fills the array; fork duplicates this single-threaded bench process.
     unsafe {

@@ -1,7 +1,7 @@
 //! What every check shares: the run context, op builders, and the judging of codes.
 
 use ntdsbcli_harness::codes::{self, describe, ERROR_INVALID_PARAMETER, E_INVALIDARG};
-use ntdsbcli_harness::program::{Hv, ListKind, Obs, Op, Program, Text};
+use ntdsbcli_harness::program::{HandleArg, ListKind, Observation, Op, Prepare, Program, Text};
 use ntdsbcli_harness::report::Outcome;
 
 /// An attachment name that no implementation lists.
@@ -75,7 +75,7 @@ impl Ctx {
 
     /// A valid Prepare (full backup, grbit 0) in the given form.
     pub fn prepare_form(&self, wide: bool, slot: u8, buf: u8) -> Op {
-        Op::Prepare {
+        Op::Prepare(Prepare {
             wide,
             server: self.server(),
             grbit: 0,
@@ -86,14 +86,14 @@ impl Ctx {
             init: 0,
             slot,
             buf,
-        }
+        })
     }
 
     pub fn prepare(&self, slot: u8, buf: u8) -> Op {
         self.prepare_form(self.prepare_wide(), slot, buf)
     }
 
-    pub fn names(&self, kind: ListKind, h: Hv, buf: u8) -> Option<Op> {
+    pub fn names(&self, kind: ListKind, h: HandleArg, buf: u8) -> Option<Op> {
         let wide = match kind {
             ListKind::DatabaseNames => {
                 self.pick_wide("DsBackupGetDatabaseNamesA", "DsBackupGetDatabaseNamesW")
@@ -112,7 +112,7 @@ impl Ctx {
         })
     }
 
-    pub fn open_file(&self, h: Hv, name: Text) -> Option<Op> {
+    pub fn open_file(&self, h: HandleArg, name: Text) -> Option<Op> {
         let wide = self.pick_wide("DsBackupOpenFileA", "DsBackupOpenFileW")?;
         Some(Op::OpenFile {
             wide,
@@ -134,12 +134,12 @@ impl Ctx {
     }
 }
 
-pub fn end(h: Hv) -> Op {
+pub fn end(h: HandleArg) -> Op {
     Op::End { h }
 }
 
-pub fn slot(s: u8) -> Hv {
-    Hv::Slot(s)
+pub fn slot(s: u8) -> HandleArg {
+    HandleArg::Slot(s)
 }
 
 /// Collects what a check found wrong and what it accepted only under a lenient option.
@@ -171,7 +171,7 @@ impl Findings {
     }
 
     /// `what` must have returned exactly `want`.
-    pub fn code(&mut self, what: &str, o: &Obs, want: i32) {
+    pub fn code(&mut self, what: &str, o: &Observation, want: i32) {
         match (o.rc, &o.not_run) {
             (_, Some(why)) => self.note(format!("{what} not run: {why}")),
             (Some(rc), None) if rc != want => self.fail(format!(
@@ -185,7 +185,7 @@ impl Findings {
 
     /// `what` must have returned ERROR_INVALID_PARAMETER: raw 87, or 0x80070057 when the user
     /// accepts that encoding (ambiguity A-1), which then makes the check a warning.
-    pub fn invalid_param(&mut self, ctx: &Ctx, what: &str, o: &Obs) {
+    pub fn invalid_param(&mut self, ctx: &Ctx, what: &str, o: &Observation) {
         match (o.rc, &o.not_run) {
             (_, Some(why)) => self.note(format!("{what} not run: {why}")),
             (Some(ERROR_INVALID_PARAMETER), None) | (None, None) => {}
@@ -249,7 +249,7 @@ impl Findings {
 /// Judges the valid Prepare a check depends on. `Err` carries the check's result when there
 /// is no live session to test with: inconclusive for a documented environment problem,
 /// inconclusive pointing at prepare.ok otherwise (which fails there).
-pub fn live(o: &Obs) -> Result<(), Eval> {
+pub fn live(o: &Observation) -> Result<(), Eval> {
     match (o.rc, o.handle) {
         (Some(0), Some(h)) if h != 0 => Ok(()),
         (Some(0), _) => Err(Eval::new(
@@ -282,7 +282,7 @@ pub fn live(o: &Obs) -> Result<(), Eval> {
 /// Resource growth between two probe observations, as a sentence part when any. Only growth
 /// counts: fewer threads later is a thread of the library's that was still exiting when the
 /// first reading was taken (a repeated close is the sentinels' to catch).
-pub fn growth(before: &Obs, after: &Obs) -> Option<String> {
+pub fn growth(before: &Observation, after: &Observation) -> Option<String> {
     let (a, b) = (before.probe?, after.probe?);
     let mut parts = Vec::new();
     if b.handles > a.handles {
@@ -297,20 +297,36 @@ pub fn growth(before: &Obs, after: &Obs) -> Option<String> {
 /// A program with its observations, looked up by op tag.
 pub struct Ran<'a> {
     pub program: &'a Program,
-    pub obs: &'a [Obs],
+    pub obs: &'a [Observation],
 }
 
-static ABSENT: std::sync::LazyLock<Obs> = std::sync::LazyLock::new(|| Obs {
+static ABSENT: std::sync::LazyLock<Observation> = std::sync::LazyLock::new(|| Observation {
     not_run: Some("not part of this program (an export it needs is absent)".into()),
-    ..Obs::default()
+    ..Observation::default()
+});
+
+static MISNAMED: std::sync::LazyLock<Observation> = std::sync::LazyLock::new(|| Observation {
+    not_run: Some("not in this program under that name (a bug in the suite)".into()),
+    ..Observation::default()
 });
 
 impl Ran<'_> {
-    pub fn get(&self, tag: &str) -> &Obs {
-        self.program
-            .index_of(tag)
-            .and_then(|i| self.obs.get(i))
-            .unwrap_or(&ABSENT)
+    /// The observation of the op tagged `tag`. A tag the program never gave, run or left out,
+    /// is the suite's own mistake: tests panic on it (`checks::registry`'s test asks every
+    /// check's judgement for every tag), a release build says so in the detail.
+    pub fn get(&self, tag: &str) -> &Observation {
+        match self.program.index_of(tag) {
+            Some(i) => self.obs.get(i).unwrap_or(&ABSENT),
+            None if self.program.names(tag) => &ABSENT,
+            None => {
+                debug_assert!(
+                    false,
+                    "a check asked program {:?} for step {tag:?}, which it never named",
+                    self.program.label
+                );
+                &MISNAMED
+            }
+        }
     }
 
     pub fn has(&self, tag: &str) -> bool {
@@ -339,22 +355,14 @@ pub enum BadArg {
 
 /// Turns a valid Prepare into one with `bad` arguments.
 pub fn spoil(op: &mut Op, bad: BadArg) {
-    if let Op::Prepare {
-        server,
-        btype,
-        token,
-        size,
-        phbc,
-        ..
-    } = op
-    {
+    if let Op::Prepare(p) = op {
         match bad {
-            BadArg::NullServer => *server = Text::Null,
-            BadArg::NullPhbc => *phbc = false,
-            BadArg::Incremental => *btype = codes::BACKUP_TYPE_INCREMENTAL,
-            BadArg::LogsOnly => *btype = codes::BACKUP_TYPE_LOGS_ONLY,
-            BadArg::NullToken => *token = false,
-            BadArg::NullSize => *size = false,
+            BadArg::NullServer => p.server = Text::Null,
+            BadArg::NullPhbc => p.phbc = false,
+            BadArg::Incremental => p.btype = codes::BACKUP_TYPE_INCREMENTAL,
+            BadArg::LogsOnly => p.btype = codes::BACKUP_TYPE_LOGS_ONLY,
+            BadArg::NullToken => p.token = false,
+            BadArg::NullSize => p.size = false,
         }
     }
 }

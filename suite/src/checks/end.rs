@@ -2,7 +2,7 @@
 //! return codes on live, NULL, stale and garbage values, and what an End does to other state.
 
 use super::common::{end, growth, live, program, slot, Ctx, Eval, Findings, Ran};
-use ntdsbcli_harness::program::{Garbage, Hv, ListKind, Op, Program, Text};
+use ntdsbcli_harness::program::{Garbage, HandleArg, ListKind, Op, Program, Text};
 
 pub fn ok_plan(ctx: &Ctx) -> Vec<Program> {
     let mut plain = program("Prepare, free the token, End");
@@ -58,8 +58,8 @@ pub fn ok_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
 pub fn null_plan(ctx: &Ctx) -> Vec<Program> {
     let mut p = program("End(NULL) twice beside a live session");
     p.push("prepare", ctx.prepare(0, 0))
-        .push("null1", end(Hv::Null))
-        .push("null2", end(Hv::Null))
+        .push("null1", end(HandleArg::Null))
+        .push("null2", end(HandleArg::Null))
         .push("end", end(slot(0)))
         .push("cleanup", Op::Cleanup);
     vec![p]
@@ -142,7 +142,7 @@ pub fn garbage_plan(ctx: &Ctx) -> Vec<Program> {
         .map(|g| {
             let mut p = program(format!("End({})", g.label()));
             p.push("prepare", ctx.prepare(0, 0))
-                .push("end", end(Hv::Garbage(g)))
+                .push("end", end(HandleArg::Garbage(g)))
                 .push("cleanup", Op::Cleanup);
             p
         })
@@ -186,22 +186,31 @@ pub fn garbage_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
 }
 
 /// Invalid values for end.isolation: each is ended beside two live sessions.
-fn isolation_values() -> Vec<(String, Hv)> {
+fn isolation_values() -> Vec<(String, HandleArg)> {
     vec![
-        ("NULL".into(), Hv::Null),
-        ("stale handle".into(), Hv::Slot(2)),
-        (Garbage::Small(1).label(), Hv::Garbage(Garbage::Small(1))),
-        (Garbage::AllOnes.label(), Hv::Garbage(Garbage::AllOnes)),
-        (Garbage::Zeroed.label(), Hv::Garbage(Garbage::Zeroed)),
+        ("NULL".into(), HandleArg::Null),
+        ("stale handle".into(), HandleArg::Slot(2)),
+        (
+            Garbage::Small(1).label(),
+            HandleArg::Garbage(Garbage::Small(1)),
+        ),
+        (
+            Garbage::AllOnes.label(),
+            HandleArg::Garbage(Garbage::AllOnes),
+        ),
+        (Garbage::Zeroed.label(), HandleArg::Garbage(Garbage::Zeroed)),
         (
             Garbage::LivePlusOne(0).label(),
-            Hv::Garbage(Garbage::LivePlusOne(0)),
+            HandleArg::Garbage(Garbage::LivePlusOne(0)),
         ),
         (
             Garbage::LivePlusOne(1).label(),
-            Hv::Garbage(Garbage::LivePlusOne(1)),
+            HandleArg::Garbage(Garbage::LivePlusOne(1)),
         ),
-        (Garbage::Unmapped.label(), Hv::Garbage(Garbage::Unmapped)),
+        (
+            Garbage::Unmapped.label(),
+            HandleArg::Garbage(Garbage::Unmapped),
+        ),
     ]
 }
 

@@ -228,8 +228,8 @@ pub fn failed_plan(ctx: &Ctx) -> Vec<Program> {
             match bad {
                 Some(b) => spoil(&mut op, *b),
                 None => {
-                    if let Op::Prepare { server, .. } = &mut op {
-                        *server = Text::Lit("\\\\no_such_server".into());
+                    if let Op::Prepare(p) = &mut op {
+                        p.server = Text::Lit("\\\\no_such_server".into());
                     }
                 }
             }

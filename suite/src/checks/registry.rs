@@ -87,3 +87,80 @@ pub fn check_for(id: &str) -> Option<Check> {
         eval: *eval,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ntdsbcli_harness::abi::EXPORTS;
+    use ntdsbcli_harness::program::{Observation, Probe};
+
+    fn ctx(exports: &[&str]) -> Ctx {
+        Ctx {
+            server: "\\\\localhost".into(),
+            accept_hresult: false,
+            exports: exports.iter().map(|e| e.to_string()).collect(),
+            seed: 1,
+            release_cycles: 16,
+        }
+    }
+
+    /// Answers a judgement may meet: nothing recorded, every call failing with 87, and every
+    /// call succeeding with a distinct handle, a list and a resource reading.
+    fn answers(i: usize) -> [Observation; 3] {
+        let ok = Observation {
+            rc: Some(0),
+            handle: Some(0x1000 + i as u64 * 16),
+            arg: Some(0x1000),
+            size: Some(24),
+            ptr: Some(true),
+            bytes: Some(b"\x61d\0\0".to_vec()),
+            intact: Some(true),
+            probe: Some(Probe::default()),
+            calls: Some(1),
+            ..Observation::default()
+        };
+        let invalid = Observation {
+            rc: Some(87),
+            ..Observation::default()
+        };
+        [Observation::default(), invalid, ok]
+    }
+
+    /// Every check's judgement asks only for steps its programs named: a misspelt tag panics
+    /// in `Ran::get` here instead of turning into a silent "not run" in a report.
+    #[test]
+    fn every_judgement_asks_only_for_named_steps() {
+        let minimal = ["DsBackupPrepareW", "DsBackupEnd", "DsBackupFree"];
+        let ansi = ["DsBackupPrepareA", "DsBackupEnd", "DsBackupFree"];
+        for exports in [&EXPORTS[..], &minimal[..], &ansi[..]] {
+            let ctx = ctx(exports);
+            for (id, plan, eval) in TABLE {
+                let programs = plan(&ctx);
+                for flavour in 0..3 {
+                    let obs: Vec<Vec<Observation>> = programs
+                        .iter()
+                        .map(|p| {
+                            (0..p.ops.len())
+                                .map(|i| answers(i)[flavour].clone())
+                                .collect()
+                        })
+                        .collect();
+                    let ran: Vec<Ran> = programs
+                        .iter()
+                        .zip(&obs)
+                        .map(|(program, obs)| Ran { program, obs })
+                        .collect();
+                    let e = eval(&ctx, &ran);
+                    assert!(!e.detail.is_empty(), "{id}: an empty detail");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_table_entry_is_in_the_catalogue() {
+        for (id, _, _) in TABLE {
+            assert!(check_for(id).is_some(), "{id} is not in the catalogue");
+        }
+    }
+}

@@ -208,7 +208,7 @@ pub fn eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
         for t in &m.tally {
             let op = &body[t.op as usize];
             match (op, t.rc) {
-                (Op::Prepare { .. }, Some(rc)) if rc != 0 => {
+                (Op::Prepare(_), Some(rc)) if rc != 0 => {
                     if let Some(fix) = codes::environment_problem(rc) {
                         return Eval::new(
                             Outcome::Inconclusive,

@@ -3,7 +3,7 @@
 //! pipe, read and the rest interpose on the whole process; a call counts only when it comes
 //! from the library's code, which is what routing the library's imports counts.
 
-use ntdsbcli_harness::program::{Hv, Op, Text};
+use ntdsbcli_harness::program::{HandleArg, Op, Text};
 
 const HEADER: &str = r#"#define _GNU_SOURCE
 #include <dirent.h>
@@ -286,12 +286,12 @@ fn text(t: &Text, wide: bool) -> String {
     }
 }
 
-fn slot(h: &Hv) -> String {
+fn slot(h: &HandleArg) -> String {
     match h {
-        Hv::Slot(s) => format!("h[{s}]"),
-        Hv::Null => "NULL".into(),
+        HandleArg::Slot(s) => format!("h[{s}]"),
+        HandleArg::Null => "NULL".into(),
         // Session paths pass live handles only.
-        Hv::Garbage(_) => "NULL".into(),
+        HandleArg::Garbage(_) => "NULL".into(),
     }
 }
 
@@ -303,24 +303,18 @@ fn sig(wide: bool, a: &str, w: &str) -> String {
 fn op_code(op: &Op) -> String {
     let name = op.export().unwrap_or("");
     match op {
-        Op::Prepare {
-            wide,
-            server,
-            grbit,
-            btype,
-            token,
-            size,
-            phbc,
-            init,
-            slot: s,
-            buf,
-        } => format!(
+        Op::Prepare(p) => format!(
             "{{ void *tok = NULL; uint32_t cb = 0; HBC hv = (HBC)(uintptr_t){init}ull;\n        rc = ((HR (*)({}, uint32_t, uint32_t, void **, uint32_t *, HBC *))need(\"{name}\"))({}, {grbit}, {btype}, {}, {}, {});\n        h[{s}] = hv; live[{s}] = rc == 0 && hv; b[{buf}] = tok; bsz[{buf}] = cb; bwide[{buf}] = 0; prepared = 1; }}",
-            sig(*wide, "const char *", "const WCH *"),
-            text(server, *wide),
-            if *token { "&tok" } else { "NULL" },
-            if *size { "&cb" } else { "NULL" },
-            if *phbc { "&hv" } else { "NULL" },
+            sig(p.wide, "const char *", "const WCH *"),
+            text(&p.server, p.wide),
+            if p.token { "&tok" } else { "NULL" },
+            if p.size { "&cb" } else { "NULL" },
+            if p.phbc { "&hv" } else { "NULL" },
+            init = p.init,
+            grbit = p.grbit,
+            btype = p.btype,
+            s = p.slot,
+            buf = p.buf,
         ),
         Op::Free { buf: Some(k) } => format!(
             "((void (*)(void *))need(\"DsBackupFree\"))(b[{k}]); b[{k}] = NULL;"
@@ -330,7 +324,7 @@ fn op_code(op: &Op) -> String {
             "rc = ((HR (*)(HBC))need(\"{name}\"))({0}); if (rc == 0) live[{1}] = 0; end_code(\"{name}\", rc);",
             slot(h),
             match h {
-                Hv::Slot(s) => *s,
+                HandleArg::Slot(s) => *s,
                 _ => 31,
             }
         ),
@@ -384,7 +378,7 @@ fn op_code(op: &Op) -> String {
             "rc = ((HR (*)(HBC))need(\"{name}\"))({0}); if (rc == 0) rlive[{1}] = 0; end_code(\"{name}\", rc);",
             slot(h),
             match h {
-                Hv::Slot(s) => *s,
+                HandleArg::Slot(s) => *s,
                 _ => 31,
             }
         ),
@@ -406,7 +400,7 @@ pub fn render(path: &str, body: &[Op], k: u64, finding: &str) -> String {
         "\nstatic void path(void) {\n    HR rc = 0;\n    int prepared = 0;\n    (void)prepared;\n",
     );
     for (i, op) in body.iter().enumerate() {
-        let stop = if matches!(op, Op::Prepare { .. } | Op::RestorePrepare { .. }) {
+        let stop = if matches!(op, Op::Prepare(_) | Op::RestorePrepare { .. }) {
             "rc != 0".to_string()
         } else {
             format!("rc != 0 && hit_step == {i}")

@@ -2,6 +2,7 @@
 //! careful caller could make (no double free of a buffer, indices in range, exports present).
 //! What the library must answer is not decided here but by the oracle, from the observations.
 
+use ntdsbcli_harness::program::{Garbage, HandleArg};
 use proptest::prelude::*;
 use proptest::strategy::{BoxedStrategy, Just, Union};
 use proptest_state_machine::ReferenceStateMachine;
@@ -17,26 +18,48 @@ pub const MAX_BUFS: usize = 31;
 pub const SCRATCH_BUF: u8 = 31;
 pub use crate::checks::UNKNOWN_ATTACHMENT;
 pub const CONCURRENT_THREADS: u8 = 4;
+/// The seed of the random bytes an invalid End points to.
+pub const RANDOM_SEED: u64 = 0x5EED;
+
+/// Which of a function's two forms (`…A`, `…W`) the library exports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Forms {
+    pub ansi: bool,
+    pub wide: bool,
+}
+
+impl Forms {
+    pub fn any(self) -> bool {
+        self.ansi || self.wide
+    }
+    /// The form a call uses when only one will do: wide unless only ANSI is there.
+    pub fn prefer_wide(self) -> bool {
+        self.wide || !self.ansi
+    }
+}
 
 /// Which parts of the API the library exports: transitions that need an absent one are never
 /// generated.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Surface {
-    pub prepare: (bool, bool),
-    pub names: (bool, bool),
-    pub logs: (bool, bool),
-    pub open: (bool, bool),
+    pub prepare: Forms,
+    pub names: Forms,
+    pub logs: Forms,
+    pub open: Forms,
     pub read: bool,
     pub close: bool,
     pub truncate: bool,
-    pub restore_prepare: (bool, bool),
+    pub restore_prepare: Forms,
     pub restore_end: bool,
 }
 
 impl Surface {
     pub fn from_exports(exports: &[String]) -> Surface {
         let has = |n: &str| exports.iter().any(|e| e == n);
-        let aw = |n: &str| (has(&format!("{n}A")), has(&format!("{n}W")));
+        let aw = |n: &str| Forms {
+            ansi: has(&format!("{n}A")),
+            wide: has(&format!("{n}W")),
+        };
         Surface {
             prepare: aw("DsBackupPrepare"),
             names: aw("DsBackupGetDatabaseNames"),
@@ -62,13 +85,13 @@ pub fn set_surface(s: Surface) {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sess {
+pub struct SessionState {
     pub live: bool,
     pub open: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BufSt {
+pub struct BufState {
     pub freed: bool,
     /// A name list (an attachment name can be taken from it); else a token.
     pub list: bool,
@@ -77,26 +100,12 @@ pub struct BufSt {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
     pub surface: Surface,
-    pub sessions: Vec<Sess>,
-    pub bufs: Vec<BufSt>,
+    pub sessions: Vec<SessionState>,
+    pub bufs: Vec<BufState>,
     pub restores: Vec<bool>,
 }
 
 pub use crate::checks::BadArg as Bad;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Junk {
-    Null,
-    Small,
-    AllOnes,
-    Unmapped,
-    KernelHalf,
-    NonCanonical,
-    LivePlusOne(usize),
-    Zeroed,
-    OnesFilled,
-    Random,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadSize {
@@ -122,7 +131,7 @@ impl ReadSize {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cross {
+pub enum CrossCall {
     OpenFile,
     Read,
     Close,
@@ -132,7 +141,7 @@ pub enum Cross {
 
 /// One call of a sequence. Entities are referred to by creation order.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum T {
+pub enum Transition {
     Prepare {
         wide: bool,
     },
@@ -143,8 +152,9 @@ pub enum T {
     End {
         session: usize,
     },
-    EndJunk {
-        junk: Junk,
+    /// End on NULL or a garbage value (never a slot's value).
+    EndInvalid {
+        h: HandleArg,
     },
     EndRestore {
         restore: usize,
@@ -195,27 +205,28 @@ pub enum T {
     },
     Cross {
         restore: usize,
-        call: Cross,
+        call: CrossCall,
     },
 }
 
-fn form((a, w): (bool, bool)) -> BoxedStrategy<bool> {
-    match (a, w) {
+/// Which form a generated call uses (true: wide), among those exported.
+fn form(f: Forms) -> BoxedStrategy<bool> {
+    match (f.ansi, f.wide) {
         (true, true) => any::<bool>().boxed(),
         (false, true) => Just(true).boxed(),
         _ => Just(false).boxed(),
     }
 }
 
-fn any_of((a, w): (bool, bool)) -> bool {
-    a || w
+fn any_of(f: Forms) -> bool {
+    f.any()
 }
 
 pub struct Machine;
 
 impl ReferenceStateMachine for Machine {
     type State = State;
-    type Transition = T;
+    type Transition = Transition;
 
     fn init_state() -> BoxedStrategy<State> {
         Just(State {
@@ -227,17 +238,17 @@ impl ReferenceStateMachine for Machine {
         .boxed()
     }
 
-    fn transitions(st: &State) -> BoxedStrategy<T> {
+    fn transitions(st: &State) -> BoxedStrategy<Transition> {
         let s = st.surface;
         let n = st.sessions.len();
-        let mut options: Vec<(u32, BoxedStrategy<T>)> = Vec::new();
+        let mut options: Vec<(u32, BoxedStrategy<Transition>)> = Vec::new();
         let prepare_forms = form(s.prepare);
         if n < MAX_SESSIONS && st.bufs.len() < MAX_BUFS {
             options.push((
                 6,
                 prepare_forms
                     .clone()
-                    .prop_map(|wide| T::Prepare { wide })
+                    .prop_map(|wide| Transition::Prepare { wide })
                     .boxed(),
             ));
         }
@@ -252,39 +263,44 @@ impl ReferenceStateMachine for Machine {
         options.push((
             1,
             (prepare_forms, bad)
-                .prop_map(|(wide, bad)| T::PrepareBad { wide, bad })
+                .prop_map(|(wide, bad)| Transition::PrepareBad { wide, bad })
                 .boxed(),
         ));
-        let junk = prop_oneof![
-            Just(Junk::Null),
-            Just(Junk::Small),
-            Just(Junk::AllOnes),
-            Just(Junk::Unmapped),
-            Just(Junk::KernelHalf),
-            Just(Junk::NonCanonical),
-            Just(Junk::Zeroed),
-            Just(Junk::OnesFilled),
-            Just(Junk::Random),
+        let invalid = prop_oneof![
+            Just(HandleArg::Null),
+            Just(HandleArg::Garbage(Garbage::Small(1))),
+            Just(HandleArg::Garbage(Garbage::AllOnes)),
+            Just(HandleArg::Garbage(Garbage::Unmapped)),
+            Just(HandleArg::Garbage(Garbage::KernelHalf)),
+            Just(HandleArg::Garbage(Garbage::NonCanonical)),
+            Just(HandleArg::Garbage(Garbage::Zeroed)),
+            Just(HandleArg::Garbage(Garbage::OnesFilled)),
+            Just(HandleArg::Garbage(Garbage::Random(RANDOM_SEED))),
         ];
-        options.push((2, junk.prop_map(|junk| T::EndJunk { junk }).boxed()));
-        options.push((1, Just(T::FreeNull).boxed()));
+        options.push((
+            2,
+            invalid.prop_map(|h| Transition::EndInvalid { h }).boxed(),
+        ));
+        options.push((1, Just(Transition::FreeNull).boxed()));
         if n > 0 {
             let sess = 0..n;
             options.push((
                 6,
-                sess.clone().prop_map(|session| T::End { session }).boxed(),
-            ));
-            options.push((
-                1,
                 sess.clone()
-                    .prop_map(|session| T::EndConcurrent { session })
+                    .prop_map(|session| Transition::End { session })
                     .boxed(),
             ));
             options.push((
                 1,
                 sess.clone()
-                    .prop_map(|i| T::EndJunk {
-                        junk: Junk::LivePlusOne(i),
+                    .prop_map(|session| Transition::EndConcurrent { session })
+                    .boxed(),
+            ));
+            options.push((
+                1,
+                sess.clone()
+                    .prop_map(|i| Transition::EndInvalid {
+                        h: HandleArg::Garbage(Garbage::LivePlusOne(i as u8)),
                     })
                     .boxed(),
             ));
@@ -300,7 +316,7 @@ impl ReferenceStateMachine for Machine {
                     options.push((
                         2,
                         (sess.clone(), form(forms))
-                            .prop_map(move |(session, wide)| T::Names {
+                            .prop_map(move |(session, wide)| Transition::Names {
                                 session,
                                 logs,
                                 wide,
@@ -317,7 +333,7 @@ impl ReferenceStateMachine for Machine {
                     options.push((
                         4,
                         (sess.clone(), proptest::sample::select(lists), form(s.open))
-                            .prop_map(|(session, list, wide)| T::Open {
+                            .prop_map(|(session, list, wide)| Transition::Open {
                                 session,
                                 list,
                                 wide,
@@ -328,7 +344,7 @@ impl ReferenceStateMachine for Machine {
                 options.push((
                     1,
                     (sess.clone(), form(s.open))
-                        .prop_map(|(session, wide)| T::OpenUnknown { session, wide })
+                        .prop_map(|(session, wide)| Transition::OpenUnknown { session, wide })
                         .boxed(),
                 ));
             }
@@ -342,13 +358,13 @@ impl ReferenceStateMachine for Machine {
                 options.push((
                     3,
                     (sess.clone(), size)
-                        .prop_map(|(session, size)| T::Read { session, size })
+                        .prop_map(|(session, size)| Transition::Read { session, size })
                         .boxed(),
                 ));
                 options.push((
                     2,
                     sess.clone()
-                        .prop_map(|session| T::ReadToEnd { session })
+                        .prop_map(|session| Transition::ReadToEnd { session })
                         .boxed(),
                 ));
             }
@@ -356,12 +372,16 @@ impl ReferenceStateMachine for Machine {
                 options.push((
                     3,
                     sess.clone()
-                        .prop_map(|session| T::Close { session })
+                        .prop_map(|session| Transition::Close { session })
                         .boxed(),
                 ));
             }
             if s.truncate {
-                options.push((1, sess.prop_map(|session| T::Truncate { session }).boxed()));
+                options.push((
+                    1,
+                    sess.prop_map(|session| Transition::Truncate { session })
+                        .boxed(),
+                ));
             }
         }
         let unfreed: Vec<usize> = (0..st.bufs.len()).filter(|&b| !st.bufs[b].freed).collect();
@@ -369,13 +389,13 @@ impl ReferenceStateMachine for Machine {
             options.push((
                 3,
                 proptest::sample::select(unfreed.clone())
-                    .prop_map(|buf| T::Free { buf })
+                    .prop_map(|buf| Transition::Free { buf })
                     .boxed(),
             ));
             options.push((
                 1,
                 proptest::sample::select(unfreed)
-                    .prop_map(|buf| T::Peek { buf })
+                    .prop_map(|buf| Transition::Peek { buf })
                     .boxed(),
             ));
         }
@@ -390,7 +410,7 @@ impl ReferenceStateMachine for Machine {
             options.push((
                 1,
                 (form(s.restore_prepare), proptest::sample::select(tokens))
-                    .prop_map(|(wide, token)| T::RestorePrepare { wide, token })
+                    .prop_map(|(wide, token)| Transition::RestorePrepare { wide, token })
                     .boxed(),
             ));
         }
@@ -401,37 +421,37 @@ impl ReferenceStateMachine for Machine {
                 options.push((
                     1,
                     rest.clone()
-                        .prop_map(|restore| T::RestoreEnd { restore })
+                        .prop_map(|restore| Transition::RestoreEnd { restore })
                         .boxed(),
                 ));
             }
             options.push((
                 1,
                 rest.clone()
-                    .prop_map(|restore| T::EndRestore { restore })
+                    .prop_map(|restore| Transition::EndRestore { restore })
                     .boxed(),
             ));
             let mut calls = Vec::new();
             if s.truncate {
-                calls.push(Just(Cross::Truncate).boxed());
+                calls.push(Just(CrossCall::Truncate).boxed());
             }
             if any_of(s.open) {
-                calls.push(Just(Cross::OpenFile).boxed());
+                calls.push(Just(CrossCall::OpenFile).boxed());
             }
             if s.read {
-                calls.push(Just(Cross::Read).boxed());
+                calls.push(Just(CrossCall::Read).boxed());
             }
             if s.close {
-                calls.push(Just(Cross::Close).boxed());
+                calls.push(Just(CrossCall::Close).boxed());
             }
             if any_of(s.names) {
-                calls.push(Just(Cross::Names).boxed());
+                calls.push(Just(CrossCall::Names).boxed());
             }
             if !calls.is_empty() {
                 options.push((
                     1,
                     (rest, Union::new(calls))
-                        .prop_map(|(restore, call)| T::Cross { restore, call })
+                        .prop_map(|(restore, call)| Transition::Cross { restore, call })
                         .boxed(),
                 ));
             }
@@ -439,69 +459,129 @@ impl ReferenceStateMachine for Machine {
         Union::new_weighted(options).boxed()
     }
 
-    fn preconditions(st: &State, t: &T) -> bool {
+    fn preconditions(st: &State, t: &Transition) -> bool {
         let n = st.sessions.len();
         let buf_ok = |b: usize| b < st.bufs.len() && !st.bufs[b].freed;
         match *t {
-            T::Prepare { .. } => n < MAX_SESSIONS && st.bufs.len() < MAX_BUFS,
-            T::PrepareBad { .. } | T::FreeNull => true,
-            T::EndJunk {
-                junk: Junk::LivePlusOne(i),
-            } => i < n,
-            T::EndJunk { .. } => true,
-            T::End { session }
-            | T::EndConcurrent { session }
-            | T::OpenUnknown { session, .. }
-            | T::Read { session, .. }
-            | T::ReadToEnd { session }
-            | T::Close { session }
-            | T::Truncate { session } => session < n,
-            T::Names { session, .. } => session < n && st.bufs.len() < MAX_BUFS,
-            T::Open { session, list, .. } => session < n && buf_ok(list) && st.bufs[list].list,
-            T::Free { buf } | T::Peek { buf } => buf_ok(buf),
-            T::RestorePrepare { token, .. } => {
+            Transition::Prepare { .. } => n < MAX_SESSIONS && st.bufs.len() < MAX_BUFS,
+            Transition::PrepareBad { .. } | Transition::FreeNull => true,
+            Transition::EndInvalid {
+                h: HandleArg::Garbage(Garbage::LivePlusOne(i)),
+            } => usize::from(i) < n,
+            Transition::EndInvalid { .. } => true,
+            Transition::End { session }
+            | Transition::EndConcurrent { session }
+            | Transition::OpenUnknown { session, .. }
+            | Transition::Read { session, .. }
+            | Transition::ReadToEnd { session }
+            | Transition::Close { session }
+            | Transition::Truncate { session } => session < n,
+            Transition::Names { session, .. } => session < n && st.bufs.len() < MAX_BUFS,
+            Transition::Open { session, list, .. } => {
+                session < n && buf_ok(list) && st.bufs[list].list
+            }
+            Transition::Free { buf } | Transition::Peek { buf } => buf_ok(buf),
+            Transition::RestorePrepare { token, .. } => {
                 st.restores.len() < MAX_RESTORES
                     && token.is_none_or(|b| buf_ok(b) && !st.bufs[b].list)
             }
-            T::RestoreEnd { restore } | T::EndRestore { restore } | T::Cross { restore, .. } => {
-                restore < st.restores.len()
-            }
+            Transition::RestoreEnd { restore }
+            | Transition::EndRestore { restore }
+            | Transition::Cross { restore, .. } => restore < st.restores.len(),
         }
     }
 
-    fn apply(mut st: State, t: &T) -> State {
+    fn apply(mut st: State, t: &Transition) -> State {
         match *t {
-            T::Prepare { .. } => {
-                st.sessions.push(Sess {
+            Transition::Prepare { .. } => {
+                st.sessions.push(SessionState {
                     live: true,
                     open: false,
                 });
-                st.bufs.push(BufSt {
+                st.bufs.push(BufState {
                     freed: false,
                     list: false,
                 });
             }
-            T::End { session } | T::EndConcurrent { session } => {
-                st.sessions[session] = Sess {
+            Transition::End { session } | Transition::EndConcurrent { session } => {
+                st.sessions[session] = SessionState {
                     live: false,
                     open: false,
                 };
             }
-            T::Names { session, .. } if st.sessions[session].live => {
-                st.bufs.push(BufSt {
+            Transition::Names { session, .. } if st.sessions[session].live => {
+                st.bufs.push(BufState {
                     freed: false,
                     list: true,
                 });
             }
-            T::Open { session, .. } if st.sessions[session].live => {
+            Transition::Open { session, .. } if st.sessions[session].live => {
                 st.sessions[session].open = true;
             }
-            T::Close { session } => st.sessions[session].open = false,
-            T::Free { buf } => st.bufs[buf].freed = true,
-            T::RestorePrepare { .. } => st.restores.push(true),
-            T::RestoreEnd { restore } => st.restores[restore] = false,
+            Transition::Close { session } => st.sessions[session].open = false,
+            Transition::Free { buf } => st.bufs[buf].freed = true,
+            Transition::RestorePrepare { .. } => st.restores.push(true),
+            Transition::RestoreEnd { restore } => st.restores[restore] = false,
             _ => {}
         }
         st
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    fn state(sessions: usize) -> State {
+        State {
+            surface: Surface {
+                prepare: Forms {
+                    ansi: true,
+                    wide: true,
+                },
+                ..Surface::default()
+            },
+            sessions: vec![
+                SessionState {
+                    live: true,
+                    open: false
+                };
+                sessions
+            ],
+            bufs: Vec::new(),
+            restores: Vec::new(),
+        }
+    }
+
+    /// An invalid End is NULL or a garbage value, never a slot's value, and a live handle
+    /// plus one names a session that exists.
+    #[test]
+    fn invalid_ends_never_pass_a_handle_and_name_existing_sessions() {
+        let mut runner = TestRunner::deterministic();
+        let mut kinds = std::collections::BTreeSet::new();
+        for n in [0, 1, 3] {
+            let st = state(n);
+            let strategy = Machine::transitions(&st);
+            for _ in 0..3000 {
+                let t = strategy.new_tree(&mut runner).expect("a tree").current();
+                if let Transition::EndInvalid { h } = &t {
+                    assert!(!matches!(h, HandleArg::Slot(_)), "{h:?}");
+                    if let HandleArg::Garbage(Garbage::LivePlusOne(i)) = h {
+                        assert!(usize::from(*i) < n);
+                    }
+                    kinds.insert(format!("{h:?}").split('(').nth(1).map(String::from));
+                    assert!(Machine::preconditions(&st, &t));
+                }
+            }
+        }
+        // NULL and every garbage class but a copy of a live handle's bytes come up.
+        assert_eq!(kinds.len(), 10, "{kinds:?}");
+        let st = state(1);
+        let beyond = Transition::EndInvalid {
+            h: HandleArg::Garbage(Garbage::LivePlusOne(1)),
+        };
+        assert!(!Machine::preconditions(&st, &beyond));
     }
 }

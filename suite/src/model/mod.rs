@@ -2,5 +2,6 @@
 //! reference model, shrunk to a minimal sequence and turned into a standalone C repro.
 pub mod machine;
 pub mod oracle;
+mod pageheap_c;
 pub mod phase;
 pub mod repro;

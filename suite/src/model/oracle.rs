@@ -9,7 +9,7 @@ use ntdsbcli_harness::codes::{
     self, describe, ERROR_HANDLE_EOF, ERROR_INVALID_PARAMETER, E_INVALIDARG, HR_BACKUP_IN_PROGRESS,
     HR_INVALID_HANDLE, HR_INVALID_PARAM,
 };
-use ntdsbcli_harness::program::{Garbage, Hv, ListKind, Obs, Op, Program, Text};
+use ntdsbcli_harness::program::{HandleArg, ListKind, Observation, Op, Prepare, Program, Text};
 use ntdsbcli_harness::worker::{DeathReport, RunResult};
 use proptest_state_machine::ReferenceStateMachine;
 
@@ -80,14 +80,24 @@ pub enum Failure {
     },
 }
 
+/// What a shrink must keep: a candidate that fails another way is not the same failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    Mismatch,
+    Leak,
+    Cleanup,
+    Timeout,
+    Crash,
+}
+
 impl Failure {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> FailureKind {
         match self {
-            Failure::Mismatch { .. } => "mismatch",
-            Failure::Leak { .. } => "leak",
-            Failure::Cleanup { .. } => "cleanup",
-            Failure::Died { death, .. } if death.death.is_timeout() => "timeout",
-            Failure::Died { .. } => "crash",
+            Failure::Mismatch { .. } => FailureKind::Mismatch,
+            Failure::Leak { .. } => FailureKind::Leak,
+            Failure::Cleanup { .. } => FailureKind::Cleanup,
+            Failure::Died { death, .. } if death.death.is_timeout() => FailureKind::Timeout,
+            Failure::Died { .. } => FailureKind::Crash,
         }
     }
 }
@@ -107,28 +117,13 @@ pub struct Judgement {
     pub targets: Vec<Option<u8>>,
 }
 
-fn junk_value(j: Junk) -> Hv {
-    match j {
-        Junk::Null => Hv::Null,
-        Junk::Small => Hv::Garbage(Garbage::Small(1)),
-        Junk::AllOnes => Hv::Garbage(Garbage::AllOnes),
-        Junk::Unmapped => Hv::Garbage(Garbage::Unmapped),
-        Junk::KernelHalf => Hv::Garbage(Garbage::KernelHalf),
-        Junk::NonCanonical => Hv::Garbage(Garbage::NonCanonical),
-        Junk::LivePlusOne(i) => Hv::Garbage(Garbage::LivePlusOne(i as u8)),
-        Junk::Zeroed => Hv::Garbage(Garbage::Zeroed),
-        Junk::OnesFilled => Hv::Garbage(Garbage::OnesFilled),
-        Junk::Random => Hv::Garbage(Garbage::Random(0x5EED)),
-    }
-}
-
-fn restore_slot(r: usize) -> Hv {
-    Hv::Slot(RESTORE_BASE + r as u8)
+fn restore_slot(r: usize) -> HandleArg {
+    HandleArg::Slot(RESTORE_BASE + r as u8)
 }
 
 /// The op that performs transition `t` in state `st` (before `t` applies).
-pub fn op_of(ctx: &Ctx, st: &State, t: &T) -> Op {
-    let sess = |i: usize| Hv::Slot(i as u8);
+pub fn op_of(ctx: &Ctx, st: &State, t: &Transition) -> Op {
+    let sess = |i: usize| HandleArg::Slot(i as u8);
     let open = |wide, h, name| Op::OpenFile {
         wide,
         h,
@@ -145,24 +140,24 @@ pub fn op_of(ctx: &Ctx, st: &State, t: &T) -> Op {
         buf,
     };
     match *t {
-        T::Prepare { wide } => ctx.prepare_form(wide, st.sessions.len() as u8, st.bufs.len() as u8),
-        T::PrepareBad { wide, bad } => {
+        Transition::Prepare { wide } => {
+            ctx.prepare_form(wide, st.sessions.len() as u8, st.bufs.len() as u8)
+        }
+        Transition::PrepareBad { wide, bad } => {
             let mut op = ctx.prepare_form(wide, SCRATCH_SLOT, SCRATCH_BUF);
             crate::checks::spoil(&mut op, bad);
             op
         }
-        T::End { session } => Op::End { h: sess(session) },
-        T::EndJunk { junk } => Op::End {
-            h: junk_value(junk),
-        },
-        T::EndRestore { restore } => Op::End {
+        Transition::End { session } => Op::End { h: sess(session) },
+        Transition::EndInvalid { ref h } => Op::End { h: h.clone() },
+        Transition::EndRestore { restore } => Op::End {
             h: restore_slot(restore),
         },
-        T::EndConcurrent { session } => Op::EndConcurrent {
+        Transition::EndConcurrent { session } => Op::EndConcurrent {
             h: sess(session),
             threads: CONCURRENT_THREADS,
         },
-        T::Names {
+        Transition::Names {
             session,
             logs,
             wide,
@@ -176,7 +171,7 @@ pub fn op_of(ctx: &Ctx, st: &State, t: &T) -> Op {
             sess(session),
             st.bufs.len() as u8,
         ),
-        T::Open {
+        Transition::Open {
             session,
             list,
             wide,
@@ -188,59 +183,94 @@ pub fn op_of(ctx: &Ctx, st: &State, t: &T) -> Op {
                 index: 0,
             },
         ),
-        T::OpenUnknown { session, wide } => {
+        Transition::OpenUnknown { session, wide } => {
             open(wide, sess(session), Text::Lit(UNKNOWN_ATTACHMENT.into()))
         }
-        T::Read { session, size } => Op::Read {
+        Transition::Read { session, size } => Op::Read {
             h: sess(session),
             cb: size.bytes(),
             pcb: true,
         },
-        T::ReadToEnd { session } => Op::ReadToEnd {
+        Transition::ReadToEnd { session } => Op::ReadToEnd {
             h: sess(session),
             cb: 65_536,
         },
-        T::Close { session } => Op::Close { h: sess(session) },
-        T::Truncate { session } => Op::Truncate { h: sess(session) },
-        T::Free { buf } => Op::Free {
+        Transition::Close { session } => Op::Close { h: sess(session) },
+        Transition::Truncate { session } => Op::Truncate { h: sess(session) },
+        Transition::Free { buf } => Op::Free {
             buf: Some(buf as u8),
         },
-        T::FreeNull => Op::Free { buf: None },
-        T::Peek { buf } => Op::Peek { buf: buf as u8 },
-        T::RestorePrepare { wide, token } => Op::RestorePrepare {
+        Transition::FreeNull => Op::Free { buf: None },
+        Transition::Peek { buf } => Op::Peek { buf: buf as u8 },
+        Transition::RestorePrepare { wide, token } => Op::RestorePrepare {
             wide,
             server: ctx.server(),
             token: token.map(|b| b as u8),
             slot: RESTORE_BASE + st.restores.len() as u8,
         },
-        T::RestoreEnd { restore } => Op::RestoreEnd {
+        Transition::RestoreEnd { restore } => Op::RestoreEnd {
             h: restore_slot(restore),
         },
-        T::Cross { restore, call } => {
+        Transition::Cross { restore, call } => {
             let h = restore_slot(restore);
-            let wide = st.surface.open.1 || !st.surface.open.0;
+            let wide = st.surface.open.prefer_wide();
             match call {
-                Cross::OpenFile => open(wide, h, Text::Lit(UNKNOWN_ATTACHMENT.into())),
-                Cross::Read => Op::Read {
+                CrossCall::OpenFile => open(wide, h, Text::Lit(UNKNOWN_ATTACHMENT.into())),
+                CrossCall::Read => Op::Read {
                     h,
                     cb: 24_576,
                     pcb: true,
                 },
-                Cross::Close => Op::Close { h },
-                Cross::Names => names(
+                CrossCall::Close => Op::Close { h },
+                CrossCall::Names => names(
                     ListKind::DatabaseNames,
-                    st.surface.names.1 || !st.surface.names.0,
+                    st.surface.names.prefer_wide(),
                     h,
                     SCRATCH_BUF,
                 ),
-                Cross::Truncate => Op::Truncate { h },
+                CrossCall::Truncate => Op::Truncate { h },
             }
         }
     }
 }
 
-/// A sequence as a program: probe, the calls, clean-up, probe.
-pub fn program(ctx: &Ctx, init: &State, transitions: &[T], label: String) -> Program {
+/// Where the parts of a sequence program sit: the opening probe, one op per transition, the
+/// clean-up, the closing probe. The only code that knows the positions (`program` builds it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub steps: usize,
+}
+
+impl Layout {
+    pub const START: usize = 0;
+
+    pub fn of(program: &Program) -> Layout {
+        Layout {
+            steps: program.ops.len().saturating_sub(3),
+        }
+    }
+    /// The op of transition `i`.
+    pub fn step(self, i: usize) -> usize {
+        i + 1
+    }
+    /// The ops of the transitions.
+    pub fn steps(self) -> std::ops::Range<usize> {
+        1..self.steps + 1
+    }
+    pub fn cleanup(self) -> usize {
+        self.steps + 1
+    }
+    pub fn end(self) -> usize {
+        self.steps + 2
+    }
+    /// The transition an op index is, if it is one.
+    pub fn step_of_op(self, op: usize) -> Option<usize> {
+        op.checked_sub(1).filter(|&s| s < self.steps)
+    }
+}
+
+/// A sequence as a program: probe, the calls, clean-up, probe (see `Layout`).
+pub fn program(ctx: &Ctx, init: &State, transitions: &[Transition], label: String) -> Program {
     let mut p = Program::new(label, Vec::new());
     p.push("start", Op::Probe);
     let mut st = init.clone();
@@ -276,8 +306,15 @@ struct Session {
 struct Precise {
     sessions: Vec<Session>,
     bufs: Vec<Option<Vec<u8>>>,
-    /// (live, handle value) per DsRestorePrepare.
-    restores: Vec<(bool, u64)>,
+    /// One per DsRestorePrepare.
+    restores: Vec<RestoreHandle>,
+}
+
+/// A handle a DsRestorePrepare returned.
+#[derive(Clone, Copy, Debug)]
+struct RestoreHandle {
+    live: bool,
+    handle: u64,
 }
 
 impl Precise {
@@ -289,19 +326,20 @@ impl Precise {
 
     fn restore_target(&self, v: Option<u64>) -> Option<usize> {
         let v = v.filter(|&v| v != 0)?;
-        self.restores.iter().position(|r| r.0 && r.1 == v)
+        self.restores.iter().position(|r| r.live && r.handle == v)
     }
 }
 
 /// Judges one run of a sequence.
-pub fn judge(ctx: &Ctx, init: &State, transitions: &[T], result: &RunResult) -> Judgement {
+pub fn judge(ctx: &Ctx, init: &State, transitions: &[Transition], result: &RunResult) -> Judgement {
     let mut j = Judgement::default();
     let obs = match result {
         RunResult::Done(obs) => obs,
         RunResult::Died(d) => {
-            let step =
-                d.op.and_then(|o| o.checked_sub(1))
-                    .filter(|&s| s < transitions.len());
+            let layout = Layout {
+                steps: transitions.len(),
+            };
+            let step = d.op.and_then(|o| layout.step_of_op(o));
             // The expectations up to the death still matter for the repro.
             let (expects, targets) = expectations_without_observations(ctx, init, transitions);
             j.expects = expects;
@@ -313,10 +351,13 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[T], result: &RunResult) -> 
             return j;
         }
     };
+    let layout = Layout {
+        steps: transitions.len(),
+    };
     let mut p = Precise::default();
     let mut st = init.clone();
     for (i, t) in transitions.iter().enumerate() {
-        let o = &obs[i + 1];
+        let o = &obs[layout.step(i)];
         let in_use = p.target(o.handle).is_some();
         let k = p.target(o.arg);
         j.targets.push(k.map(|k| p.sessions[k].slot));
@@ -332,7 +373,7 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[T], result: &RunResult) -> 
         }
         st = Machine::apply(st, t);
     }
-    let cleanup = &obs[transitions.len() + 1];
+    let cleanup = &obs[layout.cleanup()];
     // A session given to DsRestoreEnd may be over already: 87 at clean-up is allowed
     // for as many such sessions.
     let uncertain = p.sessions.iter().filter(|s| s.live && s.uncertain).count();
@@ -348,14 +389,14 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[T], result: &RunResult) -> 
         j.failure = Some(Failure::Cleanup { got: describe(c) });
         return j;
     }
-    if let Some(what) = crate::checks::growth(&obs[0], &obs[transitions.len() + 2]) {
+    if let Some(what) = crate::checks::growth(&obs[Layout::START], &obs[layout.end()]) {
         j.failure = Some(Failure::Leak { what });
     }
     j
 }
 
 /// The handle an op passes, as a slot or NULL (garbage is never a live value).
-fn slot_arg(op: &Op) -> Option<Hv> {
+fn slot_arg(op: &Op) -> Option<HandleArg> {
     match op {
         Op::End { h }
         | Op::EndConcurrent { h, .. }
@@ -375,7 +416,7 @@ fn slot_arg(op: &Op) -> Option<Hv> {
 fn expectations_without_observations(
     ctx: &Ctx,
     init: &State,
-    transitions: &[T],
+    transitions: &[Transition],
 ) -> (Vec<Expect>, Vec<Option<u8>>) {
     let mut p = Precise::default();
     let mut j = Judgement::default();
@@ -384,14 +425,14 @@ fn expectations_without_observations(
     let (mut out, mut targets) = (Vec::new(), Vec::new());
     for (i, t) in transitions.iter().enumerate() {
         let op = op_of(ctx, &st, t);
-        let mut guess = Obs {
+        let mut guess = Observation {
             rc: Some(0),
-            ..Obs::default()
+            ..Observation::default()
         };
         match &op {
-            Op::Prepare {
+            Op::Prepare(Prepare {
                 slot, phbc: true, ..
-            }
+            })
             | Op::RestorePrepare { slot, .. } => {
                 let v = 0x1000 + 0x10 * i as u64;
                 values[*slot as usize] = v;
@@ -400,7 +441,7 @@ fn expectations_without_observations(
             _ => {}
         }
         guess.arg = slot_arg(&op).map(|h| match h {
-            Hv::Slot(s) => values[s as usize],
+            HandleArg::Slot(s) => values[s as usize],
             _ => 0,
         });
         let k = p.target(guess.arg);
@@ -424,7 +465,7 @@ enum Call {
     Truncate,
 }
 
-fn on_session(p: &mut Precise, k: Option<usize>, call: Call, o: &Obs) -> Expect {
+fn on_session(p: &mut Precise, k: Option<usize>, call: Call, o: &Observation) -> Expect {
     let rc = o.rc;
     let Some(k) = k else {
         // REQ-12 / REQ-03: a value that is no live handle gives 87.
@@ -526,8 +567,8 @@ fn end_value(p: &mut Precise, k: Option<usize>, concurrent: bool) -> Expect {
 fn step(
     p: &mut Precise,
     st: &State,
-    t: &T,
-    o: &Obs,
+    t: &Transition,
+    o: &Observation,
     k: Option<usize>,
     j: &mut Judgement,
 ) -> Expect {
@@ -535,7 +576,7 @@ fn step(
     match *t {
         // REQ-20: S_OK and a non-NULL handle. A second session may be refused with
         // hrBackupInProgress (design §4, prepare.distinct).
-        T::Prepare { .. } => {
+        Transition::Prepare { .. } => {
             let h = o.handle.unwrap_or(0);
             let ok = rc == Some(0) && h != 0;
             let others_live = p.sessions.iter().any(|s| s.live);
@@ -563,7 +604,7 @@ fn step(
         // REQ-21..23: ERROR_INVALID_PARAMETER for server, phbc and INCREMENTAL; hrInvalidParam
         // for the token pointers. LOGS_ONLY is "not supported" with no code: accepting it is a
         // compatibility warning, and the session it opens is live like any other.
-        T::PrepareBad { bad, .. } => {
+        Transition::PrepareBad { bad, .. } => {
             // Whether access is checked before the arguments is undocumented: an environment
             // code here says the environment denies Prepare, not that the library is wrong.
             if let Some(fix) = rc.and_then(codes::environment_problem) {
@@ -591,9 +632,11 @@ fn step(
                 },
             }
         }
-        T::End { .. } | T::EndJunk { .. } | T::EndRestore { .. } => end_value(p, k, false),
-        T::EndConcurrent { .. } => end_value(p, k, true),
-        T::Names { session, .. } => {
+        Transition::End { .. } | Transition::EndInvalid { .. } | Transition::EndRestore { .. } => {
+            end_value(p, k, false)
+        }
+        Transition::EndConcurrent { .. } => end_value(p, k, true),
+        Transition::Names { session, .. } => {
             // A list buffer exists wherever the abstract model made one.
             on_session(
                 p,
@@ -604,41 +647,44 @@ fn step(
                 o,
             )
         }
-        T::Open { .. } => {
+        Transition::Open { .. } => {
             if o.not_run.is_some() {
                 return Expect::NoCode;
             }
             on_session(p, k, Call::Open, o)
         }
-        T::OpenUnknown { .. } => on_session(p, k, Call::OpenUnknown, o),
-        T::Read { size, .. } => on_session(p, k, Call::Read(size), o),
-        T::ReadToEnd { .. } => on_session(p, k, Call::ReadToEnd, o),
-        T::Close { .. } => on_session(p, k, Call::Close, o),
-        T::Truncate { .. } => on_session(p, k, Call::Truncate, o),
+        Transition::OpenUnknown { .. } => on_session(p, k, Call::OpenUnknown, o),
+        Transition::Read { size, .. } => on_session(p, k, Call::Read(size), o),
+        Transition::ReadToEnd { .. } => on_session(p, k, Call::ReadToEnd, o),
+        Transition::Close { .. } => on_session(p, k, Call::Close, o),
+        Transition::Truncate { .. } => on_session(p, k, Call::Truncate, o),
         // REQ-30/31: DsBackupFree returns nothing; it must not crash.
-        T::Free { buf } => {
+        Transition::Free { buf } => {
             if let Some(b) = p.bufs.get_mut(buf) {
                 *b = None;
             }
             Expect::NoCode
         }
-        T::FreeNull => Expect::NoCode,
+        Transition::FreeNull => Expect::NoCode,
         // REQ-11: a returned buffer keeps its bytes until the caller frees it, End or not.
-        T::Peek { buf } => match p.bufs.get(buf).cloned().flatten() {
+        Transition::Peek { buf } => match p.bufs.get(buf).cloned().flatten() {
             Some(bytes) => Expect::SameBytes(bytes),
             None => Expect::NoCode,
         },
         // Restore: whether Prepare succeeds here is the environment's business (A-5 aside).
-        T::RestorePrepare { .. } => {
+        Transition::RestorePrepare { .. } => {
             let h = o.handle.unwrap_or(0);
-            p.restores.push((rc == Some(0) && h != 0, h));
+            p.restores.push(RestoreHandle {
+                live: rc == Some(0) && h != 0,
+                handle: h,
+            });
             Expect::Anything
         }
         // REQ-71: DsRestoreEnd -> S_OK on a live restore handle, 87 on a value that is no live
         // handle. On the value of a live backup session it is undocumented.
-        T::RestoreEnd { .. } => {
+        Transition::RestoreEnd { .. } => {
             if let Some(r) = p.restore_target(o.arg) {
-                p.restores[r].0 = false;
+                p.restores[r].live = false;
                 Expect::Exact(0)
             } else if let Some(k) = k {
                 p.sessions[k].uncertain = true;
@@ -649,16 +695,16 @@ fn step(
         }
         // backup functions on a restore handle are undocumented: only no crash. A value
         // that is also a live backup session's handle is that session.
-        T::Cross { call, .. } => {
+        Transition::Cross { call, .. } => {
             if k.is_none() || p.sessions[k.unwrap_or(0)].uncertain {
                 return Expect::Anything;
             }
             let call = match call {
-                Cross::OpenFile => Call::OpenUnknown,
-                Cross::Read => Call::Read(ReadSize::Min),
-                Cross::Close => Call::Close,
-                Cross::Names => Call::Names { keep: false },
-                Cross::Truncate => Call::Truncate,
+                CrossCall::OpenFile => Call::OpenUnknown,
+                CrossCall::Read => Call::Read(ReadSize::Min),
+                CrossCall::Close => Call::Close,
+                CrossCall::Names => Call::Names { keep: false },
+                CrossCall::Truncate => Call::Truncate,
             };
             on_session(p, k, call, o)
         }
@@ -669,7 +715,7 @@ fn step(
 fn check(
     ctx: &Ctx,
     e: &Expect,
-    o: &Obs,
+    o: &Observation,
     in_use: bool,
     j: &mut Judgement,
 ) -> Result<(), (String, String)> {
@@ -757,7 +803,7 @@ fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ntdsbcli_harness::program::Probe;
+    use ntdsbcli_harness::program::{Garbage, Probe};
 
     fn ctx() -> Ctx {
         Ctx {
@@ -772,7 +818,10 @@ mod tests {
     fn init() -> State {
         State {
             surface: Surface {
-                prepare: (true, false),
+                prepare: Forms {
+                    ansi: true,
+                    wide: false,
+                },
                 ..Surface::default()
             },
             sessions: vec![],
@@ -781,46 +830,73 @@ mod tests {
         }
     }
 
-    fn prepared(h: u64) -> Obs {
-        Obs {
+    /// `Layout` names the ops `program` built.
+    #[test]
+    fn layout_finds_each_part_of_a_sequence_program() {
+        let ts = [
+            Transition::Prepare { wide: false },
+            Transition::End { session: 0 },
+        ];
+        let p = program(&ctx(), &init(), &ts, "t".into());
+        let at = Layout::of(&p);
+        assert_eq!(at.steps, 2);
+        let tags: Vec<&str> = p.present_tags().collect();
+        let tag = |i: usize| tags[i];
+        assert_eq!(tag(Layout::START), "start");
+        assert_eq!((tag(at.step(0)), tag(at.step(1))), ("t0", "t1"));
+        assert_eq!(at.steps(), 1..3);
+        assert_eq!((tag(at.cleanup()), tag(at.end())), ("cleanup", "end"));
+        assert_eq!(at.step_of_op(2), Some(1));
+        assert_eq!(at.step_of_op(0), None);
+        assert_eq!(at.step_of_op(3), None);
+    }
+
+    fn prepared(h: u64) -> Observation {
+        Observation {
             rc: Some(0),
             handle: Some(h),
             ptr: Some(true),
             size: Some(24),
-            ..Obs::default()
+            ..Observation::default()
         }
     }
 
-    fn ended(arg: u64, rc: i32) -> Obs {
-        Obs {
+    fn ended(arg: u64, rc: i32) -> Observation {
+        Observation {
             rc: Some(rc),
             arg: Some(arg),
-            ..Obs::default()
+            ..Observation::default()
         }
     }
 
     /// Judges steps observed as given, with a clean-up answering `cleanup` and no growth.
-    fn judge_steps(ts: &[T], steps: Vec<Obs>, cleanup: Vec<i32>) -> Judgement {
-        let probe = Obs {
+    fn judge_steps(ts: &[Transition], steps: Vec<Observation>, cleanup: Vec<i32>) -> Judgement {
+        let probe = Observation {
             probe: Some(Probe::default()),
-            ..Obs::default()
+            ..Observation::default()
         };
         let mut obs = vec![probe.clone()];
         obs.extend(steps);
-        obs.push(Obs {
+        obs.push(Observation {
             codes: cleanup,
-            ..Obs::default()
+            ..Observation::default()
         });
         obs.push(probe);
         judge(&ctx(), &init(), ts, &RunResult::Done(obs))
     }
 
-    const P: T = T::Prepare { wide: false };
+    const P: Transition = Transition::Prepare { wide: false };
 
     #[test]
     fn a_value_handed_out_again_is_the_new_session() {
         // Prepare -> A; Prepare -> B; End(h1); Prepare -> B again; End(h1) is End of h2.
-        let ts = [P, P, T::End { session: 1 }, P, T::End { session: 1 }];
+        let ts = [
+            P,
+            P,
+            Transition::End { session: 1 },
+            P,
+            Transition::End { session: 1 },
+        ];
         let j = judge_steps(
             &ts,
             vec![
@@ -840,7 +916,11 @@ mod tests {
 
     #[test]
     fn a_value_no_session_has_must_give_87() {
-        let ts = [P, T::End { session: 0 }, T::End { session: 0 }];
+        let ts = [
+            P,
+            Transition::End { session: 0 },
+            Transition::End { session: 0 },
+        ];
         let j = judge_steps(
             &ts,
             vec![prepared(0xA0), ended(0xA0, 0), ended(0xA0, 0)],
@@ -853,7 +933,12 @@ mod tests {
     #[test]
     fn garbage_that_is_a_live_value_is_that_session() {
         // The worker replaces such values; were one passed, it is judged by value all the same.
-        let ts = [P, T::EndJunk { junk: Junk::Small }];
+        let ts = [
+            P,
+            Transition::EndInvalid {
+                h: HandleArg::Garbage(Garbage::Small(1)),
+            },
+        ];
         let j = judge_steps(&ts, vec![prepared(1), ended(1, 0)], vec![]);
         assert_eq!(j.failure, None);
         assert_eq!(j.expects[1], Expect::Exact(0));
@@ -862,11 +947,13 @@ mod tests {
     #[test]
     fn logs_only_accepted_is_a_warning_and_a_live_session() {
         let ts = [
-            T::PrepareBad {
+            Transition::PrepareBad {
                 wide: false,
                 bad: Bad::LogsOnly,
             },
-            T::EndJunk { junk: Junk::Small },
+            Transition::EndInvalid {
+                h: HandleArg::Garbage(Garbage::Small(1)),
+            },
         ];
         // The LOGS_ONLY session got handle 1; the junk End on 1 ends it.
         let j = judge_steps(&ts, vec![prepared(1), ended(1, 0)], vec![]);
@@ -878,7 +965,7 @@ mod tests {
     #[test]
     fn documented_codes_stay_exact() {
         // NULL token pointer: hrInvalidParam, documented; anything else fails.
-        let ts = [T::PrepareBad {
+        let ts = [Transition::PrepareBad {
             wide: false,
             bad: Bad::NullToken,
         }];
@@ -890,11 +977,11 @@ mod tests {
     fn restore_end_on_a_backup_value_excuses_87_at_clean_up() {
         let ts = [
             P,
-            T::RestorePrepare {
+            Transition::RestorePrepare {
                 wide: false,
                 token: None,
             },
-            T::RestoreEnd { restore: 0 },
+            Transition::RestoreEnd { restore: 0 },
         ];
         // Separate tables: the restore handle 1 is ended; then a DsRestoreEnd(1) again hits
         // the live backup session's value: whether that ended it is unknown.
@@ -910,21 +997,21 @@ mod tests {
     #[test]
     fn growth_after_clean_up_is_a_leak() {
         let ts = [P];
-        let mut obs = vec![Obs {
+        let mut obs = vec![Observation {
             probe: Some(Probe::default()),
-            ..Obs::default()
+            ..Observation::default()
         }];
         obs.push(prepared(0xA0));
-        obs.push(Obs {
+        obs.push(Observation {
             codes: vec![0],
-            ..Obs::default()
+            ..Observation::default()
         });
-        obs.push(Obs {
+        obs.push(Observation {
             probe: Some(Probe {
                 handles: 1,
                 ..Probe::default()
             }),
-            ..Obs::default()
+            ..Observation::default()
         });
         let j = judge(&ctx(), &init(), &ts, &RunResult::Done(obs));
         assert!(matches!(j.failure, Some(Failure::Leak { .. })));

@@ -1,8 +1,8 @@
 //! The seq.model phase: generate sequences from the seed, run them many per worker, judge each
 //! with the oracle, and shrink the first failure in fresh workers to a minimal sequence.
 
-use super::machine::{set_surface, Machine, State, Surface, T};
-use super::oracle::{self, Failure, Judgement};
+use super::machine::{set_surface, Machine, State, Surface, Transition};
+use super::oracle::{self, Failure, FailureKind, Judgement, Layout};
 use super::repro;
 use crate::checks::{Ctx, Eval};
 use ntdsbcli_harness::program::Program;
@@ -32,20 +32,6 @@ pub struct SeqOptions {
     pub partition: Option<(u64, u64)>,
 }
 
-impl Default for SeqOptions {
-    fn default() -> SeqOptions {
-        SeqOptions {
-            sequences: 1000,
-            max_len: 24,
-            budget: None,
-            shrink_budget: Duration::from_secs(10),
-            batch: 256,
-            workers: 1,
-            partition: None,
-        }
-    }
-}
-
 pub struct SeqOutcome {
     pub eval: Eval,
     pub repro: Option<String>,
@@ -68,17 +54,17 @@ type SliceOutcome = (Vec<Option<RunResult>>, Vec<Judgement>);
 
 type Tree = <proptest_state_machine::strategy::Sequential<
     State,
-    T,
+    Transition,
     proptest::strategy::BoxedStrategy<State>,
-    proptest::strategy::BoxedStrategy<T>,
+    proptest::strategy::BoxedStrategy<Transition>,
 > as Strategy>::Tree;
 
-fn case(tree: &Tree) -> (State, Vec<T>) {
+fn case(tree: &Tree) -> (State, Vec<Transition>) {
     let (s, t, _) = tree.current();
     (s, t)
 }
 
-fn calls_of(transitions: &[T]) -> u64 {
+fn calls_of(transitions: &[Transition]) -> u64 {
     transitions.len() as u64
 }
 
@@ -99,14 +85,14 @@ fn attempt(
     sup: &mut Supervisor,
     ctx: &Ctx,
     init: &State,
-    ts: &[T],
-    kind: &str,
+    ts: &[Transition],
+    kind: Option<FailureKind>,
 ) -> Result<(Program, Judgement), HarnessError> {
     let prog = oracle::program(ctx, init, ts, "candidate".into());
     let tries = if racing(&prog) { RACE_TRIES } else { 1 };
     let mut j = Judgement::default();
     for _ in 0..tries {
-        let result = if kind == "leak" {
+        let result = if kind == Some(FailureKind::Leak) {
             recurring(sup, &prog)?
         } else {
             sup.run_alone(&prog)?
@@ -200,7 +186,7 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
         if n == 0 {
             break;
         }
-        let cases: Vec<(State, Vec<T>)> = trees.iter().map(case).collect();
+        let cases: Vec<(State, Vec<Transition>)> = trees.iter().map(case).collect();
         let programs: Vec<Program> = cases
             .iter()
             .enumerate()
@@ -292,19 +278,15 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
                 });
             }
             if j.failure.is_some() {
-                let index = indices[k];
-                let tree = trees.swap_remove(k);
-                return shrink(
-                    sup,
-                    ctx,
-                    opts,
-                    tree,
-                    &programs[k],
+                let found = Found {
+                    tree: trees.swap_remove(k),
+                    prog: &programs[k],
                     result,
-                    index,
-                    done + k as u64,
+                    index: indices[k],
+                    ran_before: done + k as u64,
                     calls,
-                );
+                };
+                return shrink(sup, ctx, opts, found);
             }
             calls += calls_of(ts);
         }
@@ -341,102 +323,187 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
 /// Patience for hanging candidates while shrinking (the result is re-checked with the full one).
 const SHRINK_PATIENCE: Duration = Duration::from_millis(500);
 
-fn same_kind(j: &Judgement, kind: &str) -> bool {
-    j.failure.as_ref().map(|f| f.kind()) == Some(kind)
+fn same_kind(j: &Judgement, kind: Option<FailureKind>) -> bool {
+    kind.is_some() && j.failure.as_ref().map(|f| f.kind()) == kind
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A failing sequence as the batch saw it.
+struct Found<'a> {
+    tree: Tree,
+    prog: &'a Program,
+    result: &'a RunResult,
+    /// Its index in the seed's stream.
+    index: u64,
+    /// Sequences that ran before it, and the calls they made.
+    ran_before: u64,
+    calls: u64,
+}
+
+/// The failing sequence after shrinking.
+struct Shrunk {
+    prog: Program,
+    judgement: Judgement,
+    /// Calls in the minimal sequence.
+    len: usize,
+    /// It failed again alone in a fresh worker.
+    alone: bool,
+    /// How the shrink ended, appended to the detail.
+    note: String,
+}
+
+/// Reproduces `found` alone, shrinks it and reports it.
 fn shrink(
     sup: &mut Supervisor,
     ctx: &Ctx,
     opts: &SeqOptions,
+    found: Found,
+) -> Result<SeqOutcome, HarnessError> {
+    let (index, ran_before, calls) = (found.index, found.ran_before, found.calls);
+    let shrunk = minimise(sup, ctx, opts, found)?;
+    Ok(failed_outcome(ctx, shrunk, index, ran_before, calls))
+}
+
+/// Reproduces the failure in a fresh worker, then simplifies the sequence while it fails
+/// the same way, within the shrink budget.
+fn minimise(
+    sup: &mut Supervisor,
+    ctx: &Ctx,
+    opts: &SeqOptions,
+    found: Found,
+) -> Result<Shrunk, HarnessError> {
+    let Found {
+        tree,
+        prog: first_prog,
+        result: first_result,
+        ..
+    } = found;
+    let (init, ts) = case(&tree);
+    let first = oracle::judge(ctx, &init, &ts, first_result);
+    let kind = first.failure.as_ref().map(|f| f.kind());
+    let (prog, j) = attempt(sup, ctx, &init, &ts, kind)?;
+    if !same_kind(&j, kind) {
+        // Not reproduced alone: report what was seen, unshrunk.
+        return Ok(Shrunk {
+            prog: first_prog.clone(),
+            judgement: first,
+            len: ts.len(),
+            alone: false,
+            note: "; it did not reproduce alone in a fresh worker (it depends on earlier sequences), so it was not shrunk".into(),
+        });
+    }
+    // Tell the tree how far the run got: transitions after the failing one were never
+    // executed and go first; without this it would discard the whole sequence.
+    let seen = match &j.failure {
+        Some(Failure::Mismatch { step, .. })
+        | Some(Failure::Died {
+            step: Some(step), ..
+        }) => step + 1,
+        _ => ts.len(),
+    };
+    if let (_, _, Some(counter)) = tree.current() {
+        counter.store(seen, std::sync::atomic::Ordering::SeqCst);
+    }
+    let reproduced = Shrunk {
+        prog,
+        judgement: j,
+        len: ts.len(),
+        alone: true,
+        note: String::new(),
+    };
+    simplify(sup, ctx, opts, tree, kind, (&init, &ts), reproduced)
+}
+
+/// Simplifies a reproduced failure (`first`, the sequence `case`) while candidates fail the
+/// same way, within the shrink budget.
+fn simplify(
+    sup: &mut Supervisor,
+    ctx: &Ctx,
+    opts: &SeqOptions,
     mut tree: Tree,
-    first_prog: &Program,
-    first_result: &RunResult,
+    kind: Option<FailureKind>,
+    (init, ts): (&State, &[Transition]),
+    first: Shrunk,
+) -> Result<Shrunk, HarnessError> {
+    let mut note = String::new();
+    // A hanging candidate costs the whole patience: shrink hangs with a short one, and
+    // check the result with the full patience afterwards.
+    let full_patience = sup.spec().call_timeout;
+    if kind == Some(FailureKind::Timeout) {
+        sup.set_call_timeout(full_patience.min(SHRINK_PATIENCE));
+    }
+    let mut best = Shrunk {
+        len: ts.len(),
+        note: String::new(),
+        ..first
+    };
+    let mut best_case = (init.clone(), ts.to_vec());
+    let deadline = Instant::now() + opts.shrink_budget;
+    let mut rounds = 0u32;
+    loop {
+        if Instant::now() >= deadline {
+            note = format!(
+                "; shrinking stopped at its {} s budget",
+                opts.shrink_budget.as_secs()
+            );
+            break;
+        }
+        if !tree.simplify() {
+            break;
+        }
+        rounds += 1;
+        let (cinit, cts) = case(&tree);
+        let (cprog, cj) = attempt(sup, ctx, &cinit, &cts, kind)?;
+        if same_kind(&cj, kind) {
+            best.prog = cprog;
+            best.judgement = cj;
+            best.len = cts.len();
+            best_case = (cinit, cts);
+        } else if !tree.complicate() {
+            break;
+        }
+    }
+    if note.is_empty() {
+        note = format!("; shrunk in {rounds} rounds");
+    }
+    if kind == Some(FailureKind::Timeout) {
+        sup.set_call_timeout(full_patience);
+        let (vprog, vj) = attempt(sup, ctx, &best_case.0, &best_case.1, kind)?;
+        if same_kind(&vj, kind) {
+            best.prog = vprog;
+            best.judgement = vj;
+        } else {
+            // Only slow under the short patience: keep the sequence confirmed at full.
+            let (oprog, oj) = attempt(sup, ctx, init, ts, kind)?;
+            best.prog = oprog;
+            best.judgement = oj;
+            best.len = ts.len();
+            note = "; the shorter sequences did not hang with the full patience, so it is reported unshrunk".into();
+        }
+    }
+    Ok(Shrunk { note, ..best })
+}
+
+/// The outcome, detail and C repro of a shrunk failure.
+fn failed_outcome(
+    ctx: &Ctx,
+    shrunk: Shrunk,
     index: u64,
     ran_before: u64,
     calls: u64,
-) -> Result<SeqOutcome, HarnessError> {
-    let (init, ts) = case(&tree);
-    let first = oracle::judge(ctx, &init, &ts, first_result);
-    let kind = first.failure.as_ref().map(|f| f.kind()).unwrap_or("");
-    let (mut prog, mut j) = attempt(sup, ctx, &init, &ts, kind)?;
-    let mut alone = true;
-    let mut best_len = ts.len();
-    let mut note = String::new();
-    if !same_kind(&j, kind) {
-        // Not reproduced alone: report what was seen, unshrunk.
-        prog = first_prog.clone();
-        j = first;
-        alone = false;
-        note = "; it did not reproduce alone in a fresh worker (it depends on earlier sequences), so it was not shrunk".into();
-    } else {
-        // Tell the tree how far the run got: transitions after the failing one were never
-        // executed and go first; without this it would discard the whole sequence.
-        let seen = match &j.failure {
-            Some(Failure::Mismatch { step, .. })
-            | Some(Failure::Died {
-                step: Some(step), ..
-            }) => step + 1,
-            _ => ts.len(),
-        };
-        if let (_, _, Some(counter)) = tree.current() {
-            counter.store(seen, std::sync::atomic::Ordering::SeqCst);
-        }
-        // A hanging candidate costs the whole patience: shrink hangs with a short one, and
-        // check the result with the full patience afterwards.
-        let full_patience = sup.spec().call_timeout;
-        if kind == "timeout" {
-            sup.set_call_timeout(full_patience.min(SHRINK_PATIENCE));
-        }
-        let mut best: (Program, Judgement, usize) = (prog.clone(), j, ts.len());
-        let mut best_case = (init.clone(), ts.clone());
-        let deadline = Instant::now() + opts.shrink_budget;
-        let mut rounds = 0u32;
-        loop {
-            if Instant::now() >= deadline {
-                note = format!(
-                    "; shrinking stopped at its {} s budget",
-                    opts.shrink_budget.as_secs()
-                );
-                break;
-            }
-            if !tree.simplify() {
-                break;
-            }
-            rounds += 1;
-            let (cinit, cts) = case(&tree);
-            let (cprog, cj) = attempt(sup, ctx, &cinit, &cts, kind)?;
-            if same_kind(&cj, kind) {
-                best = (cprog, cj, cts.len());
-                best_case = (cinit, cts);
-            } else if !tree.complicate() {
-                break;
-            }
-        }
-        if note.is_empty() {
-            note = format!("; shrunk in {rounds} rounds");
-        }
-        if kind == "timeout" {
-            sup.set_call_timeout(full_patience);
-            let (vprog, vj) = attempt(sup, ctx, &best_case.0, &best_case.1, kind)?;
-            if same_kind(&vj, kind) {
-                best = (vprog, vj, best.2);
-            } else {
-                // Only slow under the short patience: keep the sequence confirmed at full.
-                let (oprog, oj) = attempt(sup, ctx, &init, &ts, kind)?;
-                best = (oprog, oj, ts.len());
-                note = "; the shorter sequences did not hang with the full patience, so it is reported unshrunk".into();
-            }
-        }
-        (prog, j, best_len) = best;
-    }
+) -> SeqOutcome {
+    let Shrunk {
+        prog,
+        judgement: j,
+        len: best_len,
+        alone,
+        note,
+    } = shrunk;
     let failure = j.failure.clone().expect("a failing judgement");
     let outcome = match &failure {
         Failure::Died { death, .. } => death.death.outcome(),
         _ => Outcome::Fail,
     };
-    let calls_listed: Vec<String> = prog.ops[1..prog.ops.len() - 2]
+    let calls_listed: Vec<String> = prog.ops[Layout::of(&prog).steps()]
         .iter()
         .map(|o| o.describe())
         .collect();
@@ -463,6 +530,8 @@ fn shrink(
         } else {
             None
         },
+        page_heap: matches!(&failure, Failure::Died { death, .. }
+            if death.last_output.as_deref().is_some_and(|l| l.starts_with("page heap:"))),
     };
     let mut detail = detail;
     if let Some(why) = &mode.repeat {
@@ -473,10 +542,10 @@ fn shrink(
         ));
     }
     let c = repro::render(&prog, &j.expects, &j.targets, &failure, &mode, &header);
-    Ok(SeqOutcome {
+    SeqOutcome {
         eval: Eval::new(outcome, detail),
         repro: Some(c),
         sequences: ran_before + 1,
         calls,
-    })
+    }
 }

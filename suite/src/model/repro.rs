@@ -3,8 +3,8 @@
 //! a correct library. Build: `cc -o repro repro.c -ldl -lpthread` on Unix,
 //! `x86_64-w64-mingw32-gcc -o repro.exe repro.c` or `cl repro.c` for Windows.
 
-use super::oracle::{Expect, Failure};
-use ntdsbcli_harness::program::{Garbage, Hv, ListKind, Op, Program, Text};
+use super::oracle::{Expect, Failure, Layout};
+use ntdsbcli_harness::program::{Garbage, HandleArg, ListKind, Op, Program, Text};
 use std::fmt::Write;
 
 const HEADER: &str = r#"#include <stdint.h>
@@ -267,11 +267,11 @@ fn text(t: &Text, wide: bool) -> String {
     }
 }
 
-fn handle(h: &Hv) -> String {
+fn handle(h: &HandleArg) -> String {
     match h {
-        Hv::Null => "NULL".into(),
-        Hv::Slot(s) => format!("h[{s}]"),
-        Hv::Garbage(g) => match *g {
+        HandleArg::Null => "NULL".into(),
+        HandleArg::Slot(s) => format!("h[{s}]"),
+        HandleArg::Garbage(g) => match *g {
             Garbage::Small(n) => format!("(HBC)(uintptr_t){n}"),
             Garbage::AllOnes => "(HBC)(uintptr_t)-1".into(),
             Garbage::Unmapped => "unmapped()".into(),
@@ -316,6 +316,8 @@ fn check(e: &Expect, step: usize, call: &str) -> String {
 pub struct Mode {
     /// Repeat the sequence until a round fails (at most 10,000 rounds or 10 s), and why.
     pub repeat: Option<String>,
+    /// The verifier's page heap found the failure: the repro brings one of its own (Unix).
+    pub page_heap: bool,
 }
 
 /// Rounds and seconds a repeating repro runs at most.
@@ -338,7 +340,13 @@ pub fn render(
         None => String::new(),
     };
     let _ = writeln!(c, "/*\n * {header_note}{repeat_note}\n * Build: cc -o repro repro.c -ldl -lpthread\n *   (Windows: x86_64-w64-mingw32-gcc -o repro.exe repro.c, or cl repro.c)\n * Run:   ./repro path/to/library\n * Exits 1 (or dies) when the defect reproduces; 0 when every call answers as documented.\n * Define ACCEPT_HRESULT to accept 0x80070057 where 87 is documented.\n */");
+    if mode.page_heap {
+        c.push_str(super::pageheap_c::PRELUDE);
+    }
     c.push_str(HEADER);
+    if mode.page_heap {
+        c.push_str(super::pageheap_c::BODY);
+    }
     c.push_str(ENTRY_C);
     c.push_str(HEADER_REST);
     // Failures found at or after clean-up need the clean-up; a leak also needs the counting.
@@ -356,12 +364,8 @@ pub fn render(
         _ => None,
     };
     c.push_str("\n/* One round of the sequence. */\nstatic void round_body(void) {\n    HR rc = 0;\n    (void)rc;\n");
-    // ops[0] is the opening probe; transition i is ops[i + 1].
-    for (i, op) in program.ops.iter().enumerate().skip(1) {
-        let step = i - 1;
-        if matches!(op, Op::Cleanup | Op::Probe) {
-            break;
-        }
+    let layout = Layout::of(program);
+    for (step, op) in program.ops[layout.steps()].iter().enumerate() {
         if last.is_some_and(|l| step > l) {
             break;
         }
@@ -389,6 +393,9 @@ pub fn render(
     c.push_str("int main(int argc, char **argv) {\n");
     c.push_str("    if (argc < 2) {\n        fprintf(stderr, \"usage: %s LIBRARY\\n\", argv[0]);\n        return 2;\n    }\n");
     c.push_str("    lib = LOAD(argv[1]);\n    if (!lib) {\n        fprintf(stderr, \"cannot load %s\\n\", argv[1]);\n        return 2;\n    }\n");
+    if mode.page_heap {
+        c.push_str("#ifndef _WIN32\n    page_heap_on();\n#endif\n");
+    }
     if repeat {
         let _ = writeln!(
             c,
@@ -422,37 +429,31 @@ fn op_code(op: &Op, e: &Expect, target: Option<u8>, step: usize, call: &str) -> 
     let judged = by_value(&chk, target, step, call);
     let ind = |s: String| format!("    {{\n{s}    }}\n");
     match op {
-        Op::Prepare {
-            wide,
-            server,
-            grbit,
-            btype,
-            token,
-            size,
-            phbc,
-            init,
-            slot,
-            buf,
-        } => {
-            let f = if *wide {
+        Op::Prepare(p) => {
+            let f = if p.wide {
                 "((prepare_w_t)need(\"DsBackupPrepareW\"))"
             } else {
                 "((prepare_a_t)need(\"DsBackupPrepareA\"))"
             };
             ind(format!(
                 "        void *tok = NULL; uint32_t cb = 0; HBC out = (HBC)(uintptr_t){init}ull;\n        rc = {f}({}, {grbit}u, {btype}u, {}, {}, {});\n        {chk}\n        if ({phbc}) {{ vacate({slot}); h[{slot}] = out; live[{slot}] = rc == 0 && out != NULL; }}\n        if ({token}) {{ b[{buf}] = tok; bsz[{buf}] = cb; bwide[{buf}] = 0; }}\n",
-                text(server, *wide),
-                if *token { "&tok" } else { "NULL" },
-                if *size { "&cb" } else { "NULL" },
-                if *phbc { "&out" } else { "NULL" },
-                phbc = *phbc as u8,
-                token = *token as u8,
+                text(&p.server, p.wide),
+                if p.token { "&tok" } else { "NULL" },
+                if p.size { "&cb" } else { "NULL" },
+                if p.phbc { "&out" } else { "NULL" },
+                init = p.init,
+                grbit = p.grbit,
+                btype = p.btype,
+                slot = p.slot,
+                buf = p.buf,
+                phbc = p.phbc as u8,
+                token = p.token as u8,
             ))
         }
         Op::End { h } => {
             let owned = matches!(
                 h,
-                Hv::Garbage(Garbage::Zeroed | Garbage::OnesFilled | Garbage::Random(_))
+                HandleArg::Garbage(Garbage::Zeroed | Garbage::OnesFilled | Garbage::Random(_))
             );
             // REQ-02 on a live value, REQ-03 on any other: decided from the value now.
             let verdict = format!(

@@ -15,7 +15,12 @@ pub fn worker_exe() -> PathBuf {
 
 pub fn options(library: LibrarySpec) -> RunOptions {
     let mut o = RunOptions::new(library, worker_exe());
+    // Smaller and more deterministic than the CLI's defaults: no sequence budget to depend
+    // on the machine's speed, one worker.
     o.seed = 1;
+    o.sequences = 1000;
+    o.sequence_budget = None;
+    o.jobs = 1;
     o.call_timeout = Duration::from_millis(300);
     o
 }
@@ -175,4 +180,38 @@ pub fn reference_so() -> PathBuf {
         .expect("cargo runs");
     assert!(st.success(), "building the reference cdylib failed");
     target.join("debug/libntdsbcli_ref.so")
+}
+
+/// Compiles the C repro `src` as `name` with `flags` (beyond -Wall -Werror); fails the test,
+/// with the compiler's words, when it does not compile.
+pub fn compile_repro(name: &str, src: &str, flags: &[&str]) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("repros");
+    std::fs::create_dir_all(&dir).unwrap();
+    let c = dir.join(format!("{name}.c"));
+    let exe = dir.join(name);
+    std::fs::write(&c, src).unwrap();
+    let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args(["-Wall", "-Werror"])
+        .args(flags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&c)
+        .args(["-ldl", "-lpthread"])
+        .output()
+        .expect("cc runs");
+    assert!(
+        out.status.success(),
+        "{name}: the repro does not compile: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+/// Exit code (-1 for a signal) and output of a repro run on `lib`.
+pub fn run_repro(exe: &Path, lib: &Path) -> (i32, String) {
+    let out = Command::new(exe).arg(lib).output().expect("the repro runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }

@@ -1,0 +1,141 @@
+//! Pages for the page heap (mmap), and naming a fault on them: a SIGSEGV or SIGBUS handler
+//! that says which block was touched and then lets the signal end the process as it would
+//! have.
+use super::heap::{touch, Touch};
+use libc::{c_int, c_void};
+
+pub const AVAILABLE: bool = true;
+
+pub fn page() -> usize {
+    // SAFETY: sysconf only reads a constant of the system.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 {
+        p as usize
+    } else {
+        4096
+    }
+}
+
+const FLAGS: c_int = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+
+/// Fresh readable and writable pages, or None when the system has none.
+pub fn map(len: usize) -> Option<usize> {
+    // SAFETY: a new private anonymous mapping touches nothing that exists.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            FLAGS,
+            -1,
+            0,
+        )
+    };
+    (p != libc::MAP_FAILED).then_some(p as usize)
+}
+
+/// Makes pages of a block inaccessible: its guard.
+pub fn seal(addr: usize, len: usize) {
+    // SAFETY: the pages belong to a mapping of the page heap.
+    unsafe { libc::mprotect(addr as *mut c_void, len, libc::PROT_NONE) };
+}
+
+/// A freed block: its pages are replaced by inaccessible ones that hold no memory, so a use
+/// after free faults and the quarantine costs address space only.
+pub fn retire(addr: usize, len: usize) {
+    // SAFETY: replaces a mapping of the page heap in place.
+    unsafe {
+        libc::mmap(
+            addr as *mut c_void,
+            len,
+            libc::PROT_NONE,
+            FLAGS | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+}
+
+pub fn unmap(addr: usize, len: usize) {
+    // SAFETY: the mapping belongs to the page heap and nothing refers to it any more.
+    unsafe { libc::munmap(addr as *mut c_void, len) };
+}
+
+/// A line built on the stack: the handler must not allocate.
+struct Line {
+    buf: [u8; 240],
+    len: usize,
+}
+
+impl std::fmt::Write for Line {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+fn access(ctx: *mut c_void) -> &'static str {
+    // SAFETY: the kernel passes the interrupted context; bit 1 of the page-fault error code
+    // says the access was a write.
+    let err =
+        unsafe { (*(ctx as *const libc::ucontext_t)).uc_mcontext.gregs[libc::REG_ERR as usize] };
+    if err & 2 != 0 {
+        "write to"
+    } else {
+        "read of"
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+fn access(_ctx: *mut c_void) -> &'static str {
+    "access to"
+}
+
+extern "C" fn on_fault(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    use std::fmt::Write;
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
+    if code <= 0 {
+        // Sent, not a fault: with the default disposition back, it ends the process as sent.
+        // SAFETY: raise is async-signal-safe.
+        unsafe { libc::raise(sig) };
+        return;
+    }
+    let mut line = Line {
+        buf: [0; 240],
+        len: 0,
+    };
+    let what = access(ctx);
+    let _ = match touch(addr) {
+        Some(Touch::Freed { size, offset }) => writeln!(
+            line,
+            "page heap: use after free: a {what} byte {offset} of a {size}-byte block the library had freed"
+        ),
+        Some(Touch::PastEnd { size, beyond }) => writeln!(
+            line,
+            "page heap: heap overrun: a {what} the guard page, {beyond} bytes past the end of a {size}-byte block"
+        ),
+        None => Ok(()),
+    };
+    if line.len > 0 {
+        // SAFETY: write is async-signal-safe; stderr is the supervisor's pipe.
+        unsafe { libc::write(2, line.buf.as_ptr().cast(), line.len) };
+    }
+    // Returning runs the faulting instruction again, now under the default disposition.
+}
+
+/// Installs the handler once (SA_RESETHAND: it runs for the first fault only).
+pub fn name_faults() {
+    // SAFETY: installs a handler that only reads the page heap's book and writes one line.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_fault as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESETHAND | libc::SA_NODEFER;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGSEGV, &sa, std::ptr::null_mut());
+        libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut());
+    }
+}
