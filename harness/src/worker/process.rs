@@ -46,6 +46,41 @@ fn pulse_path() -> PathBuf {
     ))
 }
 
+/// Tries to start a worker this many times before the run stops with exit code 2.
+const START_TRIES: u32 = 3;
+
+/// Starts the worker and puts it in its tree. A failure here is never the library's doing: the
+/// worker loads it only after this returns. Process creation can fail for a moment on a busy
+/// system (Wine reports a child that died in its own start-up as ERROR_INTERNAL_ERROR), so a
+/// failed start is tried again; a lasting failure is still an error.
+fn start(
+    cmd: &mut Command,
+    exe: &std::path::Path,
+) -> Result<(Child, platform::Tree), HarnessError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let error = match cmd.spawn() {
+            Ok(mut child) => match platform::adopt(&child) {
+                Ok(tree) => return Ok((child, tree)),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    e
+                }
+            },
+            Err(e) => e,
+        };
+        if tries >= START_TRIES {
+            return Err(HarnessError::Spawn {
+                exe: exe.to_path_buf(),
+                source: error,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200 * u64::from(tries)));
+    }
+}
+
 impl WorkerProcess {
     pub(crate) fn spawn(spec: &super::WorkerSpec) -> Result<WorkerProcess, HarnessError> {
         let path = pulse_path();
@@ -74,21 +109,7 @@ impl WorkerProcess {
             cmd.env(k, v);
         }
         platform::configure(&mut cmd);
-        let mut child = cmd.spawn().map_err(|source| HarnessError::Spawn {
-            exe: spec.exe.clone(),
-            source,
-        })?;
-        let tree = match platform::adopt(&child) {
-            Ok(t) => t,
-            Err(source) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(HarnessError::Spawn {
-                    exe: spec.exe.clone(),
-                    source,
-                });
-            }
-        };
+        let (mut child, tree) = start(&mut cmd, &spec.exe)?;
         // Only now may the worker load the library: whatever it starts is in the tree.
         pulse.release();
         let stdin = child.stdin.take().expect("piped stdin");
