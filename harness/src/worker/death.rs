@@ -56,6 +56,19 @@ pub struct DeathReport {
     pub last_output: Option<String>,
 }
 
+impl DeathReport {
+    /// A death seen once (not yet confirmed in a fresh worker), where the pulse placed it.
+    pub fn seen(death: Death, place: super::Place, last_output: Option<String>) -> DeathReport {
+        DeathReport {
+            death,
+            op: place.op,
+            step: place.step,
+            confirmed: false,
+            last_output,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RunResult {
     Done(Vec<Observation>),

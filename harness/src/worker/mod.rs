@@ -13,6 +13,6 @@ mod windows;
 
 pub use death::{Death, DeathReport, RunResult};
 pub use protocol::{Request, Response};
-pub use pulse::{Position, Pulse};
+pub use pulse::{Place, Position, Pulse};
 pub use serve::{serve, Lookup, WORKER_ARG};
 pub use supervisor::{LibrarySpec, Supervisor, WorkerSpec};

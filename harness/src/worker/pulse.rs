@@ -22,6 +22,26 @@ pub struct Position {
     pub step: Option<u32>,
 }
 
+/// Where in a program a worker was: the op, and the step of that op's own body.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Place {
+    pub op: Option<usize>,
+    pub step: Option<usize>,
+}
+
+impl Position {
+    /// The place, when the pulse shows program `program`; otherwise nothing is known.
+    pub fn place(&self, program: usize) -> Place {
+        if self.program as usize != program {
+            return Place::default();
+        }
+        Place {
+            op: Some(self.op as usize),
+            step: self.step.map(|s| s as usize),
+        }
+    }
+}
+
 impl Pulse {
     pub fn create(path: &Path) -> std::io::Result<Pulse> {
         let file = std::fs::OpenOptions::new()

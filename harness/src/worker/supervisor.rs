@@ -3,7 +3,7 @@
 
 use super::process::{Incoming, WorkerProcess};
 use super::protocol::{Request, Response};
-use super::{Death, DeathReport, RunResult};
+use super::{Death, DeathReport, Place, RunResult};
 use crate::program::Program;
 use crate::HarnessError;
 use std::ffi::OsString;
@@ -218,8 +218,9 @@ impl Supervisor {
         };
         let mut queue = pending.iter().copied().peekable();
         let sent = w.send(&req);
-        loop {
-            let next = queue.peek().copied().unwrap_or(usize::MAX);
+        let mut next;
+        let report = loop {
+            next = queue.peek().copied().unwrap_or(usize::MAX);
             let incoming = if sent.is_ok() {
                 w.recv(patience)
             } else {
@@ -240,77 +241,40 @@ impl Supervisor {
                 }
                 Incoming::Msg(Response::Idle) if next == usize::MAX => return Ok(Batch::Finished),
                 Incoming::Stuck(pos) => {
-                    let here = pos.program as usize == next;
-                    let op = here.then_some(pos.op as usize);
-                    let step = pos.step.filter(|_| here).map(|s| s as usize);
                     w.kill();
-                    self.worker = None;
-                    return Ok(Batch::Died {
-                        index: next,
-                        report: DeathReport {
-                            death: Death::Hang {
-                                timeout_ms: patience.as_millis() as u64,
-                            },
-                            op,
-                            step,
-                            last_output: None,
-                            confirmed: false,
-                        },
-                    });
+                    let death = Death::Hang {
+                        timeout_ms: patience.as_millis() as u64,
+                    };
+                    break DeathReport::seen(death, pos.place(next), None);
                 }
                 Incoming::Eof => {
                     let death = w.reap();
                     let pos = w.pulse.read();
-                    let here = pos.program as usize == next && pos.calls > 0;
-                    let op = here.then_some(pos.op as usize);
-                    let step = pos.step.filter(|_| here).map(|s| s as usize);
-                    let last_output = w.last_output();
-                    self.worker = None;
-                    return Ok(Batch::Died {
-                        index: next,
-                        report: DeathReport {
-                            death,
-                            op,
-                            step,
-                            last_output,
-                            confirmed: false,
-                        },
-                    });
+                    // Before its first call the pulse still shows the last program's place.
+                    let place = if pos.calls > 0 {
+                        pos.place(next)
+                    } else {
+                        Place::default()
+                    };
+                    break DeathReport::seen(death, place, w.last_output());
                 }
                 Incoming::Garbled(text) => {
                     w.kill();
-                    self.worker = None;
-                    return Ok(Batch::Died {
-                        index: next,
-                        report: DeathReport {
-                            death: Death::Protocol {
-                                what: format!("unexpected output {text:?}"),
-                            },
-                            op: None,
-                            step: None,
-                            last_output: None,
-                            confirmed: false,
-                        },
-                    });
+                    let what = format!("unexpected output {text:?}");
+                    break DeathReport::seen(Death::Protocol { what }, Place::default(), None);
                 }
                 Incoming::Msg(other) => {
                     w.kill();
-                    self.worker = None;
-                    return Ok(Batch::Died {
-                        index: next,
-                        report: DeathReport {
-                            death: Death::Protocol {
-                                what: format!("unexpected message {other:?}"),
-                            },
-                            op: None,
-                            step: None,
-                            last_output: None,
-                            confirmed: false,
-                        },
-                    });
+                    let what = format!("unexpected message {other:?}");
+                    break DeathReport::seen(Death::Protocol { what }, Place::default(), None);
                 }
             }
-        }
+        };
+        self.worker = None;
+        Ok(Batch::Died {
+            index: next,
+            report,
+        })
     }
 
     /// Runs every program, many per worker. A program whose worker dies or hangs is run again
