@@ -3,7 +3,8 @@
 //! pipe, read and the rest interpose on the whole process; a call counts only when it comes
 //! from the library's code, which is what routing the library's imports counts.
 
-use ntdsbcli_harness::program::{HandleArg, Op, Text};
+use crate::model::repro::text;
+use ntdsbcli_harness::program::{HandleArg, Op};
 
 const HEADER: &str = r#"#define _GNU_SOURCE
 #include <dirent.h>
@@ -268,23 +269,6 @@ static struct grown run(unsigned long k, int rest) {
 }
 static long beyond(long got, long base) { return got - (base > 0 ? base : 0); }
 "#;
-
-fn c_str(s: &str) -> String {
-    format!("{s:?}")
-}
-
-fn text(t: &Text, wide: bool) -> String {
-    let s = match t {
-        Text::Null => return "NULL".into(),
-        Text::Lit(s) => c_str(s),
-        Text::Entry { buf, index } => format!("entry({buf}, {index})"),
-    };
-    if wide {
-        format!("w({s})")
-    } else {
-        s
-    }
-}
 
 fn slot(h: &HandleArg) -> String {
     match h {

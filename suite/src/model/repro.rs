@@ -250,11 +250,12 @@ MAYBE_UNUSED static int end_concurrently(HBC hh, int n, int *bad) {
 #endif
 "#;
 
-fn c_str(s: &str) -> String {
+pub(crate) fn c_str(s: &str) -> String {
     format!("{s:?}")
 }
 
-fn text(t: &Text, wide: bool) -> String {
+/// A text argument as C: NULL, a literal, or an entry of a name list; wide ones through w().
+pub(crate) fn text(t: &Text, wide: bool) -> String {
     let narrow = match t {
         Text::Null => return "NULL".into(),
         Text::Lit(s) => c_str(s),
