@@ -138,6 +138,15 @@ fn assert_conformant(lib: &Path) -> String {
     out
 }
 
+/// Proves the fixture's property in a child process (`property` on the fixture loaded there),
+/// then verifies it: the verifier's output in the parent, None in the child.
+fn conformant_with(test: &str, lib: &Path, property: impl FnOnce(&Loaded)) -> Option<String> {
+    if !proven(test, || property(&Loaded::new(lib))) {
+        return None;
+    }
+    Some(assert_conformant(lib))
+}
+
 fn line<'a>(out: &'a str, id: &str) -> &'a str {
     out.lines()
         .find(|l| l.split_whitespace().next() == Some(id))
@@ -147,19 +156,17 @@ fn line<'a>(out: &'a str, id: &str) -> &'a str {
 #[test]
 fn index_handles_reuse_the_lowest_free_index() {
     let lib = common::c_design("INDEX");
-    if !proven("index_handles_reuse_the_lowest_free_index", || {
-        let l = Loaded::new(&lib);
+    // Small integers 1 and 2 are live handles here: end.garbage replaces them and says so.
+    let Some(out) = conformant_with("index_handles_reuse_the_lowest_free_index", &lib, |l| {
         let (a, b) = (l.prepare(), l.prepare());
         assert_eq!((a, b), (1, 2));
         assert_eq!(l.end(a), 0);
         assert_eq!(l.prepare(), 1, "index 1 is reused at once");
         assert_eq!(l.end(1), 0);
         assert_eq!(l.end(2), 0);
-    }) {
+    }) else {
         return;
-    }
-    // Small integers 1 and 2 are live handles here: end.garbage replaces them and says so.
-    let out = assert_conformant(&lib);
+    };
     let g = line(&out, "end.garbage");
     assert!(g.contains(" pass "), "{g}");
     let (code, report) = common::json_run(&lib, "end.garbage");
@@ -173,8 +180,7 @@ fn index_handles_reuse_the_lowest_free_index() {
 #[test]
 fn pointer_handles_come_back_from_the_allocator() {
     let lib = common::c_design("POINTER");
-    if !proven("pointer_handles_come_back_from_the_allocator", || {
-        let l = Loaded::new(&lib);
+    conformant_with("pointer_handles_come_back_from_the_allocator", &lib, |l| {
         let a = l.prepare();
         assert!(
             a > 0x10000 && a.is_multiple_of(8),
@@ -185,84 +191,70 @@ fn pointer_handles_come_back_from_the_allocator() {
         assert_eq!(a, b, "the next Prepare gets the same address");
         assert_eq!(l.end(b), 0);
         assert_eq!(l.end(b), 87);
-    }) {
-        return;
-    }
-    assert_conformant(&lib);
+    });
 }
 
 #[test]
 fn encoded_handles_are_a_counter_xor_a_secret() {
     let lib = common::c_design("ENCODED");
-    if !proven("encoded_handles_are_a_counter_xor_a_secret", || {
-        let l = Loaded::new(&lib);
+    conformant_with("encoded_handles_are_a_counter_xor_a_secret", &lib, |l| {
         let (a, b) = (l.prepare(), l.prepare());
         assert_eq!(a ^ b, 1 ^ 2, "consecutive counters under one secret");
         assert!(a > 0xFFFF_FFFF, "no small value: 0x{a:X}");
         assert_eq!(l.end(a), 0);
         assert_eq!(l.end(b), 0);
-    }) {
-        return;
-    }
-    assert_conformant(&lib);
+    });
 }
 
 #[test]
 fn high_handles_start_at_the_kernel_half() {
     let lib = common::c_design("HIGH");
-    if !proven("high_handles_start_at_the_kernel_half", || {
-        let l = Loaded::new(&lib);
+    let Some(out) = conformant_with("high_handles_start_at_the_kernel_half", &lib, |l| {
         let a = l.prepare();
         assert_eq!(
             a as u64, 0xFFFF_8000_0000_1000,
             "the garbage class kernel-half is live"
         );
         assert_eq!(l.end(a), 0);
-    }) {
+    }) else {
         return;
-    }
-    let out = assert_conformant(&lib);
+    };
     assert!(line(&out, "end.garbage").contains(" pass "));
 }
 
 #[test]
 fn pool_threads_start_on_the_first_prepare_and_stay() {
     let lib = common::c_design("POOL");
-    if !proven("pool_threads_start_on_the_first_prepare_and_stay", || {
-        let l = Loaded::new(&lib);
-        let before = count("/proc/self/task");
-        let h = l.prepare();
-        assert_eq!(count("/proc/self/task"), before + 2, "two pool threads");
-        assert_eq!(l.end(h), 0);
-        assert_eq!(count("/proc/self/task"), before + 2, "kept after End");
-    }) {
-        return;
-    }
-    assert_conformant(&lib);
+    conformant_with(
+        "pool_threads_start_on_the_first_prepare_and_stay",
+        &lib,
+        |l| {
+            let before = count("/proc/self/task");
+            let h = l.prepare();
+            assert_eq!(count("/proc/self/task"), before + 2, "two pool threads");
+            assert_eq!(l.end(h), 0);
+            assert_eq!(count("/proc/self/task"), before + 2, "kept after End");
+        },
+    );
 }
 
 #[test]
 fn log_fd_opens_on_the_first_call_and_stays() {
     let lib = common::c_design("LOGFD");
-    if !proven("log_fd_opens_on_the_first_call_and_stays", || {
-        let l = Loaded::new(&lib);
+    conformant_with("log_fd_opens_on_the_first_call_and_stays", &lib, |l| {
         let before = count("/proc/self/fd");
         assert_eq!(l.end(0), 87);
         assert_eq!(count("/proc/self/fd"), before + 1, "the log descriptor");
         let h = l.prepare();
         assert_eq!(l.end(h), 0);
         assert_eq!(count("/proc/self/fd"), before + 1, "kept after End");
-    }) {
-        return;
-    }
-    assert_conformant(&lib);
+    });
 }
 
 #[test]
 fn cached_contexts_are_reused() {
     let lib = common::c_design("CACHE");
-    if !proven("cached_contexts_are_reused", || {
-        let l = Loaded::new(&lib);
+    conformant_with("cached_contexts_are_reused", &lib, |l| {
         let hs: Vec<usize> = (0..3).map(|_| l.prepare()).collect();
         for &h in &hs {
             assert_eq!(l.end(h), 0);
@@ -270,17 +262,13 @@ fn cached_contexts_are_reused() {
         // The cache hands back the last context freed first.
         assert_eq!(l.prepare(), hs[2]);
         assert_eq!(l.end(hs[2]), 0);
-    }) {
-        return;
-    }
-    assert_conformant(&lib);
+    });
 }
 
 #[test]
 fn thread_local_state_is_freed_by_its_destructor() {
     let lib = common::c_design("TLS");
-    if !proven("thread_local_state_is_freed_by_its_destructor", || {
-        let l = Loaded::new(&lib);
+    conformant_with("thread_local_state_is_freed_by_its_destructor", &lib, |l| {
         let live: Symbol<unsafe extern "C" fn() -> i32> =
             unsafe { l.lib.get(b"ntdsb_tls_buffers") }.unwrap();
         let before = unsafe { live() };
@@ -298,40 +286,31 @@ fn thread_local_state_is_freed_by_its_destructor() {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert_eq!(unsafe { live() }, before, "the destructor freed it");
-    }) {
-        return;
-    }
-    assert_conformant(&lib);
+    });
 }
 
 #[test]
 fn contexts_live_in_pages_of_their_own() {
     let lib = common::c_design("MMAP");
-    if !proven("contexts_live_in_pages_of_their_own", || {
-        let l = Loaded::new(&lib);
+    conformant_with("contexts_live_in_pages_of_their_own", &lib, |l| {
         let h = l.prepare();
         assert!(h.is_multiple_of(4096));
         assert!(mapping_starts_at(h), "0x{h:X} is a mapping of its own");
         assert_eq!(l.end(h), 0);
         assert!(!mapping_starts_at(h), "End unmapped it");
-    }) {
-        return;
-    }
-    assert_conformant(&lib);
+    });
 }
 
 #[test]
 fn logs_only_is_accepted_with_a_warning() {
     let lib = common::c_design("LOGS_ONLY");
-    if !proven("logs_only_is_accepted_with_a_warning", || {
-        let l = Loaded::new(&lib);
+    let Some(out) = conformant_with("logs_only_is_accepted_with_a_warning", &lib, |l| {
         let (rc, h) = l.prepare_type(2);
         assert_eq!(rc, 0, "BACKUP_TYPE_LOGS_ONLY accepted");
         assert_eq!(l.end(h), 0);
-    }) {
+    }) else {
         return;
-    }
-    let out = assert_conformant(&lib);
+    };
     let b = line(&out, "prepare.bad-args");
     assert!(
         b.contains(" warn ") && b.contains("documented as not supported"),
@@ -342,8 +321,7 @@ fn logs_only_is_accepted_with_a_warning() {
 #[test]
 fn cpp_library_counts_handles_from_one() {
     let lib = common::cpp_library();
-    if !proven("cpp_library_counts_handles_from_one", || {
-        let l = Loaded::new(&lib);
+    conformant_with("cpp_library_counts_handles_from_one", &lib, |l| {
         let (a, b) = (l.prepare(), l.prepare());
         assert_eq!(b, a + 1, "consecutive handles");
         assert!(a < 0x10000, "small integers are live handles here");
@@ -351,10 +329,7 @@ fn cpp_library_counts_handles_from_one() {
         assert_eq!(l.end(0xDEAD_BEEF), 87);
         assert_eq!(l.end(a), 0);
         assert_eq!(l.end(b), 0);
-    }) {
-        return;
-    }
-    assert_conformant(&lib);
+    });
 }
 
 #[test]
@@ -362,8 +337,7 @@ fn slow_exiting_session_threads_are_no_leak() {
     // Each thread lingers 50 ms after End, as threads do on a loaded machine: the readings
     // must wait for them, and end.release must see what they give back on the way out.
     let lib = common::c_design("DETACHED_SLOW");
-    if !proven("slow_exiting_session_threads_are_no_leak", || {
-        let l = Loaded::new(&lib);
+    conformant_with("slow_exiting_session_threads_are_no_leak", &lib, |l| {
         let before = count("/proc/self/task");
         let h = l.prepare();
         assert_eq!(l.end(h), 0);
@@ -375,17 +349,13 @@ fn slow_exiting_session_threads_are_no_leak() {
         );
         wait_for_threads(before);
         assert_eq!(count("/proc/self/task"), before, "it exits in the end");
-    }) {
-        return;
-    }
-    assert_conformant(&lib);
+    });
 }
 
 #[test]
 fn detached_session_threads_exit_just_after_end() {
     let lib = common::c_design("DETACHED");
-    if !proven("detached_session_threads_exit_just_after_end", || {
-        let l = Loaded::new(&lib);
+    conformant_with("detached_session_threads_exit_just_after_end", &lib, |l| {
         let before = count("/proc/self/task");
         let h = l.prepare();
         assert_eq!(count("/proc/self/task"), before + 1, "a thread per session");
@@ -397,8 +367,5 @@ fn detached_session_threads_exit_just_after_end() {
         );
         wait_for_threads(before);
         assert_eq!(count("/proc/self/task"), before, "it exits a moment later");
-    }) {
-        return;
-    }
-    assert_conformant(&lib);
+    });
 }

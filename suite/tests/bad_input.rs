@@ -6,22 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn run_cli(lib: &Path) -> (i32, String, String) {
-    let out = Command::new(common::worker_exe())
-        .args(["run", "--lib"])
-        .arg(lib)
-        .output()
-        .expect("the CLI runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let r = common::cli_with(&["run", "--lib"], |c| c.arg(lib));
+    (r.code, r.stdout, r.stderr)
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bad-input");
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    common::scratch("bad-input", name)
 }
 
 #[track_caller]
@@ -47,6 +37,14 @@ fn missing_file() {
     assert_rejected(Path::new("/no/such/libntdsbcli.so"), "no such file");
 }
 
+/// Writes `bytes` as `name` and asserts that the verifier rejects that file with `words`.
+#[track_caller]
+fn assert_file_rejected(name: &str, bytes: impl AsRef<[u8]>, words: &str) {
+    let p = tmp(name);
+    std::fs::write(&p, bytes).unwrap();
+    assert_rejected(&p, words);
+}
+
 #[test]
 fn directory() {
     assert_rejected(Path::new(env!("CARGO_TARGET_TMPDIR")), "is a directory");
@@ -54,16 +52,16 @@ fn directory() {
 
 #[test]
 fn empty_file() {
-    let p = tmp("empty.so");
-    std::fs::write(&p, b"").unwrap();
-    assert_rejected(&p, "empty file");
+    assert_file_rejected("empty.so", b"", "empty file");
 }
 
 #[test]
 fn text_file() {
-    let p = tmp("text.so");
-    std::fs::write(&p, "INPUT(-lc)\n").unwrap();
-    assert_rejected(&p, "not a shared library (a text file)");
+    assert_file_rejected(
+        "text.so",
+        "INPUT(-lc)\n",
+        "not a shared library (a text file)",
+    );
 }
 
 #[test]
@@ -71,9 +69,7 @@ fn other_architecture() {
     // A real shared library with its ELF machine field set to aarch64.
     let mut bytes = std::fs::read(common::c_library(None)).unwrap();
     bytes[18..20].copy_from_slice(&183u16.to_le_bytes());
-    let p = tmp("aarch64.so");
-    std::fs::write(&p, bytes).unwrap();
-    assert_rejected(&p, "wrong architecture: ELF for aarch64");
+    assert_file_rejected("aarch64.so", bytes, "wrong architecture: ELF for aarch64");
 }
 
 #[test]
@@ -83,9 +79,7 @@ fn windows_dll_on_linux() {
     bytes[0x3C..0x40].copy_from_slice(&0x80u32.to_le_bytes());
     bytes[0x80..0x84].copy_from_slice(b"PE\0\0");
     bytes[0x84..0x86].copy_from_slice(&0x8664u16.to_le_bytes());
-    let p = tmp("ntdsbcli.dll");
-    std::fs::write(&p, bytes).unwrap();
-    assert_rejected(&p, "a Windows PE (x86-64) DLL");
+    assert_file_rejected("ntdsbcli.dll", bytes, "a Windows PE (x86-64) DLL");
 }
 
 #[test]

@@ -6,30 +6,23 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
+const RUN: [&str; 7] = [
+    "run",
+    "--seed",
+    "3",
+    "--sequences",
+    "200",
+    "--shrink-budget-ms",
+    "2000",
+];
+
 fn cli(args: &[&str]) -> (i32, String) {
-    let out = Command::new(common::worker_exe())
-        .args([
-            "run",
-            "--seed",
-            "3",
-            "--sequences",
-            "200",
-            "--shrink-budget-ms",
-            "2000",
-        ])
-        .args(args)
-        .output()
-        .expect("the CLI runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let r = common::cli_with(&RUN, |c| c.args(args));
+    (r.code, r.stdout)
 }
 
 fn path(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("baseline");
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    common::scratch("baseline", name)
 }
 
 #[test]

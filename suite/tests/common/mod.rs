@@ -61,6 +61,32 @@ pub fn detail<'a>(r: &'a Report, id: &str) -> &'a str {
         .detail
 }
 
+/// What one CLI run gave.
+pub struct Cli {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the CLI as it is prepared in `cmd` (the verifier, with `args` after it).
+pub fn cli_with(args: &[&str], cmd: impl FnOnce(&mut Command) -> &mut Command) -> Cli {
+    let mut c = Command::new(worker_exe());
+    c.args(args);
+    let out = cmd(&mut c).output().expect("the CLI runs");
+    Cli {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A path in a scratch folder of this test run, named `folder`.
+pub fn scratch(folder: &str, name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(folder);
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
 /// Runs the CLI (seed 1) on `lib` with only `check`, writing a JSON report: exit code and the
 /// report's text.
 pub fn json_run(lib: &Path, check: &str) -> (i32, String) {
