@@ -53,13 +53,8 @@ enum Command {
         /// The shard reports (JSON).
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
-        /// Write the merged JSON report here.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        #[arg(long)]
-        junit: Option<PathBuf>,
-        #[arg(long)]
-        markdown: Option<PathBuf>,
+        #[command(flatten)]
+        out: Outputs,
     },
     /// What a check verifies, where the requirement comes from, and what conforming means.
     Explain {
@@ -81,15 +76,10 @@ enum Command {
     },
 }
 
+/// The report files of a run or a merge.
 #[derive(clap::Args)]
-struct RunArgs {
-    /// The library to verify (.so on Linux, .dll on Windows).
-    #[arg(long)]
-    lib: Option<PathBuf>,
-    /// The backup server name passed to Prepare.
-    #[arg(long, default_value = defaults::SERVER)]
-    server: String,
-    /// Write the JSON report here (kept current while the run goes).
+struct Outputs {
+    /// Write the JSON report here (a run keeps it current while it goes).
     #[arg(long)]
     json: Option<PathBuf>,
     /// Write a JUnit XML report here.
@@ -98,6 +88,18 @@ struct RunArgs {
     /// Write a Markdown report here.
     #[arg(long)]
     markdown: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The library to verify (.so on Linux, .dll on Windows).
+    #[arg(long)]
+    lib: Option<PathBuf>,
+    /// The backup server name passed to Prepare.
+    #[arg(long, default_value = defaults::SERVER)]
+    server: String,
+    #[command(flatten)]
+    out: Outputs,
     /// Write a self-contained HTML report here (filter by outcome, copy repros).
     #[arg(long)]
     html: Option<PathBuf>,
@@ -185,12 +187,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Merge {
-            inputs,
-            json,
-            junit,
-            markdown,
-        } => match merge_reports(&inputs, json, junit, markdown) {
+        Command::Merge { inputs, out } => match merge_reports(&inputs, &out) {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
                 eprintln!("ntdsbcli-conform: {e:#}");
@@ -269,12 +266,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn merge_reports(
-    inputs: &[PathBuf],
-    json: Option<PathBuf>,
-    junit: Option<PathBuf>,
-    markdown: Option<PathBuf>,
-) -> anyhow::Result<u8> {
+fn merge_reports(inputs: &[PathBuf], out: &Outputs) -> anyhow::Result<u8> {
     let mut reports = Vec::new();
     for p in inputs {
         let text =
@@ -284,10 +276,10 @@ fn merge_reports(
         reports.push(r);
     }
     let r = ntdsbcli_conform::merge::merge(reports)?;
-    if let Some(p) = &json {
+    if let Some(p) = &out.json {
         report::write_atomic(p, &serde_json::to_vec_pretty(&r)?)?;
     }
-    write_views(&r, markdown.as_deref(), junit.as_deref(), None)?;
+    write_views(&r, out.markdown.as_deref(), out.junit.as_deref(), None)?;
     print!("{}", summary::table(&r, 160));
     Ok(r.verdict.exit_code())
 }
@@ -318,7 +310,7 @@ fn write_repros(r: &Report, args: &RunArgs) -> anyhow::Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for c in r.checks.iter().filter(|c| c.repro.is_some()) {
         let name = format!("{}.repro.c", c.id);
-        let path = match &args.json {
+        let path = match &args.out.json {
             Some(j) => {
                 let stem = j
                     .file_stem()
@@ -358,8 +350,8 @@ fn write_views(
 fn write_extra(r: &Report, args: &RunArgs) -> anyhow::Result<()> {
     write_views(
         r,
-        args.markdown.as_deref(),
-        args.junit.as_deref(),
+        args.out.markdown.as_deref(),
+        args.out.junit.as_deref(),
         args.html.as_deref(),
     )
 }
@@ -400,7 +392,7 @@ fn run_options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         shrink_budget: ms(args.shrink_budget_ms),
         call_timeout: ms(args.call_timeout_ms.max(1)),
         mutant: args.mutant.clone(),
-        json: args.json.clone(),
+        json: args.out.json.clone(),
         only: (!args.checks.is_empty()).then(|| args.checks.clone()),
         ..RunOptions::new(library, exe)
     })
@@ -472,7 +464,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
                     "a C repro was made: run again with --json PATH to save it next to the report"
                 );
             }
-            if let Some(p) = &args.json {
+            if let Some(p) = &args.out.json {
                 println!("report: {}", p.display());
             }
             if let Some(p) = &args.write_baseline {
