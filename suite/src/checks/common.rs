@@ -161,6 +161,13 @@ impl Findings {
         self.notes.push(msg.into());
     }
 
+    /// A note when an End that should succeed did not: end.ok judges that, this check goes on.
+    pub fn note_end_not_ok(&mut self, what: &str, end: &Observation) {
+        if end.rc != Some(0) {
+            self.note(format!("{what} did not return S_OK (see end.ok)"));
+        }
+    }
+
     /// A compatibility warning: never a failure.
     pub fn compat(&mut self, msg: impl Into<String>) {
         self.compat.push(msg.into());
@@ -249,6 +256,20 @@ impl Findings {
 /// Judges the valid Prepare a check depends on. `Err` carries the check's result when there
 /// is no live session to test with: inconclusive for a documented environment problem,
 /// inconclusive pointing at prepare.ok otherwise (which fails there).
+/// The first program's results, when its step "prepare" opened a live session, with a note
+/// when its step `end` (what the note calls `what`) did not return S_OK.
+pub fn prepared_and_ended<'r, 'a>(
+    ran: &'r [Ran<'a>],
+    end: &str,
+    what: &str,
+) -> Result<(&'r Ran<'a>, Findings), Eval> {
+    let r = &ran[0];
+    live(r.get("prepare"))?;
+    let mut f = Findings::default();
+    f.note_end_not_ok(what, r.get(end));
+    Ok((r, f))
+}
+
 pub fn live(o: &Observation) -> Result<(), Eval> {
     match (o.rc, o.handle) {
         (Some(0), Some(h)) if h != 0 => Ok(()),

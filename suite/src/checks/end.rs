@@ -1,7 +1,9 @@
 //! end.ok, end.null, end.double, end.garbage, end.isolation, end.invalidates: DsBackupEnd's
 //! return codes on live, NULL, stale and garbage values, and what an End does to other state.
 
-use super::common::{end, growth, live, program, slot, Ctx, Eval, Findings, Ran};
+use super::common::{
+    end, growth, live, prepared_and_ended, program, slot, Ctx, Eval, Findings, Ran,
+};
 use ntdsbcli_harness::program::{Garbage, HandleArg, ListKind, Op, Program, Text};
 
 pub fn ok_plan(ctx: &Ctx) -> Vec<Program> {
@@ -94,14 +96,10 @@ pub fn double_plan(ctx: &Ctx) -> Vec<Program> {
 }
 
 pub fn double_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let r = &ran[0];
-    if let Err(e) = live(r.get("prepare")) {
-        return e;
-    }
-    let mut f = Findings::default();
-    if r.get("end1").rc != Some(0) {
-        f.note("the first End did not return S_OK (see end.ok)");
-    }
+    let (r, mut f) = match prepared_and_ended(ran, "end1", "the first End") {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
     f.invalid_param(ctx, "a second End on the same handle", r.get("end2"));
     f.invalid_param(ctx, "a third End on the same handle", r.get("end3"));
     if r.get("sentinels").intact == Some(false) {
@@ -321,14 +319,10 @@ const AFTER_END: &[&str] = &[
 ];
 
 pub fn invalidates_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let r = &ran[0];
-    if let Err(e) = live(r.get("prepare")) {
-        return e;
-    }
-    let mut f = Findings::default();
-    if r.get("end").rc != Some(0) {
-        f.note("End did not return S_OK (see end.ok)");
-    }
+    let (r, mut f) = match prepared_and_ended(ran, "end", "End") {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
     let mut tested = Vec::new();
     for name in AFTER_END.iter().filter(|n| r.has(n)) {
         tested.push(*name);

@@ -98,43 +98,21 @@ enum Want {
     Unsupported,
 }
 
+// One row per case, as a table reads.
+#[rustfmt::skip]
 const BAD_CASES: &[BadCase] = &[
-    BadCase {
-        label: "NULL szBackupServer",
-        want: Want::InvalidParameter,
-        args: &[BadArg::NullServer],
-    },
-    BadCase {
-        label: "NULL phbc",
-        want: Want::InvalidParameter,
-        args: &[BadArg::NullPhbc],
-    },
-    BadCase {
-        label: "BACKUP_TYPE_INCREMENTAL",
-        want: Want::InvalidParameter,
-        args: &[BadArg::Incremental],
-    },
-    BadCase {
-        label: "BACKUP_TYPE_LOGS_ONLY (unsupported, no code documented)",
-        want: Want::Unsupported,
-        args: &[BadArg::LogsOnly],
-    },
-    BadCase {
-        label: "NULL ppvExpiryToken",
-        want: Want::HrInvalidParam,
-        args: &[BadArg::NullToken],
-    },
-    BadCase {
-        label: "NULL pcbExpiryTokenSize",
-        want: Want::HrInvalidParam,
-        args: &[BadArg::NullSize],
-    },
-    BadCase {
-        label: "NULL ppvExpiryToken and pcbExpiryTokenSize",
-        want: Want::HrInvalidParam,
-        args: &[BadArg::NullToken, BadArg::NullSize],
-    },
+    bad("NULL szBackupServer", Want::InvalidParameter, &[BadArg::NullServer]),
+    bad("NULL phbc", Want::InvalidParameter, &[BadArg::NullPhbc]),
+    bad("BACKUP_TYPE_INCREMENTAL", Want::InvalidParameter, &[BadArg::Incremental]),
+    bad("BACKUP_TYPE_LOGS_ONLY (unsupported, no code documented)", Want::Unsupported, &[BadArg::LogsOnly]),
+    bad("NULL ppvExpiryToken", Want::HrInvalidParam, &[BadArg::NullToken]),
+    bad("NULL pcbExpiryTokenSize", Want::HrInvalidParam, &[BadArg::NullSize]),
+    bad("NULL ppvExpiryToken and pcbExpiryTokenSize", Want::HrInvalidParam, &[BadArg::NullToken, BadArg::NullSize]),
 ];
+
+const fn bad(label: &'static str, want: Want, args: &'static [BadArg]) -> BadCase {
+    BadCase { label, want, args }
+}
 
 fn bad_prepare(ctx: &Ctx, wide: bool, slot: u8, buf: u8, args: &[BadArg]) -> Op {
     let mut op = ctx.prepare_form(wide, slot, buf);
