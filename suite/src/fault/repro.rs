@@ -3,10 +3,12 @@
 //! pipe, read and the rest interpose on the whole process; a call counts only when it comes
 //! from the library's code, which is what routing the library's imports counts.
 
+use crate::model::lib_range_c;
 use crate::model::repro::text;
 use ntdsbcli_harness::program::{HandleArg, Op};
 
-const HEADER: &str = r#"#define _GNU_SOURCE
+const HEADER: &str = concat!(
+    r#"#define _GNU_SOURCE
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -182,19 +184,9 @@ static void *need(const char *name) {
     if (!p) { fprintf(stderr, "%s is not exported\n", name); exit(2); }
     return p;
 }
-static int find_lib(struct dl_phdr_info *i, size_t size, void *base) {
-    (void)size;
-    if ((void *)i->dlpi_addr != base) return 0;
-    for (int k = 0; k < i->dlpi_phnum; k++) {
-        const ElfW(Phdr) *ph = &i->dlpi_phdr[k];
-        if (ph->p_type != PT_LOAD) continue;
-        uintptr_t lo = i->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
-        if (!lib_lo || lo < lib_lo) lib_lo = lo;
-        if (hi > lib_hi) lib_hi = hi;
-    }
-    return 1;
-}
-
+"#,
+    lib_range_c!(),
+    r#"
 __attribute__((unused)) static WCH *w(const char *s) {
     static WCH out[4][1024];
     static int next;
@@ -209,7 +201,8 @@ static int live[32], rlive[32];
 static void *b[32];
 static uint32_t bsz[32];
 static int bwide[32];
-"#;
+"#
+);
 
 /// The rest of the header, after the shared name-list helper.
 const HEADER_REST: &str = r#"static int bad;
@@ -412,7 +405,10 @@ int main(int argc, char **argv) {{
     if (!lib) {{ fprintf(stderr, "cannot load %s: %s\n", argv[1], dlerror()); return 2; }}
     Dl_info info;
     if (!dladdr(need("DsBackupEnd"), &info)) return 2;
-    dl_iterate_phdr(find_lib, info.dli_fbase);
+    struct lib_range r = {{info.dli_fbase, 0, 0}};
+    dl_iterate_phdr(lib_range, &r);
+    lib_lo = r.lo;
+    lib_hi = r.hi;
     setvbuf(stdout, NULL, _IONBF, 0);
     int sigs[] = {{SIGSEGV, SIGBUS, SIGABRT, SIGILL, SIGFPE}};
     for (int i = 0; i < 5; i++) signal(sigs[i], died);

@@ -5,3 +5,4 @@ pub mod oracle;
 mod pageheap_c;
 pub mod phase;
 pub mod repro;
+pub(crate) use pageheap_c::lib_range_c;

@@ -4,12 +4,36 @@
 //! program with the reason. Its malloc family interposes on the whole program; only calls
 //! from the library's code get pages. Unix only: a Windows repro runs without it.
 
+/// C that finds the address range of the loaded library whose base is `base`: its PT_LOAD
+/// segments. Both Unix repros need it to tell the library's calls from their own.
+macro_rules! lib_range_c {
+    () => {
+        r#"struct lib_range { void *base; uintptr_t lo, hi; };
+static int lib_range(struct dl_phdr_info *i, size_t size, void *data) {
+    struct lib_range *r = data;
+    (void)size;
+    if ((void *)i->dlpi_addr != r->base) return 0;
+    for (int k = 0; k < i->dlpi_phnum; k++) {
+        const ElfW(Phdr) *ph = &i->dlpi_phdr[k];
+        if (ph->p_type != PT_LOAD) continue;
+        uintptr_t lo = i->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        if (!r->lo || lo < r->lo) r->lo = lo;
+        if (hi > r->hi) r->hi = hi;
+    }
+    return 1;
+}
+"#
+    };
+}
+pub(crate) use lib_range_c;
+
 /// Goes before every include: dladdr and dl_iterate_phdr need it.
 pub const PRELUDE: &str = "#define _GNU_SOURCE\n";
 
 /// Defines the allocator and `page_heap_on()`, which main calls once the library is loaded.
 /// It needs `lib` and `SYM` defined before it.
-pub const BODY: &str = r#"
+pub const BODY: &str = concat!(
+    r#"
 #ifndef _WIN32
 #include <link.h>
 #include <signal.h>
@@ -77,25 +101,18 @@ static void ph_fault(int sig, siginfo_t *si, void *ctx) {
     }
     signal(sig, SIG_DFL);
 }
-static int ph_range(struct dl_phdr_info *i, size_t size, void *base) {
-    (void)size;
-    if ((void *)i->dlpi_addr != base) return 0;
-    for (int k = 0; k < i->dlpi_phnum; k++) {
-        const ElfW(Phdr) *p = &i->dlpi_phdr[k];
-        if (p->p_type != PT_LOAD) continue;
-        uintptr_t lo = i->dlpi_addr + p->p_vaddr, hi = lo + p->p_memsz;
-        if (!ph_lo || lo < ph_lo) ph_lo = lo;
-        if (hi > ph_hi) ph_hi = hi;
-    }
-    return 1;
-}
-static void page_heap_on(void) {
+"#,
+    lib_range_c!(),
+    r#"static void page_heap_on(void) {
     const char *exports[] = {"DsBackupEnd", "DsBackupPrepareW", "DsBackupPrepareA"};
     void *sym = NULL;
     for (int i = 0; i < 3 && !sym; i++) sym = SYM(lib, exports[i]);
     Dl_info info;
     if (!sym || !dladdr(sym, &info)) return;
-    dl_iterate_phdr(ph_range, info.dli_fbase);
+    struct lib_range r = {info.dli_fbase, 0, 0};
+    dl_iterate_phdr(lib_range, &r);
+    ph_lo = r.lo;
+    ph_hi = r.hi;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = ph_fault;
@@ -140,4 +157,5 @@ int posix_memalign(void **out, size_t a, size_t n) {
 }
 void *aligned_alloc(size_t a, size_t n) { return ph_mine(PH_RET) ? ph_alloc(n, a) : __libc_memalign(a, n); }
 #endif
-"#;
+"#
+);
