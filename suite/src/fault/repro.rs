@@ -156,20 +156,12 @@ IO(18, read, (int f, void *b, size_t n), (f, b, n))
 IO(19, write, (int f, const void *b, size_t n), (f, b, n))
 IO(20, recv, (int f, void *b, size_t n, int fl), (f, b, n, fl))
 IO(21, send, (int f, const void *b, size_t n, int fl), (f, b, n, fl))
-void *mmap(void *a, size_t n, int p, int f, int d, off_t o) {
-    void *r = RET;
-    NEXT(mmap);
-    void *m = real_mmap(a, n, p, f, d, o);
-    if (m != MAP_FAILED && mine(r)) blocks++;
-    return m;
-}
-void *mmap64(void *a, size_t n, int p, int f, int d, off_t o) {
-    void *r = RET;
-    NEXT(mmap64);
-    void *m = real_mmap64(a, n, p, f, d, o);
-    if (m != MAP_FAILED && mine(r)) blocks++;
-    return m;
-}
+#define MAP(name) \
+    void *name(void *a, size_t n, int p, int f, int d, off_t o) { \
+        void *r = RET; NEXT(name); void *m = real_##name(a, n, p, f, d, o); \
+        if (m != MAP_FAILED && mine(r)) { blocks++; } return m; }
+MAP(mmap)
+MAP(mmap64)
 int munmap(void *a, size_t n) {
     void *r = RET;
     NEXT(munmap);
@@ -272,6 +264,14 @@ fn slot(h: &HandleArg) -> String {
     }
 }
 
+/// The slot an End clears: a spare one (31) when the handle is no slot's.
+fn slot_index(h: &HandleArg) -> u8 {
+    match h {
+        HandleArg::Slot(s) => *s,
+        _ => 31,
+    }
+}
+
 fn sig(wide: bool, a: &str, w: &str) -> String {
     if wide { w } else { a }.to_string()
 }
@@ -300,10 +300,7 @@ fn op_code(op: &Op) -> String {
         Op::End { h } => format!(
             "rc = ((HR (*)(HBC))need(\"{name}\"))({0}); if (rc == 0) live[{1}] = 0; end_code(\"{name}\", rc);",
             slot(h),
-            match h {
-                HandleArg::Slot(s) => *s,
-                _ => 31,
-            }
+            slot_index(h)
         ),
         Op::Names {
             wide,
@@ -354,10 +351,7 @@ fn op_code(op: &Op) -> String {
         Op::RestoreEnd { h } => format!(
             "rc = ((HR (*)(HBC))need(\"{name}\"))({0}); if (rc == 0) rlive[{1}] = 0; end_code(\"{name}\", rc);",
             slot(h),
-            match h {
-                HandleArg::Slot(s) => *s,
-                _ => 31,
-            }
+            slot_index(h)
         ),
         other => format!("/* {} is not part of a session path */", other.describe()),
     }
