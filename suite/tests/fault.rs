@@ -49,12 +49,7 @@ fn the_bundled_reference_handles_a_failure_at_every_site_of_every_path() {
 #[test]
 fn the_reference_library_file_passes_too() {
     let r = fault_only(LibrarySpec::Path(common::reference_so()));
-    assert_eq!(
-        outcome(&r, "fault.cleanup"),
-        Outcome::Pass,
-        "{}",
-        detail(&r, "fault.cleanup")
-    );
+    common::assert_outcome(&r, "fault.cleanup", Outcome::Pass, "");
     assert!(r.library.routed_imports.iter().any(|n| n == "malloc"));
 }
 

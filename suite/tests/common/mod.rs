@@ -61,6 +61,12 @@ pub fn detail<'a>(r: &'a Report, id: &str) -> &'a str {
         .detail
 }
 
+/// Asserts that check `id` has outcome `want`; a failure shows the check's detail and `context`.
+#[track_caller]
+pub fn assert_outcome(r: &Report, id: &str, want: Outcome, context: &str) {
+    assert_eq!(outcome(r, id), want, "{context}{}", detail(r, id));
+}
+
 /// What one CLI run gave.
 pub struct Cli {
     pub code: i32,
