@@ -541,13 +541,21 @@ impl<'a> Interp<'a> {
                         }
                     }
                 }
-                Op::End { h: hv_arg } => {
-                    let f = need(api.backup_end, op)?;
+                Op::End { h: hv_arg } | Op::RestoreEnd { h: hv_arg } => {
+                    let restore = matches!(op, Op::RestoreEnd { .. });
+                    let f = need(
+                        if restore {
+                            api.restore_end
+                        } else {
+                            api.backup_end
+                        },
+                        op,
+                    )?;
                     let h = hv(self, hv_arg, &mut obs)?;
                     let rc = f(h);
                     obs.rc = Some(rc);
                     if rc == 0 {
-                        self.ended(false, h as u64, slot_of(hv_arg));
+                        self.ended(restore, h as u64, slot_of(hv_arg));
                     }
                 }
                 Op::EndConcurrent { h: hv_arg, threads } => {
@@ -736,15 +744,6 @@ impl<'a> Interp<'a> {
                     self.vacate(*slot as usize);
                     self.handles[*slot as usize] = h as u64;
                     self.restore_open[*slot as usize] = rc == 0 && !h.is_null();
-                }
-                Op::RestoreEnd { h: hv_arg } => {
-                    let f = need(api.restore_end, op)?;
-                    let h = hv(self, hv_arg, &mut obs)?;
-                    let rc = f(h);
-                    obs.rc = Some(rc);
-                    if rc == 0 {
-                        self.ended(true, h as u64, slot_of(hv_arg));
-                    }
                 }
                 Op::SetAuth {
                     wide,
