@@ -174,96 +174,84 @@ fn main() -> ExitCode {
         worker::serve(Some(ntdsbcli_conform::reference_symbol));
     }
     let cli = Cli::parse();
-    match cli.command {
-        Command::List => {
-            for c in CHECKS {
-                println!(
-                    "{:<30} {:<15} {:<10} {}",
-                    c.id,
-                    c.requirement,
-                    format!("{:?}", c.strength).to_lowercase(),
-                    c.statement
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        Command::Merge { inputs, out } => match merge_reports(&inputs, &out) {
-            Ok(code) => ExitCode::from(code),
-            Err(e) => {
-                eprintln!("ntdsbcli-conform: {e:#}");
-                ExitCode::from(2)
-            }
-        },
-        Command::Explain { id } => {
-            let Some(c) = CHECKS.iter().find(|c| c.id == id) else {
-                eprintln!("ntdsbcli-conform: unknown check {id:?} (see `ntdsbcli-conform list`)");
-                return ExitCode::from(2);
-            };
-            let (source, conforming) =
-                ntdsbcli_conform::catalogue::explanation(c.id).unwrap_or(("", ""));
-            println!(
-                "{}
-",
-                c.id
-            );
-            println!("  verifies     {}", c.statement);
-            println!("  requirement  {}", c.requirement);
-            println!(
-                "  strength     {}",
-                match c.strength {
-                    ntdsbcli_conform::harness::report::Strength::Documented =>
-                        "documented: the public documentation says it",
-                    ntdsbcli_conform::harness::report::Strength::Inferred =>
-                        "inferred: a robustness expectation the documentation does not state",
-                }
-            );
-            println!("  source       {source}");
-            println!("  conforming   {conforming}");
-            ExitCode::SUCCESS
-        }
-        Command::Mutants => {
-            for (name, what) in MUTANTS {
-                println!("{name:<24} {what}");
-            }
-            ExitCode::SUCCESS
-        }
+    let result = match cli.command {
+        Command::List => list(),
+        Command::Merge { inputs, out } => merge_reports(&inputs, &out),
+        Command::Explain { id } => explain(&id),
+        Command::Mutants => mutants(),
         Command::Bench {
             lib,
             sequences,
             max_len,
             seed,
-        } => {
-            let result = std::env::current_exe()
-                .map_err(anyhow::Error::from)
-                .and_then(|exe| {
-                    ntdsbcli_conform::bench::run(&ntdsbcli_conform::bench::BenchOptions {
-                        library: match lib {
-                            Some(p) => LibrarySpec::Path(std::path::absolute(&p).unwrap_or(p)),
-                            None => LibrarySpec::Embedded,
-                        },
-                        worker_exe: exe,
-                        sequences,
-                        max_len,
-                        seed,
-                        embedded: ntdsbcli_conform::reference_symbol,
-                    })
-                });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("ntdsbcli-conform: {e:#}");
-                    ExitCode::from(2)
-                }
-            }
+        } => bench(lib, sequences, max_len, seed),
+        Command::Run(args) => run(*args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("ntdsbcli-conform: {e:#}");
+            ExitCode::from(2)
         }
-        Command::Run(args) => match run(*args) {
-            Ok(code) => ExitCode::from(code),
-            Err(e) => {
-                eprintln!("ntdsbcli-conform: {e:#}");
-                ExitCode::from(2)
-            }
-        },
     }
+}
+
+fn list() -> anyhow::Result<u8> {
+    for c in CHECKS {
+        println!(
+            "{:<30} {:<15} {:<10} {}",
+            c.id,
+            c.requirement,
+            format!("{:?}", c.strength).to_lowercase(),
+            c.statement
+        );
+    }
+    Ok(0)
+}
+
+fn explain(id: &str) -> anyhow::Result<u8> {
+    let Some(c) = CHECKS.iter().find(|c| c.id == id) else {
+        anyhow::bail!("unknown check {id:?} (see `ntdsbcli-conform list`)");
+    };
+    let (source, conforming) = ntdsbcli_conform::catalogue::explanation(c.id).unwrap_or(("", ""));
+    println!("{}\n", c.id);
+    println!("  verifies     {}", c.statement);
+    println!("  requirement  {}", c.requirement);
+    println!(
+        "  strength     {}",
+        match c.strength {
+            ntdsbcli_conform::harness::report::Strength::Documented =>
+                "documented: the public documentation says it",
+            ntdsbcli_conform::harness::report::Strength::Inferred =>
+                "inferred: a robustness expectation the documentation does not state",
+        }
+    );
+    println!("  source       {source}");
+    println!("  conforming   {conforming}");
+    Ok(0)
+}
+
+fn mutants() -> anyhow::Result<u8> {
+    for (name, what) in MUTANTS {
+        println!("{name:<24} {what}");
+    }
+    Ok(0)
+}
+
+fn bench(lib: Option<PathBuf>, sequences: usize, max_len: usize, seed: u64) -> anyhow::Result<u8> {
+    let worker_exe = std::env::current_exe()?;
+    ntdsbcli_conform::bench::run(&ntdsbcli_conform::bench::BenchOptions {
+        library: match lib {
+            Some(p) => LibrarySpec::Path(std::path::absolute(&p).unwrap_or(p)),
+            None => LibrarySpec::Embedded,
+        },
+        worker_exe,
+        sequences,
+        max_len,
+        seed,
+        embedded: ntdsbcli_conform::reference_symbol,
+    })?;
+    Ok(0)
 }
 
 fn merge_reports(inputs: &[PathBuf], out: &Outputs) -> anyhow::Result<u8> {
