@@ -23,7 +23,10 @@ pub struct Entry {
     pub reason: String,
 }
 
-pub fn parse(text: &str) -> Result<BTreeMap<String, Entry>, BaselineError> {
+/// A baseline: each listed check's accepted outcome, by check id.
+pub type Baseline = BTreeMap<String, Entry>;
+
+pub fn parse(text: &str) -> Result<Baseline, BaselineError> {
     let mut out = BTreeMap::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;

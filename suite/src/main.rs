@@ -386,13 +386,14 @@ fn run_options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     })
 }
 
-fn run(args: RunArgs) -> anyhow::Result<u8> {
+/// Checks the run's own input (mutant, baseline, check ids) before running anything: bad
+/// input is exit code 2, never a half-made report. Gives the parsed baseline.
+fn validate(args: &RunArgs) -> anyhow::Result<Option<ntdsbcli_conform::baseline::Baseline>> {
     if let Some(m) = &args.mutant {
         if !MUTANTS.iter().any(|(n, _)| n == m) {
             anyhow::bail!("unknown mutant {m:?} (see `ntdsbcli-conform mutants`)");
         }
     }
-    // A bad baseline is bad input: say so before running anything.
     let baseline = match &args.baseline {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -409,70 +410,36 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
             anyhow::bail!("unknown check {c:?} (see `ntdsbcli-conform list`)");
         }
     }
-    let opts = run_options(&args)?;
+    Ok(baseline)
+}
 
-    let bar = if std::io::stderr().is_terminal() {
-        let b = ProgressBar::new(0);
-        b.set_style(
-            ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        b.enable_steady_tick(Duration::from_millis(100));
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+/// A progress bar on a terminal; nothing when stderr is a file or a pipe.
+fn progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(0);
+    b.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    b.enable_steady_tick(Duration::from_millis(100));
+    b
+}
+
+fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let baseline = validate(&args)?;
+    let opts = run_options(&args)?;
+    let bar = progress_bar();
     let result = runner::run(&opts, &mut |c, done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
         bar.set_message(format!("{} {}", c.id, c.outcome.as_str()));
     });
     bar.finish_and_clear();
-    let width = if std::io::stdout().is_terminal() {
-        120
-    } else {
-        160
-    };
     match result {
-        Ok(r) => {
-            write_extra(&r, &args)?;
-            let repros = write_repros(&r, &args)?;
-            print!("{}", summary::table(&r, width));
-            for p in &repros {
-                let p = p.display();
-                if cfg!(windows) {
-                    println!("repro: {p} (cl {p} or gcc -o repro.exe {p}, then repro.exe LIBRARY)");
-                } else {
-                    println!("repro: {p} (cc -o repro {p} -ldl -lpthread && ./repro LIBRARY)");
-                }
-            }
-            if repros.is_empty() && r.checks.iter().any(|c| c.repro.is_some()) {
-                println!(
-                    "a C repro was made: run again with --json PATH to save it next to the report"
-                );
-            }
-            if let Some(p) = &args.out.json {
-                println!("report: {}", p.display());
-            }
-            if let Some(p) = &args.write_baseline {
-                report::write_atomic(p, ntdsbcli_conform::baseline::render(&r).as_bytes())?;
-                println!("baseline written: {}", p.display());
-            }
-            if let Some(base) = &baseline {
-                let diffs = ntdsbcli_conform::baseline::compare(&r, base);
-                if diffs.is_empty() {
-                    println!("baseline: every check has its baselined outcome");
-                    return Ok(0);
-                }
-                println!("baseline: {} difference(s):", diffs.len());
-                for d in &diffs {
-                    println!("  {d}");
-                }
-                return Ok(1);
-            }
-            Ok(r.verdict.exit_code())
-        }
+        Ok(r) => finish(&r, &args, baseline.as_ref()),
         Err(RunError::MissingExports {
             path,
             missing,
@@ -487,4 +454,52 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Writes what a finished run asked for, prints its summary, and gives its exit code: the
+/// verdict's, or the baseline comparison's when there is a baseline.
+fn finish(
+    r: &Report,
+    args: &RunArgs,
+    baseline: Option<&ntdsbcli_conform::baseline::Baseline>,
+) -> anyhow::Result<u8> {
+    write_extra(r, args)?;
+    let repros = write_repros(r, args)?;
+    let width = if std::io::stdout().is_terminal() {
+        120
+    } else {
+        160
+    };
+    print!("{}", summary::table(r, width));
+    for p in &repros {
+        let p = p.display();
+        if cfg!(windows) {
+            println!("repro: {p} (cl {p} or gcc -o repro.exe {p}, then repro.exe LIBRARY)");
+        } else {
+            println!("repro: {p} (cc -o repro {p} -ldl -lpthread && ./repro LIBRARY)");
+        }
+    }
+    if repros.is_empty() && r.checks.iter().any(|c| c.repro.is_some()) {
+        println!("a C repro was made: run again with --json PATH to save it next to the report");
+    }
+    if let Some(p) = &args.out.json {
+        println!("report: {}", p.display());
+    }
+    if let Some(p) = &args.write_baseline {
+        report::write_atomic(p, ntdsbcli_conform::baseline::render(r).as_bytes())?;
+        println!("baseline written: {}", p.display());
+    }
+    let Some(base) = baseline else {
+        return Ok(r.verdict.exit_code());
+    };
+    let diffs = ntdsbcli_conform::baseline::compare(r, base);
+    if diffs.is_empty() {
+        println!("baseline: every check has its baselined outcome");
+        return Ok(0);
+    }
+    println!("baseline: {} difference(s):", diffs.len());
+    for d in &diffs {
+        println!("  {d}");
+    }
+    Ok(1)
 }
