@@ -481,6 +481,8 @@ impl<'a> Interp<'a> {
         }
     }
 
+    /// Performs one op. Long on purpose: one short arm per Op, each independent of the others, so the API's width
+    /// shows here and nowhere else in this file (ARCHITECTURE.md lists the places an Op is described).
     fn op_inner(&mut self, op: &Op) -> Result<Observation, String> {
         let api = self.api;
         let mut owned = None;

@@ -264,6 +264,7 @@ impl Op {
     }
 
     /// The call as a person would write it, e.g. `DsBackupEnd(h0)`.
+    /// Long on purpose: one short arm per Op, each independent of the others.
     pub fn describe(&self) -> String {
         let name = self.export().unwrap_or("");
         match self {

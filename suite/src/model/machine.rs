@@ -238,6 +238,8 @@ impl ReferenceStateMachine for Machine {
         .boxed()
     }
 
+    /// Every transition that may come next in state `st`, weighted. Long on purpose: one
+    /// strategy per export, side by side, so their weights can be read against each other.
     fn transitions(st: &State) -> BoxedStrategy<Transition> {
         let s = st.surface;
         let n = st.sessions.len();

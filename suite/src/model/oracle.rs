@@ -122,6 +122,7 @@ fn restore_slot(r: usize) -> HandleArg {
 }
 
 /// The op that performs transition `t` in state `st` (before `t` applies).
+/// Long on purpose: one short arm per transition, each independent of the others.
 pub fn op_of(ctx: &Ctx, st: &State, t: &Transition) -> Op {
     let sess = |i: usize| HandleArg::Slot(i as u8);
     let open = |wide, h, name| Op::OpenFile {
@@ -564,6 +565,8 @@ fn end_value(p: &mut Precise, k: Option<usize>, concurrent: bool) -> Expect {
 
 /// The expectation for `t`, updating the precise state from what was observed. `k` is the
 /// live session whose handle the call was given, if any.
+/// Long on purpose: one arm per transition, each the model's rule for that call, so the
+/// rules read side by side; the helpers above hold what the arms share.
 fn step(
     p: &mut Precise,
     st: &State,

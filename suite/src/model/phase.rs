@@ -146,6 +146,8 @@ fn describe_failure(f: &Failure, prog: &Program) -> String {
 
 /// Runs the phase. The supervisor's workers are reused for the batches; `opts.workers - 1`
 /// more supervisors, each with a worker of its own, run slices of every batch at once.
+/// About 90 lines: the batch loop keeps the running counts and its two early ends (an
+/// environment problem, a failure to shrink) in one place; batches run in run_batch.
 pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutcome, HarnessError> {
     let mut extra = Vec::new();
     for _ in 1..opts.workers.max(1) {
@@ -159,7 +161,6 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
     let (mut done, mut calls, mut hresult) = (0u64, 0u64, false);
     let mut warnings: Vec<String> = Vec::new();
     let mut next_index = 0u64;
-    let ours = |i: u64| opts.partition.is_none_or(|(k, n)| i % n == k - 1);
     let mut stopped = None;
     while next_index < opts.sequences {
         if opts.budget.is_some_and(|b| start.elapsed() >= b) {
@@ -169,19 +170,7 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
             ));
             break;
         }
-        // Every shard generates every sequence (one stream per seed) and runs its own share.
-        let mut trees: Vec<Tree> = Vec::with_capacity(opts.batch);
-        let mut indices: Vec<u64> = Vec::with_capacity(opts.batch);
-        while trees.len() < opts.batch && next_index < opts.sequences {
-            let tree = strategy
-                .new_tree(&mut runner)
-                .map_err(|e| HarnessError::Protocol(format!("sequence generation: {e}")))?;
-            if ours(next_index) {
-                trees.push(tree);
-                indices.push(next_index);
-            }
-            next_index += 1;
-        }
+        let (mut trees, indices) = next_batch(&strategy, &mut runner, opts, &mut next_index)?;
         let n = trees.len();
         if n == 0 {
             break;
@@ -194,60 +183,7 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
                 oracle::program(ctx, s, ts, format!("sequence {}", done + k as u64))
             })
             .collect();
-        // Judge as results arrive; the first failure (or the budget) stops the batch. The batch
-        // is cut into one contiguous slice per worker, run at once; a slice stops when it fails
-        // or when a failure is known earlier in the batch, so the earliest one is found.
-        let budget = opts.budget;
-        let first_failure = AtomicUsize::new(usize::MAX);
-        let slice_len = n.div_ceil(pool.len());
-        let outcomes: Vec<Result<SliceOutcome, HarnessError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = pool
-                .iter_mut()
-                .enumerate()
-                .map(|(w, s)| {
-                    let from = (w * slice_len).min(n);
-                    let to = ((w + 1) * slice_len).min(n);
-                    let (programs, cases, first_failure) = (&programs, &cases, &first_failure);
-                    scope.spawn(move || {
-                        let mut judged = Vec::new();
-                        let results = s.run_until(&programs[from..to], &mut |k, r| {
-                            let index = from + k;
-                            let (init, ts) = &cases[index];
-                            let j = oracle::judge(ctx, init, ts, r);
-                            // A leak is confirmed after the batch (it must recur), so it
-                            // does not stop the batch.
-                            let leak = matches!(j.failure, Some(Failure::Leak { .. }));
-                            let failed = (j.failure.is_some() && !leak) || j.environment.is_some();
-                            if failed {
-                                first_failure.fetch_min(index, Ordering::SeqCst);
-                            }
-                            judged.push(j);
-                            !failed
-                                && index < first_failure.load(Ordering::SeqCst)
-                                && budget.is_none_or(|b| start.elapsed() < b)
-                        })?;
-                        Ok((results, judged))
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a slice thread"))
-                .collect()
-        });
-        let mut results: Vec<Option<RunResult>> = Vec::with_capacity(n);
-        let mut judged: Vec<Judgement> = Vec::with_capacity(n);
-        for outcome in outcomes {
-            let (r, j) = outcome?;
-            let complete = j.len() == r.len();
-            results.extend(r);
-            judged.extend(j);
-            // Past an incomplete slice nothing counts: later slices ran out of order.
-            if !complete {
-                break;
-            }
-        }
-        results.truncate(judged.len());
+        let (results, judged) = run_batch(&mut pool, ctx, &programs, &cases, opts.budget, start)?;
         let ran = judged.len();
         let sup = &mut pool[0];
         for (k, mut j) in judged.into_iter().enumerate() {
@@ -296,6 +232,41 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
         Some((k, n)) => format!("all {done} sequences of shard {k}/{n} ran"),
         None => format!("all {} requested sequences ran", opts.sequences),
     });
+    Ok(SeqOutcome {
+        eval: passed(ctx, done, calls, hresult, &warnings, &why),
+        repro: None,
+        sequences: done,
+        calls,
+    })
+}
+
+/// The next batch of sequences and their indices. Every shard generates every sequence (one
+/// stream per seed) and keeps its own share.
+fn next_batch(
+    strategy: &impl Strategy<Tree = Tree>,
+    runner: &mut TestRunner,
+    opts: &SeqOptions,
+    next_index: &mut u64,
+) -> Result<(Vec<Tree>, Vec<u64>), HarnessError> {
+    let ours = |i: u64| opts.partition.is_none_or(|(k, n)| i % n == k - 1);
+    let mut trees: Vec<Tree> = Vec::with_capacity(opts.batch);
+    let mut indices: Vec<u64> = Vec::with_capacity(opts.batch);
+    while trees.len() < opts.batch && *next_index < opts.sequences {
+        let tree = strategy
+            .new_tree(runner)
+            .map_err(|e| HarnessError::Protocol(format!("sequence generation: {e}")))?;
+        if ours(*next_index) {
+            trees.push(tree);
+            indices.push(*next_index);
+        }
+        *next_index += 1;
+    }
+    Ok((trees, indices))
+}
+
+/// The phase's verdict when every sequence agreed with the model: a warning when an answer
+/// was only accepted (an HRESULT, or a code the documentation does not name).
+fn passed(ctx: &Ctx, done: u64, calls: u64, hresult: bool, warnings: &[String], why: &str) -> Eval {
     let mut detail = format!(
         "{done} random sequences ({calls} calls, seed {}) agreed with the model and each left handles and threads where it found them; {why}",
         ctx.seed
@@ -312,12 +283,73 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
         ));
         outcome = Outcome::Warn;
     }
-    Ok(SeqOutcome {
-        eval: Eval::new(outcome, detail),
-        repro: None,
-        sequences: done,
-        calls,
-    })
+    Eval::new(outcome, detail)
+}
+
+/// Runs one batch and judges each result as it arrives; the first failure (or the budget)
+/// stops the batch. The batch is cut into one contiguous slice per worker, run at once; a slice
+/// stops when it fails or when a failure is known earlier in the batch, so the earliest one is
+/// found. Gives the results and judgements in order, up to the first slice that stopped.
+fn run_batch(
+    pool: &mut [&mut Supervisor],
+    ctx: &Ctx,
+    programs: &[Program],
+    cases: &[(State, Vec<Transition>)],
+    budget: Option<Duration>,
+    start: Instant,
+) -> Result<(Vec<Option<RunResult>>, Vec<Judgement>), HarnessError> {
+    let n = programs.len();
+    let first_failure = AtomicUsize::new(usize::MAX);
+    let slice_len = n.div_ceil(pool.len());
+    let outcomes: Vec<Result<SliceOutcome, HarnessError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = pool
+            .iter_mut()
+            .enumerate()
+            .map(|(w, s)| {
+                let from = (w * slice_len).min(n);
+                let to = ((w + 1) * slice_len).min(n);
+                let first_failure = &first_failure;
+                scope.spawn(move || {
+                    let mut judged = Vec::new();
+                    let results = s.run_until(&programs[from..to], &mut |k, r| {
+                        let index = from + k;
+                        let (init, ts) = &cases[index];
+                        let j = oracle::judge(ctx, init, ts, r);
+                        // A leak is confirmed after the batch (it must recur), so it
+                        // does not stop the batch.
+                        let leak = matches!(j.failure, Some(Failure::Leak { .. }));
+                        let failed = (j.failure.is_some() && !leak) || j.environment.is_some();
+                        if failed {
+                            first_failure.fetch_min(index, Ordering::SeqCst);
+                        }
+                        judged.push(j);
+                        !failed
+                            && index < first_failure.load(Ordering::SeqCst)
+                            && budget.is_none_or(|b| start.elapsed() < b)
+                    })?;
+                    Ok((results, judged))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a slice thread"))
+            .collect()
+    });
+    let mut results: Vec<Option<RunResult>> = Vec::with_capacity(n);
+    let mut judged: Vec<Judgement> = Vec::with_capacity(n);
+    for outcome in outcomes {
+        let (r, j) = outcome?;
+        let complete = j.len() == r.len();
+        results.extend(r);
+        judged.extend(j);
+        // Past an incomplete slice nothing counts: later slices ran out of order.
+        if !complete {
+            break;
+        }
+    }
+    results.truncate(judged.len());
+    Ok((results, judged))
 }
 
 /// Patience for hanging candidates while shrinking (the result is re-checked with the full one).

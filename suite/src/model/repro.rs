@@ -425,6 +425,8 @@ fn by_value(chk: &str, target: Option<u8>, step: usize, call: &str) -> String {
     )
 }
 
+/// One op as C, judged as the oracle judged it. Long on purpose: one short arm per Op, each independent of the others, so the API's width
+/// shows here and nowhere else in this file (ARCHITECTURE.md lists the places an Op is described).
 fn op_code(op: &Op, e: &Expect, target: Option<u8>, step: usize, call: &str) -> String {
     let chk = check(e, step, call);
     let judged = by_value(&chk, target, step, call);
