@@ -21,6 +21,7 @@ pub struct BenchOptions {
     pub embedded: fn(&str) -> Option<*const std::ffi::c_void>,
 }
 
+#[derive(Clone)]
 struct Way {
     name: &'static str,
     elapsed: Duration,
@@ -115,47 +116,68 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         elapsed: t.elapsed(),
     });
 
-    // The page heap's cost: the same programs in workers on the library's file, each heap in
-    // turn (the bundled reference is linked in and has no page heap; its library build has).
+    let heaps = time_heaps(opts, &spec, &programs)?;
+    if let Some((_, c_heap, page_heap)) = &heaps {
+        ways.push(c_heap.clone());
+        ways.push(page_heap.clone());
+    }
+    print_table(opts, &ways, programs.len(), calls, heaps.map(|h| h.0));
+    Ok(())
+}
+
+/// The page heap's cost: the same programs in workers on the library's file, each heap in turn
+/// (the bundled reference is linked in and has no page heap; its library build has). None when
+/// there is no library file or the page heap could not be used on it.
+fn time_heaps(
+    opts: &BenchOptions,
+    spec: &WorkerSpec,
+    programs: &[Program],
+) -> anyhow::Result<Option<(PathBuf, Way, Way)>> {
     let file = match &opts.library {
         LibrarySpec::Path(p) => Some(p.clone()),
         LibrarySpec::Embedded => crate::fault::reference_library(&opts.worker_exe),
     };
-    let mut heaps = None;
-    if let Some(file) = file {
-        let mut timed = [Duration::ZERO; 2];
-        for (i, page_heap) in [None, Some(ntdsbcli_harness::pageheap::DEFAULT_QUARANTINE)]
-            .into_iter()
-            .enumerate()
-        {
-            let mut s = Supervisor::start(WorkerSpec {
-                library: LibrarySpec::Path(file.clone()),
-                page_heap,
-                ..spec.clone()
-            })?;
-            let t = Instant::now();
-            s.run(&programs, &mut |_, _| {})?;
-            timed[i] = t.elapsed();
-            if i == 1 && !s.page_heap() {
-                timed = [Duration::ZERO; 2];
-            }
-        }
-        if timed[1] > Duration::ZERO {
-            ways.push(Way {
-                name: "(e) isolated, library file, C heap",
-                elapsed: timed[0],
-            });
-            ways.push(Way {
-                name: "(f) isolated, library file, page heap",
-                elapsed: timed[1],
-            });
-            heaps = Some(file);
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    let mut timed = [Duration::ZERO; 2];
+    for (i, page_heap) in [None, Some(ntdsbcli_harness::pageheap::DEFAULT_QUARANTINE)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut s = Supervisor::start(WorkerSpec {
+            library: LibrarySpec::Path(file.clone()),
+            page_heap,
+            ..spec.clone()
+        })?;
+        let t = Instant::now();
+        s.run(programs, &mut |_, _| {})?;
+        timed[i] = t.elapsed();
+        if i == 1 && !s.page_heap() {
+            return Ok(None);
         }
     }
+    let c_heap = Way {
+        name: "(e) isolated, library file, C heap",
+        elapsed: timed[0],
+    };
+    let page_heap = Way {
+        name: "(f) isolated, library file, page heap",
+        elapsed: timed[1],
+    };
+    Ok(Some((file, c_heap, page_heap)))
+}
 
+/// Prints the table of ways and the ratios between them; `ratio isolated/in-process` last.
+fn print_table(
+    opts: &BenchOptions,
+    ways: &[Way],
+    sequences: usize,
+    calls: u64,
+    heaps: Option<PathBuf>,
+) {
     println!(
-        "{} sequences, {calls} calls, seed {}, library {}",
-        programs.len(),
+        "{sequences} sequences, {calls} calls, seed {}, library {}",
         opts.seed,
         opts.library.display()
     );
@@ -163,8 +185,8 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         "{:<40} {:>14} {:>14} {:>10}",
         "way", "sequences/s", "calls/s", "ms"
     );
-    let rate = |w: &Way| programs.len() as f64 / w.elapsed.as_secs_f64();
-    for w in &ways {
+    let rate = |w: &Way| sequences as f64 / w.elapsed.as_secs_f64();
+    for w in ways {
         println!(
             "{:<40} {:>14.0} {:>14.0} {:>10.1}",
             w.name,
@@ -193,5 +215,4 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         "ratio isolated/in-process = {:.2}",
         b / find("(a)").unwrap_or(f64::INFINITY)
     );
-    Ok(())
 }
