@@ -3,7 +3,7 @@
 
 use crate::HarnessError;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// This machine's architecture: its name and its ELF `e_machine` and PE `Machine` codes.
 struct Host {
@@ -60,6 +60,32 @@ fn pe_machine(m: u16) -> String {
 
 /// Returns Ok when the file looks like a loadable library for this machine.
 pub fn check(path: &Path) -> Result<(), HarnessError> {
+    let head = read_head(path)?;
+    let p = path.to_path_buf();
+    if head.starts_with(b"\x7fELF") {
+        return check_elf(&head, p);
+    }
+    if head.starts_with(b"MZ") {
+        return check_pe(&head, p);
+    }
+    if head.starts_with(&[0xCF, 0xFA, 0xED, 0xFE]) || head.starts_with(&[0xCA, 0xFE, 0xBA, 0xBE]) {
+        // Mach-O: let the loader judge it.
+        return Ok(());
+    }
+    let what = if head
+        .iter()
+        .take(512)
+        .all(|b| b.is_ascii() && (*b >= 0x20 || b"\n\r\t".contains(b)))
+    {
+        "a text file".to_string()
+    } else {
+        "unknown file format".to_string()
+    };
+    Err(HarnessError::NotALibrary { path: p, what })
+}
+
+/// The first 4 KiB of a file that exists, is no directory and is not empty.
+fn read_head(path: &Path) -> Result<Vec<u8>, HarnessError> {
     let p = path.to_path_buf();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -77,99 +103,88 @@ pub fn check(path: &Path) -> Result<(), HarnessError> {
     let mut head = vec![0u8; 4096];
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
-        .map_err(|source| HarnessError::Unreadable {
-            path: p.clone(),
-            source,
-        })?;
+        .map_err(|source| HarnessError::Unreadable { path: p, source })?;
     head.truncate(n);
-    let u16_at = |o: usize, big: bool| -> Option<u16> {
-        let b = head.get(o..o + 2)?;
-        Some(if big {
-            u16::from_be_bytes([b[0], b[1]])
-        } else {
-            u16::from_le_bytes([b[0], b[1]])
-        })
-    };
-    if head.starts_with(b"\x7fELF") {
-        let big = head.get(5) == Some(&2);
-        let kind = u16_at(16, big).unwrap_or(0);
-        let machine = u16_at(18, big).unwrap_or(0);
-        if cfg!(windows) {
-            return Err(HarnessError::WrongArchitecture {
-                path: p,
-                found: format!("an ELF ({}) library", elf_machine(machine)),
-                host: "Windows PE",
-            });
-        }
-        if machine != HOST.elf {
-            return Err(HarnessError::WrongArchitecture {
-                path: p,
-                found: format!("ELF for {}", elf_machine(machine)),
-                host: HOST.name,
-            });
-        }
-        if kind != 3 {
-            let what = match kind {
-                1 => "a relocatable object file",
-                2 => "an executable, not a shared library",
-                4 => "a core dump",
-                _ => "an ELF file of unknown kind",
-            };
-            return Err(HarnessError::NotALibrary {
-                path: p,
-                what: what.into(),
-            });
-        }
-        return Ok(());
-    }
-    if head.starts_with(b"MZ") {
-        let pe = head
-            .get(0x3C..0x40)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .unwrap_or(0);
-        if head.get(pe..pe + 4) != Some(b"PE\0\0") {
-            return Err(HarnessError::NotALibrary {
-                path: p,
-                what: "an MZ file without a PE header".into(),
-            });
-        }
-        let machine = u16_at(pe + 4, false).unwrap_or(0);
-        if !cfg!(windows) {
-            return Err(HarnessError::WrongArchitecture {
-                path: p,
-                found: format!("a Windows PE ({}) DLL", pe_machine(machine)),
-                host: "ELF (use the Windows build of the verifier)",
-            });
-        }
-        if machine != HOST.pe {
-            return Err(HarnessError::WrongArchitecture {
-                path: p,
-                found: format!("PE for {}", pe_machine(machine)),
-                host: HOST.name,
-            });
-        }
-        // IMAGE_FILE_DLL in the file header's Characteristics.
-        let characteristics = u16_at(pe + 22, false).unwrap_or(0);
-        if characteristics & 0x2000 == 0 {
-            return Err(HarnessError::NotALibrary {
-                path: p,
-                what: "an executable, not a DLL".into(),
-            });
-        }
-        return Ok(());
-    }
-    if head.starts_with(&[0xCF, 0xFA, 0xED, 0xFE]) || head.starts_with(&[0xCA, 0xFE, 0xBA, 0xBE]) {
-        // Mach-O: let the loader judge it.
-        return Ok(());
-    }
-    let what = if head
-        .iter()
-        .take(512)
-        .all(|b| b.is_ascii() && (*b >= 0x20 || b"\n\r\t".contains(b)))
-    {
-        "a text file".to_string()
+    Ok(head)
+}
+
+fn u16_at(head: &[u8], o: usize, big: bool) -> Option<u16> {
+    let b = head.get(o..o + 2)?;
+    Some(if big {
+        u16::from_be_bytes([b[0], b[1]])
     } else {
-        "unknown file format".to_string()
-    };
-    Err(HarnessError::NotALibrary { path: p, what })
+        u16::from_le_bytes([b[0], b[1]])
+    })
+}
+
+/// An ELF file: a shared object for this machine, on a Unix build.
+fn check_elf(head: &[u8], p: PathBuf) -> Result<(), HarnessError> {
+    let big = head.get(5) == Some(&2);
+    let kind = u16_at(head, 16, big).unwrap_or(0);
+    let machine = u16_at(head, 18, big).unwrap_or(0);
+    if cfg!(windows) {
+        return Err(HarnessError::WrongArchitecture {
+            path: p,
+            found: format!("an ELF ({}) library", elf_machine(machine)),
+            host: "Windows PE",
+        });
+    }
+    if machine != HOST.elf {
+        return Err(HarnessError::WrongArchitecture {
+            path: p,
+            found: format!("ELF for {}", elf_machine(machine)),
+            host: HOST.name,
+        });
+    }
+    if kind != 3 {
+        let what = match kind {
+            1 => "a relocatable object file",
+            2 => "an executable, not a shared library",
+            4 => "a core dump",
+            _ => "an ELF file of unknown kind",
+        };
+        return Err(HarnessError::NotALibrary {
+            path: p,
+            what: what.into(),
+        });
+    }
+    Ok(())
+}
+
+/// An MZ file: a PE DLL for this machine, on a Windows build.
+fn check_pe(head: &[u8], p: PathBuf) -> Result<(), HarnessError> {
+    let pe = head
+        .get(0x3C..0x40)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .unwrap_or(0);
+    if head.get(pe..pe + 4) != Some(b"PE\0\0") {
+        return Err(HarnessError::NotALibrary {
+            path: p,
+            what: "an MZ file without a PE header".into(),
+        });
+    }
+    let machine = u16_at(head, pe + 4, false).unwrap_or(0);
+    if !cfg!(windows) {
+        return Err(HarnessError::WrongArchitecture {
+            path: p,
+            found: format!("a Windows PE ({}) DLL", pe_machine(machine)),
+            host: "ELF (use the Windows build of the verifier)",
+        });
+    }
+    if machine != HOST.pe {
+        return Err(HarnessError::WrongArchitecture {
+            path: p,
+            found: format!("PE for {}", pe_machine(machine)),
+            host: HOST.name,
+        });
+    }
+    // IMAGE_FILE_DLL in the file header's Characteristics.
+    let characteristics = u16_at(head, pe + 22, false).unwrap_or(0);
+    if characteristics & 0x2000 == 0 {
+        return Err(HarnessError::NotALibrary {
+            path: p,
+            what: "an executable, not a DLL".into(),
+        });
+    }
+    Ok(())
 }
