@@ -21,7 +21,6 @@ pub struct BenchOptions {
     pub embedded: fn(&str) -> Option<*const std::ffi::c_void>,
 }
 
-#[derive(Clone)]
 struct Way {
     name: &'static str,
     elapsed: Duration,
@@ -116,12 +115,12 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         elapsed: t.elapsed(),
     });
 
-    let heaps = time_heaps(opts, &spec, &programs)?;
-    if let Some((_, c_heap, page_heap)) = &heaps {
-        ways.push(c_heap.clone());
-        ways.push(page_heap.clone());
-    }
-    print_table(opts, &ways, programs.len(), calls, heaps.map(|h| h.0));
+    let heaps = time_heaps(opts, &spec, &programs)?.map(|(file, c_heap, page_heap)| {
+        ways.push(c_heap);
+        ways.push(page_heap);
+        file
+    });
+    print_table(opts, &ways, programs.len(), calls, heaps);
     Ok(())
 }
 
