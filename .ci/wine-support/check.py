@@ -53,10 +53,6 @@ def verify(lib, args, env=None, windows=True, tag="run"):
     report.unlink(missing_ok=True)
     cmd = [WINE, str(EXE)] if windows else [str(LINUX)]
     cmd += ["run", *args, "--json", str(report)]
-    if not windows:
-        # Windows runs have no page heap; compare Linux in the same configuration,
-        # or a stale-handle read that only the page heap traps would differ.
-        cmd += ["--no-page-heap"]
     if lib is not None:
         cmd += ["--lib", str(lib)]
     code, out, err, secs = run(cmd, env)
@@ -105,10 +101,9 @@ def same(name, linux, windows, skip=()):
     if lc != wc:
         fail(f"{name}: Linux exit {lc}, Windows exit {wc}\n{windows[2]}{windows[3]}")
         return
-    # fault.cleanup routes ELF imports only so far: on Windows it is a skip, said so.
+    # fault.cleanup fails each routed call in turn, and the calls differ by platform (pipe and
+    # malloc on Linux, CreatePipe and HeapAlloc on Windows): it is checked on its own below.
     skip = tuple(skip) + ("fault.cleanup",)
-    if wchecks.get("fault.cleanup", ("skip",))[0] != "skip":
-        fail(f"{name}: fault.cleanup ran on Windows, which routes no imports yet")
     diff = [
         f"{k}: Linux {lchecks.get(k, ('-',))[0]}, Windows {wchecks.get(k, ('-',))[0]}"
         for k in sorted(set(lchecks) | set(wchecks))
@@ -125,13 +120,21 @@ def main():
     expect("embedded reference", verify(None, [], tag="embedded"), 0)
     got = verify(DLL, FAST, tag="reference-dll")
     expect("reference DLL", got, 0)
-    # Every check but fault.cleanup, which routes no PE imports yet (a skip that says so).
+    # Every check passes, fault.cleanup and the page heap included, on the DLL's PE imports.
     n = sum(1 for k, v in got[1].items() if v[0] == "pass")
-    routed = got[1].get("fault.cleanup", ("missing", ""))
-    if routed[0] != "skip" or "no PE imports" not in routed[1]:
-        fail(f"reference DLL: fault.cleanup: {routed}")
-    if n != len(got[1]) - 2:
-        fail(f"reference DLL: only {n} of {len(got[1]) - 2} checks pass")
+    if n != len(got[1]) - 1:
+        fail(f"reference DLL: only {n} of {len(got[1]) - 1} checks pass: {got[1]}")
+    swept = got[1].get("fault.cleanup", ("missing", ""))
+    if swept[0] != "pass" or "resource calls" not in swept[1]:
+        fail(f"reference DLL: fault.cleanup: {swept}")
+    else:
+        print(f"  ok   reference DLL: fault.cleanup: {swept[1][:100]}", flush=True)
+    report = json.loads((OUT / "reference-dll-w.json").read_text())
+    routed = report.get("routed_imports") or report["library"].get("routed_imports", [])
+    if not report["config"].get("page_heap") or "HeapAlloc" not in routed:
+        fail(f"reference DLL: page heap {report['config'].get('page_heap')}, routed {routed}")
+    else:
+        print(f"  ok   reference DLL: page heap on, {len(routed)} imports routed", flush=True)
 
     print("-- bad input: one line, exit 2", flush=True)
     for name, lib, words in [
@@ -218,6 +221,21 @@ def main():
         # the exit code and the targeted outcome are still compared.
         skip = () if defect != "garbage_deref" else ("end.double", "end.open-file", "end.concurrent", "end.isolation", "seq.model")
         same(f"C {defect}", verify(C / f"libntdsb_{defect}.so", FAST, windows=False, tag=f"c-{defect}"), w, skip)
+
+    print("-- faults and heap misuse: fault.cleanup and the page heap on PE DLLs", flush=True)
+    for defect, check, outcome, words in [
+        ("fault_leak", "fault.cleanup", "fail", "malloc inside DsBackupPrepareW failed"),
+        ("fault_null_deref", "fault.cleanup", "crash", "0xC0000005 access violation"),
+        ("uaf_end", "end.ok", "crash", "use after free: a read of"),
+        ("write_after_free", "end.ok", "crash", "use after free: a write to"),
+        ("free_caller_buffer", "end.ok", "crash", "the caller's memory"),
+    ]:
+        w = verify(C / f"ntdsb_{defect}.dll", FAST, tag=f"c-{defect}")
+        expect(f"C {defect}", w, 1, check, outcome, words)
+        same(f"C {defect}", verify(C / f"libntdsb_{defect}.so", FAST, windows=False, tag=f"c-{defect}"), w)
+    # The good C library passes fault.cleanup on its own Win32 calls.
+    got = verify(C / "ntdsb_good.dll", FAST, tag="c-good")
+    expect("C good", got, 0, "fault.cleanup", "pass", "resource calls")
 
     print("-- a Windows repro from a Windows run", flush=True)
     report = OUT / "end-double-ok-w.json"

@@ -324,7 +324,7 @@ fn judge_site(
 }
 
 /// Why nothing is routed on a platform whose wrappers are still to come.
-pub const NOTHING_ROUTABLE: &str = "this build routes no PE imports yet";
+pub const NOTHING_ROUTABLE: &str = "this build routes no imports on this platform";
 
 /// The skip of a library none of whose resource calls could be routed, with the reason.
 pub fn skip_unrouted(why: &str) -> Eval {

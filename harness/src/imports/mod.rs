@@ -3,6 +3,7 @@
 //! harness's own imports or any other library's. A library that links these statically or
 //! makes raw system calls gets nothing routed, and says so.
 pub mod fault;
+mod paged;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]

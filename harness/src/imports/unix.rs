@@ -3,6 +3,7 @@
 //! linker would have bound, found with `dlsym(RTLD_DEFAULT)`: under lazy binding the GOT still
 //! holds the resolver's stub, which would bind over the wrapper on its first call.
 use super::fault::{self, Class};
+use super::paged::{dup, paged, release, resize, size_of};
 use super::RouteError;
 use crate::pageheap::{self, MIN_ALIGN};
 use libc::{c_char, c_int, c_uint, c_void, mode_t, off_t, size_t, ssize_t};
@@ -43,34 +44,13 @@ fn gained(p: *mut c_void) {
     }
 }
 
-/// A block of the page heap, counted as held.
-fn paged(n: size_t, align: size_t) -> *mut c_void {
-    let p = pageheap::alloc(n, align);
-    if p.is_null() {
-        set_errno(ENOMEM);
-    } else {
-        fault::held_add(n as i64, 1);
-    }
-    p.cast()
+/// Out of memory, as the C runtime says it.
+pub(super) fn no_memory() {
+    set_errno(ENOMEM);
 }
 
-/// Frees a block under the page heap: its own, another allocator's, or a defect that ends the
-/// worker at this call.
-fn release(p: *mut c_void) {
-    match pageheap::free(p.cast()) {
-        pageheap::Freed::Block(size) => fault::held_add(-(size as i64), -1),
-        pageheap::Freed::Foreign => {
-            // A block some other allocator gave the library (strndup inside the C runtime, say).
-            // SAFETY: the C runtime's free, for a pointer that is not the page heap's.
-            unsafe { libc::free(p) };
-        }
-        pageheap::Freed::Invalid(m) => invalid_free("free", m),
-    }
-}
-
-/// Ends the worker at the faulty call, as a checking allocator does, with the reason on stderr.
-fn invalid_free(call: &str, m: pageheap::Misuse) -> ! {
-    eprintln!("page heap: invalid free: {call} of {m}");
+/// Ends the worker with SIGABRT, as glibc does on a heap misuse it sees.
+pub(super) fn die() -> ! {
     // SAFETY: abort ends the process with SIGABRT.
     unsafe { libc::abort() }
 }
@@ -154,25 +134,8 @@ wrappers! {
     } |r| { gained(r); };
     realloc(p: *mut c_void, n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
         if pageheap::enabled() {
-            if p.is_null() {
-                return paged(n, MIN_ALIGN);
-            }
-            match pageheap::owner(p.cast()) {
-                Ok(Some(old)) => {
-                    if n == 0 {
-                        release(p);
-                        return null();
-                    }
-                    let q = paged(n, MIN_ALIGN);
-                    if !q.is_null() {
-                        // SAFETY: both blocks are live and at least min(old, n) bytes long.
-                        unsafe { std::ptr::copy_nonoverlapping(p as *const u8, q.cast(), old.min(n)) };
-                        release(p);
-                    }
-                    return q;
-                }
-                Ok(None) => {}
-                Err(m) => invalid_free("realloc", m),
+            if let Some(q) = resize("realloc", p, n) {
+                return q;
             }
         }
         let old = usable(p);
@@ -191,7 +154,9 @@ wrappers! {
             return;
         }
         if pageheap::enabled() {
-            release(p);
+            // SAFETY: the C runtime's free, for a block some other allocator gave the
+            // library (strndup inside the C runtime, say).
+            release("free", p, || unsafe { libc::free(p) });
             return;
         }
         fault::held_add(-usable(p), -1);
@@ -199,13 +164,7 @@ wrappers! {
     strdup(s: *const c_char) -> *mut c_char, Alloc(null(), ENOMEM) {
         if pageheap::enabled() {
             // SAFETY: strdup's contract: s is a NUL-terminated string.
-            let len = unsafe { libc::strlen(s) } + 1;
-            let q = paged(len, 1);
-            if !q.is_null() {
-                // SAFETY: q has len bytes; s has len bytes with its NUL.
-                unsafe { std::ptr::copy_nonoverlapping(s as *const u8, q.cast(), len) };
-            }
-            return q.cast();
+            return unsafe { dup(s.cast()) }.cast();
         }
     } |r| { gained(r.cast()); };
     posix_memalign(out: *mut *mut c_void, align: size_t, n: size_t) -> c_int, Alloc(ENOMEM, 0) {
@@ -236,11 +195,9 @@ wrappers! {
         }
     } |r| { gained(r); };
     malloc_usable_size(p: *mut c_void) -> size_t, Never(0, 0) {
-        if pageheap::enabled() && !p.is_null() {
-            match pageheap::owner(p.cast()) {
-                Ok(Some(size)) => return size,
-                Ok(None) => {}
-                Err(m) => invalid_free("malloc_usable_size", m),
+        if pageheap::enabled() {
+            if let Some(size) = size_of("malloc_usable_size", p) {
+                return size;
             }
         }
     } |r| {};

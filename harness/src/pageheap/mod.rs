@@ -4,6 +4,7 @@
 //! double or foreign free is caught at the call, and the library's heap use is exact.
 mod heap;
 mod layout;
+mod line;
 #[cfg(unix)]
 mod unix;
 #[cfg(windows)]

@@ -1,7 +1,7 @@
 //! Pages for the page heap (mmap), and naming a fault on them: a SIGSEGV or SIGBUS handler
 //! that says which block was touched and then lets the signal end the process as it would
 //! have.
-use super::heap::{touch, Touch};
+use super::line::fault_line;
 use libc::{c_int, c_void};
 
 pub const AVAILABLE: bool = true;
@@ -61,21 +61,6 @@ pub fn unmap(addr: usize, len: usize) {
     unsafe { libc::munmap(addr as *mut c_void, len) };
 }
 
-/// A line built on the stack: the handler must not allocate.
-struct Line {
-    buf: [u8; 240],
-    len: usize,
-}
-
-impl std::fmt::Write for Line {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let n = s.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
-    }
-}
-
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 fn access(ctx: *mut c_void) -> &'static str {
     // SAFETY: the kernel passes the interrupted context; bit 1 of the page-fault error code
@@ -95,7 +80,6 @@ fn access(_ctx: *mut c_void) -> &'static str {
 }
 
 extern "C" fn on_fault(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
-    use std::fmt::Write;
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let (code, addr) = unsafe { ((*info).si_code, (*info).si_addr() as usize) };
     if code <= 0 {
@@ -104,25 +88,10 @@ extern "C" fn on_fault(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void)
         unsafe { libc::raise(sig) };
         return;
     }
-    let mut line = Line {
-        buf: [0; 240],
-        len: 0,
-    };
-    let what = access(ctx);
-    let _ = match touch(addr) {
-        Some(Touch::Freed { size, offset }) => writeln!(
-            line,
-            "page heap: use after free: a {what} byte {offset} of a {size}-byte block the library had freed"
-        ),
-        Some(Touch::PastEnd { size, beyond }) => writeln!(
-            line,
-            "page heap: heap overrun: a {what} the guard page, {beyond} bytes past the end of a {size}-byte block"
-        ),
-        None => Ok(()),
-    };
-    if line.len > 0 {
+    if let Some(line) = fault_line(addr, access(ctx)) {
+        let bytes = line.bytes();
         // SAFETY: write is async-signal-safe; stderr is the supervisor's pipe.
-        unsafe { libc::write(2, line.buf.as_ptr().cast(), line.len) };
+        unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
     }
     // Returning runs the faulting instruction again, now under the default disposition.
 }

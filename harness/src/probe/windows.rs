@@ -170,10 +170,13 @@ fn mapped() -> i64 {
 
 /// Open handles, threads, heap bytes in use and mapped bytes.
 pub fn read() -> Probe {
+    // The page heap's blocks are heap, not mappings: its guards and quarantine are its own
+    // cost, not the library's.
+    let paged = crate::pageheap::usage();
     Probe {
         handles: handles(),
         threads: threads(),
-        heap_bytes: heap_in_use(),
-        mapped_bytes: mapped(),
+        heap_bytes: heap_in_use() + paged.live_bytes as i64,
+        mapped_bytes: mapped() - paged.mapped as i64,
     }
 }

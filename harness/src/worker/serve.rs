@@ -26,6 +26,9 @@ const ALLOCATORS: &[&str] = &[
     "strdup",
     "posix_memalign",
     "aligned_alloc",
+    "HeapAlloc",
+    "HeapReAlloc",
+    "_strdup",
 ];
 
 /// A symbol table linked into the binary (the embedded reference).

@@ -1,0 +1,85 @@
+//! The line a fault handler writes when the library touched a page of the page heap: built
+//! on the stack, because a handler must not allocate.
+use super::heap::{touch, Touch};
+use std::fmt::Write;
+
+pub struct Line {
+    buf: [u8; 240],
+    len: usize,
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+impl Line {
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// What touching `addr` was, in words, when it is a page of the page heap; `what` says the
+/// kind of access ("read of", "write to", "access to").
+pub fn fault_line(addr: usize, what: &str) -> Option<Line> {
+    let touched = touch(addr)?;
+    let mut line = Line {
+        buf: [0; 240],
+        len: 0,
+    };
+    let _ = write_touch(&mut line, touched, what);
+    Some(line)
+}
+
+fn write_touch(line: &mut impl Write, touched: Touch, what: &str) -> std::fmt::Result {
+    match touched {
+        Touch::Freed { size, offset } => writeln!(
+            line,
+            "page heap: use after free: a {what} byte {offset} of a {size}-byte block the library had freed"
+        ),
+        Touch::PastEnd { size, beyond } => writeln!(
+            line,
+            "page heap: heap overrun: a {what} the guard page, {beyond} bytes past the end of a {size}-byte block"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_touch_reads_as_the_misuse_it_is() {
+        let mut s = String::new();
+        write_touch(
+            &mut s,
+            Touch::Freed {
+                size: 64,
+                offset: 8,
+            },
+            "read of",
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            "page heap: use after free: a read of byte 8 of a 64-byte block the library had freed\n"
+        );
+        let mut s = String::new();
+        write_touch(&mut s, Touch::PastEnd { size: 5, beyond: 3 }, "write to").unwrap();
+        assert!(s.contains("a write to the guard page, 3 bytes past the end of a 5-byte block"));
+    }
+
+    #[test]
+    fn a_long_line_is_cut_at_the_buffer() {
+        let mut l = Line {
+            buf: [0; 240],
+            len: 0,
+        };
+        write!(l, "{}", "x".repeat(300)).unwrap();
+        assert_eq!(l.bytes().len(), 240);
+    }
+}
