@@ -318,6 +318,38 @@ impl Progress<'_> {
         self.write()
     }
 
+    /// Shows and writes the checks the plan decided before anything ran.
+    fn begin(&mut self, decided: &[CheckReport]) -> Result<(), HarnessError> {
+        self.report.checks.extend(decided.iter().cloned());
+        for c in &self.report.checks {
+            (self.on_check)(c, self.report.checks.len(), self.total);
+        }
+        if let Some(w) = &self.writer {
+            w.write(&self.report)?;
+        }
+        Ok(())
+    }
+
+    /// The complete report, in catalogue order whatever order the checks finished in, written
+    /// once more.
+    fn finish(self, selected: &[&CheckDef], stats: Stats) -> Result<Report, HarnessError> {
+        let mut report = self.report;
+        let order = |id: &str| {
+            selected
+                .iter()
+                .position(|d| d.id == id)
+                .unwrap_or(usize::MAX)
+        };
+        report.checks.sort_by_key(|c| order(&c.id));
+        report.stats = stats;
+        report.complete = true;
+        report.recompute_verdict();
+        if let Some(w) = &self.writer {
+            w.write(&report)?;
+        }
+        Ok(report)
+    }
+
     fn write(&mut self) -> Result<(), HarnessError> {
         if let Some(w) = &self.writer {
             self.report.recompute_verdict();
@@ -365,21 +397,9 @@ pub fn run(
     };
     let missing = abi::missing_required(&exports);
     let plan = plan(&selected, &ctx, &missing);
-    progress.report.checks.extend(plan.decided.iter().cloned());
-    for c in &progress.report.checks {
-        (progress.on_check)(c, progress.report.checks.len(), progress.total);
-    }
-    if let Some(w) = &progress.writer {
-        w.write(&progress.report)?;
-    }
+    progress.begin(&plan.decided)?;
     if !missing.is_empty() {
-        let mut report = progress.report;
-        report.complete = true;
-        report.recompute_verdict();
-        report.stats = stats(&[], (0, 0), start, &sup);
-        if let Some(w) = &progress.writer {
-            w.write(&report)?;
-        }
+        let report = progress.finish(&selected, stats(&[], (0, 0), start, &sup))?;
         return Err(RunError::MissingExports {
             path: identity.0,
             missing,
@@ -405,23 +425,7 @@ pub fn run(
         (progress.on_check)(&rep, progress.report.checks.len() + 1, progress.total);
         progress.report.checks.push(rep);
     }
-
-    // Report in catalogue order, whatever order the checks finished in.
-    let mut report = progress.report;
-    let order = |id: &str| {
-        selected
-            .iter()
-            .position(|d| d.id == id)
-            .unwrap_or(usize::MAX)
-    };
-    report.checks.sort_by_key(|c| order(&c.id));
-    report.stats = stats(&results, seq_stats, start, &sup);
-    report.complete = true;
-    report.recompute_verdict();
-    if let Some(w) = &progress.writer {
-        w.write(&report)?;
-    }
-    Ok(report)
+    Ok(progress.finish(&selected, stats(&results, seq_stats, start, &sup))?)
 }
 
 /// How a worker is started for this run.

@@ -70,6 +70,19 @@ pub fn to_html(r: &Report) -> String {
         "<h1>ntdsbcli-conform report</h1><p>Verdict: <span id=\"verdict\" class=\"verdict v-{v}\">{v}</span></p>",
         v = esc(r.verdict.as_str())
     ));
+    s.push_str("<table class=\"identity\">");
+    for (k, v) in identity(r) {
+        s.push_str(&format!("<tr><td>{k}</td><td>{v}</td></tr>"));
+    }
+    s.push_str("</table><h2>Checks</h2>");
+    push_filters(&mut s);
+    push_checks(&mut s, r);
+    s.push_str("</body></html>\n");
+    s
+}
+
+/// The rows of the identity table: what was run, against which library, with what.
+fn identity(r: &Report) -> Vec<(&'static str, String)> {
     let c = &r.config;
     let mut identity = vec![
         ("library", esc(&r.library.path)),
@@ -119,11 +132,12 @@ pub fn to_html(r: &Report) -> String {
     if let Some(v) = &r.library.version {
         identity.insert(3, ("version resource", esc(&v.summary())));
     }
-    s.push_str("<table class=\"identity\">");
-    for (k, v) in identity {
-        s.push_str(&format!("<tr><td>{k}</td><td>{v}</td></tr>"));
-    }
-    s.push_str("</table><h2>Checks</h2><div class=\"filters\">");
+    identity
+}
+
+/// The outcome filter buttons.
+fn push_filters(s: &mut String) {
+    s.push_str("<div class=\"filters\">");
     for f in [
         "all",
         "failing",
@@ -139,7 +153,12 @@ pub fn to_html(r: &Report) -> String {
             "<button data-filter=\"{f}\" onclick=\"applyFilter('{f}')\">{f}</button>"
         ));
     }
-    s.push_str("<span id=\"shown\"></span></div><table id=\"checks\"><colgroup><col style=\"width:15em\"><col style=\"width:8em\"><col style=\"width:7em\"><col style=\"width:7em\"><col></colgroup><thead><tr><th>check</th><th>requirement</th><th>strength</th><th>outcome</th><th>detail</th></tr></thead><tbody>");
+    s.push_str("<span id=\"shown\"></span></div>");
+}
+
+/// The checks table: one row per check, a repro with a copy button where there is one.
+fn push_checks(s: &mut String, r: &Report) {
+    s.push_str("<table id=\"checks\"><colgroup><col style=\"width:15em\"><col style=\"width:8em\"><col style=\"width:7em\"><col style=\"width:7em\"><col></colgroup><thead><tr><th>check</th><th>requirement</th><th>strength</th><th>outcome</th><th>detail</th></tr></thead><tbody>");
     for (i, ch) in r.checks.iter().enumerate() {
         let o = ch.outcome.as_str();
         let failing = matches!(
@@ -163,6 +182,5 @@ pub fn to_html(r: &Report) -> String {
         }
         s.push_str("</td></tr>");
     }
-    s.push_str("</tbody></table></body></html>\n");
-    s
+    s.push_str("</tbody></table>");
 }

@@ -43,6 +43,57 @@ fn send(out: &mut impl Write, msg: &Response) {
     }
 }
 
+/// Loads the named library, or takes the embedded table; a load error is reported to the
+/// supervisor and ends the worker.
+fn load(lib: Option<std::ffi::OsString>, embedded: Option<Lookup>, out: &mut impl Write) -> Api {
+    match lib {
+        Some(path) => match load_library(&PathBuf::from(&path)) {
+            Ok(api) => api,
+            Err(message) => {
+                send(out, &Response::LoadError { message });
+                platform::exit_now(0);
+            }
+        },
+        None => match embedded {
+            // SAFETY: the embedded table maps each name to the function of that signature.
+            Some(lookup) => unsafe { Api::from_lookup(lookup) },
+            None => {
+                send(
+                    out,
+                    &Response::LoadError {
+                        message: "no library named and none embedded".into(),
+                    },
+                );
+                platform::exit_now(0);
+            }
+        },
+    }
+}
+
+/// Installs heap checking, and for a library loaded from a file the page heap and the import
+/// routing: the imports routed, and whether the page heap is in use.
+fn instrument(api: &Api, from_file: bool, quarantine: Option<usize>) -> (Vec<String>, bool) {
+    let mut routed: Vec<String> = Vec::new();
+    let mut page_heap = false;
+    if let Some(export) = api.any_export() {
+        // A double free or abort() ends the worker at the faulty call, on every platform.
+        crate::heapcheck::install(export);
+        // The embedded reference lives in the worker's own image, whose imports are the
+        // harness's: only a library loaded from a file is routed.
+        if from_file {
+            // On before routing: the first routed allocation already gets pages of its own.
+            let paged = quarantine.is_some_and(crate::pageheap::enable);
+            // SAFETY: the library stays loaded until the worker exits.
+            match unsafe { crate::imports::route(export) } {
+                Ok(r) => routed = r.names.iter().map(|n| n.to_string()).collect(),
+                Err(e) => eprintln!("worker: {e}"),
+            }
+            page_heap = paged && routed.iter().any(|n| ALLOCATORS.contains(&n.as_str()));
+        }
+    }
+    (routed, page_heap)
+}
+
 /// Runs the worker loop. Never returns.
 pub fn serve(embedded: Option<Lookup>) -> ! {
     let (input, output) = match platform::take_stdio() {
@@ -76,46 +127,8 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
         std::env::remove_var(ENV_PAGE_HEAP);
     }
     let from_file = lib.is_some();
-    let api: Api = match lib {
-        Some(path) => match load_library(&PathBuf::from(&path)) {
-            Ok(api) => api,
-            Err(message) => {
-                send(&mut out, &Response::LoadError { message });
-                platform::exit_now(0);
-            }
-        },
-        None => match embedded {
-            // SAFETY: the embedded table maps each name to the function of that signature.
-            Some(lookup) => unsafe { Api::from_lookup(lookup) },
-            None => {
-                send(
-                    &mut out,
-                    &Response::LoadError {
-                        message: "no library named and none embedded".into(),
-                    },
-                );
-                platform::exit_now(0);
-            }
-        },
-    };
-    let mut routed: Vec<String> = Vec::new();
-    let mut page_heap = false;
-    if let Some(export) = api.any_export() {
-        // A double free or abort() ends the worker at the faulty call, on every platform.
-        crate::heapcheck::install(export);
-        // The embedded reference lives in the worker's own image, whose imports are the
-        // harness's: only a library loaded from a file is routed.
-        if from_file {
-            // On before routing: the first routed allocation already gets pages of its own.
-            let paged = quarantine.is_some_and(crate::pageheap::enable);
-            // SAFETY: the library stays loaded until the worker exits.
-            match unsafe { crate::imports::route(export) } {
-                Ok(r) => routed = r.names.iter().map(|n| n.to_string()).collect(),
-                Err(e) => eprintln!("worker: {e}"),
-            }
-            page_heap = paged && routed.iter().any(|n| ALLOCATORS.contains(&n.as_str()));
-        }
-    }
+    let api = load(lib, embedded, &mut out);
+    let (routed, page_heap) = instrument(&api, from_file, quarantine);
     platform::name_crashes();
     send(
         &mut out,

@@ -5,7 +5,7 @@
 
 use super::common::{end, program, slot, Ctx, Eval, Findings, Ran, UNKNOWN_ATTACHMENT};
 use ntdsbcli_harness::codes::{self, describe};
-use ntdsbcli_harness::program::{ListKind, Op, Probe, Program, Text};
+use ntdsbcli_harness::program::{ListKind, Op, Probe, Program, Tally, Text};
 use ntdsbcli_harness::report::Outcome;
 
 /// Measured cycles are cut into this many windows.
@@ -20,70 +20,100 @@ pub struct Path {
     pub body: Vec<Op>,
 }
 
+/// Every session path the library's exports allow, in a fixed order.
 pub fn paths(ctx: &Ctx) -> Vec<Path> {
     let names = ctx.names(ListKind::DatabaseNames, slot(0), 1);
     let logs = ctx.names(ListKind::BackupLogs, slot(0), 2);
     let open = ctx.open_file(slot(0), Text::Entry { buf: 1, index: 0 });
-    let unknown = ctx.open_file(slot(0), Text::Lit(UNKNOWN_ATTACHMENT.into()));
-    let has = |n: &str| ctx.has(n);
-    let free = |b| Op::Free { buf: Some(b) };
     let mut out = vec![Path {
         name: "Prepare/End",
         body: vec![ctx.prepare(0, 0), free(0), end(slot(0))],
     }];
     if let (Some(names), Some(open)) = (names.clone(), open) {
-        // Open the first attachment and read it to EOF; the two paths differ in Close.
-        let to_eof = vec![
-            ctx.prepare(0, 0),
-            names.clone(),
-            open.clone(),
-            Op::ReadToEnd {
-                h: slot(0),
-                cb: 65_536,
-            },
-        ];
-        if has("DsBackupRead") && has("DsBackupClose") {
-            let mut body = to_eof.clone();
-            body.extend([Op::Close { h: slot(0) }, free(1), free(0), end(slot(0))]);
+        out.extend(attachment_paths(ctx, names, open));
+    }
+    out.extend(failed_call_path(ctx));
+    if let (Some(names), Some(logs)) = (names, logs) {
+        out.extend(list_paths(ctx, names, logs));
+    }
+    if let Some(rp) = ctx.restore_prepare(None, 3) {
+        if ctx.has("DsRestoreEnd") {
             out.push(Path {
-                name: "Prepare, read an attachment to EOF, Close, End",
-                body,
+                name: "DsRestorePrepare/DsRestoreEnd",
+                body: vec![rp, Op::RestoreEnd { h: slot(3) }],
             });
         }
-        if has("DsBackupRead") {
-            let mut body = to_eof;
-            body.extend([end(slot(0)), free(1), free(0)]);
-            out.push(Path {
-                name: "Prepare, read an attachment to EOF, End without Close",
-                body,
-            });
-        }
+    }
+    out
+}
+
+fn free(b: u8) -> Op {
+    Op::Free { buf: Some(b) }
+}
+
+/// Open the first attachment: read it to EOF with and without Close, or leave it open.
+fn attachment_paths(ctx: &Ctx, names: Op, open: Op) -> Vec<Path> {
+    let mut out = Vec::new();
+    let to_eof = vec![
+        ctx.prepare(0, 0),
+        names.clone(),
+        open.clone(),
+        Op::ReadToEnd {
+            h: slot(0),
+            cb: 65_536,
+        },
+    ];
+    if ctx.has("DsBackupRead") && ctx.has("DsBackupClose") {
+        let mut body = to_eof.clone();
+        body.extend([Op::Close { h: slot(0) }, free(1), free(0), end(slot(0))]);
         out.push(Path {
-            name: "End with an attachment still open",
-            body: vec![
-                ctx.prepare(0, 0),
-                names,
-                open,
-                end(slot(0)),
-                free(1),
-                free(0),
-            ],
+            name: "Prepare, read an attachment to EOF, Close, End",
+            body,
         });
     }
+    if ctx.has("DsBackupRead") {
+        let mut body = to_eof;
+        body.extend([end(slot(0)), free(1), free(0)]);
+        out.push(Path {
+            name: "Prepare, read an attachment to EOF, End without Close",
+            body,
+        });
+    }
+    out.push(Path {
+        name: "End with an attachment still open",
+        body: vec![
+            ctx.prepare(0, 0),
+            names,
+            open,
+            end(slot(0)),
+            free(1),
+            free(0),
+        ],
+    });
+    out
+}
+
+/// A call that fails (an unknown attachment, Close with nothing open), then End.
+fn failed_call_path(ctx: &Ctx) -> Option<Path> {
+    let unknown = ctx.open_file(slot(0), Text::Lit(UNKNOWN_ATTACHMENT.into()));
     let mut failed = vec![ctx.prepare(0, 0)];
     failed.extend(unknown);
-    if has("DsBackupClose") {
+    if ctx.has("DsBackupClose") {
         failed.push(Op::Close { h: slot(0) });
     }
-    if failed.len() > 1 {
+    (failed.len() > 1).then(|| {
         failed.extend([free(0), end(slot(0))]);
-        out.push(Path {
+        Path {
             name: "End after a failed call",
             body: failed,
-        });
-    }
-    if let (Some(names), Some(logs)) = (names, logs) {
-        out.push(Path {
+        }
+    })
+}
+
+/// The token and both name lists, freed before End and after it.
+fn list_paths(ctx: &Ctx, names: Op, logs: Op) -> Vec<Path> {
+    vec![
+        Path {
             name: "token and name lists freed before End",
             body: vec![
                 ctx.prepare(0, 0),
@@ -94,8 +124,8 @@ pub fn paths(ctx: &Ctx) -> Vec<Path> {
                 free(2),
                 end(slot(0)),
             ],
-        });
-        out.push(Path {
+        },
+        Path {
             name: "token and name lists freed after End",
             body: vec![
                 ctx.prepare(0, 0),
@@ -106,17 +136,8 @@ pub fn paths(ctx: &Ctx) -> Vec<Path> {
                 free(1),
                 free(2),
             ],
-        });
-    }
-    if let Some(rp) = ctx.restore_prepare(None, 3) {
-        if has("DsRestoreEnd") {
-            out.push(Path {
-                name: "DsRestorePrepare/DsRestoreEnd",
-                body: vec![rp, Op::RestoreEnd { h: slot(3) }],
-            });
-        }
-    }
-    out
+        },
+    ]
 }
 
 /// Cycles per path, rounded to whole windows.
@@ -205,30 +226,8 @@ pub fn eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
         };
         n = *cycles;
         // A path whose calls fail cannot show release; say why instead of guessing.
-        for t in &m.tally {
-            let op = &body[t.op as usize];
-            match (op, t.rc) {
-                (Op::Prepare(_), Some(rc)) if rc != 0 => {
-                    if let Some(fix) = codes::environment_problem(rc) {
-                        return Eval::new(
-                            Outcome::Inconclusive,
-                            format!("Prepare returned {} during {path}: {fix}", describe(rc)),
-                        );
-                    }
-                    f.fail(format!(
-                        "{path}: Prepare returned {} in {} of {cycles} cycles",
-                        describe(rc),
-                        t.count
-                    ));
-                }
-                (Op::End { .. } | Op::RestoreEnd { .. }, Some(rc)) if rc != 0 => f.fail(format!(
-                    "{path}: {} returned {} in {} of {cycles} cycles, expected 0 (S_OK)",
-                    op.export().unwrap_or("End"),
-                    describe(rc),
-                    t.count
-                )),
-                _ => {}
-            }
+        if let Some(e) = call_failures(path, *cycles, body, &m.tally, &mut f) {
+            return e;
         }
         if m.samples.len() != (WINDOWS + 1) as usize {
             f.fail(format!(
@@ -237,27 +236,10 @@ pub fn eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
             ));
             continue;
         }
-        let rates = [
-            leak_rate(&m.samples, *probe_every, |p| p.heap_bytes),
-            leak_rate(&m.samples, *probe_every, |p| p.handles),
-            leak_rate(&m.samples, *probe_every, |p| p.threads),
-            leak_rate(&m.samples, *probe_every, |p| p.mapped_bytes),
-        ];
-        if rates.iter().all(Option::is_none) {
-            clean.push(path.clone());
-            continue;
+        match leaks(path, &m.samples, *probe_every) {
+            Some(line) => f.fail(line),
+            None => clean.push(path.clone()),
         }
-        let [heap, handles, threads, mapped] = rates.map(|r| r.unwrap_or(0.0));
-        let mut s = format!(
-            "{path} leaks {} bytes of heap, {} handles and {} threads per cycle",
-            amount(heap),
-            amount(handles),
-            amount(threads)
-        );
-        if mapped > 0.0 {
-            s.push_str(&format!(" ({} bytes of mapped memory)", amount(mapped)));
-        }
-        f.fail(s);
     }
     // Every leaking path is named: which paths leak is what a vendor needs to find the bug.
     f.finish_listing(
@@ -268,6 +250,67 @@ pub fn eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
         ),
         usize::MAX,
     )
+}
+
+/// Fails a path whose Prepare or End returned an error in some cycles; an environment problem
+/// makes the whole check inconclusive instead.
+fn call_failures(
+    path: &str,
+    cycles: u32,
+    body: &[Op],
+    tally: &[Tally],
+    f: &mut Findings,
+) -> Option<Eval> {
+    for t in tally {
+        let op = &body[t.op as usize];
+        match (op, t.rc) {
+            (Op::Prepare(_), Some(rc)) if rc != 0 => {
+                if let Some(fix) = codes::environment_problem(rc) {
+                    return Some(Eval::new(
+                        Outcome::Inconclusive,
+                        format!("Prepare returned {} during {path}: {fix}", describe(rc)),
+                    ));
+                }
+                f.fail(format!(
+                    "{path}: Prepare returned {} in {} of {cycles} cycles",
+                    describe(rc),
+                    t.count
+                ));
+            }
+            (Op::End { .. } | Op::RestoreEnd { .. }, Some(rc)) if rc != 0 => f.fail(format!(
+                "{path}: {} returned {} in {} of {cycles} cycles, expected 0 (S_OK)",
+                op.export().unwrap_or("End"),
+                describe(rc),
+                t.count
+            )),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The sentence naming what a path leaks per cycle, or None when nothing grows.
+fn leaks(path: &str, samples: &[Probe], probe_every: u32) -> Option<String> {
+    let rates = [
+        leak_rate(samples, probe_every, |p| p.heap_bytes),
+        leak_rate(samples, probe_every, |p| p.handles),
+        leak_rate(samples, probe_every, |p| p.threads),
+        leak_rate(samples, probe_every, |p| p.mapped_bytes),
+    ];
+    if rates.iter().all(Option::is_none) {
+        return None;
+    }
+    let [heap, handles, threads, mapped] = rates.map(|r| r.unwrap_or(0.0));
+    let mut s = format!(
+        "{path} leaks {} bytes of heap, {} handles and {} threads per cycle",
+        amount(heap),
+        amount(handles),
+        amount(threads)
+    );
+    if mapped > 0.0 {
+        s.push_str(&format!(" ({} bytes of mapped memory)", amount(mapped)));
+    }
+    Some(s)
 }
 
 #[cfg(test)]

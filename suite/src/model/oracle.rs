@@ -749,42 +749,15 @@ fn check(
     let rc = o.rc;
     let got = || rc.map(describe).unwrap_or_else(|| "no call".into());
     let ok = match e {
-        Expect::NewHandle => {
-            let h = o.handle.unwrap_or(0);
-            if rc == Some(0) && (h == 0 || in_use) {
-                let what = if h == 0 {
-                    "a NULL handle"
-                } else {
-                    "the handle of a live session"
-                };
-                return Err((format!("S_OK with {what}"), want()));
-            }
-            rc == Some(0)
-        }
+        Expect::NewHandle => new_handle(o, in_use).map_err(|got| (got, want()))?,
         Expect::Exact(c) => rc == Some(*c),
         Expect::InvalidParam => rc.is_some_and(&mut invalid),
         Expect::NonZero => rc.is_some_and(|c| c != 0),
         Expect::AnyOf(v) => rc.is_some_and(|c| v.contains(&c)),
         Expect::Anything | Expect::NoCode | Expect::Lenient { .. } => true,
         Expect::OneWinner | Expect::NoWinner => {
-            let wins = o.codes.iter().filter(|&&c| c == 0).count();
-            let rest_ok = o.codes.iter().all(|&c| c == 0 || invalid(c));
-            let want_wins = usize::from(*e == Expect::OneWinner);
-            if wins != want_wins || !rest_ok {
-                return Err((
-                    format!(
-                        "{} threads got {}",
-                        o.codes.len(),
-                        o.codes
-                            .iter()
-                            .map(|&c| describe(c))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    want(),
-                ));
-            }
-            true
+            winners(o, usize::from(*e == Expect::OneWinner), &mut invalid)
+                .map_err(|got| (got, want()))?
         }
         Expect::SameBytes(b) => {
             if o.bytes.as_ref() != Some(b) {
@@ -801,6 +774,44 @@ fn check(
     } else {
         Err((got(), want()))
     }
+}
+
+/// A Prepare that must give a new handle: S_OK with NULL, or with a live session's handle, is
+/// what it got instead (the error is that text).
+fn new_handle(o: &Observation, in_use: bool) -> Result<bool, String> {
+    let h = o.handle.unwrap_or(0);
+    if o.rc == Some(0) && (h == 0 || in_use) {
+        let what = if h == 0 {
+            "a NULL handle"
+        } else {
+            "the handle of a live session"
+        };
+        return Err(format!("S_OK with {what}"));
+    }
+    Ok(o.rc == Some(0))
+}
+
+/// Concurrent Ends: exactly `want_wins` threads got S_OK and the others an invalid-parameter
+/// code (the error says what the threads got).
+fn winners(
+    o: &Observation,
+    want_wins: usize,
+    invalid: &mut dyn FnMut(i32) -> bool,
+) -> Result<bool, String> {
+    let wins = o.codes.iter().filter(|&&c| c == 0).count();
+    let rest_ok = o.codes.iter().all(|&c| c == 0 || invalid(c));
+    if wins != want_wins || !rest_ok {
+        return Err(format!(
+            "{} threads got {}",
+            o.codes.len(),
+            o.codes
+                .iter()
+                .map(|&c| describe(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

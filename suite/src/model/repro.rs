@@ -364,6 +364,35 @@ pub fn render(
         Failure::Died { step, .. } => *step,
         _ => None,
     };
+    push_round_body(&mut c, program, expects, targets, last);
+    c.push_str(CLEANUP_C);
+    // One round; a leak is counted in a second round, after one-off set-up in the first.
+    let _ = writeln!(
+        c,
+        "static void one_round(int counted) {{\n    int handles0 = 0, threads0 = 0;\n    (void)counted; (void)handles0; (void)threads0;\n    memset(h, 0, sizeof h);\n{}    round_body();\n{}{}}}\n",
+        if count { "    if (counted) { handles0 = count_handles(); threads0 = count_threads(); }\n" } else { "" },
+        if whole { "    cleanup();\n" } else { "" },
+        if count {
+            "    /* A thread the library lets exit on its own after End is gone a moment later. */\n    for (int w = 0; counted && w < 100 && (count_handles() > handles0 || count_threads() > threads0); w++) nap();\n    if (counted && (count_handles() > handles0 || count_threads() > threads0)) {\n        printf(\"the sequence left %+d open handles and %+d threads behind\\n\", count_handles() - handles0, count_threads() - threads0);\n        failed = 1;\n    }\n"
+        } else {
+            ""
+        }
+    );
+    push_main(&mut c, mode.page_heap, repeat, count);
+    c
+}
+
+/// The harness's clean-up order: end every live handle, then free every buffer.
+const CLEANUP_C: &str = "MAYBE_UNUSED static void cleanup(void) {\n    HR rc;\n    for (int k = 0; k < 32; k++) {\n        if (live[k]) { rc = ((hbc_t)need(\"DsBackupEnd\"))(h[k]); report(900 + k, \"DsBackupEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n        if (rlive[k]) { rc = ((hbc_t)need(\"DsRestoreEnd\"))(h[k]); report(900 + k, \"DsRestoreEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n        live[k] = rlive[k] = 0;\n    }\n    for (int k = 0; k < norphans; k++) { rc = ((hbc_t)need(\"DsBackupEnd\"))(orphan[k]); report(950 + k, \"DsBackupEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n    norphans = 0;\n    for (int k = 0; k < 32; k++) {\n        if (b[k]) ((free_t)need(\"DsBackupFree\"))(b[k]);\n        b[k] = NULL;\n    }\n}\n\n";
+
+/// `round_body`: the sequence's calls up to the one that failed (`last`), each judged.
+fn push_round_body(
+    c: &mut String,
+    program: &Program,
+    expects: &[Expect],
+    targets: &[Option<u8>],
+    last: Option<usize>,
+) {
     c.push_str("\n/* One round of the sequence. */\nstatic void round_body(void) {\n    HR rc = 0;\n    (void)rc;\n");
     let layout = Layout::of(program);
     for (step, op) in program.ops[layout.steps()].iter().enumerate() {
@@ -377,24 +406,14 @@ pub fn render(
         c.push_str(&op_code(op, &e, target, step, &call));
     }
     c.push_str("}\n\n");
-    // The harness's clean-up order: end every live handle, then free every buffer.
-    c.push_str("MAYBE_UNUSED static void cleanup(void) {\n    HR rc;\n    for (int k = 0; k < 32; k++) {\n        if (live[k]) { rc = ((hbc_t)need(\"DsBackupEnd\"))(h[k]); report(900 + k, \"DsBackupEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n        if (rlive[k]) { rc = ((hbc_t)need(\"DsRestoreEnd\"))(h[k]); report(900 + k, \"DsRestoreEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n        live[k] = rlive[k] = 0;\n    }\n    for (int k = 0; k < norphans; k++) { rc = ((hbc_t)need(\"DsBackupEnd\"))(orphan[k]); report(950 + k, \"DsBackupEnd at clean-up\", rc, rc == 0, \"0 (S_OK)\"); }\n    norphans = 0;\n    for (int k = 0; k < 32; k++) {\n        if (b[k]) ((free_t)need(\"DsBackupFree\"))(b[k]);\n        b[k] = NULL;\n    }\n}\n\n");
-    // One round; a leak is counted in a second round, after one-off set-up in the first.
-    let _ = writeln!(
-        c,
-        "static void one_round(int counted) {{\n    int handles0 = 0, threads0 = 0;\n    (void)counted; (void)handles0; (void)threads0;\n    memset(h, 0, sizeof h);\n{}    round_body();\n{}{}}}\n",
-        if count { "    if (counted) { handles0 = count_handles(); threads0 = count_threads(); }\n" } else { "" },
-        if whole { "    cleanup();\n" } else { "" },
-        if count {
-            "    /* A thread the library lets exit on its own after End is gone a moment later. */\n    for (int w = 0; counted && w < 100 && (count_handles() > handles0 || count_threads() > threads0); w++) nap();\n    if (counted && (count_handles() > handles0 || count_threads() > threads0)) {\n        printf(\"the sequence left %+d open handles and %+d threads behind\\n\", count_handles() - handles0, count_threads() - threads0);\n        failed = 1;\n    }\n"
-        } else {
-            ""
-        }
-    );
+}
+
+/// `main`: load the library, run one round (two when a leak is counted) or repeat rounds.
+fn push_main(c: &mut String, page_heap: bool, repeat: bool, count: bool) {
     c.push_str("int main(int argc, char **argv) {\n");
     c.push_str("    if (argc < 2) {\n        fprintf(stderr, \"usage: %s LIBRARY\\n\", argv[0]);\n        return 2;\n    }\n");
     c.push_str("    lib = LOAD(argv[1]);\n    if (!lib) {\n        fprintf(stderr, \"cannot load %s\\n\", argv[1]);\n        return 2;\n    }\n");
-    if mode.page_heap {
+    if page_heap {
         c.push_str("#ifndef _WIN32\n    page_heap_on();\n#endif\n");
     }
     if repeat {
@@ -412,7 +431,6 @@ pub fn render(
             "    one_round(1);\n    if (failed) {{\n        printf(\"DEFECT REPRODUCED\\n\");\n        return 1;\n    }}\n    printf(\"every call answered as documented\\n\");\n    return 0;\n}}"
         );
     }
-    c
 }
 
 /// The C that judges a call on a backup handle by its value at run time: as the verifier
