@@ -3,15 +3,13 @@
 //! (kernel32) imports are pointed at checks that validate the block first and raise 0xC0000374
 //! when it is not live, as page heap and Application Verifier do, so both give the same outcome.
 
+use crate::imports::module_of;
 use crate::sys::C_RUNTIMES;
 use std::ffi::{c_void, CStr};
 use std::sync::OnceLock;
-use windows_sys::Win32::Foundation::{HANDLE, HMODULE, STATUS_HEAP_CORRUPTION};
+use windows_sys::Win32::Foundation::{HANDLE, STATUS_HEAP_CORRUPTION};
 use windows_sys::Win32::System::Diagnostics::Debug::RaiseException;
-use windows_sys::Win32::System::LibraryLoader::{
-    GetModuleHandleExW, GetProcAddress, GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS,
-    GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
-};
+use windows_sys::Win32::System::LibraryLoader::GetProcAddress;
 use windows_sys::Win32::System::Memory::{
     GetProcessHeaps, HeapValidate, VirtualProtect, PAGE_READWRITE,
 };
@@ -78,19 +76,6 @@ fn live_anywhere(p: *mut c_void) -> bool {
             .iter()
             .any(|&h| HeapValidate(h, 0, p) != 0)
     }
-}
-
-fn module_of(addr: *const c_void) -> Option<HMODULE> {
-    let mut m: HMODULE = std::ptr::null_mut();
-    // SAFETY: looks up the module containing an address without changing its reference count.
-    let ok = unsafe {
-        GetModuleHandleExW(
-            GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
-            addr.cast(),
-            &mut m,
-        )
-    };
-    (ok != 0).then_some(m)
 }
 
 /// The heap a C runtime allocates from, asked of the runtime that holds `free`.

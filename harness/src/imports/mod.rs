@@ -12,7 +12,7 @@ pub use unix::{arm, calls, route, Routed, ROUTABLE};
 mod windows;
 pub use fault::{disarm, held, Held, Hit, Sweep};
 #[cfg(windows)]
-pub use windows::{arm, calls, route, Routed, ROUTABLE};
+pub use windows::{arm, calls, module_of, route, Routed, ROUTABLE};
 
 /// Why the imports of a library could not be routed.
 #[derive(Debug, thiserror::Error)]

@@ -288,7 +288,7 @@ pub struct Routed {
 }
 
 /// The module holding `addr`, without changing its reference count.
-fn module_of(addr: *const c_void) -> Option<*mut c_void> {
+pub fn module_of(addr: *const c_void) -> Option<*mut c_void> {
     let mut m = std::ptr::null_mut();
     // SAFETY: looks up the module containing an address.
     let ok = unsafe {
