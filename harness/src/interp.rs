@@ -651,28 +651,22 @@ impl<'a> Interp<'a> {
                         obs.size = Some(cb as u64);
                     }
                 }
-                Op::OpenFile {
-                    wide,
-                    h,
-                    name,
-                    hint,
-                    size,
-                } => {
-                    let n = self.text(name, *wide)?;
-                    let h = hv(self, h, &mut obs)?;
+                Op::OpenFile(o) => {
+                    let n = self.text(&o.name, o.wide)?;
+                    let h = hv(self, &o.h, &mut obs)?;
                     let mut li: i64 = -1;
-                    let pli = if *size {
+                    let pli = if o.size {
                         &mut li as *mut _
                     } else {
                         std::ptr::null_mut()
                     };
-                    let rc = if *wide {
-                        need(api.backup_open_file_w, op)?(h, n.w(), *hint, pli)
+                    let rc = if o.wide {
+                        need(api.backup_open_file_w, op)?(h, n.w(), o.hint, pli)
                     } else {
-                        need(api.backup_open_file_a, op)?(h, n.a(), *hint, pli)
+                        need(api.backup_open_file_a, op)?(h, n.a(), o.hint, pli)
                     };
                     obs.rc = Some(rc);
-                    if *size && rc == 0 {
+                    if o.size && rc == 0 {
                         obs.size = Some(li as u64);
                     }
                 }
@@ -721,31 +715,27 @@ impl<'a> Interp<'a> {
                     let f = need(api.backup_truncate_logs, op)?;
                     obs.rc = Some(f(hv(self, h, &mut obs)?));
                 }
-                Op::RestorePrepare {
-                    wide,
-                    server,
-                    token,
-                    slot,
-                } => {
-                    let s = self.text(server, *wide)?;
-                    let (tp, tcb) = match token {
+                Op::RestorePrepare(r) => {
+                    let s = self.text(&r.server, r.wide)?;
+                    let (tp, tcb) = match r.token {
                         Some(b) => {
-                            let b = self.bufs[*b as usize];
+                            let b = self.bufs[b as usize];
                             (b.ptr as *const c_void, b.size)
                         }
                         None => (std::ptr::null(), 0),
                     };
                     let mut h: Hbc = std::ptr::null_mut();
-                    let rc = if *wide {
+                    let rc = if r.wide {
                         need(api.restore_prepare_w, op)?(s.w(), 0, tp, tcb, &mut h)
                     } else {
                         need(api.restore_prepare_a, op)?(s.a(), 0, tp, tcb, &mut h)
                     };
                     obs.rc = Some(rc);
                     obs.handle = Some(h as u64);
-                    self.vacate(*slot as usize);
-                    self.handles[*slot as usize] = h as u64;
-                    self.restore_open[*slot as usize] = rc == 0 && !h.is_null();
+                    let slot = r.slot as usize;
+                    self.vacate(slot);
+                    self.handles[slot] = h as u64;
+                    self.restore_open[slot] = rc == 0 && !h.is_null();
                 }
                 Op::SetAuth {
                     wide,

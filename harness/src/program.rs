@@ -92,13 +92,18 @@ pub struct Prepare {
     pub buf: u8,
 }
 
+/// The export of an A/W pair that a call with `wide` reaches.
+fn a_or_w(wide: bool, a: &'static str, w: &'static str) -> &'static str {
+    if wide {
+        w
+    } else {
+        a
+    }
+}
+
 impl Prepare {
     pub fn export(&self) -> &'static str {
-        if self.wide {
-            "DsBackupPrepareW"
-        } else {
-            "DsBackupPrepareA"
-        }
+        a_or_w(self.wide, "DsBackupPrepareA", "DsBackupPrepareW")
     }
 
     pub fn describe(&self) -> String {
@@ -113,6 +118,39 @@ impl Prepare {
             if self.phbc { "&hbc" } else { "NULL" },
             self.slot
         )
+    }
+}
+
+/// The arguments of a DsBackupOpenFile[A|W].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFile {
+    pub wide: bool,
+    pub h: HandleArg,
+    pub name: Text,
+    pub hint: u32,
+    /// `&size` (else NULL).
+    pub size: bool,
+}
+
+impl OpenFile {
+    pub fn export(&self) -> &'static str {
+        a_or_w(self.wide, "DsBackupOpenFileA", "DsBackupOpenFileW")
+    }
+}
+
+/// The arguments of a DsRestorePrepare[A|W]; the handle goes to slot `slot`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestorePrepare {
+    pub wide: bool,
+    pub server: Text,
+    /// The buffer slot whose bytes are passed as the backup token (else NULL, 0).
+    pub token: Option<u8>,
+    pub slot: u8,
+}
+
+impl RestorePrepare {
+    pub fn export(&self) -> &'static str {
+        a_or_w(self.wide, "DsRestorePrepareA", "DsRestorePrepareW")
     }
 }
 
@@ -144,13 +182,7 @@ pub enum Op {
         size: bool,
         buf: u8,
     },
-    OpenFile {
-        wide: bool,
-        h: HandleArg,
-        name: Text,
-        hint: u32,
-        size: bool,
-    },
+    OpenFile(OpenFile),
     Read {
         h: HandleArg,
         cb: u32,
@@ -167,12 +199,7 @@ pub enum Op {
     Truncate {
         h: HandleArg,
     },
-    RestorePrepare {
-        wide: bool,
-        server: Text,
-        token: Option<u8>,
-        slot: u8,
-    },
+    RestorePrepare(RestorePrepare),
     RestoreEnd {
         h: HandleArg,
     },
@@ -243,13 +270,11 @@ impl Op {
                 wide: true,
                 ..
             } => "DsBackupGetBackupLogsW",
-            Op::OpenFile { wide: false, .. } => "DsBackupOpenFileA",
-            Op::OpenFile { wide: true, .. } => "DsBackupOpenFileW",
+            Op::OpenFile(o) => o.export(),
             Op::Read { .. } | Op::ReadToEnd { .. } => "DsBackupRead",
             Op::Close { .. } => "DsBackupClose",
             Op::Truncate { .. } => "DsBackupTruncateLogs",
-            Op::RestorePrepare { wide: false, .. } => "DsRestorePrepareA",
-            Op::RestorePrepare { wide: true, .. } => "DsRestorePrepareW",
+            Op::RestorePrepare(r) => r.export(),
             Op::RestoreEnd { .. } => "DsRestoreEnd",
             Op::SetAuth { wide: false, .. } => "DsSetAuthIdentityA",
             Op::SetAuth { wide: true, .. } => "DsSetAuthIdentityW",
@@ -284,17 +309,12 @@ impl Op {
                 if *out { "&list" } else { "NULL" },
                 if *size { "&size" } else { "NULL" }
             ),
-            Op::OpenFile {
-                h,
-                name: n,
-                hint,
-                size,
-                ..
-            } => format!(
-                "{name}({}, {}, {hint}, {})",
-                h.describe(),
-                n.describe(),
-                if *size { "&size" } else { "NULL" }
+            Op::OpenFile(o) => format!(
+                "{name}({}, {}, {}, {})",
+                o.h.describe(),
+                o.name.describe(),
+                o.hint,
+                if o.size { "&size" } else { "NULL" }
             ),
             Op::Read { h, cb, pcb } => format!(
                 "{name}({}, buffer, {cb}, {})",
@@ -308,18 +328,14 @@ impl Op {
             Op::Close { h } | Op::Truncate { h } | Op::RestoreEnd { h } => {
                 format!("{name}({})", h.describe())
             }
-            Op::RestorePrepare {
-                server,
-                token,
-                slot,
-                ..
-            } => format!(
-                "{name}({}, 0, {}) -> h{slot}",
-                server.describe(),
-                match token {
+            Op::RestorePrepare(r) => format!(
+                "{name}({}, 0, {}) -> h{}",
+                r.server.describe(),
+                match r.token {
                     Some(b) => format!("token b{b}"),
                     None => "NULL".into(),
-                }
+                },
+                r.slot
             ),
             Op::SetAuth { .. } => format!("{name}(user, domain, password)"),
             Op::Probe => "resource probe".into(),

@@ -1,7 +1,9 @@
 //! What every check shares: the run context, op builders, and the judging of codes.
 
 use ntdsbcli_harness::codes::{self, describe, ERROR_INVALID_PARAMETER, E_INVALIDARG};
-use ntdsbcli_harness::program::{HandleArg, ListKind, Observation, Op, Prepare, Program, Text};
+use ntdsbcli_harness::program::{
+    HandleArg, ListKind, Observation, Op, OpenFile, Prepare, Program, RestorePrepare, Text,
+};
 use ntdsbcli_harness::report::Outcome;
 
 /// An attachment name that no implementation lists.
@@ -114,23 +116,23 @@ impl Ctx {
 
     pub fn open_file(&self, h: HandleArg, name: Text) -> Option<Op> {
         let wide = self.pick_wide("DsBackupOpenFileA", "DsBackupOpenFileW")?;
-        Some(Op::OpenFile {
+        Some(Op::OpenFile(OpenFile {
             wide,
             h,
             name,
             hint: 24_576,
             size: true,
-        })
+        }))
     }
 
     pub fn restore_prepare(&self, token: Option<u8>, slot: u8) -> Option<Op> {
         let wide = self.pick_wide("DsRestorePrepareA", "DsRestorePrepareW")?;
-        Some(Op::RestorePrepare {
+        Some(Op::RestorePrepare(RestorePrepare {
             wide,
             server: self.server(),
             token,
             slot,
-        })
+        }))
     }
 }
 

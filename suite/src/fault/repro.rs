@@ -318,18 +318,13 @@ fn op_code(op: &Op) -> String {
                 i32::from(*wide),
             )
         }
-        Op::OpenFile {
-            wide,
-            h,
-            name: n,
-            hint,
-            size,
-        } => format!(
-            "{{ int64_t sz = 0; rc = ((HR (*)(HBC, {}, uint32_t, int64_t *))need(\"{name}\"))({}, {}, {hint}, {}); (void)sz; }}",
-            sig(*wide, "const char *", "const WCH *"),
-            slot(h),
-            text(n, *wide),
-            if *size { "&sz" } else { "NULL" },
+        Op::OpenFile(o) => format!(
+            "{{ int64_t sz = 0; rc = ((HR (*)(HBC, {}, uint32_t, int64_t *))need(\"{name}\"))({}, {}, {}, {}); (void)sz; }}",
+            sig(o.wide, "const char *", "const WCH *"),
+            slot(&o.h),
+            text(&o.name, o.wide),
+            o.hint,
+            if o.size { "&sz" } else { "NULL" },
         ),
         Op::ReadToEnd { h, cb } => format!(
             "{{ static unsigned char rb[{cb}]; uint32_t n = 0; long k = 0;\n        do rc = ((HR (*)(HBC, void *, uint32_t, uint32_t *))need(\"{name}\"))({}, rb, {cb}, &n); while (rc == 0 && ++k < 100000); }}",
@@ -338,15 +333,11 @@ fn op_code(op: &Op) -> String {
         Op::Close { h } | Op::Truncate { h } => {
             format!("rc = ((HR (*)(HBC))need(\"{name}\"))({});", slot(h))
         }
-        Op::RestorePrepare {
-            wide,
-            server,
-            slot: s,
-            ..
-        } => format!(
+        Op::RestorePrepare(r) => format!(
             "{{ HBC hv = NULL; rc = ((HR (*)({}, uint32_t, const void *, uint32_t, HBC *))need(\"{name}\"))({}, 0, NULL, 0, &hv); h[{s}] = hv; rlive[{s}] = rc == 0 && hv; prepared = 1; }}",
-            sig(*wide, "const char *", "const WCH *"),
-            text(server, *wide),
+            sig(r.wide, "const char *", "const WCH *"),
+            text(&r.server, r.wide),
+            s = r.slot,
         ),
         Op::RestoreEnd { h } => format!(
             "rc = ((HR (*)(HBC))need(\"{name}\"))({0}); if (rc == 0) rlive[{1}] = 0; end_code(\"{name}\", rc);",
@@ -371,7 +362,7 @@ pub fn render(path: &str, body: &[Op], k: u64, finding: &str) -> String {
         "\nstatic void path(void) {\n    HR rc = 0;\n    int prepared = 0;\n    (void)prepared;\n",
     );
     for (i, op) in body.iter().enumerate() {
-        let stop = if matches!(op, Op::Prepare(_) | Op::RestorePrepare { .. }) {
+        let stop = if matches!(op, Op::Prepare(_) | Op::RestorePrepare(_)) {
             "rc != 0".to_string()
         } else {
             format!("rc != 0 && hit_step == {i}")

@@ -9,7 +9,9 @@ use ntdsbcli_harness::codes::{
     self, describe, ERROR_HANDLE_EOF, ERROR_INVALID_PARAMETER, E_INVALIDARG, HR_BACKUP_IN_PROGRESS,
     HR_INVALID_HANDLE, HR_INVALID_PARAM,
 };
-use ntdsbcli_harness::program::{HandleArg, ListKind, Observation, Op, Prepare, Program, Text};
+use ntdsbcli_harness::program::{
+    HandleArg, ListKind, Observation, Op, OpenFile, Prepare, Program, RestorePrepare, Text,
+};
 use ntdsbcli_harness::worker::{DeathReport, RunResult};
 use proptest_state_machine::ReferenceStateMachine;
 
@@ -125,12 +127,14 @@ fn restore_slot(r: usize) -> HandleArg {
 /// Long on purpose: one short arm per transition, each independent of the others.
 pub fn op_of(ctx: &Ctx, st: &State, t: &Transition) -> Op {
     let sess = |i: usize| HandleArg::Slot(i as u8);
-    let open = |wide, h, name| Op::OpenFile {
-        wide,
-        h,
-        name,
-        hint: 24_576,
-        size: true,
+    let open = |wide, h, name| {
+        Op::OpenFile(OpenFile {
+            wide,
+            h,
+            name,
+            hint: 24_576,
+            size: true,
+        })
     };
     let names = |kind, wide, h, buf| Op::Names {
         kind,
@@ -203,12 +207,12 @@ pub fn op_of(ctx: &Ctx, st: &State, t: &Transition) -> Op {
         },
         Transition::FreeNull => Op::Free { buf: None },
         Transition::Peek { buf } => Op::Peek { buf: buf as u8 },
-        Transition::RestorePrepare { wide, token } => Op::RestorePrepare {
+        Transition::RestorePrepare { wide, token } => Op::RestorePrepare(RestorePrepare {
             wide,
             server: ctx.server(),
             token: token.map(|b| b as u8),
             slot: RESTORE_BASE + st.restores.len() as u8,
-        },
+        }),
         Transition::RestoreEnd { restore } => Op::RestoreEnd {
             h: restore_slot(restore),
         },
@@ -402,7 +406,7 @@ fn slot_arg(op: &Op) -> Option<HandleArg> {
         Op::End { h }
         | Op::EndConcurrent { h, .. }
         | Op::Names { h, .. }
-        | Op::OpenFile { h, .. }
+        | Op::OpenFile(OpenFile { h, .. })
         | Op::Read { h, .. }
         | Op::ReadToEnd { h, .. }
         | Op::Close { h }
@@ -434,7 +438,7 @@ fn expectations_without_observations(
             Op::Prepare(Prepare {
                 slot, phbc: true, ..
             })
-            | Op::RestorePrepare { slot, .. } => {
+            | Op::RestorePrepare(RestorePrepare { slot, .. }) => {
                 let v = 0x1000 + 0x10 * i as u64;
                 values[*slot as usize] = v;
                 guess.handle = Some(v);

@@ -4,7 +4,7 @@
 //! `x86_64-w64-mingw32-gcc -o repro.exe repro.c` or `cl repro.c` for Windows.
 
 use super::oracle::{Expect, Failure, Layout};
-use ntdsbcli_harness::program::{Garbage, HandleArg, ListKind, Op, Program, Text};
+use ntdsbcli_harness::program::{Garbage, HandleArg, Op, Program, Text};
 use std::fmt::Write;
 
 const HEADER: &str = r#"#include <stdint.h>
@@ -507,19 +507,14 @@ fn op_code(op: &Op, e: &Expect, target: Option<u8>, step: usize, call: &str) -> 
             _ => String::new(),
         },
         Op::Names {
-            kind,
             wide,
             h,
             out,
             size,
             buf,
+            ..
         } => {
-            let name = match (kind, wide) {
-                (ListKind::DatabaseNames, false) => "DsBackupGetDatabaseNamesA",
-                (ListKind::DatabaseNames, true) => "DsBackupGetDatabaseNamesW",
-                (ListKind::BackupLogs, false) => "DsBackupGetBackupLogsA",
-                (ListKind::BackupLogs, true) => "DsBackupGetBackupLogsW",
-            };
+            let name = op.export().unwrap_or_default();
             ind(format!(
                 "        void *list = NULL; uint32_t cb = 0;\n        HBC v = {}; int t = target(v);\n        rc = ((names_t)need(\"{name}\"))(v, {}, {});\n        {judged}\n        b[{buf}] = list; bsz[{buf}] = cb; bwide[{buf}] = {};\n",
                 handle(h),
@@ -528,23 +523,14 @@ fn op_code(op: &Op, e: &Expect, target: Option<u8>, step: usize, call: &str) -> 
                 *wide as u8
             ))
         }
-        Op::OpenFile {
-            wide,
-            h,
-            name,
-            hint,
-            size,
-        } => {
-            let f = if *wide {
-                "((open_w_t)need(\"DsBackupOpenFileW\"))"
-            } else {
-                "((open_a_t)need(\"DsBackupOpenFileA\"))"
-            };
+        Op::OpenFile(o) => {
+            let (f, name) = (if o.wide { "open_w_t" } else { "open_a_t" }, o.export());
             ind(format!(
-                "        int64_t sz = 0;\n        HBC v = {}; int t = target(v);\n        rc = {f}(v, {}, {hint}u, {});\n        {judged}\n",
-                handle(h),
-                text(name, *wide),
-                if *size { "&sz" } else { "NULL" }
+                "        int64_t sz = 0;\n        HBC v = {}; int t = target(v);\n        rc = (({f})need(\"{name}\"))(v, {}, {}u, {});\n        {judged}\n",
+                handle(&o.h),
+                text(&o.name, o.wide),
+                o.hint,
+                if o.size { "&sz" } else { "NULL" }
             ))
         }
         Op::Read { h, cb, pcb } => ind(format!(
@@ -558,24 +544,16 @@ fn op_code(op: &Op, e: &Expect, target: Option<u8>, step: usize, call: &str) -> 
         )),
         Op::Close { h } => ind(format!("        HBC v = {}; int t = target(v);\n        rc = ((hbc_t)need(\"DsBackupClose\"))(v);\n        {judged}\n", handle(h))),
         Op::Truncate { h } => ind(format!("        HBC v = {}; int t = target(v);\n        rc = ((hbc_t)need(\"DsBackupTruncateLogs\"))(v);\n        {judged}\n", handle(h))),
-        Op::RestorePrepare {
-            wide,
-            server,
-            token,
-            slot,
-        } => {
-            let f = if *wide {
-                "((rprepare_w_t)need(\"DsRestorePrepareW\"))"
-            } else {
-                "((rprepare_a_t)need(\"DsRestorePrepareA\"))"
-            };
-            let (tp, tc) = match token {
+        Op::RestorePrepare(r) => {
+            let (f, name) = (if r.wide { "rprepare_w_t" } else { "rprepare_a_t" }, r.export());
+            let (tp, tc) = match r.token {
                 Some(t) => (format!("b[{t}]"), format!("bsz[{t}]")),
                 None => ("NULL".into(), "0".into()),
             };
             ind(format!(
-                "        HBC out = NULL;\n        rc = {f}({}, 0, {tp}, {tc}, &out);\n        {chk}\n        vacate({slot}); rlive[{slot}] = 0; h[{slot}] = out; rlive[{slot}] = rc == 0 && out != NULL;\n",
-                text(server, *wide)
+                "        HBC out = NULL;\n        rc = (({f})need(\"{name}\"))({}, 0, {tp}, {tc}, &out);\n        {chk}\n        vacate({slot}); rlive[{slot}] = 0; h[{slot}] = out; rlive[{slot}] = rc == 0 && out != NULL;\n",
+                text(&r.server, r.wide),
+                slot = r.slot
             ))
         }
         Op::RestoreEnd { h } => ind(format!(
