@@ -564,3 +564,162 @@ fn op_code(op: &Op, e: &Expect, target: Option<u8>, step: usize, call: &str) -> 
         _ => format!("    /* step {step}: not performed by the repro */\n"),
     }
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use ntdsbcli_harness::program::{ListKind, OpenFile, Prepare, RestorePrepare};
+
+    fn prepare(wide: bool, slot: u8) -> Op {
+        Op::Prepare(Prepare {
+            wide,
+            server: Text::Lit("\\\\localhost".into()),
+            grbit: 0,
+            btype: 1,
+            token: true,
+            size: true,
+            phbc: true,
+            init: 0,
+            slot,
+            buf: slot,
+        })
+    }
+
+    /// One call of every export in each of its forms, with what the oracle would expect.
+    /// DsSetAuthIdentity is left out: no transition of the model calls it.
+    fn every_call() -> (Program, Vec<Expect>) {
+        let s = HandleArg::Slot;
+        let mut steps = vec![
+            (prepare(false, 0), Expect::NewHandle),
+            (prepare(true, 1), Expect::NewHandle),
+            (Op::Peek { buf: 0 }, Expect::SameBytes(vec![1, 2, 3])),
+        ];
+        for (i, (kind, wide)) in [
+            (ListKind::DatabaseNames, false),
+            (ListKind::DatabaseNames, true),
+            (ListKind::BackupLogs, false),
+            (ListKind::BackupLogs, true),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let names = Op::Names {
+                kind,
+                wide,
+                h: s(0),
+                out: true,
+                size: true,
+                buf: 2 + i as u8,
+            };
+            steps.push((names, Expect::Exact(0)));
+        }
+        for (wide, buf) in [(false, 2), (true, 3)] {
+            let open = Op::OpenFile(OpenFile {
+                wide,
+                h: s(0),
+                name: Text::Entry { buf, index: 0 },
+                hint: 24_576,
+                size: true,
+            });
+            steps.push((open, Expect::Exact(0)));
+        }
+        steps.extend([
+            (
+                Op::Read {
+                    h: s(0),
+                    cb: 4096,
+                    pcb: true,
+                },
+                Expect::Exact(0),
+            ),
+            (Op::ReadToEnd { h: s(0), cb: 4096 }, Expect::NonZero),
+            (Op::Close { h: s(0) }, Expect::Exact(0)),
+            (Op::Truncate { h: s(0) }, Expect::Exact(0)),
+            (Op::Free { buf: Some(2) }, Expect::NoCode),
+            (Op::Free { buf: None }, Expect::NoCode),
+            (Op::End { h: s(0) }, Expect::Exact(0)),
+            (Op::End { h: HandleArg::Null }, Expect::InvalidParam),
+            (
+                Op::End {
+                    h: HandleArg::Garbage(Garbage::Zeroed),
+                },
+                Expect::InvalidParam,
+            ),
+            (
+                Op::EndConcurrent {
+                    h: s(1),
+                    threads: 4,
+                },
+                Expect::OneWinner,
+            ),
+        ]);
+        for wide in [false, true] {
+            let rp = Op::RestorePrepare(RestorePrepare {
+                wide,
+                server: Text::Lit("\\\\localhost".into()),
+                token: Some(0),
+                slot: 10 + wide as u8,
+            });
+            steps.push((rp, Expect::Exact(0)));
+            steps.push((
+                Op::RestoreEnd {
+                    h: s(10 + wide as u8),
+                },
+                Expect::Exact(0),
+            ));
+        }
+        let (calls, expects): (Vec<Op>, Vec<Expect>) = steps.into_iter().unzip();
+        // A sequence's layout: probe, the calls, clean-up, probe.
+        let mut ops = vec![Op::Probe];
+        ops.extend(calls);
+        ops.extend([Op::Cleanup, Op::Probe]);
+        (Program::new("every call", ops), expects)
+    }
+
+    /// The repro of a sequence holding every export compiles, in each of its modes, and
+    /// names every export it calls.
+    #[test]
+    fn the_repro_of_every_call_compiles() {
+        let (program, expects) = every_call();
+        let targets = vec![None; expects.len()];
+        let failure = Failure::Cleanup { got: "87".into() };
+        let dir = std::env::temp_dir().join(format!("ntdsbcli-repro-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (n, mode) in [
+            Mode {
+                repeat: None,
+                page_heap: false,
+            },
+            Mode {
+                repeat: Some("a race".into()),
+                page_heap: true,
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let c = render(&program, &expects, &targets, &failure, &mode, "test");
+            for name in program.ops.iter().filter_map(Op::export) {
+                assert!(
+                    c.contains(&format!("\"{name}\"")),
+                    "{name} is missing from the repro"
+                );
+            }
+            let src = dir.join(format!("repro{n}.c"));
+            std::fs::write(&src, &c).unwrap();
+            let out = std::process::Command::new("cc")
+                .arg("-o")
+                .arg(dir.join(format!("repro{n}")))
+                .arg(&src)
+                .args(["-ldl", "-lpthread"])
+                .output()
+                .expect("a C compiler (cc) is needed to check the repro text");
+            assert!(
+                out.status.success(),
+                "repro{n}.c does not compile:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
