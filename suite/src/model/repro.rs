@@ -586,7 +586,8 @@ mod tests {
     }
 
     /// One call of every export in each of its forms, with what the oracle would expect.
-    /// DsSetAuthIdentity is left out: no transition of the model calls it.
+    /// DsSetAuthIdentity is left out: no transition of the model calls it. Long on purpose:
+    /// a flat list of steps reads as the list of exports it covers.
     fn every_call() -> (Program, Vec<Expect>) {
         let s = HandleArg::Slot;
         let mut steps = vec![
