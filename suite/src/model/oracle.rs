@@ -459,7 +459,7 @@ fn expectations_without_observations(
 
 /// What a call on a backup session (found by value) must return; shared by the backup calls
 /// and by backup calls given a restore handle whose value is a live backup session.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Call {
     Names { keep: bool },
     Open,
@@ -904,6 +904,125 @@ mod tests {
     }
 
     const P: Transition = Transition::Prepare { wide: false };
+
+    fn precise(attachment: Attachment) -> Precise {
+        Precise {
+            sessions: vec![Session {
+                live: true,
+                attachment,
+                handle: 0xA0,
+                slot: 0,
+                uncertain: false,
+            }],
+            bufs: vec![],
+            restores: vec![],
+        }
+    }
+
+    fn lenient(e: &Expect) -> bool {
+        matches!(e, Expect::Lenient { want, .. } if **want == Expect::NonZero)
+    }
+
+    /// Every session call in each attachment state, on a live session and on a value that is
+    /// no session: the expectation, and the attachment state it leaves for an answer `rc`.
+    #[test]
+    fn every_session_call_in_every_attachment_state() {
+        use Attachment::{Eof, None as Closed, Open};
+        use Expect::{Anything, Exact, InvalidParam, NonZero};
+        let eof = ERROR_HANDLE_EOF;
+        let anyof = Expect::AnyOf(vec![0, eof]);
+        // (call, state before, rc observed, expected, state after); `lenient` marks the
+        // undocumented answers that are only warnings.
+        let rows: Vec<(Call, Attachment, i32, Option<Expect>, Attachment)> = vec![
+            (
+                Call::Names { keep: true },
+                Closed,
+                0,
+                Some(Exact(0)),
+                Closed,
+            ),
+            (Call::Open, Closed, 0, Some(Exact(0)), Open),
+            (Call::Open, Closed, 87, Some(Exact(0)), Closed),
+            (Call::Open, Open, 0, None, Open),
+            (Call::OpenUnknown, Closed, 87, Some(NonZero), Closed),
+            (Call::Read(ReadSize::Min), Closed, 0, None, Closed),
+            (
+                Call::Read(ReadSize::Tiny),
+                Open,
+                87,
+                Some(InvalidParam),
+                Open,
+            ),
+            (
+                Call::Read(ReadSize::Unaligned),
+                Eof,
+                87,
+                Some(InvalidParam),
+                Eof,
+            ),
+            (
+                Call::Read(ReadSize::Large),
+                Open,
+                0,
+                Some(anyof.clone()),
+                Open,
+            ),
+            (Call::Read(ReadSize::Min), Open, eof, Some(anyof), Eof),
+            (Call::Read(ReadSize::Min), Eof, eof, Some(Exact(eof)), Eof),
+            (Call::ReadToEnd, Closed, 0, None, Closed),
+            (Call::ReadToEnd, Open, eof, Some(Exact(eof)), Eof),
+            (
+                Call::Close,
+                Closed,
+                0,
+                Some(Exact(HR_INVALID_HANDLE)),
+                Closed,
+            ),
+            (Call::Close, Open, 0, Some(Exact(0)), Closed),
+            (Call::Close, Eof, 0, Some(Exact(0)), Closed),
+            (Call::Truncate, Open, 0, Some(Anything), Open),
+        ];
+        for (call, before, rc, want, after) in rows {
+            let what = format!("{call:?} with {before:?}, answered {rc}");
+            let o = Observation {
+                rc: Some(rc),
+                arg: Some(0xA0),
+                ..Observation::default()
+            };
+            let mut p = precise(before);
+            let got = on_session(&mut p, Some(0), call, &o);
+            match want {
+                Some(w) => assert_eq!(got, w, "{what}"),
+                None => assert!(lenient(&got), "{what}: {got:?} should be a warning"),
+            }
+            assert_eq!(p.sessions[0].attachment, after, "{what}");
+            // REQ-12 / REQ-03: on a value that is no live handle, every call gives 87.
+            let mut p = precise(before);
+            assert_eq!(
+                on_session(&mut p, None, call, &o),
+                InvalidParam,
+                "{what}, no session"
+            );
+        }
+    }
+
+    #[test]
+    fn end_gives_s_ok_once_and_87_on_anything_else() {
+        let mut p = precise(Attachment::Open);
+        assert_eq!(end_value(&mut p, Some(0), false), Expect::Exact(0));
+        assert!(!p.sessions[0].live);
+        assert_eq!(end_value(&mut p, None, false), Expect::InvalidParam);
+        assert_eq!(end_value(&mut p, None, true), Expect::NoWinner);
+        let mut p = precise(Attachment::None);
+        assert_eq!(end_value(&mut p, Some(0), true), Expect::OneWinner);
+        // After a RestoreEnd on its value, a session may already be gone.
+        let mut p = precise(Attachment::None);
+        p.sessions[0].uncertain = true;
+        assert_eq!(
+            end_value(&mut p, Some(0), false),
+            Expect::AnyOf(vec![0, ERROR_INVALID_PARAMETER])
+        );
+    }
 
     #[test]
     fn a_value_handed_out_again_is_the_new_session() {
