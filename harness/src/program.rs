@@ -102,6 +102,23 @@ fn a_or_w(wide: bool, a: &'static str, w: &'static str) -> &'static str {
 }
 
 impl Prepare {
+    /// The call a careful caller makes: a full backup, every out-pointer given, the handle to
+    /// `slot` and the token to buffer `buf`.
+    pub fn full(wide: bool, server: Text, slot: u8, buf: u8) -> Prepare {
+        Prepare {
+            wide,
+            server,
+            grbit: 0,
+            btype: crate::codes::BACKUP_TYPE_FULL,
+            token: true,
+            size: true,
+            phbc: true,
+            init: 0,
+            slot,
+            buf,
+        }
+    }
+
     pub fn export(&self) -> &'static str {
         a_or_w(self.wide, "DsBackupPrepareA", "DsBackupPrepareW")
     }

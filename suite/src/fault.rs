@@ -623,18 +623,7 @@ mod tests {
 
     fn body() -> Vec<Op> {
         vec![
-            Op::Prepare(Prepare {
-                wide: true,
-                server: Text::Lit("localhost".into()),
-                grbit: 0,
-                btype: 1,
-                token: true,
-                size: true,
-                phbc: true,
-                init: 0,
-                slot: 0,
-                buf: 0,
-            }),
+            Op::Prepare(Prepare::full(true, Text::Lit("localhost".into()), 0, 0)),
             Op::Free { buf: Some(0) },
             Op::End {
                 h: HandleArg::Slot(0),

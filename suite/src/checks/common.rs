@@ -77,18 +77,7 @@ impl Ctx {
 
     /// A valid Prepare (full backup, grbit 0) in the given form.
     pub fn prepare_form(&self, wide: bool, slot: u8, buf: u8) -> Op {
-        Op::Prepare(Prepare {
-            wide,
-            server: self.server(),
-            grbit: 0,
-            btype: codes::BACKUP_TYPE_FULL,
-            token: true,
-            size: true,
-            phbc: true,
-            init: 0,
-            slot,
-            buf,
-        })
+        Op::Prepare(Prepare::full(wide, self.server(), slot, buf))
     }
 
     pub fn prepare(&self, slot: u8, buf: u8) -> Op {

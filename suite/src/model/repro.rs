@@ -321,6 +321,36 @@ pub struct Mode {
     pub page_heap: bool,
 }
 
+/// Writes `source` to `dir/name.c` and builds it as the repro's header says, warnings as
+/// errors: `$CC` (else `cc`) with `flags`. The executable, or what the compiler said. The tests
+/// build every repro they check with it.
+pub fn build(
+    dir: &std::path::Path,
+    name: &str,
+    source: &str,
+    flags: &[&str],
+) -> Result<std::path::PathBuf, String> {
+    let (c, exe) = (dir.join(format!("{name}.c")), dir.join(name));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&c, source))
+        .map_err(|e| format!("cannot write {}: {e}", c.display()))?;
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let out = std::process::Command::new(&cc)
+        .args(["-Wall", "-Werror"])
+        .args(flags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&c)
+        .args(["-ldl", "-lpthread"])
+        .output()
+        .map_err(|e| format!("cannot run {cc}: {e}"))?;
+    if out.status.success() {
+        Ok(exe)
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 /// Rounds and seconds a repeating repro runs at most.
 pub const REPEAT_ROUNDS: u32 = 10_000;
 pub const REPEAT_SECONDS: u32 = 10;
@@ -571,18 +601,12 @@ mod tests {
     use ntdsbcli_harness::program::{ListKind, OpenFile, Prepare, RestorePrepare};
 
     fn prepare(wide: bool, slot: u8) -> Op {
-        Op::Prepare(Prepare {
+        Op::Prepare(Prepare::full(
             wide,
-            server: Text::Lit("\\\\localhost".into()),
-            grbit: 0,
-            btype: 1,
-            token: true,
-            size: true,
-            phbc: true,
-            init: 0,
+            Text::Lit("\\\\localhost".into()),
             slot,
-            buf: slot,
-        })
+            slot,
+        ))
     }
 
     /// One call of every export in each of its forms, with what the oracle would expect.
@@ -685,7 +709,6 @@ mod tests {
         let targets = vec![None; expects.len()];
         let failure = Failure::Cleanup { got: "87".into() };
         let dir = std::env::temp_dir().join(format!("ntdsbcli-repro-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         for (n, mode) in [
             Mode {
                 repeat: None,
@@ -706,20 +729,9 @@ mod tests {
                     "{name} is missing from the repro"
                 );
             }
-            let src = dir.join(format!("repro{n}.c"));
-            std::fs::write(&src, &c).unwrap();
-            let out = std::process::Command::new("cc")
-                .arg("-o")
-                .arg(dir.join(format!("repro{n}")))
-                .arg(&src)
-                .args(["-ldl", "-lpthread"])
-                .output()
-                .expect("a C compiler (cc) is needed to check the repro text");
-            assert!(
-                out.status.success(),
-                "repro{n}.c does not compile:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            if let Err(e) = build(&dir, &format!("repro{n}"), &c, &[]) {
+                panic!("repro{n}.c does not compile:\n{e}");
+            }
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -218,25 +218,8 @@ pub fn reference_so() -> PathBuf {
 /// with the compiler's words, when it does not compile.
 pub fn compile_repro(name: &str, src: &str, flags: &[&str]) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("repros");
-    std::fs::create_dir_all(&dir).unwrap();
-    let c = dir.join(format!("{name}.c"));
-    let exe = dir.join(name);
-    std::fs::write(&c, src).unwrap();
-    let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args(["-Wall", "-Werror"])
-        .args(flags)
-        .arg("-o")
-        .arg(&exe)
-        .arg(&c)
-        .args(["-ldl", "-lpthread"])
-        .output()
-        .expect("cc runs");
-    assert!(
-        out.status.success(),
-        "{name}: the repro does not compile: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe
+    ntdsbcli_conform::model::repro::build(&dir, name, src, flags)
+        .unwrap_or_else(|e| panic!("{name}: the repro does not compile: {e}"))
 }
 
 /// Exit code (-1 for a signal) and output of a repro run on `lib`.
