@@ -1,72 +1,29 @@
-//! The Ntdsbcli ABI profile (design §3): the 28 exports with their exact signatures, in the
-//! system calling convention, with the Windows type widths on every platform.
+//! The Ntdsbcli ABI profile (design §3): the handle and result types, the real DLL's exports,
+//! and the table of those a library has, loaded and asked for by name. Each export's signature, in the system calling convention with the
+//! Windows type widths on every platform, lives with its family in `crate::calls`.
 
-use std::ffi::{c_char, c_void};
+use std::ffi::c_void;
 
 pub type Hbc = *mut c_void;
 pub type HResult = i32;
 
-pub type PrepareA = unsafe extern "system" fn(
-    *const c_char,
-    u32,
-    u32,
-    *mut *mut c_void,
-    *mut u32,
-    *mut Hbc,
-) -> HResult;
-pub type PrepareW = unsafe extern "system" fn(
-    *const u16,
-    u32,
-    u32,
-    *mut *mut c_void,
-    *mut u32,
-    *mut Hbc,
-) -> HResult;
-pub type HbcOnly = unsafe extern "system" fn(Hbc) -> HResult;
-pub type Free = unsafe extern "system" fn(*mut c_void);
-pub type OpenFileA = unsafe extern "system" fn(Hbc, *const c_char, u32, *mut i64) -> HResult;
-pub type OpenFileW = unsafe extern "system" fn(Hbc, *const u16, u32, *mut i64) -> HResult;
-pub type Read = unsafe extern "system" fn(Hbc, *mut c_void, u32, *mut u32) -> HResult;
-/// GetDatabaseNames, GetBackupLogs and RestoreGetDatabaseLocations (A: `char**`, W: `WCHAR**`;
-/// both are a pointer to a pointer, so one type serves).
-pub type NameList = unsafe extern "system" fn(Hbc, *mut *mut c_void, *mut u32) -> HResult;
-pub type IsOnlineA = unsafe extern "system" fn(*const c_char, *mut i32) -> HResult;
-pub type IsOnlineW = unsafe extern "system" fn(*const u16, *mut i32) -> HResult;
-pub type SetAuthA =
-    unsafe extern "system" fn(*const c_char, *const c_char, *const c_char) -> HResult;
-pub type SetAuthW = unsafe extern "system" fn(*const u16, *const u16, *const u16) -> HResult;
-pub type RestorePrepareA =
-    unsafe extern "system" fn(*const c_char, u32, *const c_void, u32, *mut Hbc) -> HResult;
-pub type RestorePrepareW =
-    unsafe extern "system" fn(*const u16, u32, *const c_void, u32, *mut Hbc) -> HResult;
-/// EDB_RSTMAPA/W hold two string pointers; the table is passed as a pointer to them.
-pub type RestoreRegisterA = unsafe extern "system" fn(
-    Hbc,
-    *const c_char,
-    *const c_char,
-    *const c_void,
-    i32,
-    *const c_char,
-    u32,
-    u32,
-) -> HResult;
-pub type RestoreRegisterW = unsafe extern "system" fn(
-    Hbc,
-    *const u16,
-    *const u16,
-    *const c_void,
-    i32,
-    *const u16,
-    u32,
-    u32,
-) -> HResult;
-pub type RestoreRegisterComplete = unsafe extern "system" fn(Hbc, HResult) -> HResult;
-pub type SetCurrentLogA = unsafe extern "system" fn(*const c_char, u32) -> HResult;
-pub type SetCurrentLogW = unsafe extern "system" fn(*const u16, u32) -> HResult;
-/// Exported by the real DLL but in no document or header: resolved only to list it.
-pub type Undocumented = unsafe extern "system" fn();
+/// The required exports (design §3), as the words a message names when they are missing.
+pub fn missing_required(exports: &[String]) -> Vec<&'static str> {
+    let has = |n: &str| exports.iter().any(|e| e == n);
+    let mut missing = Vec::new();
+    if !has("DsBackupPrepareA") && !has("DsBackupPrepareW") {
+        missing.push("DsBackupPrepareA or DsBackupPrepareW");
+    }
+    for n in ["DsBackupEnd", "DsBackupFree"] {
+        if !has(n) {
+            missing.push(n);
+        }
+    }
+    missing
+}
 
-/// Every export of the real x64 DLL (facts.md §1.2).
+/// Every export of the real x64 DLL (facts.md §1.2), in name order. Each is described with
+/// its family in `crate::calls`.
 pub const EXPORTS: [&str; 28] = [
     "DsBackupClose",
     "DsBackupEnd",
@@ -98,53 +55,16 @@ pub const EXPORTS: [&str; 28] = [
     "DsSetCurrentBackupLogW",
 ];
 
-/// The required exports (design §3), as the words a message names when they are missing.
-pub fn missing_required(exports: &[String]) -> Vec<&'static str> {
-    let has = |n: &str| exports.iter().any(|e| e == n);
-    let mut missing = Vec::new();
-    if !has("DsBackupPrepareA") && !has("DsBackupPrepareW") {
-        missing.push("DsBackupPrepareA or DsBackupPrepareW");
-    }
-    for n in ["DsBackupEnd", "DsBackupFree"] {
-        if !has(n) {
-            missing.push(n);
-        }
-    }
-    missing
-}
-
-/// The resolved function table. Every entry is optional; callers check before calling.
+/// The resolved exports, by name: a call asks for its export with the signature its family
+/// declares.
 #[derive(Default)]
 pub struct Api {
-    pub backup_prepare_a: Option<PrepareA>,
-    pub backup_prepare_w: Option<PrepareW>,
-    pub backup_end: Option<HbcOnly>,
-    pub backup_free: Option<Free>,
-    pub backup_open_file_a: Option<OpenFileA>,
-    pub backup_open_file_w: Option<OpenFileW>,
-    pub backup_read: Option<Read>,
-    pub backup_close: Option<HbcOnly>,
-    pub backup_get_database_names_a: Option<NameList>,
-    pub backup_get_database_names_w: Option<NameList>,
-    pub backup_get_backup_logs_a: Option<NameList>,
-    pub backup_get_backup_logs_w: Option<NameList>,
-    pub backup_truncate_logs: Option<HbcOnly>,
-    pub is_ntds_online_a: Option<IsOnlineA>,
-    pub is_ntds_online_w: Option<IsOnlineW>,
-    pub set_auth_identity_a: Option<SetAuthA>,
-    pub set_auth_identity_w: Option<SetAuthW>,
-    pub restore_prepare_a: Option<RestorePrepareA>,
-    pub restore_prepare_w: Option<RestorePrepareW>,
-    pub restore_end: Option<HbcOnly>,
-    pub restore_register_a: Option<RestoreRegisterA>,
-    pub restore_register_w: Option<RestoreRegisterW>,
-    pub restore_register_complete: Option<RestoreRegisterComplete>,
-    pub restore_get_database_locations_a: Option<NameList>,
-    pub restore_get_database_locations_w: Option<NameList>,
-    pub set_current_backup_log_a: Option<SetCurrentLogA>,
-    pub set_current_backup_log_w: Option<SetCurrentLogW>,
-    pub restore_check_expiry_token: Option<Undocumented>,
+    /// The exports found, in `EXPORTS` order.
     exports: Vec<String>,
+    /// Each export's address by its place in `EXPORTS`, 0 when missing: a fixed array, so
+    /// that loading allocates no more than the names (the worker's heap layout is part of what
+    /// a heap-corrupting library's crash looks like).
+    addresses: [usize; EXPORTS.len()],
 }
 
 impl Api {
@@ -154,54 +74,36 @@ impl Api {
     /// Every address `lookup` returns must be a function with the signature of that export.
     pub unsafe fn from_lookup(mut lookup: impl FnMut(&str) -> Option<*const c_void>) -> Api {
         let mut api = Api::default();
-        let mut exports = Vec::new();
-        macro_rules! fill {
-            ($($field:ident: $ty:ty = $name:literal,)*) => {$(
-                if let Some(p) = lookup($name).filter(|p| !p.is_null()) {
-                    api.$field = Some(std::mem::transmute::<*const c_void, $ty>(p));
-                    exports.push($name.to_string());
-                }
-            )*};
+        for (i, name) in EXPORTS.iter().enumerate() {
+            if let Some(p) = lookup(name).filter(|p| !p.is_null()) {
+                api.exports.push(name.to_string());
+                api.addresses[i] = p as usize;
+            }
         }
-        fill! {
-            backup_close: HbcOnly = "DsBackupClose",
-            backup_end: HbcOnly = "DsBackupEnd",
-            backup_free: Free = "DsBackupFree",
-            backup_get_backup_logs_a: NameList = "DsBackupGetBackupLogsA",
-            backup_get_backup_logs_w: NameList = "DsBackupGetBackupLogsW",
-            backup_get_database_names_a: NameList = "DsBackupGetDatabaseNamesA",
-            backup_get_database_names_w: NameList = "DsBackupGetDatabaseNamesW",
-            backup_open_file_a: OpenFileA = "DsBackupOpenFileA",
-            backup_open_file_w: OpenFileW = "DsBackupOpenFileW",
-            backup_prepare_a: PrepareA = "DsBackupPrepareA",
-            backup_prepare_w: PrepareW = "DsBackupPrepareW",
-            backup_read: Read = "DsBackupRead",
-            backup_truncate_logs: HbcOnly = "DsBackupTruncateLogs",
-            is_ntds_online_a: IsOnlineA = "DsIsNTDSOnlineA",
-            is_ntds_online_w: IsOnlineW = "DsIsNTDSOnlineW",
-            restore_check_expiry_token: Undocumented = "DsRestoreCheckExpiryToken",
-            restore_end: HbcOnly = "DsRestoreEnd",
-            restore_get_database_locations_a: NameList = "DsRestoreGetDatabaseLocationsA",
-            restore_get_database_locations_w: NameList = "DsRestoreGetDatabaseLocationsW",
-            restore_prepare_a: RestorePrepareA = "DsRestorePrepareA",
-            restore_prepare_w: RestorePrepareW = "DsRestorePrepareW",
-            restore_register_a: RestoreRegisterA = "DsRestoreRegisterA",
-            restore_register_complete: RestoreRegisterComplete = "DsRestoreRegisterComplete",
-            restore_register_w: RestoreRegisterW = "DsRestoreRegisterW",
-            set_auth_identity_a: SetAuthA = "DsSetAuthIdentityA",
-            set_auth_identity_w: SetAuthW = "DsSetAuthIdentityW",
-            set_current_backup_log_a: SetCurrentLogA = "DsSetCurrentBackupLogA",
-            set_current_backup_log_w: SetCurrentLogW = "DsSetCurrentBackupLogW",
-        }
-        api.exports = exports;
         api
+    }
+
+    /// The export `name` as a function of type `F`, when the library has it.
+    ///
+    /// # Safety
+    /// `F` must be the signature of export `name` (its family's type for it).
+    pub unsafe fn get<F: Copy>(&self, name: &str) -> Option<F> {
+        assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<usize>());
+        let a = self.address(name)?;
+        Some(std::mem::transmute_copy::<usize, F>(&a))
     }
 
     /// The address of some export, to find the module that holds the library.
     pub fn any_export(&self) -> Option<*const c_void> {
-        self.backup_free
-            .map(|f| f as *const c_void)
-            .or(self.backup_end.map(|f| f as *const c_void))
+        ["DsBackupFree", "DsBackupEnd"]
+            .iter()
+            .find_map(|n| self.address(n))
+            .map(|a| a as *const c_void)
+    }
+
+    fn address(&self, name: &str) -> Option<usize> {
+        let i = EXPORTS.iter().position(|e| *e == name)?;
+        Some(self.addresses[i]).filter(|&a| a != 0)
     }
 
     /// The export names found, in `EXPORTS` order.
@@ -252,4 +154,28 @@ fn error_text(e: &libloading::Error) -> String {
         s.push_str("; the library faulted in DllMain or a static constructor");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_lists_what_it_found_in_name_order() {
+        let found = ["DsBackupFree", "DsBackupEnd", "DsBackupPrepareW"];
+        // SAFETY: the table is only listed, never called.
+        let api = unsafe {
+            Api::from_lookup(|n| {
+                found
+                    .contains(&n)
+                    .then_some(std::ptr::dangling::<u8>().cast())
+            })
+        };
+        assert_eq!(
+            api.exports(),
+            ["DsBackupEnd", "DsBackupFree", "DsBackupPrepareW"]
+        );
+        let get = |n| unsafe { api.get::<unsafe extern "system" fn()>(n) }.is_some();
+        assert!(get("DsBackupEnd") && get("DsBackupPrepareW") && !get("DsBackupPrepareA"));
+    }
 }

@@ -2,23 +2,23 @@
 //! exactly the arguments the program names and records what came back.
 
 use crate::abi::{Api, Hbc};
+use crate::calls::end::HbcOnly;
+use crate::calls::free::FreeFn;
 use crate::pageheap::Loan;
 use crate::program::{
-    FaultObs, Garbage, HandleArg, ListKind, Observation, Op, Probe, Program, Tally, Text, SLOTS,
+    FaultObs, Garbage, HandleArg, Observation, Op, Probe, Program, Tally, Text, SLOTS,
 };
 use crate::sys;
 use std::ffi::{c_void, CString};
-use std::sync::{Arc, Barrier};
 
 const PEEK_MAX: usize = 64 * 1024;
-const READ_BUFFER_MAX: u32 = 16 * 1024 * 1024;
-const READ_TO_END_MAX_CALLS: u64 = 100_000;
 
+/// A buffer the library returned (a token or a name list), kept in a buffer slot.
 #[derive(Clone, Copy, Default)]
-struct Buf {
-    ptr: usize,
-    size: u32,
-    wide: bool,
+pub(crate) struct Buf {
+    pub(crate) ptr: usize,
+    pub(crate) size: u32,
+    pub(crate) wide: bool,
 }
 
 /// A session still open when a Prepare reused its slot: ended by value at cleanup.
@@ -38,7 +38,7 @@ pub struct Interp<'a> {
     open: [bool; SLOTS],
     /// Restore handles opened by a successful DsRestorePrepare and not yet ended.
     restore_open: [bool; SLOTS],
-    bufs: [Buf; SLOTS],
+    pub(crate) bufs: [Buf; SLOTS],
     sentinels: Vec<sys::Sentinel>,
     /// Sessions still open when a Prepare reused their slot.
     orphans: Vec<Orphan>,
@@ -67,8 +67,22 @@ fn fill_random(buf: &mut [u8], mut seed: u64) {
     }
 }
 
-fn need<T>(f: Option<T>, op: &Op) -> Result<T, String> {
-    f.ok_or_else(|| format!("{} is not exported", op.export().unwrap_or("?")))
+/// What one call builds up while it runs: its observation, and worker-owned memory passed as
+/// a handle, checked for writes once the call is back.
+pub struct Scratch {
+    pub(crate) obs: Observation,
+    owned: Option<Owned>,
+}
+
+impl Scratch {
+    /// The observation, with whether worker-owned memory given as a handle is intact.
+    fn finish(self) -> Observation {
+        let mut obs = self.obs;
+        if let Some(o) = self.owned {
+            obs.intact = Some(o.mem[..] == o.expect[..]);
+        }
+        obs
+    }
 }
 
 fn not_run(why: impl Into<String>) -> Observation {
@@ -80,20 +94,20 @@ fn not_run(why: impl Into<String>) -> Observation {
 
 /// A string argument in the A or W form; the storage lives as long as the value, lent to the
 /// library (freeing it is a defect the page heap names).
-enum CStrArg {
+pub(crate) enum CStrArg {
     Null,
     A { s: CString, _loan: Loan },
     W { s: Vec<u16>, _loan: Loan },
 }
 
 impl CStrArg {
-    fn a(&self) -> *const std::ffi::c_char {
+    pub(crate) fn a(&self) -> *const std::ffi::c_char {
         match self {
             CStrArg::A { s, .. } => s.as_ptr(),
             _ => std::ptr::null(),
         }
     }
-    fn w(&self) -> *const u16 {
+    pub(crate) fn w(&self) -> *const u16 {
         match self {
             CStrArg::W { s, .. } => s.as_ptr(),
             _ => std::ptr::null(),
@@ -103,7 +117,7 @@ impl CStrArg {
 
 /// Copies library memory. memmove semantics: after a use-after-free in the library, the copy's
 /// own new block can be the very block being read.
-unsafe fn copy_bytes(ptr: usize, len: usize) -> Vec<u8> {
+pub(crate) unsafe fn copy_bytes(ptr: usize, len: usize) -> Vec<u8> {
     if ptr == 0 {
         return Vec::new();
     }
@@ -186,7 +200,7 @@ fn settled(baseline: Option<Probe>, patience: Patience, spent: &mut std::time::D
     p
 }
 
-fn slot_of(h: &HandleArg) -> Option<u8> {
+pub(crate) fn slot_of(h: &HandleArg) -> Option<u8> {
     match h {
         HandleArg::Slot(s) => Some(*s),
         _ => None,
@@ -255,13 +269,13 @@ impl<'a> Interp<'a> {
         crate::imports::fault::set_step(i as u16);
     }
 
-    fn tick(&self) {
+    pub(crate) fn tick(&self) {
         if let Some(p) = self.pulse {
             p.tick();
         }
     }
 
-    fn text(&self, t: &Text, wide: bool) -> Result<CStrArg, String> {
+    pub(crate) fn text(&self, t: &Text, wide: bool) -> Result<CStrArg, String> {
         let s = match t {
             Text::Null => return Ok(CStrArg::Null),
             Text::Lit(s) => s.clone(),
@@ -388,6 +402,56 @@ impl<'a> Interp<'a> {
         }
     }
 
+    /// The value passed for a handle argument, recorded in the call's observation with the
+    /// note when a garbage value was replaced.
+    pub(crate) fn arg(&self, h: &HandleArg, s: &mut Scratch) -> Result<Hbc, String> {
+        let (v, note) = self.handle(h, &mut s.owned)?;
+        s.obs.arg = Some(v as u64);
+        s.obs.substituted = note;
+        Ok(v as Hbc)
+    }
+
+    /// Export `name` with signature `F` (its family's type for it), or why the call was not
+    /// made.
+    ///
+    /// # Safety
+    /// `F` must be the export's signature.
+    pub(crate) unsafe fn func<F: Copy>(&self, name: &str) -> Result<F, String> {
+        crate::calls::call::need(self.api.get(name), name)
+    }
+
+    /// Export `export` with signature `F` and the value passed for `h`, in that order: a call
+    /// on a handle is not made when its export is missing.
+    ///
+    /// # Safety
+    /// `F` must be the export's signature.
+    pub(crate) unsafe fn func_arg<F: Copy>(
+        &self,
+        export: &str,
+        h: &HandleArg,
+        s: &mut Scratch,
+    ) -> Result<(F, Hbc), String> {
+        let f = self.func(export)?;
+        Ok((f, self.arg(h, s)?))
+    }
+
+    /// The library's function table, for as long as the interpreter runs.
+    pub(crate) fn api(&self) -> &'a Api {
+        self.api
+    }
+
+    /// A Prepare (backup, else restore) wrote `value` to `slot`: a session open there before is
+    /// kept for Cleanup, and the slot holds a live session when the call succeeded.
+    pub(crate) fn opened(&mut self, restore: bool, slot: usize, value: u64, live: bool) {
+        self.vacate(slot);
+        self.handles[slot] = value;
+        if restore {
+            self.restore_open[slot] = live;
+        } else {
+            self.open[slot] = live;
+        }
+    }
+
     /// A Prepare is about to write `slot`: a session still open there is kept for Cleanup.
     /// Not inside a Repeat, which must allocate nothing per cycle (a library whose End fails
     /// would grow the list there); such sessions are the library's own leak.
@@ -412,7 +476,7 @@ impl<'a> Interp<'a> {
 
     /// An End (backup or restore) on value `v` returned S_OK: the session with that value is
     /// over, whichever slot it was opened in. The named slot goes first.
-    fn ended(&mut self, restore: bool, v: u64, named: Option<u8>) {
+    pub(crate) fn ended(&mut self, restore: bool, v: u64, named: Option<u8>) {
         let open = if restore {
             &mut self.restore_open
         } else {
@@ -481,280 +545,25 @@ impl<'a> Interp<'a> {
         }
     }
 
-    /// Performs one op. Long on purpose: one short arm per Op, each independent of the others, so the API's width
-    /// shows here and nowhere else in this file (ARCHITECTURE.md lists the places an Op is described).
+    /// Performs one op: a call of the API through its family (`crate::calls`), or one of the
+    /// harness's own steps. Long on purpose: one short arm per harness step.
     fn op_inner(&mut self, op: &Op) -> Result<Observation, String> {
         let api = self.api;
-        let mut owned = None;
-        let mut obs = Observation::default();
-        let mut hv = |interp: &Self, h: &HandleArg, obs: &mut Observation| -> Result<Hbc, String> {
-            let (v, note) = interp.handle(h, &mut owned)?;
-            obs.arg = Some(v as u64);
-            obs.substituted = note;
-            Ok(v as Hbc)
+        let mut scratch = Scratch {
+            obs: Observation::default(),
+            owned: None,
         };
         // SAFETY: every call passes the arguments the ABI names, built from live storage here.
         unsafe {
+            if let Some(c) = op.call() {
+                c.run(self, &mut scratch)?;
+                return Ok(scratch.finish());
+            }
+            let obs = &mut scratch.obs;
             match op {
-                Op::Prepare(p) => {
-                    let s = self.text(&p.server, p.wide)?;
-                    let mut tok: *mut c_void = std::ptr::null_mut();
-                    let mut cb: u32 = 0;
-                    let mut h: Hbc = p.init as Hbc;
-                    let ptok = if p.token {
-                        &mut tok as *mut _
-                    } else {
-                        std::ptr::null_mut()
-                    };
-                    let pcb = if p.size {
-                        &mut cb as *mut _
-                    } else {
-                        std::ptr::null_mut()
-                    };
-                    let ph = if p.phbc {
-                        &mut h as *mut _
-                    } else {
-                        std::ptr::null_mut()
-                    };
-                    let rc = if p.wide {
-                        need(api.backup_prepare_w, op)?(s.w(), p.grbit, p.btype, ptok, pcb, ph)
-                    } else {
-                        need(api.backup_prepare_a, op)?(s.a(), p.grbit, p.btype, ptok, pcb, ph)
-                    };
-                    obs.rc = Some(rc);
-                    if p.phbc {
-                        self.vacate(p.slot as usize);
-                        self.handles[p.slot as usize] = h as u64;
-                        self.open[p.slot as usize] = rc == 0 && !h.is_null();
-                        obs.handle = Some(h as u64);
-                    }
-                    if p.size {
-                        obs.size = Some(cb as u64);
-                    }
-                    if p.token {
-                        obs.ptr = Some(!tok.is_null());
-                        self.bufs[p.buf as usize] = Buf {
-                            ptr: tok as usize,
-                            size: cb.min(256),
-                            wide: false,
-                        };
-                        if !tok.is_null() && rc == 0 {
-                            obs.bytes = Some(copy_bytes(tok as usize, cb.min(256) as usize));
-                        }
-                    }
-                }
-                Op::End { h: hv_arg } | Op::RestoreEnd { h: hv_arg } => {
-                    let restore = matches!(op, Op::RestoreEnd { .. });
-                    let f = need(
-                        if restore {
-                            api.restore_end
-                        } else {
-                            api.backup_end
-                        },
-                        op,
-                    )?;
-                    let h = hv(self, hv_arg, &mut obs)?;
-                    let rc = f(h);
-                    obs.rc = Some(rc);
-                    if rc == 0 {
-                        self.ended(restore, h as u64, slot_of(hv_arg));
-                    }
-                }
-                Op::EndConcurrent { h: hv_arg, threads } => {
-                    let f = need(api.backup_end, op)?;
-                    let h = hv(self, hv_arg, &mut obs)? as usize;
-                    let n = (*threads).max(1) as usize;
-                    let before = crate::probe::threads();
-                    let barrier = Arc::new(Barrier::new(n));
-                    let joins: Vec<_> = (0..n)
-                        .map(|_| {
-                            let b = barrier.clone();
-                            std::thread::spawn(move || {
-                                b.wait();
-                                f(h as Hbc)
-                            })
-                        })
-                        .collect();
-                    obs.codes = joins
-                        .into_iter()
-                        .map(|j| j.join().unwrap_or(i32::MIN))
-                        .collect();
-                    // A joined thread stays listed until the kernel finishes its exit; wait for
-                    // that (briefly), so the harness's own threads never read as a leak.
-                    for _ in 0..200 {
-                        if crate::probe::threads() <= before {
-                            break;
-                        }
-                        std::thread::sleep(std::time::Duration::from_micros(50));
-                    }
-                    if obs.codes.contains(&0) {
-                        self.ended(false, h as u64, slot_of(hv_arg));
-                    }
-                }
-                Op::Free { buf } => {
-                    let f = need(api.backup_free, op)?;
-                    match buf {
-                        None => f(std::ptr::null_mut()),
-                        Some(b) => {
-                            let p = std::mem::take(&mut self.bufs[*b as usize]).ptr;
-                            f(p as *mut c_void);
-                        }
-                    }
-                }
                 Op::Peek { buf } => {
                     let b = self.bufs[*buf as usize];
                     obs.bytes = Some(copy_bytes(b.ptr, b.size as usize));
-                }
-                Op::Names {
-                    kind,
-                    wide,
-                    h,
-                    out,
-                    size,
-                    buf,
-                } => {
-                    let f = match (kind, wide) {
-                        (ListKind::DatabaseNames, false) => api.backup_get_database_names_a,
-                        (ListKind::DatabaseNames, true) => api.backup_get_database_names_w,
-                        (ListKind::BackupLogs, false) => api.backup_get_backup_logs_a,
-                        (ListKind::BackupLogs, true) => api.backup_get_backup_logs_w,
-                    };
-                    let f = need(f, op)?;
-                    let h = hv(self, h, &mut obs)?;
-                    // The documented caller precondition: the out pointer starts NULL.
-                    let mut p: *mut c_void = std::ptr::null_mut();
-                    let mut cb: u32 = 0;
-                    let pp = if *out {
-                        &mut p as *mut _
-                    } else {
-                        std::ptr::null_mut()
-                    };
-                    let pcb = if *size {
-                        &mut cb as *mut _
-                    } else {
-                        std::ptr::null_mut()
-                    };
-                    let rc = f(h, pp, pcb);
-                    obs.rc = Some(rc);
-                    if *out {
-                        obs.ptr = Some(!p.is_null());
-                        self.bufs[*buf as usize] = Buf {
-                            ptr: p as usize,
-                            size: cb,
-                            wide: *wide,
-                        };
-                        if rc == 0 {
-                            obs.bytes = Some(copy_bytes(p as usize, cb as usize));
-                        }
-                    }
-                    if *size {
-                        obs.size = Some(cb as u64);
-                    }
-                }
-                Op::OpenFile(o) => {
-                    let n = self.text(&o.name, o.wide)?;
-                    let h = hv(self, &o.h, &mut obs)?;
-                    let mut li: i64 = -1;
-                    let pli = if o.size {
-                        &mut li as *mut _
-                    } else {
-                        std::ptr::null_mut()
-                    };
-                    let rc = if o.wide {
-                        need(api.backup_open_file_w, op)?(h, n.w(), o.hint, pli)
-                    } else {
-                        need(api.backup_open_file_a, op)?(h, n.a(), o.hint, pli)
-                    };
-                    obs.rc = Some(rc);
-                    if o.size && rc == 0 {
-                        obs.size = Some(li as u64);
-                    }
-                }
-                Op::Read { h, cb, pcb } => {
-                    let f = need(api.backup_read, op)?;
-                    let h = hv(self, h, &mut obs)?;
-                    if *cb > READ_BUFFER_MAX {
-                        return Err(format!("read size {cb} is larger than the harness allows"));
-                    }
-                    let mut buffer = vec![0u8; *cb as usize];
-                    let _loan = Loan::new(buffer.as_ptr(), buffer.len());
-                    let mut n: u32 = 0;
-                    let pn = if *pcb {
-                        &mut n as *mut _
-                    } else {
-                        std::ptr::null_mut()
-                    };
-                    obs.rc = Some(f(h, buffer.as_mut_ptr().cast(), *cb, pn));
-                    obs.size = Some(n as u64);
-                }
-                Op::ReadToEnd { h, cb } => {
-                    let f = need(api.backup_read, op)?;
-                    let h = hv(self, h, &mut obs)?;
-                    let mut buffer = vec![0u8; (*cb).min(READ_BUFFER_MAX) as usize];
-                    let _loan = Loan::new(buffer.as_ptr(), buffer.len());
-                    let (mut total, mut calls, mut rc) = (0u64, 0u64, 0);
-                    while calls < READ_TO_END_MAX_CALLS {
-                        let mut n: u32 = 0;
-                        rc = f(h, buffer.as_mut_ptr().cast(), buffer.len() as u32, &mut n);
-                        calls += 1;
-                        self.tick();
-                        if rc != 0 {
-                            break;
-                        }
-                        total += n as u64;
-                    }
-                    obs.rc = Some(rc);
-                    obs.size = Some(total);
-                    obs.calls = Some(calls);
-                }
-                Op::Close { h } => {
-                    let f = need(api.backup_close, op)?;
-                    obs.rc = Some(f(hv(self, h, &mut obs)?));
-                }
-                Op::Truncate { h } => {
-                    let f = need(api.backup_truncate_logs, op)?;
-                    obs.rc = Some(f(hv(self, h, &mut obs)?));
-                }
-                Op::RestorePrepare(r) => {
-                    let s = self.text(&r.server, r.wide)?;
-                    let (tp, tcb) = match r.token {
-                        Some(b) => {
-                            let b = self.bufs[b as usize];
-                            (b.ptr as *const c_void, b.size)
-                        }
-                        None => (std::ptr::null(), 0),
-                    };
-                    let mut h: Hbc = std::ptr::null_mut();
-                    let rc = if r.wide {
-                        need(api.restore_prepare_w, op)?(s.w(), 0, tp, tcb, &mut h)
-                    } else {
-                        need(api.restore_prepare_a, op)?(s.a(), 0, tp, tcb, &mut h)
-                    };
-                    obs.rc = Some(rc);
-                    obs.handle = Some(h as u64);
-                    let slot = r.slot as usize;
-                    self.vacate(slot);
-                    self.handles[slot] = h as u64;
-                    self.restore_open[slot] = rc == 0 && !h.is_null();
-                }
-                Op::SetAuth {
-                    wide,
-                    user,
-                    domain,
-                    password,
-                } => {
-                    // The W form is asked for; a library with only the A form gets that.
-                    let wide = *wide && api.set_auth_identity_w.is_some();
-                    let (u, d, p) = (
-                        self.text(user, wide)?,
-                        self.text(domain, wide)?,
-                        self.text(password, wide)?,
-                    );
-                    obs.rc = Some(if wide {
-                        need(api.set_auth_identity_w, op)?(u.w(), d.w(), p.w())
-                    } else {
-                        need(api.set_auth_identity_a, op)?(u.a(), d.a(), p.a())
-                    });
                 }
                 Op::Probe => {
                     let p = settled(self.first_probe, self.patience, &mut self.settle_spent);
@@ -822,21 +631,21 @@ impl<'a> Interp<'a> {
                 Op::Cleanup => {
                     for s in 0..SLOTS {
                         if std::mem::take(&mut self.open[s]) {
-                            if let Some(f) = api.backup_end {
+                            if let Some(f) = api.get::<HbcOnly>("DsBackupEnd") {
                                 obs.codes.push(f(self.handles[s] as Hbc));
                             }
                         }
                         if std::mem::take(&mut self.restore_open[s]) {
-                            if let Some(f) = api.restore_end {
+                            if let Some(f) = api.get::<HbcOnly>("DsRestoreEnd") {
                                 obs.codes.push(f(self.handles[s] as Hbc));
                             }
                         }
                     }
                     for Orphan { restore, value: v } in std::mem::take(&mut self.orphans) {
                         let f = if restore {
-                            api.restore_end
+                            api.get::<HbcOnly>("DsRestoreEnd")
                         } else {
-                            api.backup_end
+                            api.get::<HbcOnly>("DsBackupEnd")
                         };
                         if let Some(f) = f {
                             obs.codes.push(f(v as Hbc));
@@ -845,18 +654,17 @@ impl<'a> Interp<'a> {
                     for b in self.bufs.iter_mut() {
                         let p = std::mem::take(b).ptr;
                         if p != 0 {
-                            if let Some(f) = api.backup_free {
+                            if let Some(f) = api.get::<FreeFn>("DsBackupFree") {
                                 f(p as *mut c_void);
                             }
                         }
                     }
                 }
+                // The calls of the API ran above (`Op::call` lists them).
+                _ => {}
             }
         }
-        if let Some(o) = owned {
-            obs.intact = Some(o.mem[..] == o.expect[..]);
-        }
-        Ok(obs)
+        Ok(scratch.finish())
     }
 }
 

@@ -3,6 +3,7 @@
 //! individual checks: those are programs and evaluations supplied by the suite.
 
 pub mod abi;
+pub mod calls;
 pub mod codes;
 pub mod error;
 pub mod fileinfo;

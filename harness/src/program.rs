@@ -65,166 +65,30 @@ pub enum Text {
     },
 }
 
-/// Which list a name-list call asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ListKind {
-    DatabaseNames,
-    BackupLogs,
-}
-
-/// The arguments of a DsBackupPrepare[A|W]. A `bool` out-argument says whether the call gets
-/// a pointer to storage (else NULL).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Prepare {
-    pub wide: bool,
-    pub server: Text,
-    pub grbit: u32,
-    pub btype: u32,
-    /// `&token` (else NULL); the token goes to buffer slot `buf`.
-    pub token: bool,
-    /// `&size` (else NULL).
-    pub size: bool,
-    /// `&hbc` (else NULL); the handle goes to slot `slot`.
-    pub phbc: bool,
-    /// Stored in `*phbc` before the call.
-    pub init: u64,
-    pub slot: u8,
-    pub buf: u8,
-}
-
-/// The export of an A/W pair that a call with `wide` reaches.
-fn a_or_w(wide: bool, a: &'static str, w: &'static str) -> &'static str {
-    if wide {
-        w
-    } else {
-        a
-    }
-}
-
-impl Prepare {
-    /// The call a careful caller makes: a full backup, every out-pointer given, the handle to
-    /// `slot` and the token to buffer `buf`.
-    pub fn full(wide: bool, server: Text, slot: u8, buf: u8) -> Prepare {
-        Prepare {
-            wide,
-            server,
-            grbit: 0,
-            btype: crate::codes::BACKUP_TYPE_FULL,
-            token: true,
-            size: true,
-            phbc: true,
-            init: 0,
-            slot,
-            buf,
-        }
-    }
-
-    pub fn export(&self) -> &'static str {
-        a_or_w(self.wide, "DsBackupPrepareA", "DsBackupPrepareW")
-    }
-
-    pub fn describe(&self) -> String {
-        format!(
-            "{}({}, {}, {}, {}, {}, {}) -> h{}",
-            self.export(),
-            self.server.describe(),
-            self.grbit,
-            btype_name(self.btype),
-            if self.token { "&token" } else { "NULL" },
-            if self.size { "&size" } else { "NULL" },
-            if self.phbc { "&hbc" } else { "NULL" },
-            self.slot
-        )
-    }
-}
-
-/// The arguments of a DsBackupOpenFile[A|W].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OpenFile {
-    pub wide: bool,
-    pub h: HandleArg,
-    pub name: Text,
-    pub hint: u32,
-    /// `&size` (else NULL).
-    pub size: bool,
-}
-
-impl OpenFile {
-    pub fn export(&self) -> &'static str {
-        a_or_w(self.wide, "DsBackupOpenFileA", "DsBackupOpenFileW")
-    }
-}
-
-/// The arguments of a DsRestorePrepare[A|W]; the handle goes to slot `slot`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RestorePrepare {
-    pub wide: bool,
-    pub server: Text,
-    /// The buffer slot whose bytes are passed as the backup token (else NULL, 0).
-    pub token: Option<u8>,
-    pub slot: u8,
-}
-
-impl RestorePrepare {
-    pub fn export(&self) -> &'static str {
-        a_or_w(self.wide, "DsRestorePrepareA", "DsRestorePrepareW")
-    }
-}
+pub use crate::calls::{
+    Call, Close, End, EndConcurrent, Free, ListKind, Names, OpenFile, Prepare, Read, ReadToEnd,
+    RestoreEnd, RestorePrepare, SetAuth, Truncate,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op {
-    /// DsBackupPrepare[A|W].
+    /// The calls of the API, each described whole in its family's module (`crate::calls`).
     Prepare(Prepare),
-    End {
-        h: HandleArg,
-    },
-    /// `threads` threads call DsBackupEnd on the same value at once.
-    EndConcurrent {
-        h: HandleArg,
-        threads: u8,
-    },
-    /// DsBackupFree of a buffer slot, or of NULL.
-    Free {
-        buf: Option<u8>,
-    },
+    End(End),
+    EndConcurrent(EndConcurrent),
+    Free(Free),
+    Names(Names),
+    OpenFile(OpenFile),
+    Read(Read),
+    ReadToEnd(ReadToEnd),
+    Close(Close),
+    Truncate(Truncate),
+    RestorePrepare(RestorePrepare),
+    RestoreEnd(RestoreEnd),
+    SetAuth(SetAuth),
     /// Copies a buffer's bytes into the observation (to compare before and after End).
     Peek {
         buf: u8,
-    },
-    Names {
-        kind: ListKind,
-        wide: bool,
-        h: HandleArg,
-        out: bool,
-        size: bool,
-        buf: u8,
-    },
-    OpenFile(OpenFile),
-    Read {
-        h: HandleArg,
-        cb: u32,
-        pcb: bool,
-    },
-    /// Reads until the call fails; observes the count of bytes, of calls, and the last code.
-    ReadToEnd {
-        h: HandleArg,
-        cb: u32,
-    },
-    Close {
-        h: HandleArg,
-    },
-    Truncate {
-        h: HandleArg,
-    },
-    RestorePrepare(RestorePrepare),
-    RestoreEnd {
-        h: HandleArg,
-    },
-    SetAuth {
-        wide: bool,
-        user: Text,
-        domain: Text,
-        password: Text,
     },
     Probe,
     /// Opens `n` harness-owned handles that a double close inside the library could hit.
@@ -261,100 +125,44 @@ pub enum Op {
 }
 
 impl Op {
-    /// The export an op calls, when it calls one.
-    pub fn export(&self) -> Option<&'static str> {
+    /// The call of the API this op makes, when it makes one: the only match that lists them.
+    pub fn call(&self) -> Option<&dyn Call> {
         Some(match self {
-            Op::Prepare(p) => p.export(),
-            Op::End { .. } | Op::EndConcurrent { .. } => "DsBackupEnd",
-            Op::Free { .. } => "DsBackupFree",
-            Op::Names {
-                kind: ListKind::DatabaseNames,
-                wide: false,
-                ..
-            } => "DsBackupGetDatabaseNamesA",
-            Op::Names {
-                kind: ListKind::DatabaseNames,
-                wide: true,
-                ..
-            } => "DsBackupGetDatabaseNamesW",
-            Op::Names {
-                kind: ListKind::BackupLogs,
-                wide: false,
-                ..
-            } => "DsBackupGetBackupLogsA",
-            Op::Names {
-                kind: ListKind::BackupLogs,
-                wide: true,
-                ..
-            } => "DsBackupGetBackupLogsW",
-            Op::OpenFile(o) => o.export(),
-            Op::Read { .. } | Op::ReadToEnd { .. } => "DsBackupRead",
-            Op::Close { .. } => "DsBackupClose",
-            Op::Truncate { .. } => "DsBackupTruncateLogs",
-            Op::RestorePrepare(r) => r.export(),
-            Op::RestoreEnd { .. } => "DsRestoreEnd",
-            Op::SetAuth { wide: false, .. } => "DsSetAuthIdentityA",
-            Op::SetAuth { wide: true, .. } => "DsSetAuthIdentityW",
-            Op::Probe
-            | Op::Peek { .. }
+            Op::Prepare(c) => c,
+            Op::End(c) => c,
+            Op::EndConcurrent(c) => c,
+            Op::Free(c) => c,
+            Op::Names(c) => c,
+            Op::OpenFile(c) => c,
+            Op::Read(c) => c,
+            Op::ReadToEnd(c) => c,
+            Op::Close(c) => c,
+            Op::Truncate(c) => c,
+            Op::RestorePrepare(c) => c,
+            Op::RestoreEnd(c) => c,
+            Op::SetAuth(c) => c,
+            Op::Peek { .. }
+            | Op::Probe
             | Op::HoldSentinels { .. }
             | Op::CheckSentinels
+            | Op::Repeat { .. }
             | Op::Cleanup
-            | Op::Faulted { .. }
-            | Op::Repeat { .. } => return None,
+            | Op::Faulted { .. } => return None,
         })
     }
 
-    /// The call as a person would write it, e.g. `DsBackupEnd(h0)`.
-    /// Long on purpose: one short arm per Op, each independent of the others.
+    /// The export an op calls, when it calls one.
+    pub fn export(&self) -> Option<&'static str> {
+        self.call().map(|c| c.export())
+    }
+
+    /// The op as a person would write it, e.g. `DsBackupEnd(h0)`.
     pub fn describe(&self) -> String {
-        let name = self.export().unwrap_or("");
+        if let Some(c) = self.call() {
+            return c.describe();
+        }
         match self {
-            Op::Prepare(p) => p.describe(),
-            Op::End { h } => format!("{name}({})", h.describe()),
-            Op::EndConcurrent { h, threads } => {
-                format!("{name}({}) on {threads} threads at once", h.describe())
-            }
-            Op::Free { buf: Some(b) } => format!("{name}(buffer b{b})"),
-            Op::Free { buf: None } => format!("{name}(NULL)"),
             Op::Peek { buf } => format!("read buffer b{buf}"),
-            Op::Names {
-                h, out, size, buf, ..
-            } => format!(
-                "{name}({}, {}, {}) -> b{buf}",
-                h.describe(),
-                if *out { "&list" } else { "NULL" },
-                if *size { "&size" } else { "NULL" }
-            ),
-            Op::OpenFile(o) => format!(
-                "{name}({}, {}, {}, {})",
-                o.h.describe(),
-                o.name.describe(),
-                o.hint,
-                if o.size { "&size" } else { "NULL" }
-            ),
-            Op::Read { h, cb, pcb } => format!(
-                "{name}({}, buffer, {cb}, {})",
-                h.describe(),
-                if *pcb { "&read" } else { "NULL" }
-            ),
-            Op::ReadToEnd { h, cb } => format!(
-                "{name}({}, buffer, {cb}, &read) until it fails",
-                h.describe()
-            ),
-            Op::Close { h } | Op::Truncate { h } | Op::RestoreEnd { h } => {
-                format!("{name}({})", h.describe())
-            }
-            Op::RestorePrepare(r) => format!(
-                "{name}({}, 0, {}) -> h{}",
-                r.server.describe(),
-                match r.token {
-                    Some(b) => format!("token b{b}"),
-                    None => "NULL".into(),
-                },
-                r.slot
-            ),
-            Op::SetAuth { .. } => format!("{name}(user, domain, password)"),
             Op::Probe => "resource probe".into(),
             Op::HoldSentinels { n } => format!("open {n} sentinel handles"),
             Op::CheckSentinels => "check the sentinel handles".into(),
@@ -378,16 +186,9 @@ impl Op {
                     .collect::<Vec<_>>()
                     .join("; ")
             ),
+            // The calls were described above.
+            _ => String::new(),
         }
-    }
-}
-
-fn btype_name(b: u32) -> String {
-    match b {
-        1 => "BACKUP_TYPE_FULL".into(),
-        2 => "BACKUP_TYPE_LOGS_ONLY".into(),
-        4 => "BACKUP_TYPE_INCREMENTAL".into(),
-        other => other.to_string(),
     }
 }
 

@@ -22,7 +22,8 @@ fn build(name: &str, source: &Path, args: &[&str]) -> PathBuf {
     out
 }
 
-use ntdsbcli_harness::abi::{HbcOnly as End, PrepareA};
+use ntdsbcli_harness::calls::end::HbcOnly as End;
+use ntdsbcli_harness::calls::prepare::PrepareA;
 
 #[test]
 fn the_library_s_own_calls_are_routed_and_counted() {

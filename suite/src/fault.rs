@@ -238,7 +238,7 @@ pub fn judge_run(body: &[Op], obs: &Observation, base: Option<Growth>) -> Option
                     }
                 }
             }
-            Some(op @ (Op::End { .. } | Op::RestoreEnd { .. })) => {
+            Some(op @ (Op::End(_) | Op::RestoreEnd(_))) => {
                 if let Some(rc) = step.rc.filter(|&rc| rc != 0) {
                     return Some(format!(
                         "{what}; then {} returned {}, expected 0 (S_OK) for a handle Prepare gave out",
@@ -619,15 +619,15 @@ pub fn group(findings: &[Finding<'_>]) -> Vec<String> {
 mod tests {
     use super::*;
     use ntdsbcli_harness::imports::{Held, Sweep};
-    use ntdsbcli_harness::program::{HandleArg, Prepare, Probe, Text};
+    use ntdsbcli_harness::program::{End, Free, HandleArg, Prepare, Probe, Text};
 
     fn body() -> Vec<Op> {
         vec![
             Op::Prepare(Prepare::full(true, Text::Lit("localhost".into()), 0, 0)),
-            Op::Free { buf: Some(0) },
-            Op::End {
+            Op::Free(Free { buf: Some(0) }),
+            Op::End(End {
                 h: HandleArg::Slot(0),
-            },
+            }),
         ]
     }
 

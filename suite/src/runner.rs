@@ -8,6 +8,7 @@ use crate::defaults;
 use crate::model::{self, phase::SeqOptions};
 use ntdsbcli_harness::abi;
 use ntdsbcli_harness::preflight;
+use ntdsbcli_harness::program::SetAuth;
 use ntdsbcli_harness::program::{Observation, Op, Program, Text};
 use ntdsbcli_harness::report::{
     CheckReport, Config, JsonWriter, Library, Outcome, Report, Stats, Tool, Verdict, SCHEMA,
@@ -135,13 +136,13 @@ fn credentials_prelude(opts: &RunOptions) -> Vec<Op> {
     let Some(c) = &opts.credentials else {
         return Vec::new();
     };
-    vec![Op::SetAuth {
+    vec![Op::SetAuth(SetAuth {
         // The worker falls back to A when W is absent (not run -> reported as an error).
         wide: true,
         user: Text::Lit(c.user.clone()),
         domain: c.domain.clone().map(Text::Lit).unwrap_or(Text::Null),
         password: Text::Lit(c.password.clone()),
-    }]
+    })]
 }
 
 /// Which shard a check belongs to: by a hash of its id alone, so that adding checks never

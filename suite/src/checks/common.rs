@@ -1,6 +1,7 @@
 //! What every check shares: the run context, op builders, and the judging of codes.
 
 use ntdsbcli_harness::codes::{self, describe, ERROR_INVALID_PARAMETER, E_INVALIDARG};
+use ntdsbcli_harness::program::{End, Names};
 use ntdsbcli_harness::program::{
     HandleArg, ListKind, Observation, Op, OpenFile, Prepare, Program, RestorePrepare, Text,
 };
@@ -93,14 +94,14 @@ impl Ctx {
                 self.pick_wide("DsBackupGetBackupLogsA", "DsBackupGetBackupLogsW")
             }
         }?;
-        Some(Op::Names {
+        Some(Op::Names(Names {
             kind,
             wide,
             h,
             out: true,
             size: true,
             buf,
-        })
+        }))
     }
 
     pub fn open_file(&self, h: HandleArg, name: Text) -> Option<Op> {
@@ -126,7 +127,7 @@ impl Ctx {
 }
 
 pub fn end(h: HandleArg) -> Op {
-    Op::End { h }
+    Op::End(End { h })
 }
 
 pub fn slot(s: u8) -> HandleArg {

@@ -4,13 +4,14 @@
 use super::common::{
     end, growth, live, prepared_and_ended, program, slot, Ctx, Eval, Findings, Ran,
 };
+use ntdsbcli_harness::program::{Close, Free, Read, ReadToEnd, Truncate};
 use ntdsbcli_harness::program::{Garbage, HandleArg, ListKind, Op, Program, Text};
 
 pub fn ok_plan(ctx: &Ctx) -> Vec<Program> {
     let mut plain = program("Prepare, free the token, End");
     plain
         .push("prepare", ctx.prepare(0, 0))
-        .push("free", Op::Free { buf: Some(0) })
+        .push("free", Op::Free(Free { buf: Some(0) }))
         .push("end", end(slot(0)));
     let mut full = program("the documented backup walkthrough, then End");
     full.push("prepare", ctx.prepare(0, 0))
@@ -21,22 +22,23 @@ pub fn ok_plan(ctx: &Ctx) -> Vec<Program> {
         )
         .push_opt(
             "read",
-            ctx.has("DsBackupRead").then_some(Op::ReadToEnd {
+            ctx.has("DsBackupRead").then_some(Op::ReadToEnd(ReadToEnd {
                 h: slot(0),
                 cb: 65_536,
-            }),
+            })),
         )
         .push_opt(
             "close",
-            ctx.has("DsBackupClose").then_some(Op::Close { h: slot(0) }),
+            ctx.has("DsBackupClose")
+                .then_some(Op::Close(Close { h: slot(0) })),
         )
         .push_opt("logs", ctx.names(ListKind::BackupLogs, slot(0), 2))
         .push_opt(
             "truncate",
             ctx.has("DsBackupTruncateLogs")
-                .then_some(Op::Truncate { h: slot(0) }),
+                .then_some(Op::Truncate(Truncate { h: slot(0) })),
         )
-        .push("free0", Op::Free { buf: Some(0) })
+        .push("free0", Op::Free(Free { buf: Some(0) }))
         .push("end", end(slot(0)))
         .push("cleanup", Op::Cleanup);
     vec![plain, full]
@@ -83,7 +85,7 @@ const SENTINELS: u8 = 8;
 pub fn double_plan(ctx: &Ctx) -> Vec<Program> {
     let mut p = program("End twice and three times on one handle");
     p.push("prepare", ctx.prepare(0, 0))
-        .push("free", Op::Free { buf: Some(0) })
+        .push("free", Op::Free(Free { buf: Some(0) }))
         .push("end1", end(slot(0)))
         // Handles opened now may reuse numbers the session had: a repeated close hits them.
         .push("hold", Op::HoldSentinels { n: SENTINELS })
@@ -281,15 +283,15 @@ pub fn invalidates_plan(ctx: &Ctx) -> Vec<Program> {
     p.push_opt("DsBackupOpenFile", ctx.open_file(h(), name))
         .push_opt(
             "DsBackupRead",
-            has("DsBackupRead").then_some(Op::Read {
+            has("DsBackupRead").then_some(Op::Read(Read {
                 h: h(),
                 cb: 24_576,
                 pcb: true,
-            }),
+            })),
         )
         .push_opt(
             "DsBackupClose",
-            has("DsBackupClose").then_some(Op::Close { h: h() }),
+            has("DsBackupClose").then_some(Op::Close(Close { h: h() })),
         )
         .push_opt(
             "DsBackupGetDatabaseNames",
@@ -301,7 +303,7 @@ pub fn invalidates_plan(ctx: &Ctx) -> Vec<Program> {
         )
         .push_opt(
             "DsBackupTruncateLogs",
-            has("DsBackupTruncateLogs").then_some(Op::Truncate { h: h() }),
+            has("DsBackupTruncateLogs").then_some(Op::Truncate(Truncate { h: h() })),
         )
         .push("DsBackupEnd", end(h()))
         .push("cleanup", Op::Cleanup);

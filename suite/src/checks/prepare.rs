@@ -3,6 +3,7 @@
 
 use super::common::{end, live, program, slot, spoil, BadArg, Ctx, Eval, Findings, Ran};
 use ntdsbcli_harness::codes::{self, describe, HR_BACKUP_IN_PROGRESS, HR_INVALID_PARAM};
+use ntdsbcli_harness::program::Free;
 use ntdsbcli_harness::program::{Op, Program, Text};
 use ntdsbcli_harness::report::Outcome;
 
@@ -20,7 +21,7 @@ pub fn ok_plan(ctx: &Ctx) -> Vec<Program> {
         .map(|w| {
             let mut p = program(format!("valid {}", form_name(w)));
             p.push("prepare", ctx.prepare_form(w, 0, 0))
-                .push("free", Op::Free { buf: Some(0) })
+                .push("free", Op::Free(Free { buf: Some(0) }))
                 .push("end", end(slot(0)));
             p
         })

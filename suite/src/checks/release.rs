@@ -5,6 +5,7 @@
 
 use super::common::{end, program, slot, Ctx, Eval, Findings, Ran, UNKNOWN_ATTACHMENT};
 use ntdsbcli_harness::codes::{self, describe};
+use ntdsbcli_harness::program::{Close, Free, ReadToEnd, RestoreEnd};
 use ntdsbcli_harness::program::{ListKind, Op, Probe, Program, Tally, Text};
 use ntdsbcli_harness::report::Outcome;
 
@@ -40,7 +41,7 @@ pub fn paths(ctx: &Ctx) -> Vec<Path> {
         if ctx.has("DsRestoreEnd") {
             out.push(Path {
                 name: "DsRestorePrepare/DsRestoreEnd",
-                body: vec![rp, Op::RestoreEnd { h: slot(3) }],
+                body: vec![rp, Op::RestoreEnd(RestoreEnd { h: slot(3) })],
             });
         }
     }
@@ -48,7 +49,7 @@ pub fn paths(ctx: &Ctx) -> Vec<Path> {
 }
 
 fn free(b: u8) -> Op {
-    Op::Free { buf: Some(b) }
+    Op::Free(Free { buf: Some(b) })
 }
 
 /// Open the first attachment: read it to EOF with and without Close, or leave it open.
@@ -58,14 +59,19 @@ fn attachment_paths(ctx: &Ctx, names: Op, open: Op) -> Vec<Path> {
         ctx.prepare(0, 0),
         names.clone(),
         open.clone(),
-        Op::ReadToEnd {
+        Op::ReadToEnd(ReadToEnd {
             h: slot(0),
             cb: 65_536,
-        },
+        }),
     ];
     if ctx.has("DsBackupRead") && ctx.has("DsBackupClose") {
         let mut body = to_eof.clone();
-        body.extend([Op::Close { h: slot(0) }, free(1), free(0), end(slot(0))]);
+        body.extend([
+            Op::Close(Close { h: slot(0) }),
+            free(1),
+            free(0),
+            end(slot(0)),
+        ]);
         out.push(Path {
             name: "Prepare, read an attachment to EOF, Close, End",
             body,
@@ -99,7 +105,7 @@ fn failed_call_path(ctx: &Ctx) -> Option<Path> {
     let mut failed = vec![ctx.prepare(0, 0)];
     failed.extend(unknown);
     if ctx.has("DsBackupClose") {
-        failed.push(Op::Close { h: slot(0) });
+        failed.push(Op::Close(Close { h: slot(0) }));
     }
     (failed.len() > 1).then(|| {
         failed.extend([free(0), end(slot(0))]);
@@ -277,7 +283,7 @@ fn call_failures(
                     t.count
                 ));
             }
-            (Op::End { .. } | Op::RestoreEnd { .. }, Some(rc)) if rc != 0 => f.fail(format!(
+            (Op::End(_) | Op::RestoreEnd(_), Some(rc)) if rc != 0 => f.fail(format!(
                 "{path}: {} returned {} in {} of {cycles} cycles, expected 0 (S_OK)",
                 op.export().unwrap_or("End"),
                 describe(rc),

@@ -5,6 +5,7 @@ use super::common::{
     end, growth, live, program, slot, Ctx, Eval, Findings, Ran, UNKNOWN_ATTACHMENT,
 };
 use ntdsbcli_harness::codes::{describe, ERROR_INVALID_PARAMETER, E_INVALIDARG};
+use ntdsbcli_harness::program::{Close, EndConcurrent, Free, Read, ReadToEnd, RestoreEnd};
 use ntdsbcli_harness::program::{HandleArg, ListKind, Op, Program, Text};
 use ntdsbcli_harness::report::Outcome;
 
@@ -41,16 +42,16 @@ pub fn open_file_plan(ctx: &Ctx) -> Vec<Program> {
         .map(|path| {
             let mut p = program(path.label);
             let read = if path.to_eof {
-                Op::ReadToEnd {
+                Op::ReadToEnd(ReadToEnd {
                     h: slot(0),
                     cb: 65_536,
-                }
+                })
             } else {
-                Op::Read {
+                Op::Read(Read {
                     h: slot(0),
                     cb: 24_576,
                     pcb: true,
-                }
+                })
             };
             let cycle = |p: &mut Program, tag: &str| {
                 p.push(format!("{tag}.prepare"), ctx.prepare(0, 0))
@@ -66,10 +67,11 @@ pub fn open_file_plan(ctx: &Ctx) -> Vec<Program> {
                     .push(format!("{tag}.end"), end(slot(0)))
                     .push_opt(
                         format!("{tag}.close"),
-                        ctx.has("DsBackupClose").then_some(Op::Close { h: slot(0) }),
+                        ctx.has("DsBackupClose")
+                            .then_some(Op::Close(Close { h: slot(0) })),
                     )
-                    .push(format!("{tag}.free0"), Op::Free { buf: Some(0) })
-                    .push(format!("{tag}.free1"), Op::Free { buf: Some(1) });
+                    .push(format!("{tag}.free0"), Op::Free(Free { buf: Some(0) }))
+                    .push(format!("{tag}.free1"), Op::Free(Free { buf: Some(1) }));
             };
             // A first cycle warms up whatever the library sets up once; the second is measured.
             cycle(&mut p, "warm");
@@ -139,14 +141,16 @@ fn failures(ctx: &Ctx) -> Vec<(&'static str, FailurePath)> {
         ("open".to_string(), ctx.open_file(slot(0), entry0())),
         (
             "fail.read".to_string(),
-            ctx.has("DsBackupRead").then_some(Op::Read {
+            ctx.has("DsBackupRead").then_some(Op::Read(Read {
                 h: slot(0),
                 cb: 1_000,
                 pcb: true,
-            }),
+            })),
         ),
     ];
-    let close = ctx.has("DsBackupClose").then_some(Op::Close { h: slot(0) });
+    let close = ctx
+        .has("DsBackupClose")
+        .then_some(Op::Close(Close { h: slot(0) }));
     let mut all = vec![("fail.open".to_string(), unknown.clone())];
     all.extend(bad_read.clone());
     all.push(("close-open".to_string(), close.clone()));
@@ -216,9 +220,9 @@ pub fn buffers_plan(ctx: &Ctx) -> Vec<Program> {
         .push("after0", Op::Peek { buf: 0 })
         .push("after1", Op::Peek { buf: 1 })
         .push("after2", Op::Peek { buf: 2 })
-        .push("free0", Op::Free { buf: Some(0) })
-        .push("free1", Op::Free { buf: Some(1) })
-        .push("free2", Op::Free { buf: Some(2) })
+        .push("free0", Op::Free(Free { buf: Some(0) }))
+        .push("free1", Op::Free(Free { buf: Some(1) }))
+        .push("free2", Op::Free(Free { buf: Some(2) }))
         // The library must still work after the frees (a double free can surface here).
         .push("again", ctx.prepare(3, 3))
         .push("again.end", end(slot(3)))
@@ -228,9 +232,9 @@ pub fn buffers_plan(ctx: &Ctx) -> Vec<Program> {
         .push("prepare", ctx.prepare(0, 0))
         .push_opt("names", ctx.names(ListKind::DatabaseNames, slot(0), 1))
         .push_opt("logs", ctx.names(ListKind::BackupLogs, slot(0), 2))
-        .push("free0", Op::Free { buf: Some(0) })
-        .push("free1", Op::Free { buf: Some(1) })
-        .push("free2", Op::Free { buf: Some(2) })
+        .push("free0", Op::Free(Free { buf: Some(0) }))
+        .push("free1", Op::Free(Free { buf: Some(1) }))
+        .push("free2", Op::Free(Free { buf: Some(2) }))
         .push("end", end(slot(0)))
         .push("cleanup", Op::Cleanup);
     vec![after, before]
@@ -282,13 +286,13 @@ pub fn concurrent_plan(ctx: &Ctx) -> Vec<Program> {
     ));
     for i in 0..ROUNDS {
         p.push(format!("prepare{i}"), ctx.prepare(0, 0))
-            .push(format!("free{i}"), Op::Free { buf: Some(0) })
+            .push(format!("free{i}"), Op::Free(Free { buf: Some(0) }))
             .push(
                 format!("end{i}"),
-                Op::EndConcurrent {
+                Op::EndConcurrent(EndConcurrent {
                     h: slot(0),
                     threads: THREADS,
-                },
+                }),
             );
     }
     p.push("cleanup", Op::Cleanup);
@@ -343,7 +347,7 @@ pub fn restore_plan(ctx: &Ctx) -> Vec<Program> {
     p.push("prepare", ctx.prepare(0, 0))
         .push_opt("restore", ctx.restore_prepare(Some(0), 1))
         .push("end", end(slot(1)))
-        .push("restore-end", Op::RestoreEnd { h: slot(1) })
+        .push("restore-end", Op::RestoreEnd(RestoreEnd { h: slot(1) }))
         .push("end0", end(slot(0)))
         .push("cleanup", Op::Cleanup);
     // Restore handles may come from a table of their own and share values with backup
@@ -354,7 +358,7 @@ pub fn restore_plan(ctx: &Ctx) -> Vec<Program> {
         .push("end0", end(slot(0)))
         .push_opt("restore", ctx.restore_prepare(Some(0), 1))
         .push("end", end(slot(1)))
-        .push("restore-end", Op::RestoreEnd { h: slot(1) })
+        .push("restore-end", Op::RestoreEnd(RestoreEnd { h: slot(1) }))
         .push("cleanup", Op::Cleanup);
     vec![p, alone]
 }
@@ -399,10 +403,10 @@ pub fn restore_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
 
 pub fn free_null_plan(ctx: &Ctx) -> Vec<Program> {
     let mut p = program("DsBackupFree(NULL)");
-    p.push("free1", Op::Free { buf: None })
-        .push("free2", Op::Free { buf: None })
+    p.push("free1", Op::Free(Free { buf: None }))
+        .push("free2", Op::Free(Free { buf: None }))
         .push("prepare", ctx.prepare(0, 0))
-        .push("free", Op::Free { buf: Some(0) })
+        .push("free", Op::Free(Free { buf: Some(0) }))
         .push("end", end(HandleArg::Slot(0)));
     vec![p]
 }

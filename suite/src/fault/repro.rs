@@ -4,8 +4,7 @@
 //! from the library's code, which is what routing the library's imports counts.
 
 use crate::model::lib_range_c;
-use crate::model::repro::text;
-use ntdsbcli_harness::program::{HandleArg, Op};
+use ntdsbcli_harness::program::Op;
 
 const HEADER: &str = concat!(
     r#"#define _GNU_SOURCE
@@ -219,15 +218,10 @@ static void died(int sig) {
     if (write(1, msg, (size_t)n) < 0) _exit(1);
     _exit(1);
 }
-static int count_dir(const char *path) {
-    DIR *d = opendir(path);
-    int n = 0;
-    if (!d) return 0;
-    while (readdir(d)) n++;
-    closedir(d);
-    return n;
-}
-static void nap(void) { struct timespec ms = {0, 1000000}; nanosleep(&ms, NULL); }
+"#;
+
+/// The rest of the header, after `COUNT_DIR_C`.
+const HEADER_END: &str = r#"static void nap(void) { struct timespec ms = {0, 1000000}; nanosleep(&ms, NULL); }
 /* Threads the library lets exit on their own get time to go: 100 ms after the last one. */
 static int threads_towards(int want) {
     int n = count_dir("/proc/self/task");
@@ -255,96 +249,12 @@ static struct grown run(unsigned long k, int rest) {
 static long beyond(long got, long base) { return got - (base > 0 ? base : 0); }
 "#;
 
-fn slot(h: &HandleArg) -> String {
-    match h {
-        HandleArg::Slot(s) => format!("h[{s}]"),
-        HandleArg::Null => "NULL".into(),
-        // Session paths pass live handles only.
-        HandleArg::Garbage(_) => "NULL".into(),
-    }
-}
-
-/// The slot an End clears: a spare one (31) when the handle is no slot's.
-fn slot_index(h: &HandleArg) -> u8 {
-    match h {
-        HandleArg::Slot(s) => *s,
-        _ => 31,
-    }
-}
-
-fn sig(wide: bool, a: &str, w: &str) -> String {
-    if wide { w } else { a }.to_string()
-}
-
-/// One body op as C: it sets `rc` (when it calls something that returns one).
+/// One body op as C, as its family writes it for a fault repro: it sets `rc` (when it calls
+/// something that returns one).
 fn op_code(op: &Op) -> String {
-    let name = op.export().unwrap_or("");
-    match op {
-        Op::Prepare(p) => format!(
-            "{{ void *tok = NULL; uint32_t cb = 0; HBC hv = (HBC)(uintptr_t){init}ull;\n        rc = ((HR (*)({}, uint32_t, uint32_t, void **, uint32_t *, HBC *))need(\"{name}\"))({}, {grbit}, {btype}, {}, {}, {});\n        h[{s}] = hv; live[{s}] = rc == 0 && hv; b[{buf}] = tok; bsz[{buf}] = cb; bwide[{buf}] = 0; prepared = 1; }}",
-            sig(p.wide, "const char *", "const WCH *"),
-            text(&p.server, p.wide),
-            if p.token { "&tok" } else { "NULL" },
-            if p.size { "&cb" } else { "NULL" },
-            if p.phbc { "&hv" } else { "NULL" },
-            init = p.init,
-            grbit = p.grbit,
-            btype = p.btype,
-            s = p.slot,
-            buf = p.buf,
-        ),
-        Op::Free { buf: Some(k) } => format!(
-            "((void (*)(void *))need(\"DsBackupFree\"))(b[{k}]); b[{k}] = NULL;"
-        ),
-        Op::Free { buf: None } => "((void (*)(void *))need(\"DsBackupFree\"))(NULL);".into(),
-        Op::End { h } => format!(
-            "rc = ((HR (*)(HBC))need(\"{name}\"))({0}); if (rc == 0) live[{1}] = 0; end_code(\"{name}\", rc);",
-            slot(h),
-            slot_index(h)
-        ),
-        Op::Names {
-            wide,
-            h,
-            out,
-            size,
-            buf,
-            ..
-        } => {
-            format!(
-                "{{ void *o = NULL; uint32_t cb = 0; rc = ((HR (*)(HBC, void **, uint32_t *))need(\"{name}\"))({}, {}, {});\n        b[{buf}] = o; bsz[{buf}] = cb; bwide[{buf}] = {}; }}",
-                slot(h),
-                if *out { "&o" } else { "NULL" },
-                if *size { "&cb" } else { "NULL" },
-                i32::from(*wide),
-            )
-        }
-        Op::OpenFile(o) => format!(
-            "{{ int64_t sz = 0; rc = ((HR (*)(HBC, {}, uint32_t, int64_t *))need(\"{name}\"))({}, {}, {}, {}); (void)sz; }}",
-            sig(o.wide, "const char *", "const WCH *"),
-            slot(&o.h),
-            text(&o.name, o.wide),
-            o.hint,
-            if o.size { "&sz" } else { "NULL" },
-        ),
-        Op::ReadToEnd { h, cb } => format!(
-            "{{ static unsigned char rb[{cb}]; uint32_t n = 0; long k = 0;\n        do rc = ((HR (*)(HBC, void *, uint32_t, uint32_t *))need(\"{name}\"))({}, rb, {cb}, &n); while (rc == 0 && ++k < 100000); }}",
-            slot(h)
-        ),
-        Op::Close { h } | Op::Truncate { h } => {
-            format!("rc = ((HR (*)(HBC))need(\"{name}\"))({});", slot(h))
-        }
-        Op::RestorePrepare(r) => format!(
-            "{{ HBC hv = NULL; rc = ((HR (*)({}, uint32_t, const void *, uint32_t, HBC *))need(\"{name}\"))({}, 0, NULL, 0, &hv); h[{s}] = hv; rlive[{s}] = rc == 0 && hv; prepared = 1; }}",
-            sig(r.wide, "const char *", "const WCH *"),
-            text(&r.server, r.wide),
-            s = r.slot,
-        ),
-        Op::RestoreEnd { h } => format!(
-            "rc = ((HR (*)(HBC))need(\"{name}\"))({0}); if (rc == 0) rlive[{1}] = 0; end_code(\"{name}\", rc);",
-            slot(h),
-            slot_index(h)
-        ),
-        other => format!("/* {} is not part of a session path */", other.describe()),
+    match op.call() {
+        Some(c) => c.c_fault(),
+        None => format!("/* {} is not part of a session path */", op.describe()),
     }
 }
 
@@ -358,6 +268,8 @@ pub fn render(path: &str, body: &[Op], k: u64, finding: &str) -> String {
     s.push_str(HEADER);
     s.push_str(crate::model::repro::ENTRY_C);
     s.push_str(HEADER_REST);
+    s.push_str(crate::model::repro::COUNT_DIR_C);
+    s.push_str(HEADER_END);
     s.push_str(
         "\nstatic void path(void) {\n    HR rc = 0;\n    int prepared = 0;\n    (void)prepared;\n",
     );

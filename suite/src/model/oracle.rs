@@ -10,6 +10,9 @@ use ntdsbcli_harness::codes::{
     HR_INVALID_HANDLE, HR_INVALID_PARAM,
 };
 use ntdsbcli_harness::program::{
+    Close, End, EndConcurrent, Free, Names, Read, ReadToEnd, RestoreEnd, Truncate,
+};
+use ntdsbcli_harness::program::{
     HandleArg, ListKind, Observation, Op, OpenFile, Prepare, Program, RestorePrepare, Text,
 };
 use ntdsbcli_harness::worker::{DeathReport, RunResult};
@@ -136,13 +139,15 @@ pub fn op_of(ctx: &Ctx, st: &State, t: &Transition) -> Op {
             size: true,
         })
     };
-    let names = |kind, wide, h, buf| Op::Names {
-        kind,
-        wide,
-        h,
-        out: true,
-        size: true,
-        buf,
+    let names = |kind, wide, h, buf| {
+        Op::Names(Names {
+            kind,
+            wide,
+            h,
+            out: true,
+            size: true,
+            buf,
+        })
     };
     match *t {
         Transition::Prepare { wide } => {
@@ -153,15 +158,15 @@ pub fn op_of(ctx: &Ctx, st: &State, t: &Transition) -> Op {
             crate::checks::spoil(&mut op, bad);
             op
         }
-        Transition::End { session } => Op::End { h: sess(session) },
-        Transition::EndInvalid { ref h } => Op::End { h: h.clone() },
-        Transition::EndRestore { restore } => Op::End {
+        Transition::End { session } => Op::End(End { h: sess(session) }),
+        Transition::EndInvalid { ref h } => Op::End(End { h: h.clone() }),
+        Transition::EndRestore { restore } => Op::End(End {
             h: restore_slot(restore),
-        },
-        Transition::EndConcurrent { session } => Op::EndConcurrent {
+        }),
+        Transition::EndConcurrent { session } => Op::EndConcurrent(EndConcurrent {
             h: sess(session),
             threads: CONCURRENT_THREADS,
-        },
+        }),
         Transition::Names {
             session,
             logs,
@@ -191,21 +196,21 @@ pub fn op_of(ctx: &Ctx, st: &State, t: &Transition) -> Op {
         Transition::OpenUnknown { session, wide } => {
             open(wide, sess(session), Text::Lit(UNKNOWN_ATTACHMENT.into()))
         }
-        Transition::Read { session, size } => Op::Read {
+        Transition::Read { session, size } => Op::Read(Read {
             h: sess(session),
             cb: size.bytes(),
             pcb: true,
-        },
-        Transition::ReadToEnd { session } => Op::ReadToEnd {
+        }),
+        Transition::ReadToEnd { session } => Op::ReadToEnd(ReadToEnd {
             h: sess(session),
             cb: 65_536,
-        },
-        Transition::Close { session } => Op::Close { h: sess(session) },
-        Transition::Truncate { session } => Op::Truncate { h: sess(session) },
-        Transition::Free { buf } => Op::Free {
+        }),
+        Transition::Close { session } => Op::Close(Close { h: sess(session) }),
+        Transition::Truncate { session } => Op::Truncate(Truncate { h: sess(session) }),
+        Transition::Free { buf } => Op::Free(Free {
             buf: Some(buf as u8),
-        },
-        Transition::FreeNull => Op::Free { buf: None },
+        }),
+        Transition::FreeNull => Op::Free(Free { buf: None }),
         Transition::Peek { buf } => Op::Peek { buf: buf as u8 },
         Transition::RestorePrepare { wide, token } => Op::RestorePrepare(RestorePrepare {
             wide,
@@ -213,27 +218,27 @@ pub fn op_of(ctx: &Ctx, st: &State, t: &Transition) -> Op {
             token: token.map(|b| b as u8),
             slot: RESTORE_BASE + st.restores.len() as u8,
         }),
-        Transition::RestoreEnd { restore } => Op::RestoreEnd {
+        Transition::RestoreEnd { restore } => Op::RestoreEnd(RestoreEnd {
             h: restore_slot(restore),
-        },
+        }),
         Transition::Cross { restore, call } => {
             let h = restore_slot(restore);
             let wide = st.surface.open.prefer_wide();
             match call {
                 CrossCall::OpenFile => open(wide, h, Text::Lit(UNKNOWN_ATTACHMENT.into())),
-                CrossCall::Read => Op::Read {
+                CrossCall::Read => Op::Read(Read {
                     h,
                     cb: 24_576,
                     pcb: true,
-                },
-                CrossCall::Close => Op::Close { h },
+                }),
+                CrossCall::Close => Op::Close(Close { h }),
                 CrossCall::Names => names(
                     ListKind::DatabaseNames,
                     st.surface.names.prefer_wide(),
                     h,
                     SCRATCH_BUF,
                 ),
-                CrossCall::Truncate => Op::Truncate { h },
+                CrossCall::Truncate => Op::Truncate(Truncate { h }),
             }
         }
     }
@@ -403,15 +408,15 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[Transition], result: &RunRe
 /// The handle an op passes, as a slot or NULL (garbage is never a live value).
 fn slot_arg(op: &Op) -> Option<HandleArg> {
     match op {
-        Op::End { h }
-        | Op::EndConcurrent { h, .. }
-        | Op::Names { h, .. }
+        Op::End(End { h })
+        | Op::EndConcurrent(EndConcurrent { h, .. })
+        | Op::Names(Names { h, .. })
         | Op::OpenFile(OpenFile { h, .. })
-        | Op::Read { h, .. }
-        | Op::ReadToEnd { h, .. }
-        | Op::Close { h }
-        | Op::Truncate { h }
-        | Op::RestoreEnd { h } => Some(h.clone()),
+        | Op::Read(Read { h, .. })
+        | Op::ReadToEnd(ReadToEnd { h, .. })
+        | Op::Close(Close { h })
+        | Op::Truncate(Truncate { h })
+        | Op::RestoreEnd(RestoreEnd { h }) => Some(h.clone()),
         _ => None,
     }
 }

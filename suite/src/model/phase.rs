@@ -74,7 +74,7 @@ const RACE_TRIES: usize = 8;
 fn racing(prog: &Program) -> bool {
     prog.ops
         .iter()
-        .any(|o| matches!(o, ntdsbcli_harness::program::Op::EndConcurrent { .. }))
+        .any(|o| matches!(o, ntdsbcli_harness::program::Op::EndConcurrent(_)))
 }
 
 /// One candidate of the shrink, run alone in a fresh worker. A leak must recur: the candidate

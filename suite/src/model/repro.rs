@@ -4,7 +4,8 @@
 //! `x86_64-w64-mingw32-gcc -o repro.exe repro.c` or `cl repro.c` for Windows.
 
 use super::oracle::{Expect, Failure, Layout};
-use ntdsbcli_harness::program::{Garbage, HandleArg, Op, Program, Text};
+use ntdsbcli_harness::calls::{self, c, c::c_str, CStep};
+use ntdsbcli_harness::program::{Op, Program};
 use std::fmt::Write;
 
 const HEADER: &str = r#"#include <stdint.h>
@@ -37,17 +38,10 @@ const HEADER: &str = r#"#include <stdint.h>
 typedef int32_t HR;
 typedef void *HBC;
 typedef uint16_t WCH;
-typedef HR(API *prepare_a_t)(const char *, uint32_t, uint32_t, void **, uint32_t *, HBC *);
-typedef HR(API *prepare_w_t)(const WCH *, uint32_t, uint32_t, void **, uint32_t *, HBC *);
-typedef HR(API *hbc_t)(HBC);
-typedef void(API *free_t)(void *);
-typedef HR(API *names_t)(HBC, void **, uint32_t *);
-typedef HR(API *open_a_t)(HBC, const char *, uint32_t, int64_t *);
-typedef HR(API *open_w_t)(HBC, const WCH *, uint32_t, int64_t *);
-typedef HR(API *read_t)(HBC, void *, uint32_t, uint32_t *);
-typedef HR(API *rprepare_a_t)(const char *, uint32_t, const void *, uint32_t, HBC *);
-typedef HR(API *rprepare_w_t)(const WCH *, uint32_t, const void *, uint32_t, HBC *);
+"#;
 
+/// The state a repro keeps, after the C types of the calls (`calls::C_TYPES`).
+const STATE: &str = r#"
 static void *lib;
 static int failed, quiet;
 MAYBE_UNUSED static HBC h[32];
@@ -101,6 +95,18 @@ MAYBE_UNUSED static char *entry(int buf, int index) {
     }
     fprintf(stderr, "name list b%d has no entry %d\n", buf, index);
     exit(2);
+}
+"#;
+
+/// Counting a /proc folder's entries (open descriptors, threads), in C: for this repro and
+/// fault.cleanup's.
+pub(crate) const COUNT_DIR_C: &str = r#"static int count_dir(const char *path) {
+    DIR *d = opendir(path);
+    int n = 0;
+    if (!d) return 0;
+    while (readdir(d)) n++;
+    closedir(d);
+    return n;
 }
 "#;
 
@@ -189,15 +195,10 @@ MAYBE_UNUSED static int count_threads(void) {
     return n;
 }
 #else
-static int count_dir(const char *path) {
-    DIR *d = opendir(path);
-    int n = 0;
-    if (!d) return 0;
-    while (readdir(d)) n++;
-    closedir(d);
-    return n;
-}
-MAYBE_UNUSED static int count_handles(void) { return count_dir("/proc/self/fd"); }
+"#;
+
+/// The rest of the header, after `COUNT_DIR_C`.
+const HEADER_END: &str = r#"MAYBE_UNUSED static int count_handles(void) { return count_dir("/proc/self/fd"); }
 MAYBE_UNUSED static void nap(void) {
     struct timespec ms = {0, 1000000};
     nanosleep(&ms, NULL);
@@ -249,43 +250,6 @@ MAYBE_UNUSED static int end_concurrently(HBC hh, int n, int *bad) {
 }
 #endif
 "#;
-
-pub(crate) fn c_str(s: &str) -> String {
-    format!("{s:?}")
-}
-
-/// A text argument as C: NULL, a literal, or an entry of a name list; wide ones through w().
-pub(crate) fn text(t: &Text, wide: bool) -> String {
-    let narrow = match t {
-        Text::Null => return "NULL".into(),
-        Text::Lit(s) => c_str(s),
-        Text::Entry { buf, index } => format!("entry({buf}, {index})"),
-    };
-    if wide {
-        format!("w({narrow})")
-    } else {
-        narrow
-    }
-}
-
-fn handle(h: &HandleArg) -> String {
-    match h {
-        HandleArg::Null => "NULL".into(),
-        HandleArg::Slot(s) => format!("h[{s}]"),
-        HandleArg::Garbage(g) => match *g {
-            Garbage::Small(n) => format!("(HBC)(uintptr_t){n}"),
-            Garbage::AllOnes => "(HBC)(uintptr_t)-1".into(),
-            Garbage::Unmapped => "unmapped()".into(),
-            Garbage::KernelHalf => "(HBC)(uintptr_t)0xFFFF800000001000ull".into(),
-            Garbage::NonCanonical => "(HBC)(uintptr_t)0x0123456789ABCDE0ull".into(),
-            Garbage::LivePlusOne(s) => format!("(HBC)((char *)h[{s}] + 1)"),
-            Garbage::Zeroed => "junk_memory(0, 0)".into(),
-            Garbage::OnesFilled => "junk_memory(0xFF, 0)".into(),
-            Garbage::Random(seed) => format!("junk_memory(-1, {}ull)", seed | 1),
-            Garbage::CopyOfLive(_) => "junk_memory(0, 0)".into(),
-        },
-    }
-}
 
 fn check(e: &Expect, step: usize, call: &str) -> String {
     let call = c_str(call);
@@ -375,11 +339,17 @@ pub fn render(
         c.push_str(super::pageheap_c::PRELUDE);
     }
     c.push_str(HEADER);
+    for types in calls::C_TYPES {
+        c.push_str(types);
+    }
+    c.push_str(STATE);
     if mode.page_heap {
         c.push_str(super::pageheap_c::BODY);
     }
     c.push_str(ENTRY_C);
     c.push_str(HEADER_REST);
+    c.push_str(COUNT_DIR_C);
+    c.push_str(HEADER_END);
     // Failures found at or after clean-up need the clean-up; a leak also needs the counting.
     let count = matches!(failure, Failure::Leak { .. });
     let repeat = mode.repeat.is_some();
@@ -473,124 +443,30 @@ fn by_value(chk: &str, target: Option<u8>, step: usize, call: &str) -> String {
     )
 }
 
-/// One op as C, judged as the oracle judged it. Long on purpose: one short arm per Op, each independent of the others, so the API's width
-/// shows here and nowhere else in this file (ARCHITECTURE.md lists the places an Op is described).
+/// One op as C, judged as the oracle judged it: a call as its family writes it.
 fn op_code(op: &Op, e: &Expect, target: Option<u8>, step: usize, call: &str) -> String {
-    let chk = check(e, step, call);
-    let judged = by_value(&chk, target, step, call);
-    let ind = |s: String| format!("    {{\n{s}    }}\n");
-    match op {
-        Op::Prepare(p) => {
-            let f = if p.wide {
-                "((prepare_w_t)need(\"DsBackupPrepareW\"))"
-            } else {
-                "((prepare_a_t)need(\"DsBackupPrepareA\"))"
-            };
-            ind(format!(
-                "        void *tok = NULL; uint32_t cb = 0; HBC out = (HBC)(uintptr_t){init}ull;\n        rc = {f}({}, {grbit}u, {btype}u, {}, {}, {});\n        {chk}\n        if ({phbc}) {{ vacate({slot}); h[{slot}] = out; live[{slot}] = rc == 0 && out != NULL; }}\n        if ({token}) {{ b[{buf}] = tok; bsz[{buf}] = cb; bwide[{buf}] = 0; }}\n",
-                text(&p.server, p.wide),
-                if p.token { "&tok" } else { "NULL" },
-                if p.size { "&cb" } else { "NULL" },
-                if p.phbc { "&out" } else { "NULL" },
-                init = p.init,
-                grbit = p.grbit,
-                btype = p.btype,
-                slot = p.slot,
-                buf = p.buf,
-                phbc = p.phbc as u8,
-                token = p.token as u8,
+    let check = check(e, step, call);
+    let by_value = by_value(&check, target, step, call);
+    if let Some(c) = op.call() {
+        return c.c_sequence(&CStep {
+            check: &check,
+            by_value: &by_value,
+            step,
+            call,
+        });
+    }
+    match (op, e) {
+        (Op::Peek { buf }, Expect::SameBytes(bytes)) => {
+            let lit = bytes
+                .iter()
+                .map(|x| format!("{x}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            c::block(format!(
+                "        static const unsigned char want[] = {{{lit}}};\n        int same = b[{buf}] && memcmp(b[{buf}], want, sizeof want) == 0;\n        report({step}, \"the bytes of buffer b{buf}\", same, same, \"unchanged since the library returned it\");\n"
             ))
         }
-        Op::End { h } => {
-            let owned = matches!(
-                h,
-                HandleArg::Garbage(Garbage::Zeroed | Garbage::OnesFilled | Garbage::Random(_))
-            );
-            // REQ-02 on a live value, REQ-03 on any other: decided from the value now.
-            let verdict = format!(
-                "report({step}, {}, rc, t >= 0 ? rc == 0 : invalid(rc), t >= 0 ? \"0 (S_OK): the value is a live handle\" : \"87 (ERROR_INVALID_PARAMETER)\");\n        if (rc == 0 && t >= 0) live[t] = 0;",
-                c_str(call)
-            );
-            let body = if owned {
-                format!("        unsigned char *m = (unsigned char *){};\n        unsigned char copy[4096];\n        int t = target((HBC)m);\n        memcpy(copy, m, sizeof copy);\n        rc = ((hbc_t)need(\"DsBackupEnd\"))((HBC)m);\n        {verdict}\n        if (memcmp(copy, m, sizeof copy)) report({step}, \"the memory passed as a handle\", rc, 0, \"no write\");\n", handle(h))
-            } else {
-                format!("        HBC v = {};\n        int t = target(v);\n        rc = ((hbc_t)need(\"DsBackupEnd\"))(v);\n        {verdict}\n", handle(h))
-            };
-            ind(body)
-        }
-        Op::EndConcurrent { h, threads } => ind(format!(
-            "        HBC v = {hh};\n        int t = target(v);\n        int bad, wins = end_concurrently(v, {threads}, &bad);\n        if (t >= 0) report({step}, {c}, wins, wins == 1 && bad == 0, \"exactly one S_OK, the rest 87\");\n        else report({step}, {c}, wins, wins == 0 && bad == 0, \"87 (ERROR_INVALID_PARAMETER) for every thread\");\n        if (wins && t >= 0) live[t] = 0;\n",
-            hh = handle(h),
-            c = c_str(call),
-        )),
-        Op::Free { buf } => match buf {
-            Some(bf) => format!("    ((free_t)need(\"DsBackupFree\"))(b[{bf}]);\n    b[{bf}] = NULL;\n    if (!quiet) printf(\"step {step}: DsBackupFree done\\n\");\n"),
-            None => format!("    ((free_t)need(\"DsBackupFree\"))(NULL);\n    if (!quiet) printf(\"step {step}: DsBackupFree(NULL) done\\n\");\n"),
-        },
-        Op::Peek { buf } => match e {
-            Expect::SameBytes(bytes) => {
-                let lit = bytes.iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(",");
-                ind(format!(
-                    "        static const unsigned char want[] = {{{lit}}};\n        int same = b[{buf}] && memcmp(b[{buf}], want, sizeof want) == 0;\n        report({step}, \"the bytes of buffer b{buf}\", same, same, \"unchanged since the library returned it\");\n"
-                ))
-            }
-            _ => String::new(),
-        },
-        Op::Names {
-            wide,
-            h,
-            out,
-            size,
-            buf,
-            ..
-        } => {
-            let name = op.export().unwrap_or_default();
-            ind(format!(
-                "        void *list = NULL; uint32_t cb = 0;\n        HBC v = {}; int t = target(v);\n        rc = ((names_t)need(\"{name}\"))(v, {}, {});\n        {judged}\n        b[{buf}] = list; bsz[{buf}] = cb; bwide[{buf}] = {};\n",
-                handle(h),
-                if *out { "&list" } else { "NULL" },
-                if *size { "&cb" } else { "NULL" },
-                *wide as u8
-            ))
-        }
-        Op::OpenFile(o) => {
-            let (f, name) = (if o.wide { "open_w_t" } else { "open_a_t" }, o.export());
-            ind(format!(
-                "        int64_t sz = 0;\n        HBC v = {}; int t = target(v);\n        rc = (({f})need(\"{name}\"))(v, {}, {}u, {});\n        {judged}\n",
-                handle(&o.h),
-                text(&o.name, o.wide),
-                o.hint,
-                if o.size { "&sz" } else { "NULL" }
-            ))
-        }
-        Op::Read { h, cb, pcb } => ind(format!(
-            "        void *buffer = malloc({cb}); uint32_t n = 0;\n        HBC v = {}; int t = target(v);\n        rc = ((read_t)need(\"DsBackupRead\"))(v, buffer, {cb}u, {});\n        {judged}\n        free(buffer);\n",
-            handle(h),
-            if *pcb { "&n" } else { "NULL" }
-        )),
-        Op::ReadToEnd { h, cb } => ind(format!(
-            "        void *buffer = malloc({cb}); uint32_t n = 0;\n        HBC v = {}; int t = target(v);\n        for (int k = 0; k < 100000; k++) {{ rc = ((read_t)need(\"DsBackupRead\"))(v, buffer, {cb}u, &n); if (rc != 0) break; }}\n        {judged}\n        free(buffer);\n",
-            handle(h)
-        )),
-        Op::Close { h } => ind(format!("        HBC v = {}; int t = target(v);\n        rc = ((hbc_t)need(\"DsBackupClose\"))(v);\n        {judged}\n", handle(h))),
-        Op::Truncate { h } => ind(format!("        HBC v = {}; int t = target(v);\n        rc = ((hbc_t)need(\"DsBackupTruncateLogs\"))(v);\n        {judged}\n", handle(h))),
-        Op::RestorePrepare(r) => {
-            let (f, name) = (if r.wide { "rprepare_w_t" } else { "rprepare_a_t" }, r.export());
-            let (tp, tc) = match r.token {
-                Some(t) => (format!("b[{t}]"), format!("bsz[{t}]")),
-                None => ("NULL".into(), "0".into()),
-            };
-            ind(format!(
-                "        HBC out = NULL;\n        rc = (({f})need(\"{name}\"))({}, 0, {tp}, {tc}, &out);\n        {chk}\n        vacate({slot}); rlive[{slot}] = 0; h[{slot}] = out; rlive[{slot}] = rc == 0 && out != NULL;\n",
-                text(&r.server, r.wide),
-                slot = r.slot
-            ))
-        }
-        Op::RestoreEnd { h } => ind(format!(
-            "        HBC v = {};\n        int r = rtarget(v), t = target(v);\n        rc = ((hbc_t)need(\"DsRestoreEnd\"))(v);\n        if (r >= 0) {{ report({step}, {c}, rc, rc == 0, \"0 (S_OK)\"); if (rc == 0) rlive[r] = 0; }}\n        else if (t < 0) report({step}, {c}, rc, invalid(rc), \"87 (ERROR_INVALID_PARAMETER)\");\n        else differs({step}, t);\n",
-            handle(h),
-            c = c_str(call),
-        )),
+        (Op::Peek { .. }, _) => String::new(),
         _ => format!("    /* step {step}: not performed by the repro */\n"),
     }
 }
@@ -598,7 +474,10 @@ fn op_code(op: &Op, e: &Expect, target: Option<u8>, step: usize, call: &str) -> 
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
-    use ntdsbcli_harness::program::{ListKind, OpenFile, Prepare, RestorePrepare};
+    use ntdsbcli_harness::program::{
+        Close, End, EndConcurrent, Free, Garbage, HandleArg, ListKind, Names, OpenFile, Prepare,
+        Read, ReadToEnd, RestoreEnd, RestorePrepare, Text, Truncate,
+    };
 
     fn prepare(wide: bool, slot: u8) -> Op {
         Op::Prepare(Prepare::full(
@@ -628,14 +507,14 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let names = Op::Names {
+            let names = Op::Names(Names {
                 kind,
                 wide,
                 h: s(0),
                 out: true,
                 size: true,
                 buf: 2 + i as u8,
-            };
+            });
             steps.push((names, Expect::Exact(0)));
         }
         for (wide, buf) in [(false, 2), (true, 3)] {
@@ -650,31 +529,34 @@ mod tests {
         }
         steps.extend([
             (
-                Op::Read {
+                Op::Read(Read {
                     h: s(0),
                     cb: 4096,
                     pcb: true,
-                },
+                }),
                 Expect::Exact(0),
             ),
-            (Op::ReadToEnd { h: s(0), cb: 4096 }, Expect::NonZero),
-            (Op::Close { h: s(0) }, Expect::Exact(0)),
-            (Op::Truncate { h: s(0) }, Expect::Exact(0)),
-            (Op::Free { buf: Some(2) }, Expect::NoCode),
-            (Op::Free { buf: None }, Expect::NoCode),
-            (Op::End { h: s(0) }, Expect::Exact(0)),
-            (Op::End { h: HandleArg::Null }, Expect::InvalidParam),
             (
-                Op::End {
+                Op::ReadToEnd(ReadToEnd { h: s(0), cb: 4096 }),
+                Expect::NonZero,
+            ),
+            (Op::Close(Close { h: s(0) }), Expect::Exact(0)),
+            (Op::Truncate(Truncate { h: s(0) }), Expect::Exact(0)),
+            (Op::Free(Free { buf: Some(2) }), Expect::NoCode),
+            (Op::Free(Free { buf: None }), Expect::NoCode),
+            (Op::End(End { h: s(0) }), Expect::Exact(0)),
+            (Op::End(End { h: HandleArg::Null }), Expect::InvalidParam),
+            (
+                Op::End(End {
                     h: HandleArg::Garbage(Garbage::Zeroed),
-                },
+                }),
                 Expect::InvalidParam,
             ),
             (
-                Op::EndConcurrent {
+                Op::EndConcurrent(EndConcurrent {
                     h: s(1),
                     threads: 4,
-                },
+                }),
                 Expect::OneWinner,
             ),
         ]);
@@ -687,9 +569,9 @@ mod tests {
             });
             steps.push((rp, Expect::Exact(0)));
             steps.push((
-                Op::RestoreEnd {
+                Op::RestoreEnd(RestoreEnd {
                     h: s(10 + wide as u8),
-                },
+                }),
                 Expect::Exact(0),
             ));
         }

@@ -1,0 +1,59 @@
+//! DsBackupFree: releases a buffer the library returned (a token or a name list), or NULL.
+
+use super::call::{CStep, Call};
+use crate::interp::{Interp, Scratch};
+use serde::{Deserialize, Serialize};
+use std::ffi::c_void;
+
+pub type FreeFn = unsafe extern "system" fn(*mut c_void);
+
+/// The repro's C types for this family.
+pub const C_TYPES: &str = "typedef void(API *free_t)(void *);\n";
+
+/// DsBackupFree of a buffer slot, or of NULL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Free {
+    pub buf: Option<u8>,
+}
+
+impl Call for Free {
+    fn export(&self) -> &'static str {
+        "DsBackupFree"
+    }
+
+    fn describe(&self) -> String {
+        match self.buf {
+            Some(b) => format!("{}(buffer b{b})", self.export()),
+            None => format!("{}(NULL)", self.export()),
+        }
+    }
+
+    unsafe fn run(&self, it: &mut Interp, _: &mut Scratch) -> Result<(), String> {
+        let f: FreeFn = it.func(self.export())?;
+        match self.buf {
+            None => f(std::ptr::null_mut()),
+            Some(b) => {
+                let p = std::mem::take(&mut it.bufs[b as usize]).ptr;
+                f(p as *mut c_void);
+            }
+        }
+        Ok(())
+    }
+
+    fn c_fault(&self) -> String {
+        match self.buf {
+            Some(k) => {
+                format!("((void (*)(void *))need(\"DsBackupFree\"))(b[{k}]); b[{k}] = NULL;")
+            }
+            None => "((void (*)(void *))need(\"DsBackupFree\"))(NULL);".into(),
+        }
+    }
+
+    fn c_sequence(&self, s: &CStep) -> String {
+        let step = s.step;
+        match self.buf {
+            Some(bf) => format!("    ((free_t)need(\"DsBackupFree\"))(b[{bf}]);\n    b[{bf}] = NULL;\n    if (!quiet) printf(\"step {step}: DsBackupFree done\\n\");\n"),
+            None => format!("    ((free_t)need(\"DsBackupFree\"))(NULL);\n    if (!quiet) printf(\"step {step}: DsBackupFree(NULL) done\\n\");\n"),
+        }
+    }
+}
