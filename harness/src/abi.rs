@@ -1,6 +1,7 @@
 //! The Ntdsbcli ABI profile (design §3): the handle and result types, the real DLL's exports,
-//! and the table of those a library has, loaded and asked for by name. Each export's signature, in the system calling convention with the
-//! Windows type widths on every platform, lives with its family in `crate::calls`.
+//! and the table of those a library has, loaded and asked for by name. Each export's
+//! signature, in the system calling convention with the Windows type widths on every platform,
+//! lives with its family in `crate::calls`.
 
 use std::ffi::c_void;
 

@@ -34,44 +34,31 @@ pub struct EndConcurrent {
     pub threads: u8,
 }
 
-/// An End (backup, else restore) on `h`: on S_OK the session with that value is over.
-unsafe fn end_value(
-    it: &mut Interp,
-    s: &mut Scratch,
-    export: &str,
-    h: &HandleArg,
-    restore: bool,
-) -> Result<(), String> {
-    let (f, v) = it.func_arg::<HbcOnly>(export, h, s)?;
-    let rc = f(v);
-    s.obs.rc = Some(rc);
-    if rc == 0 {
-        it.ended(restore, v as u64, slot_of(h));
-    }
-    Ok(())
-}
-
-/// An End in a fault repro: on S_OK the slot's session (in `live` or `rlive`) is over.
-fn end_c_fault(name: &str, h: &HandleArg, live: &str) -> String {
-    format!(
-        "rc = ((HR (*)(HBC))need(\"{name}\"))({0}); if (rc == 0) {live}[{1}] = 0; end_code(\"{name}\", rc);",
-        c::session_handle(h),
-        c::cleared_slot(h)
-    )
-}
-
-/// An End of a backup session, else (`RESTORE`) of a restore handle.
+/// An End of a backup session, else (`RESTORE`) of a restore handle: on S_OK the session with
+/// that value is over.
 unsafe fn run<const RESTORE: bool>(
     it: &mut Interp,
     s: &mut Scratch,
     export: &str,
     h: &HandleArg,
 ) -> Result<(), String> {
-    end_value(it, s, export, h, RESTORE)
+    let (f, v) = it.func_arg::<HbcOnly>(export, h, s)?;
+    let rc = f(v);
+    s.obs.rc = Some(rc);
+    if rc == 0 {
+        it.ended(RESTORE, v as u64, slot_of(h));
+    }
+    Ok(())
 }
 
+/// An End in a fault repro: on S_OK the slot's session (in `live`, else `rlive`) is over.
 fn fault<const RESTORE: bool>(export: &str, h: &HandleArg) -> String {
-    end_c_fault(export, h, if RESTORE { "rlive" } else { "live" })
+    let live = if RESTORE { "rlive" } else { "live" };
+    format!(
+        "rc = ((HR (*)(HBC))need(\"{export}\"))({0}); if (rc == 0) {live}[{1}] = 0; end_code(\"{export}\", rc);",
+        c::session_handle(h),
+        c::cleared_slot(h)
+    )
 }
 
 /// REQ-02 on a live value, REQ-03 on any other: the repro decides from the value at run time.

@@ -1,6 +1,7 @@
-//! The API, one module per export family: each holds its exports' C signatures and their part
-//! of the function table, the arguments of its calls, how each is described in a detail, made
-//! in the worker and written in the C repro. `call.rs` says what a call provides.
+//! The API, one module per export family: each holds its exports' C signatures (with which a
+//! call asks `abi::Api` for its export by name), the arguments of its calls, how each is
+//! described in a detail, made in the worker and written in the C repros. `call.rs` says what a
+//! call provides.
 
 pub mod auth;
 pub mod c;
