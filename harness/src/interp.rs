@@ -42,6 +42,9 @@ pub struct Interp<'a> {
     sentinels: Vec<sys::Sentinel>,
     /// Sessions still open when a Prepare reused their slot.
     orphans: Vec<Orphan>,
+    /// Sessions whose End in the last clean-up did not return S_OK: a faulted run tries each
+    /// once more, with no fault armed (an End whose own round trip failed may say so).
+    cleanup_failed: Vec<Orphan>,
     /// The program's first resource reading, which later ones settle towards.
     first_probe: Option<Probe>,
     /// How long readings wait for threads to exit, and how much of that this program spent.
@@ -238,6 +241,7 @@ impl<'a> Interp<'a> {
             bufs: [Buf::default(); SLOTS],
             sentinels: Vec::new(),
             orphans: Vec::new(),
+            cleanup_failed: Vec::new(),
             first_probe: None,
             patience: QUICK,
             settle_spent: std::time::Duration::ZERO,
@@ -522,8 +526,15 @@ impl<'a> Interp<'a> {
             }
         }
         self.step(body.len());
+        self.cleanup_failed.clear();
         steps.push(self.op(&Op::Cleanup));
         let sweep = crate::imports::disarm();
+        // An End that failed in the clean-up is tried once more, as a careful caller would;
+        // its answers are the step after the clean-up.
+        if !self.cleanup_failed.is_empty() {
+            self.step(body.len() + 1);
+            steps.push(self.retry_cleanup());
+        }
         let after = settled(Some(before), self.patience, &mut self.settle_spent);
         Observation {
             steps,
@@ -536,6 +547,43 @@ impl<'a> Interp<'a> {
             }),
             ..Observation::default()
         }
+    }
+
+    /// One End of the clean-up: its code is recorded, and a failure kept for a retry.
+    ///
+    /// # Safety
+    /// `o.value` is a value the library gave out (its End takes any value by design).
+    unsafe fn cleanup_end(&mut self, obs: &mut Observation, o: Orphan) {
+        let export = if o.restore {
+            "DsRestoreEnd"
+        } else {
+            "DsBackupEnd"
+        };
+        // SAFETY: the caller passes a handle value; End's signature is the family's.
+        if let Some(f) = unsafe { self.api.get::<HbcOnly>(export) } {
+            let rc = unsafe { f(o.value as Hbc) };
+            obs.codes.push(rc);
+            if rc != 0 {
+                self.cleanup_failed.push(o);
+            }
+        }
+    }
+
+    /// Ends once more every session whose End failed in the last clean-up.
+    fn retry_cleanup(&mut self) -> Observation {
+        let mut obs = Observation::default();
+        for Orphan { restore, value } in std::mem::take(&mut self.cleanup_failed) {
+            let export = if restore {
+                "DsRestoreEnd"
+            } else {
+                "DsBackupEnd"
+            };
+            // SAFETY: End takes a handle by value; the value is one the library gave out.
+            if let Some(f) = unsafe { self.api.get::<HbcOnly>(export) } {
+                obs.codes.push(unsafe { f(value as Hbc) });
+            }
+        }
+        obs
     }
 
     fn op(&mut self, op: &Op) -> Observation {
@@ -629,27 +677,23 @@ impl<'a> Interp<'a> {
                 }
                 Op::Faulted { at, body } => return Ok(self.faulted(*at, body)),
                 Op::Cleanup => {
+                    // No allocation here unless an End fails: heap layout is part of what a
+                    // corrupting library's crash depends on.
                     for s in 0..SLOTS {
-                        if std::mem::take(&mut self.open[s]) {
-                            if let Some(f) = api.get::<HbcOnly>("DsBackupEnd") {
-                                obs.codes.push(f(self.handles[s] as Hbc));
-                            }
-                        }
-                        if std::mem::take(&mut self.restore_open[s]) {
-                            if let Some(f) = api.get::<HbcOnly>("DsRestoreEnd") {
-                                obs.codes.push(f(self.handles[s] as Hbc));
+                        for restore in [false, true] {
+                            let open = if restore {
+                                &mut self.restore_open[s]
+                            } else {
+                                &mut self.open[s]
+                            };
+                            if std::mem::take(open) {
+                                let value = self.handles[s];
+                                self.cleanup_end(obs, Orphan { restore, value });
                             }
                         }
                     }
-                    for Orphan { restore, value: v } in std::mem::take(&mut self.orphans) {
-                        let f = if restore {
-                            api.get::<HbcOnly>("DsRestoreEnd")
-                        } else {
-                            api.get::<HbcOnly>("DsBackupEnd")
-                        };
-                        if let Some(f) = f {
-                            obs.codes.push(f(v as Hbc));
-                        }
+                    for o in std::mem::take(&mut self.orphans) {
+                        self.cleanup_end(obs, o);
                     }
                     for b in self.bufs.iter_mut() {
                         let p = std::mem::take(b).ptr;

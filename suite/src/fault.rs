@@ -7,7 +7,7 @@
 
 use crate::checks::release::{paths, Path};
 use crate::checks::{Ctx, Eval};
-use ntdsbcli_harness::codes::describe;
+use ntdsbcli_harness::codes::{describe, ERROR_INVALID_PARAMETER};
 use ntdsbcli_harness::imports::fault::ordinal;
 use ntdsbcli_harness::imports::{Hit, ROUTABLE};
 use ntdsbcli_harness::program::{FaultObs, Observation, Op, Program};
@@ -215,15 +215,26 @@ fn judge_codes(body: &[Op], obs: &Observation) -> Option<String> {
     judge_run(body, obs, None)
 }
 
-/// The rules for one faulted run of a path: codes from End, and, when measured against what
-/// the path holds with no fault (`base`), nothing more left over.
+/// The rules for one faulted run of a path, by where the failed call landed:
+/// - inside Prepare: a failure code, or S_OK with a handle (REQ-20, REQ-26/27);
+/// - inside an intermediate call: End still returns S_OK on every handle Prepare gave out
+///   (REQ-08);
+/// - inside End itself (or the clean-up's End): End may return any code, as "a Win32 or RPC
+///   error code otherwise" allows; it is tried once more with no fault, and that try may
+///   return S_OK or 87 (A-4: whether the handle stays valid is not documented);
+/// and, when measured against what the path holds with no fault (`base`), nothing more left
+/// over once End has returned (REQ-14, REQ-09).
 pub fn judge_run(body: &[Op], obs: &Observation, base: Option<Growth>) -> Option<String> {
     let f = obs.fault.as_ref()?;
     let what = match &f.sweep.hit {
         Some(h) => format!("{} failed", site_name(h, body)),
         None => "no call failed (fewer calls this time)".to_string(),
     };
+    let hit = f.sweep.hit.as_ref().map(|h| h.step as usize);
+    let cleanup = body.len();
     let mut said = Vec::new();
+    // The End whose own call failed did not return S_OK: the clean-up's End is its retry.
+    let mut retried_in_cleanup = false;
     for (i, step) in obs.steps.iter().enumerate() {
         match body.get(i) {
             Some(op @ Op::Prepare(_)) => {
@@ -236,27 +247,61 @@ pub fn judge_run(body: &[Op], obs: &Observation, base: Option<Growth>) -> Option
                     if rc == 0 && step.handle.unwrap_or(0) == 0 {
                         return Some(format!("{what}; it returned S_OK with no handle"));
                     }
+                    // The same Prepare succeeded with no fault: refused before the fault
+                    // landed, it meets what an earlier run left (a backup the server still
+                    // runs for a session whose End gave up).
+                    if rc != 0 && hit.is_none_or(|h| h > i) {
+                        return Some(format!(
+                            "{} returned {} before any call failed, though it succeeds when nothing fails: what an earlier run's End was given is still held (by the library or its server)",
+                            op.export().unwrap_or("?"),
+                            describe(rc)
+                        ));
+                    }
                 }
             }
             Some(op @ (Op::End(_) | Op::RestoreEnd(_))) => {
-                if let Some(rc) = step.rc.filter(|&rc| rc != 0) {
-                    return Some(format!(
-                        "{what}; then {} returned {}, expected 0 (S_OK) for a handle Prepare gave out",
-                        op.export().unwrap_or("End"),
-                        describe(rc)
-                    ));
+                let Some(rc) = step.rc.filter(|&rc| rc != 0) else {
+                    continue;
+                };
+                let export = op.export().unwrap_or("End");
+                if hit == Some(i) {
+                    said.push(format!("{export} returned {}", describe(rc)));
+                    retried_in_cleanup = true;
+                    continue;
                 }
+                return Some(format!(
+                    "{what}; then {export} returned {}, expected 0 (S_OK) for a handle Prepare gave out",
+                    describe(rc)
+                ));
             }
-            Some(op) if f.sweep.hit.as_ref().is_some_and(|h| h.step as usize == i) => {
+            Some(op) if hit == Some(i) => {
                 if let (Some(rc), Some(name)) = (step.rc, op.export()) {
                     said.push(format!("{name} returned {}", describe(rc)));
                 }
             }
             Some(_) => {}
-            None => {
+            None if i == cleanup && hit == Some(cleanup) => {
                 if let Some(&rc) = step.codes.iter().find(|&&rc| rc != 0) {
+                    said.push(format!("the clean-up End returned {}", describe(rc)));
+                }
+            }
+            None => {
+                // The clean-up after a failed End, or the retry after a failed clean-up End.
+                let retry = retried_in_cleanup || i > cleanup;
+                let allowed = |rc: i32| rc == 0 || (retry && rc == ERROR_INVALID_PARAMETER);
+                if let Some(&rc) = step.codes.iter().find(|&&rc| !allowed(rc)) {
+                    let expected = if retry {
+                        "expected 0 (S_OK) or 87 (ERROR_INVALID_PARAMETER) from a retry of an End whose own call failed"
+                    } else {
+                        "expected 0 (S_OK) for a handle Prepare gave out"
+                    };
+                    let which = if i > cleanup {
+                        "the retry of the clean-up End"
+                    } else {
+                        "the clean-up End"
+                    };
                     return Some(format!(
-                        "{what}; then the clean-up End returned {}, expected 0 (S_OK) for a handle Prepare gave out",
+                        "{what}; then {which} returned {}, {expected}",
                         describe(rc)
                     ));
                 }
@@ -356,6 +401,9 @@ struct Counted {
     sites: u64,
     trace: Vec<Hit>,
     base: Growth,
+    /// DsRestorePrepare refused with no fault (an online server): no restore session to
+    /// judge, so the path is not swept.
+    refused: Option<i32>,
 }
 
 /// The sweep's findings and its bookkeeping.
@@ -403,7 +451,9 @@ pub fn run(
     }
     let share = limits.budget / paths.len() as u32;
     for (i, p) in paths.iter().enumerate() {
-        sweep_path(sup, (i, p), &counted[i], limits.sites, share, &mut found)?;
+        if counted[i].refused.is_none() {
+            sweep_path(sup, (i, p), &counted[i], limits.sites, share, &mut found)?;
+        }
     }
     Ok(verdict(&paths, &counted, limits, found))
 }
@@ -439,9 +489,22 @@ fn count<'a>(
                 sites: f.sweep.sites,
                 base: Growth::of(&f),
                 trace: f.sweep.trace,
+                refused: restore_refused(p, r),
             }
         })
         .collect())
+}
+
+/// The code of a DsRestorePrepare that the count run (no fault) saw refused.
+fn restore_refused(p: &Path, r: &RunResult) -> Option<i32> {
+    let RunResult::Done(obs) = r else {
+        return None;
+    };
+    let steps = &obs.get(FAULTED_OPS[0])?.steps;
+    p.body.iter().zip(steps).find_map(|(op, o)| match op {
+        Op::RestorePrepare(_) => o.rc.filter(|&rc| rc != 0),
+        _ => None,
+    })
 }
 
 /// Fails each site of one path in turn, within its share of the budget. The first death on a
@@ -536,9 +599,14 @@ fn verdict(
     let per_path: Vec<String> = paths
         .iter()
         .zip(counted)
-        .map(|(p, c)| match c.sites {
-            n if n > cap => format!("{} {cap} of {n}", p.name),
-            n => format!("{} {n}", p.name),
+        .map(|(p, c)| match (c.refused, c.sites) {
+            (Some(rc), _) => format!(
+                "{} not swept: DsRestorePrepare refused with {} (no restore session to judge)",
+                p.name,
+                describe(rc)
+            ),
+            (None, n) if n > cap => format!("{} {cap} of {n}", p.name),
+            (None, n) => format!("{} {n}", p.name),
         })
         .collect();
     let budget_note = if found.timed_out.is_empty() {
@@ -556,7 +624,7 @@ fn verdict(
         .find(|o| found.findings.iter().any(|f| f.outcome == *o));
     let Some(worst) = worst else {
         let mut s = format!(
-            "a failure of each of {tried} resource calls was handled: no crash or hang, End returned S_OK, nothing left held (calls per path: {})",
+            "a failure of each of {tried} resource calls was handled: no crash or hang, End returned S_OK after every failure but its own, nothing left held (calls per path: {})",
             per_path.join("; ")
         );
         s.push_str(&budget_note);
@@ -719,16 +787,19 @@ mod tests {
         assert_eq!(judge_run(&body(), &o, None), None);
     }
 
+    fn codes(codes: Vec<i32>) -> Observation {
+        Observation {
+            codes,
+            ..Observation::default()
+        }
+    }
+
     #[test]
-    fn end_must_return_s_ok_on_a_handle_prepare_gave_out() {
+    fn end_must_return_s_ok_after_a_failure_in_another_call() {
+        // REQ-08: the failure landed in Free (step 1); End's 87 is wrong.
         let o = run_obs(
-            vec![
-                rc(0),
-                Observation::default(),
-                rc(87),
-                Observation::default(),
-            ],
-            Some(hit("malloc", 1, 2)),
+            vec![rc(0), Observation::default(), rc(87), codes(vec![])],
+            Some(hit("malloc", 1, 1)),
             Probe::default(),
             (0, 0),
         );
@@ -736,20 +807,89 @@ mod tests {
         assert!(why.contains("DsBackupEnd returned"), "{why}");
         // The clean-up's Ends too.
         let o = run_obs(
-            vec![
-                rc(0),
-                Observation {
-                    codes: vec![87],
-                    ..Observation::default()
-                },
-            ],
-            Some(hit("calloc", 1, 1)),
+            vec![rc(0), codes(vec![87])],
+            Some(hit("calloc", 1, 0)),
             Probe::default(),
             (0, 0),
         );
         assert!(judge_run(&body()[..1], &o, None)
             .unwrap()
             .contains("clean-up End returned"));
+    }
+
+    #[test]
+    fn end_whose_own_call_failed_may_say_so_and_its_retry_may_find_it_gone() {
+        // The failure landed inside End (step 2): 1722 is "an RPC error code otherwise"; the
+        // clean-up retries it, and 87 there says End released the session anyway (A-4).
+        for retry in [0, 87] {
+            let o = run_obs(
+                vec![rc(0), Observation::default(), rc(1722), codes(vec![retry])],
+                Some(hit("send", 1, 2)),
+                Probe::default(),
+                (0, 0),
+            );
+            assert_eq!(judge_run(&body(), &o, Some(Growth::default())), None);
+        }
+        // Any other answer from the retry is wrong.
+        let o = run_obs(
+            vec![rc(0), Observation::default(), rc(1722), codes(vec![1722])],
+            Some(hit("send", 1, 2)),
+            Probe::default(),
+            (0, 0),
+        );
+        let why = judge_run(&body(), &o, None).unwrap();
+        assert!(why.contains("from a retry"), "{why}");
+        // What End held must still be given back.
+        let o = run_obs(
+            vec![rc(0), Observation::default(), rc(1722), codes(vec![87])],
+            Some(hit("send", 1, 2)),
+            Probe {
+                handles: 1,
+                ..Probe::default()
+            },
+            (24, 1),
+        );
+        let why = judge_run(&body(), &o, Some(Growth::default())).unwrap();
+        assert!(
+            why.contains("1 handle and 1 heap block (24 bytes) were still held"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_failure_inside_the_clean_up_end_is_judged_by_its_retry() {
+        let o = run_obs(
+            vec![rc(0), codes(vec![1722]), codes(vec![87])],
+            Some(hit("send", 1, 1)),
+            Probe::default(),
+            (0, 0),
+        );
+        assert_eq!(judge_run(&body()[..1], &o, Some(Growth::default())), None);
+        let o = run_obs(
+            vec![rc(0), codes(vec![1722]), codes(vec![5])],
+            Some(hit("send", 1, 1)),
+            Probe::default(),
+            (0, 0),
+        );
+        let why = judge_run(&body()[..1], &o, None).unwrap();
+        assert!(
+            why.contains("the retry of the clean-up End returned 5"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_prepare_refused_before_the_fault_landed_meets_an_earlier_leak() {
+        // The fault was due at a later step: Prepare failed on its own, which it never does
+        // with nothing failed, so an earlier run left a backup held.
+        let o = run_obs(
+            vec![rc(0xC80001F9u32 as i32), codes(vec![])],
+            None,
+            Probe::default(),
+            (0, 0),
+        );
+        let why = judge_run(&body(), &o, None).unwrap();
+        assert!(why.contains("before any call failed"), "{why}");
     }
 
     #[test]
