@@ -73,6 +73,13 @@ pub fn describe(code: i32) -> String {
     }
 }
 
+/// A documented failure code with which a second Prepare may refuse while a first session is
+/// live: the library, or its server, runs one backup at a time (design §4). Codes that say an
+/// argument was wrong (87, hrInvalidParam) are not refusals.
+pub fn refuses_another_session(code: i32) -> bool {
+    code == ERROR_NOT_ENOUGH_MEMORY || environment_problem(code).is_some()
+}
+
 /// A documented environment problem: Prepare failing with one of these does not prove the
 /// library wrong (design §4); the text says what the user should fix.
 pub fn environment_problem(code: i32) -> Option<&'static str> {

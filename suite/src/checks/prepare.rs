@@ -2,7 +2,7 @@
 //! Prepare leaves behind.
 
 use super::common::{end, live, program, slot, spoil, BadArg, Ctx, Eval, Findings, Ran};
-use ntdsbcli_harness::codes::{self, describe, HR_BACKUP_IN_PROGRESS, HR_INVALID_PARAM};
+use ntdsbcli_harness::codes::{self, describe, HR_INVALID_PARAM};
 use ntdsbcli_harness::program::Free;
 use ntdsbcli_harness::program::{Op, Program, Text};
 use ntdsbcli_harness::report::Outcome;
@@ -282,16 +282,29 @@ pub fn distinct_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
     if let Err(e) = live(p0) {
         return e;
     }
-    if p1.rc == Some(HR_BACKUP_IN_PROGRESS) {
+    let mut f = Findings::default();
+    if let Some(rc) = p1.rc.filter(|&rc| codes::refuses_another_session(rc)) {
+        // One backup at a time (design §4): nothing here needs two sessions, but the refusal
+        // must leave the first session as it was (REQ-13).
+        f.code(
+            "after the refused second Prepare, End of the first session",
+            r.get("end0"),
+            0,
+        );
+        if f.failed() {
+            return f.finish("");
+        }
         return Eval::new(
             Outcome::Skip,
-            "the second Prepare refused with hrBackupInProgress: one session at a time",
+            format!(
+                "one session at a time: a second Prepare while the first was live was refused with {}, and the first session went on unharmed; nothing to compare",
+                describe(rc)
+            ),
         );
     }
-    let mut f = Findings::default();
     match live(p1) {
         Err(_) => f.fail(format!(
-            "a second Prepare while one session is live returned {}, expected S_OK or hrBackupInProgress",
+            "a second Prepare while one session is live returned {}, expected S_OK or a documented refusal (one session at a time)",
             p1.rc.map(describe).unwrap_or_else(|| "nothing".into())
         )),
         Ok(()) if p0.handle == p1.handle => f.fail(format!(

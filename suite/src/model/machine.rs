@@ -95,6 +95,9 @@ pub struct BufState {
     pub freed: bool,
     /// A name list (an attachment name can be taken from it); else a token.
     pub list: bool,
+    /// The session whose call returned it: a list names that session's attachments, and
+    /// only that session is given its names (a library may list names per session).
+    pub session: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -332,11 +335,14 @@ impl ReferenceStateMachine for Machine {
                     .filter(|&b| st.bufs[b].list && !st.bufs[b].freed)
                     .collect();
                 if !lists.is_empty() {
+                    // The session drawn is replaced by the list's own, so that the draws
+                    // stay those of one stream per seed.
+                    let owner: Vec<usize> = st.bufs.iter().map(|b| b.session).collect();
                     options.push((
                         4,
                         (sess.clone(), proptest::sample::select(lists), form(s.open))
-                            .prop_map(|(session, list, wide)| Transition::Open {
-                                session,
+                            .prop_map(move |(_, list, wide)| Transition::Open {
+                                session: owner[list],
                                 list,
                                 wide,
                             })
@@ -480,7 +486,10 @@ impl ReferenceStateMachine for Machine {
             | Transition::Truncate { session } => session < n,
             Transition::Names { session, .. } => session < n && st.bufs.len() < MAX_BUFS,
             Transition::Open { session, list, .. } => {
-                session < n && buf_ok(list) && st.bufs[list].list
+                session < n
+                    && buf_ok(list)
+                    && st.bufs[list].list
+                    && st.bufs[list].session == session
             }
             Transition::Free { buf } | Transition::Peek { buf } => buf_ok(buf),
             Transition::RestorePrepare { token, .. } => {
@@ -503,6 +512,7 @@ impl ReferenceStateMachine for Machine {
                 st.bufs.push(BufState {
                     freed: false,
                     list: false,
+                    session: st.sessions.len() - 1,
                 });
             }
             Transition::End { session } | Transition::EndConcurrent { session } => {
@@ -515,6 +525,7 @@ impl ReferenceStateMachine for Machine {
                 st.bufs.push(BufState {
                     freed: false,
                     list: true,
+                    session,
                 });
             }
             Transition::Open { session, .. } if st.sessions[session].live => {

@@ -6,8 +6,8 @@
 use super::machine::*;
 use crate::checks::Ctx;
 use ntdsbcli_harness::codes::{
-    self, describe, ERROR_HANDLE_EOF, ERROR_INVALID_PARAMETER, E_INVALIDARG, HR_BACKUP_IN_PROGRESS,
-    HR_INVALID_HANDLE, HR_INVALID_PARAM,
+    self, describe, ERROR_HANDLE_EOF, ERROR_INVALID_PARAMETER, E_INVALIDARG, HR_INVALID_HANDLE,
+    HR_INVALID_PARAM,
 };
 use ntdsbcli_harness::program::{
     Close, End, EndConcurrent, Free, Names, Read, ReadToEnd, RestoreEnd, Truncate,
@@ -586,14 +586,17 @@ fn step(
 ) -> Expect {
     let rc = o.rc;
     match *t {
-        // REQ-20: S_OK and a non-NULL handle. A second session may be refused with
-        // hrBackupInProgress (design §4, prepare.distinct).
+        // REQ-20: S_OK and a non-NULL handle. While another session is live, a library (or
+        // its server) that runs one backup at a time may refuse with a documented code
+        // (design §4, prepare.distinct); the sequence goes on without that session.
         Transition::Prepare { .. } => {
             let h = o.handle.unwrap_or(0);
             let ok = rc == Some(0) && h != 0;
-            let others_live = p.sessions.iter().any(|s| s.live);
-            let expect = if rc == Some(HR_BACKUP_IN_PROGRESS) && others_live {
-                Expect::Exact(HR_BACKUP_IN_PROGRESS)
+            let others_live =
+                p.sessions.iter().any(|s| s.live) || p.restores.iter().any(|r| r.live);
+            let refused = rc.filter(|&rc| codes::refuses_another_session(rc));
+            let expect = if let (Some(code), true) = (refused, others_live) {
+                Expect::Exact(code)
             } else {
                 if let Some(fix) = rc.and_then(codes::environment_problem) {
                     j.environment = Some(format!(

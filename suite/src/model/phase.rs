@@ -162,6 +162,8 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
     let mut warnings: Vec<String> = Vec::new();
     let mut next_index = 0u64;
     let mut stopped = None;
+    // Workers collided on a backup limit shared across processes: one worker since.
+    let mut serial = false;
     while next_index < opts.sequences {
         if opts.budget.is_some_and(|b| start.elapsed() >= b) {
             stopped = Some(format!(
@@ -183,48 +185,72 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
                 oracle::program(ctx, s, ts, format!("sequence {}", done + k as u64))
             })
             .collect();
-        let (results, judged) = run_batch(&mut pool, ctx, &programs, &cases, opts.budget, start)?;
-        let ran = judged.len();
-        let sup = &mut pool[0];
-        for (k, mut j) in judged.into_iter().enumerate() {
-            let (init, ts) = &cases[k];
-            let mut result = results[k].as_ref().expect("judged programs have results");
-            let again;
-            if matches!(j.failure, Some(Failure::Leak { .. })) {
-                // Growth in one run can be one-off set-up; a leak grows again.
-                again = recurring(sup, &programs[k])?;
-                result = &again;
-                j = oracle::judge(ctx, init, ts, result);
-            }
-            hresult |= j.hresult_accepted;
-            for w in &j.warnings {
-                if !warnings.contains(w) {
-                    warnings.push(w.clone());
+        // From `offset` on, the batch's sequences still wait for a judgement: a collision of
+        // workers on a one-backup server sends them again, in one worker.
+        let mut offset = 0;
+        let mut ran = 0;
+        'batch: while offset < n {
+            let (results, judged) = run_batch(
+                &mut pool,
+                ctx,
+                &programs[offset..],
+                &cases[offset..],
+                opts.budget,
+                start,
+            )?;
+            ran = offset + judged.len();
+            for (i, mut j) in judged.into_iter().enumerate() {
+                let k = offset + i;
+                let (init, ts) = &cases[k];
+                let mut result = results[i].as_ref().expect("judged programs have results");
+                let again;
+                if matches!(j.failure, Some(Failure::Leak { .. })) {
+                    // Growth in one run can be one-off set-up; a leak grows again.
+                    again = recurring(pool[0], &programs[k])?;
+                    result = &again;
+                    j = oracle::judge(ctx, init, ts, result);
                 }
+                if j.environment.is_some() && pool.len() > 1 {
+                    // A backup refused with no session of the sequence's own live: the
+                    // library's limit may be shared by every process (a domain controller
+                    // runs one backup for all its clients), and another worker held it.
+                    // One worker from here on; only a refusal there is the environment's.
+                    pool.truncate(1);
+                    serial = true;
+                    offset = k;
+                    continue 'batch;
+                }
+                hresult |= j.hresult_accepted;
+                for w in &j.warnings {
+                    if !warnings.contains(w) {
+                        warnings.push(w.clone());
+                    }
+                }
+                if let Some(env) = j.environment {
+                    return Ok(SeqOutcome {
+                        eval: Eval::new(
+                            Outcome::Inconclusive,
+                            format!("sequences need live sessions, but {env}"),
+                        ),
+                        repro: None,
+                        sequences: done + k as u64,
+                        calls,
+                    });
+                }
+                if j.failure.is_some() {
+                    let found = Found {
+                        tree: trees.swap_remove(k),
+                        prog: &programs[k],
+                        result,
+                        index: indices[k],
+                        ran_before: done + k as u64,
+                        calls,
+                    };
+                    return shrink(pool[0], ctx, opts, found);
+                }
+                calls += calls_of(ts);
             }
-            if let Some(env) = j.environment {
-                return Ok(SeqOutcome {
-                    eval: Eval::new(
-                        Outcome::Inconclusive,
-                        format!("sequences need live sessions, but {env}"),
-                    ),
-                    repro: None,
-                    sequences: done + k as u64,
-                    calls,
-                });
-            }
-            if j.failure.is_some() {
-                let found = Found {
-                    tree: trees.swap_remove(k),
-                    prog: &programs[k],
-                    result,
-                    index: indices[k],
-                    ran_before: done + k as u64,
-                    calls,
-                };
-                return shrink(sup, ctx, opts, found);
-            }
-            calls += calls_of(ts);
+            break;
         }
         done += ran as u64;
     }
@@ -232,6 +258,11 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
         Some((k, n)) => format!("all {done} sequences of shard {k}/{n} ran"),
         None => format!("all {} requested sequences ran", opts.sequences),
     });
+    let why = if serial {
+        format!("{why}; the library's server runs one backup at a time for all its clients, so the sequences ran in one worker once two had collided")
+    } else {
+        why
+    };
     Ok(SeqOutcome {
         eval: passed(ctx, done, calls, hresult, &warnings, &why),
         repro: None,
