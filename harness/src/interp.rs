@@ -21,6 +21,9 @@ pub(crate) struct Buf {
     pub(crate) wide: bool,
 }
 
+/// Bytes of a live context copied for the garbage class "a copy of a live handle's bytes".
+const COPY_BYTES: usize = 256;
+
 /// A session still open when a Prepare reused its slot: ended by value at cleanup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Orphan {
@@ -332,7 +335,13 @@ impl<'a> Interp<'a> {
                     Garbage::Random(seed) => fill_random(&mut mem, seed | 1),
                     Garbage::CopyOfLive(s) => {
                         let live = self.handles[s as usize] as usize;
-                        if !sys::copy_if_readable(live, &mut mem[..256]) {
+                        // A small context may end at an unreadable page (the page heap puts
+                        // each block against a guard page): copy what is readable of it.
+                        let to_page_end = sys::PAGE - live % sys::PAGE;
+                        let copied = sys::copy_if_readable(live, &mut mem[..COPY_BYTES])
+                            || (to_page_end < COPY_BYTES
+                                && sys::copy_if_readable(live, &mut mem[..to_page_end]));
+                        if !copied {
                             return Err("the live handle's address is not readable memory".into());
                         }
                     }

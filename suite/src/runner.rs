@@ -533,6 +533,17 @@ fn plan(selected: &[&'static CheckDef], ctx: &Ctx, missing: &[&str]) -> Plan {
         }
         let check = check_for(def.id).expect("every catalogue check that runs programs has them");
         let mine = (check.plan)(ctx);
+        if mine.is_empty() {
+            // A check that ran nothing has shown nothing: never a pass.
+            plan.decided.push(report_of(
+                def,
+                Eval::new(
+                    Outcome::Skip,
+                    "not run: none of its programs can be made with this library's exports",
+                ),
+            ));
+            continue;
+        }
         let range = plan.programs.len()..plan.programs.len() + mine.len();
         plan.programs.extend(mine);
         plan.planned.push((check, range));

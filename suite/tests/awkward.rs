@@ -369,3 +369,172 @@ fn detached_session_threads_exit_just_after_end() {
         assert_eq!(count("/proc/self/task"), before, "it exits a moment later");
     });
 }
+
+#[test]
+fn one_session_at_a_time_refuses_the_second_with_backup_in_progress() {
+    let lib = common::c_design("ONE_SESSION");
+    let Some(out) = conformant_with(
+        "one_session_at_a_time_refuses_the_second_with_backup_in_progress",
+        &lib,
+        |l| {
+            let a = l.prepare();
+            let (rc, h) = l.prepare_type(1);
+            assert_eq!(rc as u32, 0xC800_01F9, "hrBackupInProgress");
+            assert_eq!(h, 0, "no handle for the refused Prepare");
+            assert_eq!(l.end(a), 0);
+            let b = l.prepare();
+            assert_eq!(l.end(b), 0, "a new session once the first has ended");
+        },
+    ) else {
+        return;
+    };
+    let d = line(&out, "prepare.distinct");
+    assert!(
+        d.contains(" skip ") && d.contains("one session at a time"),
+        "{d}"
+    );
+}
+
+#[test]
+fn end_that_does_io_reports_its_failure_and_still_releases() {
+    let lib = common::c_design("END_IO");
+    let Some(out) = conformant_with(
+        "end_that_does_io_reports_its_failure_and_still_releases",
+        &lib,
+        |l| {
+            let before = count("/proc/self/fd");
+            let h = l.prepare();
+            assert_eq!(count("/proc/self/fd"), before + 2, "a binding pipe");
+            assert_eq!(l.end(h), 0);
+            assert_eq!(count("/proc/self/fd"), before);
+        },
+    ) else {
+        return;
+    };
+    // End's own write and read are failed in turn: End returns 1722 then, and that is allowed.
+    let f = line(&out, "fault.cleanup");
+    assert!(f.contains(" pass "), "{f}");
+}
+
+#[test]
+fn restore_refused_by_an_online_server_is_skipped_not_blamed() {
+    let lib = common::c_design("RESTORE_REFUSED");
+    let Some(out) = conformant_with(
+        "restore_refused_by_an_online_server_is_skipped_not_blamed",
+        &lib,
+        |l| unsafe {
+            type RestorePrepareA = unsafe extern "C" fn(
+                *const std::ffi::c_char,
+                u32,
+                *mut c_void,
+                u32,
+                *mut Hbc,
+            ) -> i32;
+            let f: Symbol<RestorePrepareA> = l.lib.get(b"DsRestorePrepareA").unwrap();
+            let mut h: Hbc = 1 as Hbc;
+            let rc = f(
+                c"\\\\localhost".as_ptr(),
+                0,
+                std::ptr::null_mut(),
+                0,
+                &mut h,
+            );
+            assert_eq!(rc, 5, "ERROR_ACCESS_DENIED");
+            assert!(h.is_null(), "*phbc left NULL");
+        },
+    ) else {
+        return;
+    };
+    assert!(line(&out, "end.restore-handle").contains(" skip "));
+    assert!(line(&out, "end.release").contains(" pass "));
+}
+
+#[test]
+fn names_listed_per_session_open_only_on_their_session() {
+    let lib = common::c_design("SESSION_NAMES");
+    conformant_with(
+        "names_listed_per_session_open_only_on_their_session",
+        &lib,
+        |l| unsafe {
+            type NamesA = unsafe extern "C" fn(Hbc, *mut *mut std::ffi::c_char, *mut u32) -> i32;
+            type OpenA = unsafe extern "C" fn(Hbc, *const std::ffi::c_char, u32, *mut i64) -> i32;
+            let names: Symbol<NamesA> = l.lib.get(b"DsBackupGetDatabaseNamesA").unwrap();
+            let open: Symbol<OpenA> = l.lib.get(b"DsBackupOpenFileA").unwrap();
+            let (a, b) = (l.prepare(), l.prepare());
+            let (mut list, mut cb) = (std::ptr::null_mut(), 0u32);
+            assert_eq!(names(a as Hbc, &mut list, &mut cb), 0);
+            // The name after the BFT character.
+            let name = list.add(1);
+            let mut size = 0i64;
+            assert_ne!(open(b as Hbc, name, 24576, &mut size), 0, "not b's name");
+            assert_eq!(open(a as Hbc, name, 24576, &mut size), 0, "a's own name");
+            assert_eq!(l.end(a), 0);
+            assert_eq!(l.end(b), 0);
+        },
+    );
+}
+
+#[test]
+fn a_helper_process_forked_per_session_is_reaped_at_end() {
+    let lib = common::c_design("FORK_HELPER");
+    conformant_with(
+        "a_helper_process_forked_per_session_is_reaped_at_end",
+        &lib,
+        |l| {
+            // Children of every thread of this process (the forking thread is the test's).
+            let children = || {
+                std::fs::read_dir("/proc/self/task")
+                    .unwrap()
+                    .flatten()
+                    .map(|t| {
+                        std::fs::read_to_string(t.path().join("children"))
+                            .unwrap_or_default()
+                            .split_whitespace()
+                            .count()
+                    })
+                    .sum::<usize>()
+            };
+            let before = children();
+            let h = l.prepare();
+            assert_eq!(children(), before + 1, "a helper per session");
+            assert_eq!(l.end(h), 0);
+            assert_eq!(children(), before, "reaped by End");
+        },
+    );
+}
+
+#[test]
+fn handles_equal_to_the_sessions_descriptor_number() {
+    let lib = common::c_design("FD_HANDLE");
+    conformant_with(
+        "handles_equal_to_the_sessions_descriptor_number",
+        &lib,
+        |l| {
+            let h = l.prepare();
+            assert!(h < 1024, "a descriptor number: {h}");
+            assert!(
+                std::path::Path::new(&format!("/proc/self/fd/{h}")).exists(),
+                "{h} is an open descriptor"
+            );
+            assert_eq!(l.end(h), 0);
+            let again = l.prepare();
+            assert_eq!(again, h, "the number comes back with the next session");
+            assert_eq!(l.end(again), 0);
+        },
+    );
+}
+
+#[test]
+fn an_arena_of_its_own_instead_of_the_heap() {
+    let lib = common::c_design("ARENA");
+    conformant_with("an_arena_of_its_own_instead_of_the_heap", &lib, |l| {
+        let blocks: Symbol<unsafe extern "C" fn() -> i32> =
+            unsafe { l.lib.get(b"ntdsb_arena_blocks") }.unwrap();
+        let before = unsafe { blocks() };
+        let h = l.prepare();
+        // The session (the token was freed by prepare()).
+        assert_eq!(unsafe { blocks() }, before + 1);
+        assert_eq!(l.end(h), 0);
+        assert_eq!(unsafe { blocks() }, before);
+    });
+}

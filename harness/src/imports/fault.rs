@@ -2,7 +2,7 @@
 //! the library's live heap bytes as the allocation wrappers see them. Platform-neutral: the
 //! wrappers of each platform call `strike` and `held_add`.
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// What a routed function makes: a fault fails it the way that kind of call fails.
@@ -44,6 +44,9 @@ pub struct Sweep {
 pub const TRACE_MAX: usize = 10_000;
 
 static ARMED: AtomicBool = AtomicBool::new(false);
+/// The process that armed the fault: a child the library forks (without exec) inherits the
+/// armed state, and must neither fail a call nor count one of the worker's.
+static ARMED_BY: AtomicU32 = AtomicU32::new(0);
 static AT: AtomicU64 = AtomicU64::new(0);
 static SEEN: AtomicU64 = AtomicU64::new(0);
 static HIT: Mutex<Option<Hit>> = Mutex::new(None);
@@ -64,6 +67,7 @@ pub fn arm(at: u64) {
     STEP.store(0, Ordering::SeqCst);
     SEEN.store(0, Ordering::SeqCst);
     AT.store(at, Ordering::SeqCst);
+    ARMED_BY.store(std::process::id(), Ordering::SeqCst);
     ARMED.store(true, Ordering::SeqCst);
 }
 
@@ -87,7 +91,7 @@ pub fn hit() -> Option<Hit> {
 // Called by the ELF wrappers; the PE ones are still to come.
 #[cfg_attr(windows, allow(dead_code))]
 pub(crate) fn strike(class: Class, function: &'static str, nth: impl FnOnce() -> u64) -> bool {
-    if class == Class::Never || !ARMED.load(Ordering::Relaxed) {
+    if class == Class::Never || !ARMED.load(Ordering::Relaxed) || !in_armer() {
         return false;
     }
     let site = SEEN.fetch_add(1, Ordering::SeqCst) + 1;
@@ -116,7 +120,12 @@ pub(crate) fn strike(class: Class, function: &'static str, nth: impl FnOnce() ->
 // Called by the ELF wrappers; the PE ones are still to come.
 #[cfg_attr(windows, allow(dead_code))]
 pub(crate) fn armed() -> bool {
-    ARMED.load(Ordering::Relaxed)
+    ARMED.load(Ordering::Relaxed) && in_armer()
+}
+
+/// Whether this is the process that armed the fault (not a child forked from it).
+fn in_armer() -> bool {
+    ARMED_BY.load(Ordering::Relaxed) == std::process::id()
 }
 
 /// The library's heap blocks grew (or shrank) by `bytes` and `blocks`, as its allocator

@@ -48,6 +48,24 @@ fn book() -> std::sync::MutexGuard<'static, Option<Book>> {
     BOOK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+thread_local! {
+    /// The book, held by the thread that forks while the fork happens: a child starts with
+    /// the book unheld and consistent, whatever other threads were doing (pthread_atfork).
+    static HELD_OVER_FORK: std::cell::RefCell<Option<std::sync::MutexGuard<'static, Option<Book>>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Before a fork: take the book, so that no other thread holds it while the child is made.
+pub(super) fn before_fork() {
+    let guard = book();
+    HELD_OVER_FORK.with(|h| *h.borrow_mut() = Some(guard));
+}
+
+/// After a fork, in the parent and in the child alike: give the book back.
+pub(super) fn after_fork() {
+    HELD_OVER_FORK.with(|h| drop(h.borrow_mut().take()));
+}
+
 /// Turns the page heap on for the rest of the process, with `quarantine` bytes of freed
 /// pages kept inaccessible. False where the platform has none.
 pub fn enable(quarantine: usize) -> bool {
@@ -62,6 +80,7 @@ pub fn enable(quarantine: usize) -> bool {
         mapped: 0,
     });
     platform::name_faults();
+    platform::guard_forks();
     ON.store(true, Ordering::Release);
     true
 }

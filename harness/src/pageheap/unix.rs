@@ -96,6 +96,24 @@ extern "C" fn on_fault(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void)
     // Returning runs the faulting instruction again, now under the default disposition.
 }
 
+extern "C" fn fork_prepare() {
+    super::heap::before_fork();
+}
+
+extern "C" fn fork_done() {
+    super::heap::after_fork();
+}
+
+/// Makes a fork from the library's code safe for the page heap: a helper process forked
+/// without exec must not inherit the book locked by a thread that does not exist there.
+pub fn guard_forks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: the handlers only lock and unlock the book, in the forking thread.
+    ONCE.call_once(|| unsafe {
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_done), Some(fork_done));
+    });
+}
+
 /// Installs the handler once (SA_RESETHAND: it runs for the first fault only).
 pub fn name_faults() {
     // SAFETY: installs a handler that only reads the page heap's book and writes one line.

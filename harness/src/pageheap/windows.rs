@@ -106,6 +106,9 @@ unsafe extern "system" fn on_fault(info: *mut EXCEPTION_POINTERS) -> i32 {
 }
 
 /// Registers the handler first in line, once.
+/// Windows has no fork: nothing to guard.
+pub fn guard_forks() {}
+
 pub fn name_faults() {
     // SAFETY: registers a handler that only reads the page heap's book and writes one line.
     unsafe { AddVectoredExceptionHandler(1, Some(on_fault)) };

@@ -240,8 +240,10 @@ pub fn failed_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
                 continue;
             }
             if let Some(h) = p.handle.filter(|&h| h != 0) {
-                f.fail(format!(
-                    "Prepare with {label} failed but left *phbc = 0x{h:X} (was NULL)"
+                // REQ-16 is inferred and Prepare's page says nothing of *phbc on failure: a
+                // value that End refuses with 87 holds nothing, so this is only a warning.
+                f.compat(format!(
+                    "Prepare with {label} failed but left *phbc = 0x{h:X} (was NULL); the documentation does not say what *phbc holds after a failure, and End on it returned its answer below"
                 ));
             }
             f.invalid_param(
