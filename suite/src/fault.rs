@@ -221,8 +221,9 @@ fn judge_codes(body: &[Op], obs: &Observation) -> Option<String> {
 ///   (REQ-08);
 /// - inside End itself (or the clean-up's End): End may return any code, as "a Win32 or RPC
 ///   error code otherwise" allows; it is tried once more with no fault, and that try may
-///   return S_OK or 87 (A-4: whether the handle stays valid is not documented);
-/// and, when measured against what the path holds with no fault (`base`), nothing more left
+///   return S_OK or 87 (A-4: whether the handle stays valid is not documented).
+///
+/// And, when measured against what the path holds with no fault (`base`), nothing more left
 /// over once End has returned (REQ-14, REQ-09).
 pub fn judge_run(body: &[Op], obs: &Observation, base: Option<Growth>) -> Option<String> {
     let f = obs.fault.as_ref()?;

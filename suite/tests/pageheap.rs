@@ -127,3 +127,20 @@ fn correct_libraries_stay_conformant_on_the_page_heap() {
         );
     }
 }
+
+/// End that takes any readable pointer with the right magic number for a context accepts a
+/// copy of a live context's bytes. The page heap puts a small context against a guard page,
+/// so the copy is of what is readable: the class runs with the page heap on, and catches it.
+#[test]
+fn a_magic_checking_end_is_caught_with_the_page_heap_on() {
+    let lib = common::c_library(Some("MAGIC_COPY"));
+    let (code, report) = common::json_run(&lib, "end.garbage");
+    assert_eq!(code, 1, "{report}");
+    let r: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(r["library"]["page_heap"], true);
+    let detail = r["checks"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("End(pointer to a copy of a live handle's bytes) returned 0 (S_OK)"),
+        "{detail}"
+    );
+}

@@ -136,7 +136,6 @@ fn api_calls(c_source: &str) -> usize {
 #[case("end-failure-sticky", false)]
 #[case("end-frees-buffers", false)]
 #[case("end-race", true)]
-#[case("restore-end-ok", false)]
 #[case("restore-end-hang", false)]
 #[case("free-null-crash", true)]
 #[case("leak-fd", false)]

@@ -230,3 +230,92 @@ pub fn run_repro(exe: &Path, lib: &Path) -> (i32, String) {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
+
+/// The stand-in domain controller's server (fixtures/dc/server.c), built once per test run.
+pub fn dc_server() -> PathBuf {
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ntdsb-dc");
+    let src = repo_root().join("fixtures/dc/server.c");
+    let mut cmd = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
+    cmd.args(["-O1", "-Wall", "-Werror", "-o"])
+        .arg(&out)
+        .arg(&src);
+    build_once(
+        cmd,
+        &src,
+        &out,
+        "a C compiler (cc) is needed for the stand-in DC",
+    );
+    out
+}
+
+/// The stand-in DC's client library (fixtures/dc/client.c), correct or with one
+/// `DEFECT_DC_*` defect, built once per test run.
+pub fn dc_client(defect: Option<&str>) -> PathBuf {
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let name = match defect {
+        Some(d) => format!("libntdsb_dc_{}.so", d.to_lowercase()),
+        None => "libntdsb_dc.so".into(),
+    };
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let src = repo_root().join("fixtures/dc/client.c");
+    let mut cmd = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
+    cmd.args(["-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .arg("-lpthread");
+    if let Some(d) = defect {
+        cmd.arg(format!("-DDEFECT_DC_{d}"));
+    }
+    build_once(
+        cmd,
+        &src,
+        &out,
+        "a C compiler (cc) is needed for the stand-in DC",
+    );
+    out
+}
+
+/// A running stand-in domain controller on a socket of its own, stopped when dropped (and by
+/// itself when this process dies: it exits when its standard input closes).
+pub struct Dc {
+    child: std::process::Child,
+    pub socket: PathBuf,
+}
+
+impl Dc {
+    /// Starts a server answering each request after `latency_ms`.
+    pub fn start(latency_ms: u32) -> Dc {
+        use std::io::BufRead;
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Unix socket paths are short: a name in the temp folder, not the target folder.
+        let socket = std::env::temp_dir().join(format!("ntdsb-dc-{}-{n}.sock", std::process::id()));
+        let mut child = Command::new(dc_server())
+            .arg("--socket")
+            .arg(&socket)
+            .args([
+                "--latency-ms",
+                &latency_ms.to_string(),
+                "--exit-on-stdin-eof",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the stand-in DC starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("its stdout"))
+            .read_line(&mut line)
+            .expect("the stand-in DC says it is ready");
+        assert_eq!(line.trim(), "ready", "the stand-in DC did not start");
+        Dc { child, socket }
+    }
+}
+
+impl Drop for Dc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}

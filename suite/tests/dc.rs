@@ -1,0 +1,221 @@
+//! The stand-in domain controller (fixtures/dc): a backup client that talks to its server over
+//! a socket per session, as the real client is an RPC client of a DC. Every call is a round
+//! trip; End sends a last message and may fail with an RPC error; the server runs one backup at
+//! a time for all its clients and refuses restore while online. The verifier must call the
+//! pair conformant, with and without latency, and catch each planted defect with the check
+//! aimed at it. Each test starts its own server on a fresh socket.
+
+mod common;
+
+use common::Dc;
+use libloading::{Library, Symbol};
+use std::ffi::c_void;
+use std::path::Path;
+use std::process::Command;
+
+type Hbc = *mut c_void;
+type PrepareA = unsafe extern "C" fn(
+    *const std::ffi::c_char,
+    u32,
+    u32,
+    *mut *mut c_void,
+    *mut u32,
+    *mut Hbc,
+) -> i32;
+type RestorePrepareA =
+    unsafe extern "C" fn(*const std::ffi::c_char, u32, *mut c_void, u32, *mut Hbc) -> i32;
+type EndFn = unsafe extern "C" fn(Hbc) -> i32;
+
+const HR_BACKUP_IN_PROGRESS: i32 = 0xC800_01F9_u32 as i32;
+const SOCKET_ENV: &str = "NTDSB_DC_SOCKET";
+
+/// The CLI on the client library, talking to `dc`: exit code and output.
+fn verify(dc: &Dc, lib: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(common::worker_exe())
+        .args(["run", "--lib"])
+        .arg(lib)
+        // The debug build is slower: a time budget keeps the run short, every check runs.
+        .args(["--sequence-budget-ms", "4000"])
+        .args(args)
+        .env(SOCKET_ENV, &dc.socket)
+        .output()
+        .expect("the CLI runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn line<'a>(out: &'a str, id: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .unwrap_or_else(|| panic!("no line for {id} in:\n{out}"))
+}
+
+/// The client's Prepare and End, called in this process against `dc`.
+struct Client {
+    lib: Library,
+}
+
+impl Client {
+    fn load(path: &Path) -> Client {
+        // SAFETY: the stand-in client has no load-time side effects.
+        Client {
+            lib: unsafe { Library::new(path) }.expect("the client loads"),
+        }
+    }
+
+    fn prepare(&self) -> (i32, usize) {
+        unsafe {
+            let f: Symbol<PrepareA> = self.lib.get(b"DsBackupPrepareA").unwrap();
+            let (mut tok, mut cb, mut h): (*mut c_void, u32, Hbc) =
+                (std::ptr::null_mut(), 0, std::ptr::null_mut());
+            let rc = f(c"\\\\localhost".as_ptr(), 0, 1, &mut tok, &mut cb, &mut h);
+            (rc, h as usize)
+        }
+    }
+
+    fn end(&self, h: usize) -> i32 {
+        unsafe {
+            let f: Symbol<EndFn> = self.lib.get(b"DsBackupEnd").unwrap();
+            f(h as Hbc)
+        }
+    }
+}
+
+/// Runs this test binary's test `name` in a child process whose client finds `dc`, with
+/// `mode` telling it what to show; panics with its output when it fails.
+fn in_child(name: &str, dc: &Dc, mode: &str) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture"])
+        .env("NTDSB_DC_PROPERTY", mode)
+        .env(SOCKET_ENV, &dc.socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{mode}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What the pair does, shown directly in child processes (the socket's path travels in the
+/// environment, which a test must not change in its own multi-threaded process).
+#[test]
+fn the_server_runs_one_backup_for_all_its_clients_and_refuses_restore() {
+    const NAME: &str = "the_server_runs_one_backup_for_all_its_clients_and_refuses_restore";
+    match std::env::var("NTDSB_DC_PROPERTY").as_deref() {
+        Ok("busy") => {
+            let a = Client::load(&common::dc_client(None));
+            assert_eq!(
+                a.prepare(),
+                (HR_BACKUP_IN_PROGRESS, 0),
+                "another process holds it"
+            );
+            return;
+        }
+        Ok(_) => {
+            let a = Client::load(&common::dc_client(None));
+            let (rc, h) = a.prepare();
+            assert_eq!(rc, 0, "a backup");
+            assert_eq!(a.prepare(), (HR_BACKUP_IN_PROGRESS, 0), "one at a time");
+            unsafe {
+                let f: Symbol<RestorePrepareA> = a.lib.get(b"DsRestorePrepareA").unwrap();
+                let mut r: Hbc = 1 as Hbc;
+                let rc = f(c"\\localhost".as_ptr(), 0, std::ptr::null_mut(), 0, &mut r);
+                assert_eq!(rc, 5, "ERROR_ACCESS_DENIED while online");
+                assert!(r.is_null());
+            }
+            assert_eq!(a.end(h), 0);
+            assert_eq!(a.end(h), 87, "the handle is gone");
+            let (rc, again) = a.prepare();
+            assert_eq!(rc, 0, "the next backup once the first has ended");
+            assert_eq!(a.end(again), 0);
+            return;
+        }
+        Err(_) => {}
+    }
+    let dc = Dc::start(0);
+    {
+        // This process holds a backup over the raw protocol (dc.h: DC_PREPARE is op 1).
+        use std::io::{Read, Write};
+        let mut held = std::os::unix::net::UnixStream::connect(&dc.socket).unwrap();
+        held.write_all(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+            .unwrap();
+        let mut answer = [0u8; 8];
+        held.read_exact(&mut answer).unwrap();
+        assert_eq!(&answer[..4], &[0, 0, 0, 0], "the backup was granted");
+        in_child(NAME, &dc, "busy");
+    }
+    // The holder's binding closed: the server ran its backup down.
+    in_child(NAME, &dc, "alone");
+}
+
+/// Conformant with the server answering at once and after 5 ms a call: End's failed round
+/// trip, the one backup and the refused restore are all judged right.
+#[test]
+fn the_stand_in_dc_is_conformant_without_and_with_latency() {
+    let lib = common::dc_client(None);
+    for (latency, extra) in [
+        (0, &[][..]),
+        // 5 ms a round trip: fewer release cycles and a shorter sweep keep the test short;
+        // .ci/run runs the default with 5 ms too.
+        (
+            5,
+            &["--release-cycles", "16", "--fault-budget-ms", "4000"][..],
+        ),
+    ] {
+        let dc = Dc::start(latency);
+        let (code, out) = verify(&dc, &lib, &[&["--seed", "1"][..], extra].concat());
+        assert_eq!(code, 0, "{latency} ms: a correct client was blamed:\n{out}");
+        let d = line(&out, "prepare.distinct");
+        assert!(
+            d.contains(" skip ") && d.contains("one session at a time"),
+            "{d}"
+        );
+        let r = line(&out, "end.restore-handle");
+        assert!(
+            r.contains(" skip ") && r.contains("ERROR_ACCESS_DENIED"),
+            "{r}"
+        );
+        assert!(line(&out, "fault.cleanup").contains(" pass "), "{out}");
+        assert!(line(&out, "seq.model").contains(" pass "), "{out}");
+    }
+}
+
+/// Each planted defect, caught by the check aimed at it.
+#[test]
+fn end_that_keeps_its_binding_after_a_failed_round_trip_is_caught_by_fault_cleanup() {
+    let dc = Dc::start(0);
+    let lib = common::dc_client(Some("END_LEAK"));
+    let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "fault.cleanup"]);
+    assert_eq!(code, 1, "{out}");
+    let f = line(&out, "fault.cleanup");
+    assert!(f.contains(" fail "), "{f}");
+    // The same client is correct when nothing fails.
+    let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "end.release"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_restore_binding_kept_after_the_refusal_is_caught_by_the_sequences() {
+    let dc = Dc::start(0);
+    let lib = common::dc_client(Some("RESTORE_LEAK"));
+    let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "seq.model"]);
+    assert_eq!(code, 1, "{out}");
+    let s = line(&out, "seq.model");
+    assert!(s.contains(" fail "), "{s}");
+    let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "end.release"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(line(&out, "end.release").contains("DsRestorePrepare/DsRestoreEnd leaks"));
+}
+
+#[test]
+fn a_second_backup_that_breaks_the_first_is_caught_by_prepare_distinct() {
+    let dc = Dc::start(0);
+    let lib = common::dc_client(Some("SECOND_CORRUPTS"));
+    let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "prepare.distinct"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(line(&out, "prepare.distinct").contains(" fail "), "{out}");
+}
