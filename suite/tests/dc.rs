@@ -3,7 +3,9 @@
 //! trip; End sends a last message and may fail with an RPC error; the server runs one backup at
 //! a time for all its clients and refuses restore while online. The verifier must call the
 //! pair conformant, with and without latency, and catch each planted defect with the check
-//! aimed at it. Each test starts its own server on a fresh socket.
+//! aimed at it. Each test starts its own server on a fresh socket. Unix only: the pair talks
+//! over a Unix socket.
+#![cfg(unix)]
 
 mod common;
 

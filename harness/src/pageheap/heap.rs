@@ -48,6 +48,7 @@ fn book() -> std::sync::MutexGuard<'static, Option<Book>> {
     BOOK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+#[cfg(unix)]
 thread_local! {
     /// The book, held by the thread that forks while the fork happens: a child starts with
     /// the book unheld and consistent, whatever other threads were doing (pthread_atfork).
@@ -56,12 +57,14 @@ thread_local! {
 }
 
 /// Before a fork: take the book, so that no other thread holds it while the child is made.
+#[cfg(unix)]
 pub(super) fn before_fork() {
     let guard = book();
     HELD_OVER_FORK.with(|h| *h.borrow_mut() = Some(guard));
 }
 
 /// After a fork, in the parent and in the child alike: give the book back.
+#[cfg(unix)]
 pub(super) fn after_fork() {
     HELD_OVER_FORK.with(|h| drop(h.borrow_mut().take()));
 }
