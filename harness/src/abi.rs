@@ -117,15 +117,15 @@ impl Api {
     }
 }
 
-/// Opens a library and fills the table. The library is never unloaded: its destructors are
-/// not ours to run, and a worker lives only as long as its library.
-pub fn load_library(path: &std::path::Path) -> Result<Api, String> {
+/// Opens a library and fills the table. The library stays loaded as long as the caller keeps
+/// it: the worker unloads it only at teardown, where a crash in its destructors is a finding.
+pub fn load_library(path: &std::path::Path) -> Result<(Api, libloading::Library), String> {
     let lib = open(path).map_err(|e| error_text(&e))?;
+    // SAFETY: each export has the signature its family declares (the ABI profile).
     let api = unsafe {
         Api::from_lookup(|name| lib.get::<*const c_void>(name.as_bytes()).ok().map(|s| *s))
     };
-    std::mem::forget(lib);
-    Ok(api)
+    Ok((api, lib))
 }
 
 #[cfg(unix)]

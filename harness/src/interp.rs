@@ -614,6 +614,11 @@ impl<'a> Interp<'a> {
         unsafe {
             if let Some(c) = op.call() {
                 c.run(self, &mut scratch)?;
+                // A failed call may be the library's own descriptors running out: say so
+                // (no allocation, and not inside a measured Repeat's cycles).
+                if scratch.obs.rc.is_some_and(|rc| rc != 0) && !self.repeating {
+                    scratch.obs.no_descriptors = sys::descriptors_exhausted();
+                }
                 return Ok(scratch.finish());
             }
             let obs = &mut scratch.obs;

@@ -219,6 +219,9 @@ pub struct Probe {
     pub threads: i64,
     pub heap_bytes: i64,
     pub mapped_bytes: i64,
+    /// Memory the process holds in RAM (-1 where it cannot be read).
+    #[serde(default)]
+    pub resident_bytes: i64,
 }
 
 /// What one op observed. Fields an op does not produce stay empty.
@@ -268,6 +271,10 @@ pub struct Observation {
     pub steps: Vec<Observation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<FaultObs>,
+    /// The call failed while the process had no descriptor left to open (EMFILE): the
+    /// library holds every one it may have.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_descriptors: bool,
 }
 
 /// What a Faulted op saw: the sweep (sites counted, the call failed and in which step; the

@@ -12,8 +12,10 @@ pub enum Runs {
     Programs,
     /// The fault.cleanup sweep, after the programs (`fault`).
     Faults,
-    /// Generated call sequences, last (`model::phase`); in every shard, the sequences split.
+    /// Generated call sequences (`model::phase`); in every shard, the sequences split.
     Sequences,
+    /// Unloading the library and exiting the worker, after everything else (`runner`).
+    Teardown,
 }
 
 pub struct CheckDef {
@@ -68,6 +70,8 @@ pub fn explanation(id: &str) -> Option<(&'static str, &'static str)> {
             "answers every call of any sequence a careful caller can make with a code the documentation allows, judged by the handle value passed (a value handed out again is the new session), and leaves no handle or thread behind that grows again on a second run"),
         "fault.cleanup" => ("facts.md REQ-08, REQ-09 (inferred: DsBackupEnd cleans up after an unsuccessful attempt; a resource that fails is one)",
             "when any one of its allocation, handle, thread or I/O calls fails (each in turn, up to --fault-sites per session path), neither crashes nor hangs, returns a failure code from the call that could not go on (or succeeds because it recovered), returns S_OK from End on every handle Prepare gave out when the failure was in another call (a failure inside End's own calls may make End return any Win32 or RPC code; End is then tried once more and may return S_OK or 87), and holds no handle, thread or heap byte once End has returned; skipped, never passed, when none of its calls can be routed; a path whose DsRestorePrepare is refused is not swept"),
+        "library.teardown" => ("design §9: unloading the library and exiting normally are part of the run",
+            "can be unloaded (dlclose / FreeLibrary: its destructors or DllMain run) once its sessions are over, and lets the process exit the normal way (its atexit handlers run) without a crash, an abort or a hang; every real caller does both"),
         "free.null" => ("facts.md REQ-31 (inferred: DsBackupFree(NULL) is undocumented)",
             "does nothing for DsBackupFree(NULL), like free(NULL)"),
         _ => return None,
@@ -231,6 +235,14 @@ pub const CHECKS: &[CheckDef] = &[
         requirement: "all",
         strength: Inferred,
         statement: "random call sequences over the whole backup surface agree with the reference model, and leave no resource behind",
+        needs: &[],
+    },
+    CheckDef {
+        id: "library.teardown",
+        runs: Runs::Teardown,
+        requirement: "design §9",
+        strength: Inferred,
+        statement: "unloading the library and exiting the process normally (destructors, atexit handlers) neither crashes nor hangs",
         needs: &[],
     },
     CheckDef {

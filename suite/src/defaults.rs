@@ -29,3 +29,7 @@ pub fn jobs() -> usize {
         .map(|n| n.get())
         .unwrap_or(1)
 }
+
+/// The most resident memory a worker may hold, in MiB: a library past it is ended and the
+/// check that ran it says so (`--worker-memory-mb`, 0 for no limit).
+pub const WORKER_MEMORY_MB: u64 = 1024;

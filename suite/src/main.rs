@@ -157,6 +157,15 @@ struct RunArgs {
     /// Name of the environment variable holding the password (never written anywhere).
     #[arg(long, value_name = "VAR", requires = "user")]
     password_env: Option<String>,
+    /// Pass this variable of the verifier's environment to the workers (repeatable; NAME or
+    /// NAME=VALUE). Workers otherwise get only what the platform needs: PATH, LD_LIBRARY_PATH,
+    /// TMPDIR, TZ, LANG, LC_ALL on Unix.
+    #[arg(long = "worker-env", value_name = "NAME[=VALUE]")]
+    worker_env: Vec<String>,
+    /// The most resident memory a worker may hold, in MiB; past it the worker is ended and the
+    /// check that ran it says so (0: no limit).
+    #[arg(long, default_value_t = defaults::WORKER_MEMORY_MB)]
+    worker_memory_mb: u64,
     /// Run shard K of N (1-based): a stable share of the checks and sequences; combine the
     /// shards' JSON reports with `merge`.
     #[arg(long, value_name = "K/N", value_parser = parse_partition)]
@@ -167,11 +176,15 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == worker::WORKER_ARG)
-    {
+    let first = std::env::args_os().nth(1);
+    if first.as_deref().is_some_and(|a| a == worker::WORKER_ARG) {
         worker::serve(Some(ntdsbcli_conform::reference_symbol));
+    }
+    #[cfg(unix)]
+    if first.as_deref().is_some_and(|a| a == worker::KEEPER_ARG) {
+        let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+        let rest: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
+        worker::keep(&exe, &rest);
     }
     let cli = Cli::parse();
     let result = match cli.command {
@@ -363,6 +376,27 @@ fn run_options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         }),
         None => None,
     };
+    let withhold: Vec<std::ffi::OsString> = args.password_env.iter().map(Into::into).collect();
+    let mut worker_env = Vec::new();
+    for item in &args.worker_env {
+        let (name, value) = match item.split_once('=') {
+            Some((n, v)) => (n.to_string(), std::ffi::OsString::from(v)),
+            None => (
+                item.clone(),
+                std::env::var_os(item)
+                    .with_context(|| format!("--worker-env {item}: the variable is not set"))?,
+            ),
+        };
+        if name.is_empty() {
+            anyhow::bail!("--worker-env {item:?}: no variable name");
+        }
+        if args.password_env.as_deref() == Some(name.as_str()) {
+            anyhow::bail!(
+                "--worker-env {name}: that is the --password-env variable, which never reaches the library"
+            );
+        }
+        worker_env.push((name.into(), value));
+    }
     let ms = Duration::from_millis;
     Ok(RunOptions {
         server: args.server.clone(),
@@ -382,6 +416,9 @@ fn run_options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         mutant: args.mutant.clone(),
         json: args.out.json.clone(),
         only: (!args.checks.is_empty()).then(|| args.checks.clone()),
+        memory_mb: (args.worker_memory_mb > 0).then_some(args.worker_memory_mb),
+        worker_env,
+        withhold,
         ..RunOptions::new(library, exe)
     })
 }
@@ -432,11 +469,15 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     let baseline = validate(&args)?;
     let opts = run_options(&args)?;
     let bar = progress_bar();
+    // Whatever a worker's process tree leaves behind when its keeper is killed comes to this
+    // process, which ends it once the run is over.
+    worker::contain_orphans();
     let result = runner::run(&opts, &mut |c, done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
         bar.set_message(format!("{} {}", c.id, c.outcome.as_str()));
     });
+    worker::end_orphans();
     bar.finish_and_clear();
     match result {
         Ok(r) => finish(&r, &args, baseline.as_ref()),

@@ -13,7 +13,9 @@ use ntdsbcli_harness::program::{Observation, Op, Program, Text};
 use ntdsbcli_harness::report::{
     CheckReport, Config, JsonWriter, Library, Outcome, Report, Stats, Tool, Verdict, SCHEMA,
 };
-use ntdsbcli_harness::worker::{DeathReport, LibrarySpec, RunResult, Supervisor, WorkerSpec};
+use ntdsbcli_harness::worker::{
+    DeathReport, LibrarySpec, RunResult, Supervisor, Teardown, WorkerSpec,
+};
 use ntdsbcli_harness::HarnessError;
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;
@@ -54,6 +56,13 @@ pub struct RunOptions {
     /// Only these check ids (all when None).
     pub only: Option<Vec<String>>,
     pub json: Option<PathBuf>,
+    /// The most resident memory a worker may hold, in MiB (None: no limit).
+    pub memory_mb: Option<u64>,
+    /// Variables passed to workers beyond the platform's own (their environment is otherwise
+    /// minimal): the user's `--worker-env`.
+    pub worker_env: Vec<(OsString, OsString)>,
+    /// Variables that never reach a worker, whatever else says (the password's).
+    pub withhold: Vec<OsString>,
 }
 
 impl RunOptions {
@@ -81,6 +90,9 @@ impl RunOptions {
             mutant: None,
             only: None,
             json: None,
+            memory_mb: Some(defaults::WORKER_MEMORY_MB),
+            worker_env: Vec::new(),
+            withhold: Vec::new(),
         }
     }
 }
@@ -228,7 +240,25 @@ fn judge(check: &Check, ctx: &Ctx, programs: &[Program], results: &[RunResult]) 
             RunResult::Died(_) => unreachable!("deaths handled above"),
         })
         .collect();
-    (check.eval)(ctx, &ran)
+    out_of_descriptors((check.eval)(ctx, &ran), results)
+}
+
+/// What a check says when a call failed while the worker had no descriptor left: the cause is
+/// the library's, whatever the code it returned suggests (an unavailable server, say).
+const NO_DESCRIPTORS: &str = "a call failed while the worker had no descriptor left to open (EMFILE): the library holds every descriptor the process may have, so that failure is its own";
+
+fn out_of_descriptors(e: Eval, results: &[RunResult]) -> Eval {
+    let flagged = results.iter().any(|r| match r {
+        RunResult::Done(obs) => obs.iter().any(|o| o.no_descriptors),
+        RunResult::Died(_) => false,
+    });
+    match e.outcome {
+        _ if !flagged => e,
+        Outcome::Inconclusive | Outcome::Fail => {
+            Eval::new(Outcome::Fail, format!("{NO_DESCRIPTORS}; {}", e.detail))
+        }
+        _ => e,
+    }
 }
 
 fn calls_in(obs: &[Observation]) -> u64 {
@@ -426,7 +456,50 @@ pub fn run(
         (progress.on_check)(&rep, progress.report.checks.len() + 1, progress.total);
         progress.report.checks.push(rep);
     }
+    if let Some(def) = selected.iter().find(|d| d.runs == Runs::Teardown) {
+        let e = teardown_eval(sup.teardown()?, &opts.library);
+        progress.add(report_of(def, e))?;
+    }
     Ok(progress.finish(&selected, stats(&results, seq_stats, start, &sup))?)
+}
+
+/// library.teardown from how unloading and exiting ended.
+fn teardown_eval(end: Teardown, library: &LibrarySpec) -> Eval {
+    let with_output = |mut s: String, out: Option<String>| {
+        if let Some(out) = out {
+            s.push_str(&format!("; last output: {out:?}"));
+        }
+        s
+    };
+    match end {
+        Teardown::Clean => Eval::new(
+            Outcome::Pass,
+            match library {
+                LibrarySpec::Path(_) => "the library was unloaded and the process exited normally (status 0)",
+                LibrarySpec::Embedded => "the process exited normally (status 0); the embedded reference is part of the verifier and is not unloaded",
+            },
+        ),
+        Teardown::Unloading(death, out) => Eval::new(
+            death.outcome(),
+            with_output(
+                format!(
+                    "while the library was being unloaded (its destructors), {}",
+                    death.describe()
+                ),
+                out,
+            ),
+        ),
+        Teardown::Exiting(death, out) => Eval::new(
+            death.outcome(),
+            with_output(
+                format!(
+                    "after the library was unloaded, while the process exited (atexit handlers), {}",
+                    death.describe()
+                ),
+                out,
+            ),
+        ),
+    }
 }
 
 /// How a worker is started for this run.
@@ -435,6 +508,7 @@ fn worker_spec(opts: &RunOptions) -> WorkerSpec {
     if let Some(m) = &opts.mutant {
         env.push(("NTDSBCLI_MUTANT".into(), m.into()));
     }
+    env.extend(opts.worker_env.iter().cloned());
     WorkerSpec {
         exe: opts.worker_exe.clone(),
         library: opts.library.clone(),
@@ -443,6 +517,8 @@ fn worker_spec(opts: &RunOptions) -> WorkerSpec {
         load_timeout: opts.load_timeout,
         prelude: credentials_prelude(opts),
         page_heap: opts.page_heap,
+        memory_mb: opts.memory_mb,
+        withhold: opts.withhold.clone(),
     }
 }
 
@@ -485,7 +561,7 @@ fn header(
             fault_sites: Some(opts.fault_sites),
             page_heap: Some(opts.page_heap.is_some()),
         },
-        verdict: Verdict::Conformant,
+        verdict: Verdict::Incomplete,
         complete: false,
         checks: Vec::new(),
         stats: Stats::default(),

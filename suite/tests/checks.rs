@@ -28,6 +28,7 @@ use rstest::rstest;
 #[case::end_release("end.release")]
 #[case::fault_cleanup("fault.cleanup")]
 #[case::seq_model("seq.model")]
+#[case::library_teardown("library.teardown")]
 #[case::free_null("free.null")]
 fn check(#[case] id: &str) {
     let lib = common::library_under_test();

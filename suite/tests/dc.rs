@@ -37,7 +37,7 @@ fn verify(dc: &Dc, lib: &Path, args: &[&str]) -> (i32, String) {
         .args(["run", "--lib"])
         .arg(lib)
         // The debug build is slower: a time budget keeps the run short, every check runs.
-        .args(["--sequence-budget-ms", "4000"])
+        .args(["--sequence-budget-ms", "4000", "--worker-env", SOCKET_ENV])
         .args(args)
         .env(SOCKET_ENV, &dc.socket)
         .output()

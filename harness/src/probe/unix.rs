@@ -35,6 +35,7 @@ pub fn read() -> Probe {
         threads,
         heap_bytes: heap_in_use() + paged.live_bytes as i64,
         mapped_bytes: mapped() - paged.mapped as i64,
+        resident_bytes: resident(),
     }
 }
 
@@ -51,11 +52,20 @@ fn heap_in_use() -> i64 {
     -1
 }
 
-fn mapped() -> i64 {
+/// Field `i` of /proc/self/statm, in bytes (0: the size of the mappings, 1: resident).
+fn statm(i: usize) -> i64 {
     let page = 4096;
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<i64>().ok())
+        .and_then(|s| s.split_whitespace().nth(i)?.parse::<i64>().ok())
         .map(|p| p * page)
         .unwrap_or(-1)
+}
+
+fn mapped() -> i64 {
+    statm(0)
+}
+
+fn resident() -> i64 {
+    statm(1)
 }

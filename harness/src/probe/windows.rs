@@ -178,5 +178,6 @@ pub fn read() -> Probe {
         threads: threads(),
         heap_bytes: heap_in_use() + paged.live_bytes as i64,
         mapped_bytes: mapped() - paged.mapped as i64,
+        resident_bytes: -1,
     }
 }

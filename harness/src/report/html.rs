@@ -11,7 +11,7 @@ const STYLE: &str = r#"
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1b1f24;background:#fff}
 h1{font-size:22px;margin:0 0 4px}
 .verdict{display:inline-block;padding:3px 10px;border-radius:4px;color:#fff;font-weight:600}
-.v-conformant{background:#1a7f37}.v-nonconformant{background:#cf222e}.v-inconclusive{background:#9a6700}
+.v-conformant{background:#1a7f37}.v-nonconformant{background:#cf222e}.v-inconclusive,.v-incomplete{background:#9a6700}
 table{border-collapse:collapse;width:100%;margin-top:12px}
 th,td{border-bottom:1px solid #d0d7de;padding:6px 8px;text-align:left;vertical-align:top}
 #checks{table-layout:fixed}

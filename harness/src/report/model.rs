@@ -60,6 +60,9 @@ pub enum Verdict {
     Conformant,
     Nonconformant,
     Inconclusive,
+    /// Written while the run goes on (`complete: false`): a report left by a run that was
+    /// interrupted never claims a verdict it did not reach.
+    Incomplete,
 }
 
 impl Verdict {
@@ -81,7 +84,7 @@ impl Verdict {
         match self {
             Verdict::Conformant => 0,
             Verdict::Nonconformant => 1,
-            Verdict::Inconclusive => 3,
+            Verdict::Inconclusive | Verdict::Incomplete => 3,
         }
     }
 
@@ -90,6 +93,7 @@ impl Verdict {
             Verdict::Conformant => "conformant",
             Verdict::Nonconformant => "nonconformant",
             Verdict::Inconclusive => "inconclusive",
+            Verdict::Incomplete => "incomplete",
         }
     }
 }
@@ -206,7 +210,12 @@ pub struct Report {
 }
 
 impl Report {
+    /// The verdict of the checks decided so far, or `incomplete` while the run goes on.
     pub fn recompute_verdict(&mut self) {
-        self.verdict = Verdict::of(self.checks.iter().map(|c| &c.outcome));
+        self.verdict = if self.complete {
+            Verdict::of(self.checks.iter().map(|c| &c.outcome))
+        } else {
+            Verdict::Incomplete
+        };
     }
 }

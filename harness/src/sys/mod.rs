@@ -16,4 +16,6 @@ pub use page::SharedPage;
 /// The smallest page of the platforms the harness runs on (x86-64 Linux and Windows): the
 /// unit in which memory becomes readable or not.
 pub const PAGE: usize = 4096;
-pub use platform::{copy_if_readable, unmapped_page, Sentinel, KERNEL_HALF, NON_CANONICAL};
+pub use platform::{
+    copy_if_readable, descriptors_exhausted, unmapped_page, Sentinel, KERNEL_HALF, NON_CANONICAL,
+};

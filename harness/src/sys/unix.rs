@@ -115,3 +115,16 @@ pub(super) fn unmap_shared(ptr: *mut u8, len: usize) {
     // SAFETY: mapped by `map_shared` with this length.
     unsafe { libc::munmap(ptr.cast(), len) };
 }
+
+/// Whether this process has no descriptor left to open: a dup of stderr fails with EMFILE.
+pub fn descriptors_exhausted() -> bool {
+    // SAFETY: duplicating a descriptor and closing the duplicate.
+    unsafe {
+        let fd = libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 0);
+        if fd >= 0 {
+            libc::close(fd);
+            return false;
+        }
+        *libc::__errno_location() == libc::EMFILE
+    }
+}

@@ -171,3 +171,8 @@ pub(super) fn unmap_shared(ptr: *mut u8, _len: usize) {
     // SAFETY: a view mapped by `map_shared`.
     unsafe { UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS { Value: ptr.cast() }) };
 }
+
+/// Handles on Windows are limited by memory, not by a small table: never exhausted here.
+pub fn descriptors_exhausted() -> bool {
+    false
+}

@@ -12,6 +12,8 @@ pub enum Death {
     Hang { timeout_ms: u64 },
     /// The worker wrote something that is not the protocol.
     Protocol { what: String },
+    /// The worker went over its memory limit and was ended (its keeper says by how much).
+    MemoryLimit { what: String },
 }
 
 impl Death {
@@ -37,6 +39,9 @@ impl Death {
             Death::Hang { timeout_ms } => format!("the call did not return within {timeout_ms} ms"),
             Death::Protocol { what } => {
                 format!("the worker's protocol stream was corrupted: {what}")
+            }
+            Death::MemoryLimit { what } => {
+                format!("the worker went over its memory limit and was ended: {what}")
             }
         }
     }

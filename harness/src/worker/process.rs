@@ -1,7 +1,7 @@
 //! One worker process as the supervisor sees it: its pipes, its pulse, its stderr tail.
 
 use super::protocol::{Request, Response};
-use super::serve::{ENV_LIB, ENV_PAGE_HEAP, ENV_PULSE, WORKER_ARG};
+use super::serve::{ENV_LIB, ENV_PAGE_HEAP, ENV_PULSE};
 #[cfg(unix)]
 use super::unix as platform;
 #[cfg(windows)]
@@ -17,6 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const TAIL_MAX: usize = 8 * 1024;
+
+/// How long messages a worker wrote before it ended are still awaited.
+const ENDED_DRAIN: Duration = Duration::from_millis(100);
 
 pub(crate) enum Incoming {
     Msg(Response),
@@ -88,9 +91,16 @@ impl WorkerProcess {
             path: path.clone(),
             source,
         })?;
-        let mut cmd = Command::new(&spec.exe);
-        cmd.arg(WORKER_ARG)
-            .env(ENV_PULSE, &path)
+        let mut cmd = platform::command(&spec.exe);
+        // A clean environment: the library sees what the platform needs and what the user
+        // passed, never the verifier's secrets.
+        cmd.env_clear();
+        for (k, v) in std::env::vars_os() {
+            if platform::platform_variable(&k) && !spec.withhold.contains(&k) {
+                cmd.env(k, v);
+            }
+        }
+        cmd.env(ENV_PULSE, &path)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -106,8 +116,11 @@ impl WorkerProcess {
             cmd.env(k, v);
         }
         for (k, v) in &spec.env {
-            cmd.env(k, v);
+            if !spec.withhold.contains(k) {
+                cmd.env(k, v);
+            }
         }
+        platform::limit_memory(&mut cmd, spec.memory_mb);
         platform::configure(&mut cmd);
         let (mut child, tree) = start(&mut cmd, &spec.exe)?;
         // Only now may the worker load the library: whatever it starts is in the tree.
@@ -162,6 +175,12 @@ impl WorkerProcess {
         })
     }
 
+    /// The worker has mapped its pulse: the file is no longer needed, and a verifier killed
+    /// later leaves none behind.
+    pub(crate) fn unlink_pulse(&self) {
+        let _ = std::fs::remove_file(&self.pulse_path);
+    }
+
     pub(crate) fn send(&mut self, req: &Request) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
         line.push(b'\n');
@@ -169,18 +188,31 @@ impl WorkerProcess {
         self.stdin.flush()
     }
 
-    /// Waits for the next message; gives up only when the pulse has not moved for `patience`.
-    pub(crate) fn recv(&self, patience: Duration) -> Incoming {
+    /// Waits for the next message; gives up only when the pulse has not moved for `patience`,
+    /// or when the worker's process has ended (seen from its wait status, not only from the
+    /// pipe: a process the library started may still hold the pipe open).
+    pub(crate) fn recv(&mut self, patience: Duration) -> Incoming {
         let mut last = self.pulse.read().calls;
         let mut moved = Instant::now();
         // Look at the pulse a few times per patience, so a stall is caught within about
-        // one patience of the last sign of progress.
-        let tick = (patience / 4).clamp(Duration::from_millis(1), Duration::from_millis(250));
+        // one patience of the last sign of progress; and at the process often.
+        let tick = (patience / 4).clamp(Duration::from_millis(1), Duration::from_millis(20));
+        let mut ended: Option<Instant> = None;
         loop {
             match self.rx.recv_timeout(tick) {
                 Ok(m) => return m,
                 Err(RecvTimeoutError::Disconnected) => return Incoming::Eof,
                 Err(RecvTimeoutError::Timeout) => {
+                    // Once it has ended, what it wrote before is still read for a moment.
+                    match ended {
+                        Some(t) if t.elapsed() >= ENDED_DRAIN => return Incoming::Eof,
+                        Some(_) => continue,
+                        None if !matches!(self.child.try_wait(), Ok(None)) => {
+                            ended = Some(Instant::now());
+                            continue;
+                        }
+                        None => {}
+                    }
                     let now = self.pulse.read();
                     if now.calls != last {
                         last = now.calls;
@@ -209,17 +241,49 @@ impl WorkerProcess {
         // allocator's complaint, say) arrive when stderr closes.
         let status = self.child.wait();
         let _ = self.stderr_closed.recv_timeout(Duration::from_millis(200));
-        match status {
+        let death = match status {
             Ok(status) => platform::death_of(status),
             Err(e) => Death::Protocol {
                 what: format!("cannot wait for the worker: {e}"),
             },
+        };
+        let last = self.last_output();
+        named_by_worker(platform::named_by_keeper(death, last.clone()), last)
+    }
+
+    /// Waits up to `patience` for a worker that said it is exiting; how it ended, or None when
+    /// it is still running.
+    pub(crate) fn wait_exit(&mut self, patience: Duration) -> Option<Death> {
+        let t0 = Instant::now();
+        while t0.elapsed() < patience {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return Some(self.reap());
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
+        None
     }
 
     pub(crate) fn kill(&mut self) {
         self.tree.kill(&mut self.child);
         let _ = self.child.wait();
+    }
+}
+
+/// A death the worker named itself: its protocol pipe failed under it (the library closed a
+/// descriptor it does not own), which is no call of exit by the library.
+fn named_by_worker(death: Death, last_output: Option<String>) -> Death {
+    use super::serve::{PIPE_LOST_EXIT, PIPE_LOST_LINE};
+    match (&death, last_output) {
+        (Death::Exit { code: PIPE_LOST_EXIT }, Some(line)) if line.starts_with(PIPE_LOST_LINE) => {
+            Death::Protocol {
+                what: format!(
+                    "the worker's pipe to the verifier failed ({}): the library closed or replaced a descriptor it does not own",
+                    line[PIPE_LOST_LINE.len()..].trim()
+                ),
+            }
+        }
+        _ => death,
     }
 }
 

@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
-    Run { programs: Vec<(u32, Program)> },
+    Run {
+        programs: Vec<(u32, Program)>,
+    },
+    /// Unload the library, say so, and exit the process normally.
+    Teardown,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -28,4 +32,6 @@ pub enum Response {
         obs: Vec<Observation>,
     },
     Idle,
+    /// The library was unloaded; the worker exits normally next.
+    Unloaded,
 }

@@ -37,18 +37,21 @@ pub type Lookup = fn(&str) -> Option<*const c_void>;
 fn send(out: &mut impl Write, msg: &Response) {
     let mut line = serde_json::to_vec(msg).expect("responses serialise");
     line.push(b'\n');
-    if out.write_all(&line).and_then(|_| out.flush()).is_err() {
-        // The supervisor is gone: nobody is left to report to.
-        platform::exit_now(0);
+    if let Err(e) = out.write_all(&line).and_then(|_| out.flush()) {
+        pipe_lost(&e);
     }
 }
 
 /// Loads the named library, or takes the embedded table; a load error is reported to the
-/// supervisor and ends the worker.
-fn load(lib: Option<std::ffi::OsString>, embedded: Option<Lookup>, out: &mut impl Write) -> Api {
+/// supervisor and ends the worker. The library is kept until teardown unloads it.
+fn load(
+    lib: Option<std::ffi::OsString>,
+    embedded: Option<Lookup>,
+    out: &mut impl Write,
+) -> (Api, Option<libloading::Library>) {
     match lib {
         Some(path) => match load_library(&PathBuf::from(&path)) {
-            Ok(api) => api,
+            Ok((api, lib)) => (api, Some(lib)),
             Err(message) => {
                 send(out, &Response::LoadError { message });
                 platform::exit_now(0);
@@ -56,7 +59,7 @@ fn load(lib: Option<std::ffi::OsString>, embedded: Option<Lookup>, out: &mut imp
         },
         None => match embedded {
             // SAFETY: the embedded table maps each name to the function of that signature.
-            Some(lookup) => unsafe { Api::from_lookup(lookup) },
+            Some(lookup) => (unsafe { Api::from_lookup(lookup) }, None),
             None => {
                 send(
                     out,
@@ -127,7 +130,7 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
         std::env::remove_var(ENV_PAGE_HEAP);
     }
     let from_file = lib.is_some();
-    let api = load(lib, embedded, &mut out);
+    let (api, library) = load(lib, embedded, &mut out);
     let (routed, page_heap) = instrument(&api, from_file, quarantine);
     platform::name_crashes();
     send(
@@ -140,15 +143,61 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
     );
 
     for line in input.lines() {
-        let Ok(line) = line else { break };
-        let Ok(Request::Run { programs }) = serde_json::from_str::<Request>(&line) else {
-            break;
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => pipe_lost(&e),
         };
-        for (id, program) in &programs {
-            let obs = Interp::new(&api, pulse.as_ref()).run(*id, program);
-            send(&mut out, &Response::Done { program: *id, obs });
+        match serde_json::from_str::<Request>(&line) {
+            Ok(Request::Run { programs }) => {
+                for (id, program) in &programs {
+                    let obs = Interp::new(&api, pulse.as_ref()).run(*id, program);
+                    send(&mut out, &Response::Done { program: *id, obs });
+                }
+                send(&mut out, &Response::Idle);
+            }
+            Ok(Request::Teardown) => teardown(library, &mut out),
+            Err(_) => break,
         }
-        send(&mut out, &Response::Idle);
     }
     platform::exit_now(0);
 }
+
+/// Unloads the library (its destructors run: dlclose, FreeLibrary) and exits the process the
+/// normal way (its atexit handlers run): a crash in either is the library's, at teardown.
+fn teardown(library: Option<libloading::Library>, out: &mut impl Write) -> ! {
+    settle_threads();
+    drop(library);
+    send(out, &Response::Unloaded);
+    std::process::exit(0)
+}
+
+/// Before unloading: threads the library lets exit on their own after End (still running its
+/// code) are given time to go, up to 5 s, as long as their number keeps falling.
+fn settle_threads() {
+    let mut last = crate::probe::threads();
+    let start = std::time::Instant::now();
+    let mut calm = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(5)
+        && calm.elapsed() < std::time::Duration::from_millis(100)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let now = crate::probe::threads();
+        if now < last {
+            calm = std::time::Instant::now();
+        }
+        last = now;
+    }
+}
+
+/// The protocol pipe failed under the worker: the library closed a descriptor it does not own
+/// (or the supervisor is gone). Said on stderr, which the supervisor reads, with an exit code
+/// of its own, so that it is never taken for the library calling exit.
+fn pipe_lost(e: &std::io::Error) -> ! {
+    eprintln!("{PIPE_LOST_LINE} {e}");
+    platform::exit_now(PIPE_LOST_EXIT)
+}
+
+/// The worker's exit code when its protocol pipe failed under it, and the start of the line it
+/// writes to stderr then.
+pub const PIPE_LOST_EXIT: i32 = 124;
+pub const PIPE_LOST_LINE: &str = "ntdsbcli-conform worker: its protocol pipe failed:";

@@ -31,7 +31,8 @@ pub struct WorkerSpec {
     /// The binary that becomes a worker when given `WORKER_ARG`.
     pub exe: PathBuf,
     pub library: LibrarySpec,
-    /// Extra environment for workers (a mutant selection, the debug allocator).
+    /// Environment for workers beyond the platform's few variables (a mutant selection, the
+    /// user's `--worker-env`): a worker never inherits the verifier's environment.
     pub env: Vec<(OsString, OsString)>,
     /// How long a call may make no progress before it counts as hung.
     pub call_timeout: Duration,
@@ -43,6 +44,10 @@ pub struct WorkerSpec {
     /// Bytes of quarantine for the page heap (crate::pageheap) in a worker whose library is
     /// routed; None runs the library on the C runtime's heap.
     pub page_heap: Option<usize>,
+    /// The most resident memory a worker may hold, in MiB (None: no limit).
+    pub memory_mb: Option<u64>,
+    /// Variables of this process that never reach a worker (a password's).
+    pub withhold: Vec<OsString>,
 }
 
 pub struct Supervisor {
@@ -59,6 +64,19 @@ struct Ready {
     exports: Vec<String>,
     routed: Vec<String>,
     page_heap: bool,
+}
+
+/// How unloading the library and exiting the worker ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Teardown {
+    /// Unloaded, and the process exited with status 0.
+    Clean,
+    /// The worker died or hung while the library was unloaded (its destructors, DllMain);
+    /// with its last line on stderr.
+    Unloading(Death, Option<String>),
+    /// It died, hung or exited with another status after the library was unloaded, in exit
+    /// (atexit handlers); with its last line on stderr.
+    Exiting(Death, Option<String>),
 }
 
 enum Batch {
@@ -125,6 +143,7 @@ impl Supervisor {
                 routed,
                 page_heap,
             }) => {
+                w.unlink_pulse();
                 self.worker = Some(w);
                 self.run_prelude()?;
                 Ok(Ready {
@@ -275,6 +294,50 @@ impl Supervisor {
             index: next,
             report,
         })
+    }
+
+    /// Unloads the library in the current worker (a fresh one when there is none) and lets it
+    /// exit the normal way: the library's destructors and atexit handlers run, as in every
+    /// real caller. The worker is gone afterwards.
+    pub fn teardown(&mut self) -> Result<Teardown, HarnessError> {
+        let patience = self.spec.call_timeout;
+        let w = self.worker()?;
+        let incoming = match w.send(&Request::Teardown) {
+            Ok(()) => w.recv(patience),
+            Err(_) => Incoming::Eof,
+        };
+        let end = match incoming {
+            Incoming::Msg(Response::Unloaded) => match w.wait_exit(patience) {
+                Some(Death::Exit { code: 0 }) => Teardown::Clean,
+                Some(death) => Teardown::Exiting(death, w.last_output()),
+                None => {
+                    w.kill();
+                    let timeout_ms = patience.as_millis() as u64;
+                    Teardown::Exiting(Death::Hang { timeout_ms }, None)
+                }
+            },
+            Incoming::Eof => {
+                let death = w.reap();
+                Teardown::Unloading(death, w.last_output())
+            }
+            Incoming::Stuck(_) => {
+                w.kill();
+                let timeout_ms = patience.as_millis() as u64;
+                Teardown::Unloading(Death::Hang { timeout_ms }, None)
+            }
+            Incoming::Garbled(text) => {
+                w.kill();
+                let what = format!("unexpected output {text:?}");
+                Teardown::Unloading(Death::Protocol { what }, None)
+            }
+            Incoming::Msg(other) => {
+                w.kill();
+                let what = format!("unexpected message {other:?}");
+                Teardown::Unloading(Death::Protocol { what }, None)
+            }
+        };
+        self.worker = None;
+        Ok(end)
     }
 
     /// Runs every program, many per worker. A program whose worker dies or hangs is run again

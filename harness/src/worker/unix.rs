@@ -3,12 +3,32 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
 
-/// Each worker leads its own process group, so a kill reaches anything it started.
-pub fn configure(cmd: &mut Command) {
-    cmd.process_group(0);
+/// The process the supervisor starts: a keeper (super::keeper), which starts the worker below
+/// itself. The keeper leads a process group of its own; the worker leads another.
+pub fn command(exe: &std::path::Path) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg(super::keeper::KEEPER_ARG)
+        .arg(super::serve::WORKER_ARG)
+        .process_group(0);
+    cmd
 }
 
-/// The worker's process group.
+/// Sets the worker's memory limit, which its keeper enforces.
+pub fn limit_memory(cmd: &mut Command, mb: Option<u64>) {
+    cmd.env(super::keeper::ENV_MEMORY_MB, mb.unwrap_or(0).to_string());
+}
+
+/// What a worker inherits of the verifier's environment: where programs and libraries are
+/// found, temporary files, time and language. Nothing else (no credentials, no tokens).
+pub fn platform_variable(name: &std::ffi::OsStr) -> bool {
+    const KEPT: &[&str] = &["PATH", "LD_LIBRARY_PATH", "TMPDIR", "TZ", "LANG", "LC_ALL"];
+    name.to_str().is_some_and(|n| KEPT.contains(&n))
+}
+
+/// Nothing more before the spawn: the keeper makes the worker's tree.
+pub fn configure(_cmd: &mut Command) {}
+
+/// The keeper's process group.
 pub struct Tree {
     pgid: i32,
 }
@@ -19,14 +39,47 @@ pub fn adopt(child: &Child) -> std::io::Result<Tree> {
     })
 }
 
+/// How long a keeper asked to stop may take to end the worker and what it left.
+const KEEPER_GRACE: std::time::Duration = std::time::Duration::from_millis(1000);
+
 impl Tree {
+    /// Asks the keeper to end the worker and everything it adopted; kills the keeper's group
+    /// outright if it does not answer in time.
     pub fn kill(&self, child: &mut Child) {
+        if let Ok(None) = child.try_wait() {
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(self.pgid, libc::SIGTERM);
+            }
+            let t0 = std::time::Instant::now();
+            while t0.elapsed() < KEEPER_GRACE {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
         // SAFETY: signalling our own child's process group.
         unsafe {
             libc::killpg(self.pgid, libc::SIGKILL);
         }
         let _ = child.kill();
     }
+}
+
+/// Makes this process adopt whatever its workers' keepers could not (a process that left its
+/// process group when its keeper was killed), so that `end_orphans` can end it.
+pub fn contain_orphans() {
+    // SAFETY: a process-wide flag of the verifier.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+/// Kills and reaps every child this process has left. Only for a process whose children are
+/// all the run's (the CLI at the end of a run).
+pub fn end_orphans() {
+    super::keeper::sweep();
 }
 
 /// Gives the library the signal state a C program starts with. Rust's runtime catches SIGSEGV
@@ -79,6 +132,19 @@ pub fn death_of(status: ExitStatus) -> Death {
         Death::Exit {
             code: status.code().unwrap_or(-1),
         }
+    }
+}
+
+/// A death the keeper caused and named: the memory limit.
+pub fn named_by_keeper(death: Death, last_output: Option<String>) -> Death {
+    use super::keeper::{MEMORY_EXIT, MEMORY_LINE};
+    match (&death, last_output) {
+        (Death::Exit { code: MEMORY_EXIT }, Some(line)) if line.starts_with(MEMORY_LINE) => {
+            Death::MemoryLimit {
+                what: line[MEMORY_LINE.len()..].trim().to_string(),
+            }
+        }
+        _ => death,
     }
 }
 

@@ -22,9 +22,64 @@ use windows_sys::Win32::System::JobObjects::{
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess};
 
+/// The worker itself: its job object is its disposable container.
+pub fn command(exe: &std::path::Path) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.arg(super::serve::WORKER_ARG);
+    cmd
+}
+
+/// What a worker inherits of the verifier's environment: what Windows (and Wine) need to run
+/// a process and find its DLLs. Nothing else (no credentials, no tokens).
+pub fn platform_variable(name: &std::ffi::OsStr) -> bool {
+    const KEPT: &[&str] = &[
+        "SYSTEMROOT",
+        "SYSTEMDRIVE",
+        "WINDIR",
+        "PATH",
+        "PATHEXT",
+        "TEMP",
+        "TMP",
+        "COMSPEC",
+        "USERPROFILE",
+        "PROGRAMDATA",
+        "PROGRAMFILES",
+        "PROGRAMFILES(X86)",
+        "COMMONPROGRAMFILES",
+        "NUMBER_OF_PROCESSORS",
+        "PROCESSOR_ARCHITECTURE",
+        "OS",
+        "ALLUSERSPROFILE",
+        "APPDATA",
+        "LOCALAPPDATA",
+        // Wine finds its prefix from these.
+        "HOME",
+        "USER",
+    ];
+    let Some(n) = name.to_str() else {
+        return false;
+    };
+    let upper = n.to_ascii_uppercase();
+    KEPT.contains(&upper.as_str()) || upper.starts_with("WINE")
+}
+
+/// The job object bounds nothing yet: the limit applies on Unix.
+pub fn limit_memory(_cmd: &mut Command, _mb: Option<u64>) {}
+
 /// Nothing to set before the spawn: the job is attached right after it, and the worker waits
 /// for that (the pulse's release) before it loads the library.
 pub fn configure(_cmd: &mut Command) {}
+
+/// No keeper on Windows: a death is the worker's own.
+pub fn named_by_keeper(death: Death, _last_output: Option<String>) -> Death {
+    death
+}
+
+/// Processes a worker starts stay in its job object, which ends them with it.
+pub fn contain_orphans() {}
+
+/// Nothing is left outside a job object.
+pub fn end_orphans() {}
 
 /// The worker's job object: killing it ends the worker and everything the library started in
 /// it; closing it (the supervisor exiting, even by a crash) does the same.

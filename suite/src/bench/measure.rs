@@ -60,6 +60,8 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         load_timeout: Duration::from_secs(10),
         prelude: Vec::new(),
         page_heap: None,
+        memory_mb: None,
+        withhold: Vec::new(),
     };
     let mut sup = Supervisor::start(spec.clone())?;
     let ctx = Ctx {
@@ -72,7 +74,12 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
     let (programs, calls) = sequences(&ctx, opts.sequences, opts.max_len, opts.seed);
     // The floor runs the library in this process: for the benchmark only.
     let api: Api = match &opts.library {
-        LibrarySpec::Path(p) => load_library(p).map_err(anyhow::Error::msg)?,
+        LibrarySpec::Path(p) => {
+            let (api, lib) = load_library(p).map_err(anyhow::Error::msg)?;
+            // The bench process ends with the library loaded, as the workers' libraries do.
+            std::mem::forget(lib);
+            api
+        }
         // SAFETY: the embedded table maps each name to the function of that signature.
         LibrarySpec::Embedded => unsafe { Api::from_lookup(opts.embedded) },
     };

@@ -242,7 +242,13 @@ pub fn eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
             ));
             continue;
         }
-        match leaks(path, &m.samples, *probe_every) {
+        let held = r
+            .get("warm")
+            .samples
+            .first()
+            .zip(m.samples.last())
+            .and_then(|(before, after)| kept_since_start(path, before, after));
+        match leaks(path, &m.samples, *probe_every).or(held) {
             Some(line) => f.fail(line),
             None => clean.push(path.clone()),
         }
@@ -316,6 +322,29 @@ fn restore_refused(body: &[Op], tally: &[Tally]) -> Option<(i32, u32)> {
         .collect();
     let most = refusals.iter().max_by_key(|t| t.count)?;
     Some((most.rc?, refusals.iter().map(|t| t.count).sum()))
+}
+
+/// Heap or resident memory a path may still hold after all its cycles, beyond what it held
+/// before the first: a one-off cache is far smaller; a leak that stopped growing once it
+/// reached some size (during the warm-up, where no window sees it) is not.
+const KEPT_MAX: i64 = 32 << 20;
+
+/// The sentence naming what a path kept of all it took since before its first cycle, when that
+/// is more than any one-off set-up holds.
+fn kept_since_start(path: &str, before: &Probe, after: &Probe) -> Option<String> {
+    let heap = after.heap_bytes - before.heap_bytes;
+    let resident = if before.resident_bytes >= 0 && after.resident_bytes >= 0 {
+        after.resident_bytes - before.resident_bytes
+    } else {
+        0
+    };
+    (heap > KEPT_MAX || resident > KEPT_MAX).then(|| {
+        format!(
+            "{path} holds {} MiB more heap and {} MiB more resident memory after its cycles than before the first one: a leak that stopped growing once it was large (the warm-up took it)",
+            heap >> 20,
+            resident >> 20
+        )
+    })
 }
 
 /// The sentence naming what a path leaks per cycle, or None when nothing grows.

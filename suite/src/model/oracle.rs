@@ -601,7 +601,11 @@ fn step(
             let expect = if let (Some(code), true) = (refused, others_live) {
                 Expect::Exact(code)
             } else {
-                if let Some(fix) = rc.and_then(codes::environment_problem) {
+                // Out of descriptors, the library's refusal is its own doing, whatever it says.
+                if let Some(fix) = rc
+                    .filter(|_| !o.no_descriptors)
+                    .and_then(codes::environment_problem)
+                {
                     j.environment = Some(format!(
                         "Prepare returned {}: {fix}",
                         describe(rc.unwrap_or(0))

@@ -15,6 +15,17 @@ pub fn worker_exe() -> PathBuf {
 
 pub fn options(library: LibrarySpec) -> RunOptions {
     let mut o = RunOptions::new(library, worker_exe());
+    // Workers get a minimal environment: $NTDSBCLI_WORKER_ENV names (comma-separated) the
+    // variables a library under test needs (the stand-in DC's socket, say).
+    for name in std::env::var("NTDSBCLI_WORKER_ENV")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|n| !n.is_empty())
+    {
+        if let Some(v) = std::env::var_os(name) {
+            o.worker_env.push((name.into(), v));
+        }
+    }
     // Smaller and more deterministic than the CLI's defaults: no sequence budget to depend
     // on the machine's speed, one worker.
     o.seed = 1;
@@ -130,6 +141,11 @@ pub fn c_library(defect: Option<&str>) -> PathBuf {
 /// The C library built as one of its correct `DESIGN_*` variants.
 pub fn c_design(design: &str) -> PathBuf {
     c_build(&format!("DESIGN_{design}"))
+}
+
+/// Builds fixtures/c/ntdsb.c with `-D<macro>` (a `HOSTILE_*` variant, say), once per run.
+pub fn c_build_with(macro_name: &str) -> PathBuf {
+    c_build(macro_name)
 }
 
 /// Builds fixtures/c/ntdsb.c with `-D<macro>` (none for "GOOD"), once per test run.

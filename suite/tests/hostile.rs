@@ -1,0 +1,258 @@
+//! Libraries that attack the process hosting them (fixtures/c HOSTILE_* variants, each
+//! otherwise correct). The verifier runs untrusted code on machines that hold secrets: each
+//! attack must be contained (the run goes on, nothing is left running or on disk, the secret
+//! never reaches the library) and named for what it is.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The C library built with `-DHOSTILE_<name>`.
+fn hostile(name: &str) -> PathBuf {
+    common::c_build_with(&format!("HOSTILE_{name}"))
+}
+
+/// One CLI run: exit code, stdout and the JSON report; checks that the verifier left no
+/// temporary file of its own behind.
+fn run(lib: &Path, args: &[&str], envs: &[(&str, &str)]) -> (i32, String, serde_json::Value) {
+    let json = common::scratch(
+        "hostile",
+        &format!("{}.json", lib.file_name().unwrap().to_string_lossy()),
+    );
+    let _ = std::fs::remove_file(&json);
+    let mut cmd = Command::new(common::worker_exe());
+    cmd.args([
+        "run",
+        "--seed",
+        "1",
+        "--sequence-budget-ms",
+        "4000",
+        "--lib",
+    ])
+    .arg(lib)
+    .arg("--json")
+    .arg(&json)
+    .args(args)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("the CLI runs");
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&json).unwrap_or_else(|_| panic!("no report:\n{stdout}")),
+    )
+    .unwrap();
+    assert_eq!(report["complete"], true, "{stdout}");
+    let tmp = PathBuf::from(format!("{}.tmp", json.display()));
+    assert!(!tmp.exists(), "{} left behind", tmp.display());
+    let pulses: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("ntdsbcli-conform-{pid}-"))
+        })
+        .collect();
+    assert!(pulses.is_empty(), "pulse files left behind: {pulses:?}");
+    (out.status.code().unwrap_or(-1), stdout, report)
+}
+
+fn check<'a>(report: &'a serde_json::Value, id: &str) -> (&'a str, &'a str) {
+    let c = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("{id} missing"));
+    (
+        c["outcome"].as_str().unwrap(),
+        c["detail"].as_str().unwrap(),
+    )
+}
+
+/// Processes whose name is `comm`, anywhere on the machine.
+fn processes_named(comm: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == comm))
+        .count()
+}
+
+#[test]
+fn a_library_that_kills_its_parent_ends_only_its_worker() {
+    let (code, out, r) = run(&hostile("KILL_PARENT"), &[], &[]);
+    assert_eq!(code, 1, "{out}");
+    // The 3rd End of each worker kills its parent: the keeper dies, the worker with it, and
+    // the run goes on in fresh workers.
+    let killed = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"] == "crash")
+        .filter(|c| c["detail"].as_str().unwrap().contains("SIGKILL"))
+        .count();
+    assert!(killed > 0, "{out}");
+    assert_eq!(r["verdict"], "nonconformant");
+    assert_eq!(check(&r, "library.teardown").0, "pass");
+}
+
+#[test]
+fn a_library_that_kills_its_process_group_ends_only_its_worker() {
+    let (code, out, r) = run(&hostile("KILL_GROUP"), &[], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(" crash "), "{out}");
+    assert_eq!(r["verdict"], "nonconformant");
+}
+
+#[test]
+fn a_daemon_that_left_the_process_group_is_ended_with_the_run() {
+    let lib = hostile("SETSID_DAEMON");
+    let (code, out, _) = run(
+        &lib,
+        &["--check", "prepare.ok", "--check", "end.release"],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+    // The daemon called setsid and was re-parented: its keeper adopted it and ended it.
+    let t0 = std::time::Instant::now();
+    while processes_named("ntdsb-daemon") > 0 && t0.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        processes_named("ntdsb-daemon"),
+        0,
+        "a daemon survived the run"
+    );
+}
+
+#[test]
+fn the_library_never_sees_the_verifiers_environment() {
+    let lib = hostile("ENV_DUMP");
+    let dump = common::scratch("hostile", "environ.txt");
+    let _ = std::fs::remove_file(&dump);
+    let dump_s = dump.display().to_string();
+    let passed = format!("NTDSB_DUMP={dump_s}");
+    let (code, out, _) = run(
+        &lib,
+        &["--check", "prepare.ok", "--worker-env", &passed],
+        &[("NTDSB_TEST_SECRET", "hunter2-canary")],
+    );
+    assert_eq!(code, 0, "{out}");
+    let seen = std::fs::read_to_string(&dump).expect("the library wrote what it saw");
+    assert!(seen.contains("environ: NTDSB_DUMP="), "{seen}");
+    assert!(seen.contains("proc: "), "{seen}");
+    assert!(
+        !seen.contains("hunter2-canary"),
+        "the secret reached the library:\n{seen}"
+    );
+    assert!(!seen.contains("NTDSB_TEST_SECRET"), "{seen}");
+    // The password's variable can never be passed on.
+    let refused = common::cli_with(
+        &[
+            "run",
+            "--user",
+            "u",
+            "--password-env",
+            "NTDSB_TEST_SECRET",
+            "--worker-env",
+            "NTDSB_TEST_SECRET",
+        ],
+        |c| c.env("NTDSB_TEST_SECRET", "hunter2-canary"),
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("never reaches the library"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+fn a_big_leak_meets_the_memory_limit_and_end_release() {
+    let lib = hostile("BIG_LEAK");
+    // 64 MiB per End, up to 1 GiB: past the default limit of 1024 MiB resident.
+    let (code, out, r) = run(&lib, &["--check", "end.release"], &[]);
+    assert_eq!(code, 1, "{out}");
+    let (o, d) = check(&r, "end.release");
+    assert_eq!(o, "crash", "{d}");
+    assert!(d.contains("memory limit"), "{d}");
+    // Without the limit: the leak stops growing during the warm-up, and is still caught.
+    let (code, out, r) = run(
+        &lib,
+        &["--check", "end.release", "--worker-memory-mb", "0"],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    let (o, d) = check(&r, "end.release");
+    assert_eq!(o, "fail", "{d}");
+    assert!(d.contains("a leak that stopped growing"), "{d}");
+}
+
+#[test]
+fn an_abort_at_unload_is_a_teardown_finding() {
+    let (code, out, r) = run(&hostile("ABORT_AT_EXIT"), &[], &[]);
+    assert_eq!(code, 1, "{out}");
+    let (o, d) = check(&r, "library.teardown");
+    assert_eq!(o, "crash", "{d}");
+    assert!(d.contains("SIGABRT") && d.contains("unloaded"), "{d}");
+    // Every API call was right: the teardown is the only finding.
+    let failures = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| !matches!(c["outcome"].as_str(), Some("pass" | "skip")))
+        .count();
+    assert_eq!(failures, 1, "{out}");
+}
+
+#[test]
+fn descriptor_exhaustion_is_named_as_the_librarys() {
+    let (code, out, r) = run(&hostile("FD_EXHAUST"), &["--check", "prepare.ok"], &[]);
+    assert_eq!(code, 1, "{out}");
+    let (o, d) = check(&r, "prepare.ok");
+    assert_eq!(o, "fail", "{d}");
+    assert!(d.contains("no descriptor left"), "{d}");
+}
+
+#[test]
+fn closing_the_workers_pipe_is_not_taken_for_exit() {
+    let (code, out, r) = run(&hostile("CLOSE_ALL_FDS"), &["--check", "prepare.ok"], &[]);
+    assert_eq!(code, 1, "{out}");
+    let (o, d) = check(&r, "prepare.ok");
+    assert_eq!(o, "crash", "{d}");
+    assert!(d.contains("descriptor it does not own"), "{d}");
+    assert!(!d.contains("called exit"), "{d}");
+}
+
+#[test]
+fn a_flood_on_stdout_changes_nothing() {
+    let (code, out, _) = run(
+        &hostile("STDOUT_FLOOD"),
+        &[
+            "--check",
+            "prepare.ok",
+            "--check",
+            "end.ok",
+            "--check",
+            "end.null",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn a_swallowed_segv_is_still_a_crash() {
+    let (code, out, r) = run(&hostile("SWALLOW_SEGV"), &["--check", "end.garbage"], &[]);
+    assert_eq!(code, 1, "{out}");
+    let (o, d) = check(&r, "end.garbage");
+    assert!(o == "crash" || o == "timeout", "{o}: {d}");
+}
