@@ -101,7 +101,6 @@ fn a_library_that_kills_its_parent_ends_only_its_worker() {
         .count();
     assert!(killed > 0, "{out}");
     assert_eq!(r["verdict"], "nonconformant");
-    assert_eq!(check(&r, "library.teardown").0, "pass");
 }
 
 #[test]

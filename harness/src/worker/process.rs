@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 
 const TAIL_MAX: usize = 8 * 1024;
 
+/// The verifier's own variable that workers inherit: the planted defect of the bundled
+/// reference's library build (its tests select one in the `.so` or `.dll` this way).
+const OUR_VARIABLE: &str = "NTDSBCLI_MUTANT";
+
 /// How long messages a worker wrote before it ended are still awaited.
 const ENDED_DRAIN: Duration = Duration::from_millis(100);
 
@@ -96,7 +100,8 @@ impl WorkerProcess {
         // passed, never the verifier's secrets.
         cmd.env_clear();
         for (k, v) in std::env::vars_os() {
-            if platform::platform_variable(&k) && !spec.withhold.contains(&k) {
+            let ours = k == OUR_VARIABLE;
+            if (ours || platform::platform_variable(&k)) && !spec.withhold.contains(&k) {
                 cmd.env(k, v);
             }
         }
