@@ -200,6 +200,44 @@ fn end_that_keeps_its_binding_after_a_failed_round_trip_is_caught_by_fault_clean
     assert_eq!(code, 0, "{out}");
 }
 
+/// The fault.cleanup repro of End's leak: it fails the same call in End's round trip by
+/// itself; it must reproduce on the defect and not on the correct client, whose End returns the
+/// RPC error and still releases everything.
+#[test]
+fn the_end_leak_repro_tells_the_defect_from_the_correct_client() {
+    let dc = Dc::start(0);
+    let lib = common::dc_client(Some("END_LEAK"));
+    let json = common::scratch("dc", "end-leak.json");
+    let json_s = json.display().to_string();
+    let (code, out) = verify(
+        &dc,
+        &lib,
+        &["--seed", "1", "--check", "fault.cleanup", "--json", &json_s],
+    );
+    assert_eq!(code, 1, "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let repro = report["checks"][0]["repro"]
+        .as_str()
+        .expect("a failing fault.cleanup carries a repro");
+    let exe = common::compile_repro("dc-end-leak", repro, &[]);
+    let run = |lib: &Path| {
+        let out = Command::new(&exe)
+            .arg(lib)
+            .env(SOCKET_ENV, &dc.socket)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&lib);
+    assert_eq!(code, 1, "the repro passes on the defect:\n{out}");
+    let (code, out) = run(&common::dc_client(None));
+    assert_eq!(code, 0, "the repro blames the correct client:\n{out}");
+}
+
 #[test]
 fn a_restore_binding_kept_after_the_refusal_is_caught_by_the_sequences() {
     let dc = Dc::start(0);

@@ -197,9 +197,26 @@ static int bwide[32];
 
 /// The rest of the header, after the shared name-list helper.
 const HEADER_REST: &str = r#"static int bad;
+/* An End returned a failure after its own call failed, which the documentation allows ("a
+   Win32 or RPC error code otherwise"): its retry may then find the handle gone (87). */
+static int end_failed_own;
 static void end_code(const char *call, HR rc) {
-    if (rc != 0) {
-        printf("%s returned 0x%08X, expected 0 (S_OK) for a handle Prepare gave out\n", call, (unsigned)rc);
+    if (rc == 0) return;
+    if (hit_step == step) {
+        printf("%s returned 0x%08X after its own call failed (allowed; it is tried again)\n", call, (unsigned)rc);
+        end_failed_own = 1;
+        return;
+    }
+    if (end_failed_own && rc == 87) return;
+    printf("%s returned 0x%08X, expected 0 (S_OK) for a handle Prepare gave out%s\n", call, (unsigned)rc,
+           end_failed_own ? ", or 87 from a retry" : "");
+    bad = 1;
+}
+/* A Prepare that fails before the fault landed, though it succeeds with no fault, meets what
+   an earlier run's End left held. */
+static void prepare_code(const char *call, HR rc, int at_step) {
+    if (rc != 0 && (hit_step < 0 || hit_step > at_step)) {
+        printf("%s returned 0x%08X before any call failed: what an earlier run's End was given is still held\n", call, (unsigned)rc);
         bad = 1;
     }
 }
@@ -240,7 +257,7 @@ static struct grown run(unsigned long k, int rest) {
     int f0 = count_dir("/proc/self/fd");
     long b0 = blocks;
     memset(calls, 0, sizeof calls);
-    seen = 0; at = k; hit_fn = NULL; hit_step = -1; armed = 1;
+    seen = 0; at = k; hit_fn = NULL; hit_step = -1; end_failed_own = 0; armed = 1;
     path();
     armed = 0;
     struct grown g = {count_dir("/proc/self/fd") - f0, threads_towards(t0) - t0, blocks - b0};
@@ -274,13 +291,18 @@ pub fn render(path: &str, body: &[Op], k: u64, finding: &str) -> String {
         "\nstatic void path(void) {\n    HR rc = 0;\n    int prepared = 0;\n    (void)prepared;\n",
     );
     for (i, op) in body.iter().enumerate() {
-        let stop = if matches!(op, Op::Prepare(_) | Op::RestorePrepare(_)) {
-            "rc != 0".to_string()
-        } else {
-            format!("rc != 0 && hit_step == {i}")
+        // A path goes on after a call only while nothing stopped it: a failed Prepare, or the
+        // call whose resource failed.
+        let stop = match op {
+            Op::Prepare(_) => format!(
+                "if (rc != 0) {{ prepare_code(\"{}\", rc, {i}); goto done; }}",
+                op.export().unwrap_or("DsBackupPrepare")
+            ),
+            Op::RestorePrepare(_) => "if (rc != 0) goto done;".to_string(),
+            _ => format!("if (rc != 0 && hit_step == {i}) goto done;"),
         };
         s.push_str(&format!(
-            "    /* {} */\n    step = {i}; rc = 0;\n    {}\n    if ({stop}) goto done;\n",
+            "    /* {} */\n    step = {i}; rc = 0;\n    {}\n    {stop}\n",
             op.describe().replace("*/", "* /"),
             op_code(op)
         ));
@@ -290,8 +312,21 @@ pub fn render(path: &str, body: &[Op], k: u64, finding: &str) -> String {
     /* The clean-up of a caller that gives up: end what is open, free what is held. */
     step = {n};
     for (int k = 0; k < 32; k++) {{
-        if (live[k]) {{ live[k] = 0; end_code("DsBackupEnd (clean-up)", ((HR (*)(HBC))need("DsBackupEnd"))(h[k])); }}
-        if (rlive[k]) {{ rlive[k] = 0; end_code("DsRestoreEnd (clean-up)", ((HR (*)(HBC))need("DsRestoreEnd"))(h[k])); }}
+        for (int restore = 0; restore < 2; restore++) {{
+            int *open = restore ? &rlive[k] : &live[k];
+            if (!*open) continue;
+            *open = 0;
+            const char *name = restore ? "DsRestoreEnd" : "DsBackupEnd";
+            HR (*end)(HBC) = (HR (*)(HBC))need(name);
+            HR r = end(h[k]);
+            end_code(restore ? "DsRestoreEnd (clean-up)" : "DsBackupEnd (clean-up)", r);
+            if (r != 0 && hit_step == step) {{
+                /* Its own call failed: tried once more, with no fault. */
+                step = {n} + 1;
+                end_code(restore ? "DsRestoreEnd (retry)" : "DsBackupEnd (retry)", end(h[k]));
+                step = {n};
+            }}
+        }}
         if (b[k]) {{ ((void (*)(void *))need("DsBackupFree"))(b[k]); b[k] = NULL; }}
     }}
 }}
