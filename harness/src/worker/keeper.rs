@@ -124,8 +124,9 @@ pub fn keep(exe: &Path, args: &[std::ffi::OsString]) -> ! {
     // SAFETY: process-wide settings of this single-purpose process, before any thread.
     unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-        // The verifier gone (killed outright): end the worker and everything it left.
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0);
+        // No parent-death signal here: it follows the supervisor *thread* that started the
+        // keeper, and the sequence phase starts workers from threads that end. A verifier
+        // that is killed closes the worker's pipes instead: the worker ends, and so does this.
         libc::sigprocmask(libc::SIG_BLOCK, &stop, std::ptr::null_mut());
     }
     let limit_mb: u64 = std::env::var(ENV_MEMORY_MB)
