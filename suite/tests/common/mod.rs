@@ -249,43 +249,46 @@ pub fn run_repro(exe: &Path, lib: &Path) -> (i32, String) {
 
 /// The stand-in domain controller's server (fixtures/dc/server.c), built once per test run.
 pub fn dc_server() -> PathBuf {
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ntdsb-dc");
-    let src = repo_root().join("fixtures/dc/server.c");
-    let mut cmd = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
-    cmd.args(["-O1", "-Wall", "-Werror", "-o"])
-        .arg(&out)
-        .arg(&src);
-    build_once(
-        cmd,
-        &src,
-        &out,
-        "a C compiler (cc) is needed for the stand-in DC",
-    );
-    out
+    dc_build("server.c", "ntdsb-dc", &["-O1"], None)
 }
 
 /// The stand-in DC's client library (fixtures/dc/client.c), correct or with one
 /// `DEFECT_DC_*` defect, built once per test run.
 pub fn dc_client(defect: Option<&str>) -> PathBuf {
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let name = match defect {
         Some(d) => format!("libntdsb_dc_{}.so", d.to_lowercase()),
         None => "libntdsb_dc.so".into(),
     };
+    let define = defect.map(|d| format!("-DDEFECT_DC_{d}"));
+    dc_build(
+        "client.c",
+        &name,
+        &["-shared", "-fPIC", "-O1", "-lpthread"],
+        define.as_deref(),
+    )
+}
+
+/// Builds one file of fixtures/dc (which includes dc.h) as `name`, when it or dc.h changed.
+fn dc_build(file: &str, name: &str, flags: &[&str], define: Option<&str>) -> PathBuf {
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let src = repo_root().join("fixtures/dc/client.c");
+    let dir = repo_root().join("fixtures/dc");
+    let src = dir.join(file);
     let mut cmd = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
-    cmd.args(["-shared", "-fPIC", "-O1", "-Wall", "-Werror", "-o"])
+    cmd.args(["-Wall", "-Werror", "-o"])
         .arg(&out)
         .arg(&src)
-        .arg("-lpthread");
-    if let Some(d) = defect {
-        cmd.arg(format!("-DDEFECT_DC_{d}"));
-    }
+        .args(flags)
+        .args(define);
+    // The newer of the file and the header it shares decides whether to build again.
+    let header = dir.join("dc.h");
+    let newest = [&src, &header]
+        .into_iter()
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .unwrap();
     build_once(
         cmd,
-        &src,
+        newest,
         &out,
         "a C compiler (cc) is needed for the stand-in DC",
     );
