@@ -96,7 +96,9 @@ pub fn compare(r: &Report, base: &BTreeMap<String, Entry>) -> Vec<String> {
             Some(b) if b.outcome != c.outcome => {
                 let kind = match (b.outcome.is_failure(), c.outcome.is_failure()) {
                     (false, true) => "newly failing",
-                    (true, false) => "newly passing: take it out of the baseline",
+                    (true, false) => {
+                        "newly passing: change its line in the baseline to the new outcome (or write the baseline again with --write-baseline)"
+                    }
                     _ => "changed",
                 };
                 diffs.push(format!(
@@ -178,7 +180,7 @@ mod tests {
             d,
             [
                 "end.null: newly failing (baseline pass, now fail): 87 wanted",
-                "end.ok: newly passing: take it out of the baseline (baseline fail, now pass): ok",
+                "end.ok: newly passing: change its line in the baseline to the new outcome (or write the baseline again with --write-baseline) (baseline fail, now pass): ok",
                 "end.double: not in the baseline (now pass)",
                 "end.garbage: in the baseline but not in this run",
             ]

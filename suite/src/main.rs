@@ -33,7 +33,8 @@ macro_rules! print {
 #[command(
     name = "ntdsbcli-conform",
     version,
-    about = "Conformance verifier for Ntdsbcli (Directory Backup client API) implementations"
+    about = "Conformance verifier for Ntdsbcli (Directory Backup client API) implementations",
+    after_help = "Exit codes of `run`: 0 conformant, 1 nonconformant (or a difference from --baseline), 2 could not run (bad arguments, a file that is not a loadable library, missing exports, a crash while loading), 3 inconclusive (the environment refused a session)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -113,7 +114,8 @@ struct RunArgs {
     #[arg(long)]
     accept_hresult: bool,
     /// How long a call may make no progress before it counts as hung, in milliseconds.
-    #[arg(long, default_value_t = defaults::CALL_TIMEOUT_MS)]
+    #[arg(long, default_value_t = defaults::CALL_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(1..))]
     call_timeout_ms: u64,
     /// Stop generating new sequences after this many milliseconds (a slow library, say one
     /// that talks RPC, still gets a verdict in bounded time; the report says where it stopped).
@@ -122,8 +124,8 @@ struct RunArgs {
     /// Time allowed for shrinking a failing sequence, in milliseconds.
     #[arg(long, default_value_t = defaults::SHRINK_BUDGET_MS)]
     shrink_budget_ms: u64,
-    /// Workers running sequences at once (default: one per core).
-    #[arg(long)]
+    /// Workers running sequences at once (default: one per core; at least 1).
+    #[arg(long, value_parser = parse_jobs)]
     jobs: Option<usize>,
     /// Measured cycles per session path in end.release (rounded to whole windows of 8).
     #[arg(long, default_value_t = defaults::RELEASE_CYCLES)]
@@ -283,6 +285,14 @@ fn merge_reports(inputs: &[PathBuf], out: &Outputs) -> anyhow::Result<u8> {
     write_views(&r, out.markdown.as_deref(), out.junit.as_deref(), None)?;
     print!("{}", summary::table(&r, 160));
     Ok(r.verdict.exit_code())
+}
+
+fn parse_jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("at least one worker is needed".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
 }
 
 fn parse_partition(s: &str) -> Result<(u64, u64), String> {

@@ -178,3 +178,26 @@ fn a_closed_stdout_is_no_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
 }
+
+/// Flags whose value makes no sense are refused before anything runs, naming the flag.
+#[test]
+fn nonsense_flag_values_are_refused() {
+    for (flag, value) in [("--jobs", "0"), ("--call-timeout-ms", "0")] {
+        let r = common::cli_with(&["run", flag, value], |c| c);
+        assert_eq!(r.code, 2, "{flag} {value}: {}", r.stderr);
+        assert!(r.stderr.contains(flag), "{flag}: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "{}", r.stdout);
+    }
+}
+
+/// `--help` says what the exit codes mean.
+#[test]
+fn help_lists_the_exit_codes() {
+    let r = common::cli_with(&["--help"], |c| c);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("Exit codes") && r.stdout.contains("3 inconclusive"),
+        "{}",
+        r.stdout
+    );
+}
