@@ -16,11 +16,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 WINE = os.environ.get("WINE", "wine64")
-EXE = ROOT / "target/x86_64-pc-windows-gnu/release/ntdsbcli-conform.exe"
-LINUX = ROOT / "target/release/ntdsbcli-conform"
-DLL = ROOT / "target/x86_64-pc-windows-gnu/release/ntdsbcli_ref.dll"
-SO = ROOT / "target/release/libntdsbcli_ref.so"
-OUT = ROOT / "target/wine"
+TARGET = ROOT / os.environ.get("CARGO_TARGET_DIR", "target")
+EXE = TARGET / "x86_64-pc-windows-gnu/release/ntdsbcli-conform.exe"
+LINUX = TARGET / "release/ntdsbcli-conform"
+DLL = TARGET / "x86_64-pc-windows-gnu/release/ntdsbcli_ref.dll"
+SO = TARGET / "release/libntdsbcli_ref.so"
+OUT = TARGET / "wine"
 C = OUT / "c"
 # Fewer sequences and a short call timeout keep the leg quick; the defects below are all found
 # well within them on Linux and Windows alike.
