@@ -255,3 +255,31 @@ fn a_swallowed_segv_is_still_a_crash() {
     let (o, d) = check(&r, "end.garbage");
     assert!(o == "crash" || o == "timeout", "{o}: {d}");
 }
+
+/// A worker that crashes while a child it started still holds the protocol pipe: the crash is
+/// seen from the wait status at once, named as a crash (not a hang of the call timeout), and
+/// the child is ended with it.
+#[test]
+fn a_crash_beside_a_child_holding_the_pipe_is_a_crash_at_once() {
+    let t0 = std::time::Instant::now();
+    let (code, out, r) = run(
+        &hostile("CRASH_WITH_CHILD"),
+        &["--check", "end.null", "--call-timeout-ms", "60000"],
+        &[],
+    );
+    assert_eq!(code, 1, "{out}");
+    let (o, d) = check(&r, "end.null");
+    assert_eq!(o, "crash", "{d}");
+    assert!(d.contains("SIGSEGV"), "{d}");
+    // Far below the call timeout: the crash was not waited out as a hang.
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        t0.elapsed()
+    );
+    let t1 = std::time::Instant::now();
+    while processes_named("ntdsb-orphan") > 0 && t1.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(processes_named("ntdsb-orphan"), 0, "the child survived");
+}
