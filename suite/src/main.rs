@@ -287,6 +287,34 @@ fn merge_reports(inputs: &[PathBuf], out: &Outputs) -> anyhow::Result<u8> {
     Ok(r.verdict.exit_code())
 }
 
+/// The command that runs one check again, alone, with this run's seed and library.
+fn rerun_command(args: &RunArgs, library: Option<&std::path::Path>, seed: u64, id: &str) -> String {
+    let mut cmd = String::from("ntdsbcli-conform run");
+    if let Some(p) = library {
+        cmd.push_str(&format!(" --lib {}", shell_word(&p.display().to_string())));
+    }
+    if let Some(m) = &args.mutant {
+        cmd.push_str(&format!(" --mutant {m}"));
+    }
+    for e in &args.worker_env {
+        cmd.push_str(&format!(" --worker-env {}", shell_word(e)));
+    }
+    cmd.push_str(&format!(" --seed {seed} --check {id}"));
+    cmd
+}
+
+/// `s` quoted for a POSIX shell when it needs to be.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-=:+,@".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 fn parse_jobs(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("at least one worker is needed".into()),
@@ -482,10 +510,15 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     // Whatever a worker's process tree leaves behind when its keeper is killed comes to this
     // process, which ends it once the run is over.
     worker::contain_orphans();
+    // A log (stdout not a terminal) gets each check's whole line as it is decided.
+    let log = !std::io::stdout().is_terminal();
     let result = runner::run(&opts, &mut |c, done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
         bar.set_message(format!("{} {}", c.id, c.outcome.as_str()));
+        if log {
+            println!("{}", summary::line(c));
+        }
     });
     worker::end_orphans();
     bar.finish_and_clear();
@@ -516,25 +549,48 @@ fn finish(
 ) -> anyhow::Result<u8> {
     write_extra(r, args)?;
     let repros = write_repros(r, args)?;
-    let width = if std::io::stdout().is_terminal() {
-        120
+    if std::io::stdout().is_terminal() {
+        print!("{}", summary::table(r, 120));
     } else {
-        160
-    };
-    print!("{}", summary::table(r, width));
+        // Each check's line was written as it was decided.
+        print!("\n{}", summary::verdict_line(r));
+    }
+    let library = args
+        .lib
+        .as_ref()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+    let target = library
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "LIBRARY".into());
     for p in &repros {
         let p = p.display();
         if cfg!(windows) {
-            println!("repro: {p} (cl {p} or gcc -o repro.exe {p}, then repro.exe LIBRARY)");
+            println!("repro: {p} (cl {p} or gcc -o repro.exe {p}, then repro.exe {target})");
         } else {
-            println!("repro: {p} (cc -o repro {p} -ldl -lpthread && ./repro LIBRARY)");
+            println!("repro: {p} (cc -o repro {p} -ldl -lpthread && ./repro {target})");
         }
     }
     if repros.is_empty() && r.checks.iter().any(|c| c.repro.is_some()) {
         println!("a C repro was made: run again with --json PATH to save it next to the report");
     }
-    if let Some(p) = &args.out.json {
-        println!("report: {}", p.display());
+    for c in r.checks.iter().filter(|c| c.outcome.is_failure()) {
+        println!(
+            "rerun: {}",
+            rerun_command(args, library.as_deref(), r.config.seed, &c.id)
+        );
+    }
+    let written: Vec<String> = [
+        ("json", &args.out.json),
+        ("markdown", &args.out.markdown),
+        ("junit", &args.out.junit),
+        ("html", &args.html),
+    ]
+    .into_iter()
+    .filter_map(|(kind, p)| p.as_ref().map(|p| format!("{kind} {}", p.display())))
+    .collect();
+    if !written.is_empty() {
+        println!("report: {}", written.join(", "));
     }
     if let Some(p) = &args.write_baseline {
         report::write_atomic(p, ntdsbcli_conform::baseline::render(r).as_bytes())?;

@@ -349,10 +349,18 @@ impl Progress<'_> {
         self.write()
     }
 
-    /// Shows and writes the checks the plan decided before anything ran.
-    fn begin(&mut self, decided: &[CheckReport]) -> Result<(), HarnessError> {
+    /// Adds a check whose failure is still to be confirmed in a fresh worker: written at
+    /// once, shown (`on_check`) only when confirmation has decided it.
+    fn add_unconfirmed(&mut self, rep: CheckReport) -> Result<(), HarnessError> {
+        self.report.checks.push(rep);
+        self.write()
+    }
+
+    /// Writes the checks the plan decided before anything ran, and shows them when the run
+    /// goes on (`show`): a run that cannot go on says so in one line, nothing else.
+    fn begin(&mut self, decided: &[CheckReport], show: bool) -> Result<(), HarnessError> {
         self.report.checks.extend(decided.iter().cloned());
-        for c in &self.report.checks {
+        for c in self.report.checks.iter().filter(|_| show) {
             (self.on_check)(c, self.report.checks.len(), self.total);
         }
         if let Some(w) = &self.writer {
@@ -428,7 +436,7 @@ pub fn run(
     };
     let missing = abi::missing_required(&exports);
     let plan = plan(&selected, &ctx, &missing);
-    progress.begin(&plan.decided)?;
+    progress.begin(&plan.decided, missing.is_empty())?;
     if !missing.is_empty() {
         let report = progress.finish(&selected, stats(&[], (0, 0), start, &sup))?;
         return Err(RunError::MissingExports {
@@ -676,7 +684,13 @@ fn execute(
                 .map(|r| r.clone().expect("all in"))
                 .collect();
             let e = judge(check, ctx, &programs[range.clone()], &rs);
-            if let Err(err) = progress.add(report_of(check.def, e)) {
+            let rep = report_of(check.def, e);
+            let added = if rep.outcome == Outcome::Fail {
+                progress.add_unconfirmed(rep)
+            } else {
+                progress.add(rep)
+            };
+            if let Err(err) = added {
                 write_err.get_or_insert(err);
             }
         }
@@ -719,7 +733,11 @@ fn confirm(
             first
         };
         *c = report_of(check.def, e);
+        let c = c.clone();
+        let done = progress.report.checks.len();
+        (progress.on_check)(&c, done, progress.total);
     }
+    progress.write()?;
     Ok(())
 }
 

@@ -12,18 +12,28 @@ fn clip(s: &str, n: usize) -> String {
     }
 }
 
-pub fn table(r: &Report, width: usize) -> String {
-    let id_w = r.checks.iter().map(|c| c.id.len()).max().unwrap_or(10);
-    let detail_w = width.saturating_sub(id_w + 16).max(30);
-    let mut s = String::new();
-    for c in &r.checks {
-        s.push_str(&format!(
-            "{:<id_w$}  {:<12}  {}\n",
-            c.id,
-            c.outcome.as_str(),
-            clip(&c.detail, detail_w)
-        ));
-    }
+/// Width of the id column: the longest check id.
+fn id_width() -> usize {
+    crate::catalogue::CHECKS
+        .iter()
+        .map(|c| c.id.len())
+        .max()
+        .unwrap_or(10)
+}
+
+/// One check's line as it is decided, for a log: id, outcome and the whole detail.
+pub fn line(c: &ntdsbcli_harness::report::CheckReport) -> String {
+    format!(
+        "{:<w$}  {:<12}  {}",
+        c.id,
+        c.outcome.as_str(),
+        c.detail,
+        w = id_width()
+    )
+}
+
+/// The closing line: the verdict, the count of each outcome, the time and the seed.
+pub fn verdict_line(r: &Report) -> String {
     let count = |o: Outcome| r.checks.iter().filter(|c| c.outcome == o).count();
     let mut parts = Vec::new();
     for o in [
@@ -40,13 +50,29 @@ pub fn table(r: &Report, width: usize) -> String {
             parts.push(format!("{n} {}", o.as_str()));
         }
     }
-    s.push_str(&format!(
-        "\nverdict: {} ({} checks: {}) in {:.2} s, seed {}\n",
+    format!(
+        "verdict: {} ({} checks: {}) in {:.2} s, seed {}\n",
         r.verdict.as_str(),
         r.checks.len(),
         parts.join(", "),
         r.stats.wall_ms as f64 / 1000.0,
         r.config.seed
-    ));
+    )
+}
+
+pub fn table(r: &Report, width: usize) -> String {
+    let id_w = r.checks.iter().map(|c| c.id.len()).max().unwrap_or(10);
+    let detail_w = width.saturating_sub(id_w + 16).max(30);
+    let mut s = String::new();
+    for c in &r.checks {
+        s.push_str(&format!(
+            "{:<id_w$}  {:<12}  {}\n",
+            c.id,
+            c.outcome.as_str(),
+            clip(&c.detail, detail_w)
+        ));
+    }
+    s.push('\n');
+    s.push_str(&verdict_line(r));
     s
 }

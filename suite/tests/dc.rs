@@ -259,3 +259,46 @@ fn a_second_backup_that_breaks_the_first_is_caught_by_prepare_distinct() {
     assert_eq!(code, 1, "{out}");
     assert!(line(&out, "prepare.distinct").contains(" fail "), "{out}");
 }
+
+/// Piped to a log, the run writes each check's whole line as it is decided, not all at the
+/// end. Proven without timing: the client's server accepts nothing, so the run cannot end
+/// until the test closes it, and the first line must already be there.
+#[test]
+fn a_log_gets_each_check_as_it_is_decided() {
+    use std::io::{BufRead, BufReader};
+    let socket = std::env::temp_dir().join(format!("ntdsb-stall-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket);
+    let stall = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let mut child = Command::new(common::worker_exe())
+        .args(["run", "--seed", "1", "--lib"])
+        .arg(common::dc_client(None))
+        .args(["--worker-env", SOCKET_ENV, "--call-timeout-ms", "600000"])
+        .args(["--check", "exports.required", "--check", "prepare.ok"])
+        .env(SOCKET_ENV, &socket)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("exports.required "), "{first}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended while its server still held Prepare"
+    );
+    // The server goes away: Prepare fails with an RPC error, and the run ends.
+    drop(stall);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let code = child.wait().unwrap().code();
+    let _ = std::fs::remove_file(&socket);
+    assert_eq!(code, Some(3), "{}", rest.join("\n"));
+    let prepare = rest
+        .iter()
+        .find(|l| l.starts_with("prepare.ok "))
+        .unwrap_or_else(|| panic!("{}", rest.join("\n")));
+    assert!(
+        prepare.contains("inconclusive") && !prepare.contains('…'),
+        "{prepare}"
+    );
+    assert!(rest.iter().any(|l| l.starts_with("verdict: inconclusive")));
+}
