@@ -558,19 +558,21 @@ impl<'a> Interp<'a> {
         }
     }
 
-    /// One End of the clean-up: its code is recorded, and a failure kept for a retry.
-    ///
-    /// # Safety
-    /// `o.value` is a value the library gave out (its End takes any value by design).
-    unsafe fn cleanup_end(&mut self, obs: &mut Observation, o: Orphan) {
+    /// DsBackupEnd (or DsRestoreEnd) on the session's value: its code, when exported.
+    fn end_session(&self, o: Orphan) -> Option<i32> {
         let export = if o.restore {
             "DsRestoreEnd"
         } else {
             "DsBackupEnd"
         };
-        // SAFETY: the caller passes a handle value; End's signature is the family's.
-        if let Some(f) = unsafe { self.api.get::<HbcOnly>(export) } {
-            let rc = unsafe { f(o.value as Hbc) };
+        // SAFETY: End takes a handle by value, with the signature its family declares; the
+        // value is one the library gave out.
+        unsafe { self.api.get::<HbcOnly>(export).map(|f| f(o.value as Hbc)) }
+    }
+
+    /// One End of the clean-up: its code is recorded, and a failure kept for a retry.
+    fn cleanup_end(&mut self, obs: &mut Observation, o: Orphan) {
+        if let Some(rc) = self.end_session(o) {
             obs.codes.push(rc);
             if rc != 0 {
                 self.cleanup_failed.push(o);
@@ -581,16 +583,8 @@ impl<'a> Interp<'a> {
     /// Ends once more every session whose End failed in the last clean-up.
     fn retry_cleanup(&mut self) -> Observation {
         let mut obs = Observation::default();
-        for Orphan { restore, value } in std::mem::take(&mut self.cleanup_failed) {
-            let export = if restore {
-                "DsRestoreEnd"
-            } else {
-                "DsBackupEnd"
-            };
-            // SAFETY: End takes a handle by value; the value is one the library gave out.
-            if let Some(f) = unsafe { self.api.get::<HbcOnly>(export) } {
-                obs.codes.push(unsafe { f(value as Hbc) });
-            }
+        for o in std::mem::take(&mut self.cleanup_failed) {
+            obs.codes.extend(self.end_session(o));
         }
         obs
     }

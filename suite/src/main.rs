@@ -555,10 +555,8 @@ fn finish(
         // Each check's line was written as it was decided.
         print!("\n{}", summary::verdict_line(r));
     }
-    let library = args
-        .lib
-        .as_ref()
-        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+    // The report holds the library's absolute path, as the run used it.
+    let library = args.lib.as_ref().map(|_| PathBuf::from(&r.library.path));
     let target = library
         .as_ref()
         .map(|p| p.display().to_string())

@@ -105,10 +105,10 @@ unsafe extern "system" fn on_fault(info: *mut EXCEPTION_POINTERS) -> i32 {
     CONTINUE_SEARCH
 }
 
-/// Registers the handler first in line, once.
 /// Windows has no fork: nothing to guard.
 pub fn guard_forks() {}
 
+/// Registers the handler first in line, once.
 pub fn name_faults() {
     // SAFETY: registers a handler that only reads the page heap's book and writes one line.
     unsafe { AddVectoredExceptionHandler(1, Some(on_fault)) };

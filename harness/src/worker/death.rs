@@ -47,6 +47,23 @@ impl Death {
     }
 }
 
+/// What the verifier's own process said when it ended `death` on purpose: the rest of its last
+/// line on stderr, when it exited with `code` and that line starts with `prefix` (a library
+/// that merely calls exit with the same code says no such line).
+pub(crate) fn told(
+    death: &Death,
+    last_output: Option<&str>,
+    code: i32,
+    prefix: &str,
+) -> Option<String> {
+    match (death, last_output) {
+        (Death::Exit { code: c }, Some(line)) if *c == code => line
+            .strip_prefix(prefix)
+            .map(|rest| rest.trim().to_string()),
+        _ => None,
+    }
+}
+
 /// A program whose worker died, with where and whether a fresh worker saw the same.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeathReport {

@@ -126,7 +126,6 @@ impl WorkerProcess {
             }
         }
         platform::limit_memory(&mut cmd, spec.memory_mb);
-        platform::configure(&mut cmd);
         let (mut child, tree) = start(&mut cmd, &spec.exe)?;
         // Only now may the worker load the library: whatever it starts is in the tree.
         pulse.release();
@@ -253,20 +252,16 @@ impl WorkerProcess {
             },
         };
         let last = self.last_output();
-        named_by_worker(platform::named_by_keeper(death, last.clone()), last)
+        named_by_worker(
+            platform::named_by_keeper(death, last.as_deref()),
+            last.as_deref(),
+        )
     }
 
     /// Waits up to `patience` for a worker that said it is exiting; how it ended, or None when
     /// it is still running.
     pub(crate) fn wait_exit(&mut self, patience: Duration) -> Option<Death> {
-        let t0 = Instant::now();
-        while t0.elapsed() < patience {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return Some(self.reap());
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        None
+        exited_within(&mut self.child, patience).then(|| self.reap())
     }
 
     pub(crate) fn kill(&mut self) {
@@ -275,20 +270,31 @@ impl WorkerProcess {
     }
 }
 
+/// Whether `child` has ended, or ends within `limit`.
+pub(super) fn exited_within(child: &mut Child, limit: Duration) -> bool {
+    let t0 = Instant::now();
+    loop {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return true;
+        }
+        if t0.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// A death the worker named itself: its protocol pipe failed under it (the library closed a
 /// descriptor it does not own), which is no call of exit by the library.
-fn named_by_worker(death: Death, last_output: Option<String>) -> Death {
+fn named_by_worker(death: Death, last_output: Option<&str>) -> Death {
     use super::serve::{PIPE_LOST_EXIT, PIPE_LOST_LINE};
-    match (&death, last_output) {
-        (Death::Exit { code: PIPE_LOST_EXIT }, Some(line)) if line.starts_with(PIPE_LOST_LINE) => {
-            Death::Protocol {
-                what: format!(
-                    "the worker's pipe to the verifier failed ({}): the library closed or replaced a descriptor it does not own",
-                    line[PIPE_LOST_LINE.len()..].trim()
-                ),
-            }
-        }
-        _ => death,
+    match super::death::told(&death, last_output, PIPE_LOST_EXIT, PIPE_LOST_LINE) {
+        Some(why) => Death::Protocol {
+            what: format!(
+                "the worker's pipe to the verifier failed ({why}): the library closed or replaced a descriptor it does not own"
+            ),
+        },
+        None => death,
     }
 }
 

@@ -25,9 +25,6 @@ pub fn platform_variable(name: &std::ffi::OsStr) -> bool {
     name.to_str().is_some_and(|n| KEPT.contains(&n))
 }
 
-/// Nothing more before the spawn: the keeper makes the worker's tree.
-pub fn configure(_cmd: &mut Command) {}
-
 /// The keeper's process group.
 pub struct Tree {
     pgid: i32,
@@ -51,12 +48,8 @@ impl Tree {
             unsafe {
                 libc::kill(self.pgid, libc::SIGTERM);
             }
-            let t0 = std::time::Instant::now();
-            while t0.elapsed() < KEEPER_GRACE {
-                if !matches!(child.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(1));
+            if super::process::exited_within(child, KEEPER_GRACE) {
+                return;
             }
         }
         // SAFETY: signalling our own child's process group.
@@ -136,15 +129,11 @@ pub fn death_of(status: ExitStatus) -> Death {
 }
 
 /// A death the keeper caused and named: the memory limit.
-pub fn named_by_keeper(death: Death, last_output: Option<String>) -> Death {
+pub fn named_by_keeper(death: Death, last_output: Option<&str>) -> Death {
     use super::keeper::{MEMORY_EXIT, MEMORY_LINE};
-    match (&death, last_output) {
-        (Death::Exit { code: MEMORY_EXIT }, Some(line)) if line.starts_with(MEMORY_LINE) => {
-            Death::MemoryLimit {
-                what: line[MEMORY_LINE.len()..].trim().to_string(),
-            }
-        }
-        _ => death,
+    match super::death::told(&death, last_output, MEMORY_EXIT, MEMORY_LINE) {
+        Some(what) => Death::MemoryLimit { what },
+        None => death,
     }
 }
 

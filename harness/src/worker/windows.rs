@@ -66,12 +66,8 @@ pub fn platform_variable(name: &std::ffi::OsStr) -> bool {
 /// The job object bounds nothing yet: the limit applies on Unix.
 pub fn limit_memory(_cmd: &mut Command, _mb: Option<u64>) {}
 
-/// Nothing to set before the spawn: the job is attached right after it, and the worker waits
-/// for that (the pulse's release) before it loads the library.
-pub fn configure(_cmd: &mut Command) {}
-
 /// No keeper on Windows: a death is the worker's own.
-pub fn named_by_keeper(death: Death, _last_output: Option<String>) -> Death {
+pub fn named_by_keeper(death: Death, _last_output: Option<&str>) -> Death {
     death
 }
 
