@@ -199,8 +199,13 @@ pub fn cpp_library() -> PathBuf {
 }
 
 fn build_once(mut cmd: Command, src: &Path, out: &Path, need: &str) {
-    let fresh = out.metadata().and_then(|m| m.modified()).ok()
-        >= src.metadata().and_then(|m| m.modified()).ok();
+    // The C fixtures include the project's header: a change to either rebuilds.
+    let header = repo_root().join("include/ntdsbcli.h");
+    let newest = [src, header.as_path()]
+        .iter()
+        .filter_map(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .max();
+    let fresh = out.metadata().and_then(|m| m.modified()).ok() >= newest;
     if !out.exists() || !fresh {
         let st = cmd.status().unwrap_or_else(|e| panic!("{need}: {e}"));
         assert!(st.success(), "building {} failed", out.display());
