@@ -23,7 +23,7 @@ pub fn missing_required(exports: &[String]) -> Vec<&'static str> {
     missing
 }
 
-/// Every export of the real x64 DLL (facts.md §1.2), in name order. Each is described with
+/// Every export of the real x64 DLL (docs/spec.md §1), in name order. Each is described with
 /// its family in `crate::calls`.
 pub const EXPORTS: [&str; 28] = [
     "DsBackupClose",

@@ -1,4 +1,4 @@
-//! Return codes named in the public documentation (facts.md §4), for details people can read.
+//! Return codes named in the public documentation (docs/spec.md §2), for details people can read.
 
 pub const S_OK: i32 = 0;
 pub const S_FALSE: i32 = 1;

@@ -10,6 +10,7 @@ pub mod fault;
 pub mod merge;
 pub mod model;
 pub mod runner;
+pub mod spec;
 pub mod summary;
 
 pub use ntdsbcli_harness as harness;

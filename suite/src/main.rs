@@ -49,6 +49,8 @@ enum Command {
     List,
     /// The planted-defect variants of the bundled reference (for --mutant).
     Mutants,
+    /// Print the JSON Schema of the report (the same as reports/schema.json).
+    Schema,
     /// Combine shard reports (`run --partition K/N --json ...`) into one, with its verdict.
     Merge {
         /// The shard reports (JSON).
@@ -194,6 +196,10 @@ fn main() -> ExitCode {
         Command::Merge { inputs, out } => merge_reports(&inputs, &out),
         Command::Explain { id } => explain(&id),
         Command::Mutants => mutants(),
+        Command::Schema => {
+            print!("{}", ntdsbcli_conform::harness::report::schema_json());
+            Ok(0)
+        }
         Command::Bench {
             lib,
             sequences,
@@ -243,6 +249,15 @@ fn explain(id: &str) -> anyhow::Result<u8> {
     );
     println!("  source       {source}");
     println!("  conforming   {conforming}");
+    // The rules themselves, as docs/spec.md words them: what a failure of this check breaks.
+    let rules = ntdsbcli_conform::spec::cited(&format!("{} {source}", c.requirement));
+    for (i, r) in rules.iter().enumerate() {
+        if let Some(line) = ntdsbcli_conform::spec::rule_line(r) {
+            let label = if i == 0 { "rules" } else { "" };
+            println!("  {label:<12} {r}: {line}");
+        }
+    }
+    println!("  see          docs/spec.md (the rules), docs/rules.md (every rule of every check)");
     Ok(0)
 }
 

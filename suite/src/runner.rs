@@ -6,7 +6,6 @@ use crate::catalogue::{CheckDef, Runs, CHECKS};
 use crate::checks::{check_for, Check, Ctx, Eval, Ran};
 use crate::defaults;
 use crate::model::{self, phase::SeqOptions};
-use ntdsbcli_harness::abi;
 use ntdsbcli_harness::preflight;
 use ntdsbcli_harness::program::SetAuth;
 use ntdsbcli_harness::program::{Observation, Op, Program, Text};
@@ -17,6 +16,7 @@ use ntdsbcli_harness::worker::{
     DeathReport, LibrarySpec, RunResult, Supervisor, Teardown, WorkerSpec,
 };
 use ntdsbcli_harness::HarnessError;
+use ntdsbcli_harness::{abi, codes};
 use sha2::{Digest, Sha256};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -180,15 +180,25 @@ fn missing_needs(def: &CheckDef, ctx: &Ctx) -> Option<String> {
     (!missing.is_empty()).then(|| format!("not exported: {}", missing.join("; ")))
 }
 
+/// A decided check as the report holds it; a failing one names the rule it breaks.
 fn report_of(def: &CheckDef, e: Eval) -> CheckReport {
+    let detail = match e.outcome.is_failure() {
+        true => crate::spec::name_rule(&e.detail, def.requirement),
+        false => e.detail,
+    };
     CheckReport {
         id: def.id.to_string(),
         requirement: def.requirement.to_string(),
         strength: def.strength,
         outcome: e.outcome,
-        detail: e.detail,
+        detail,
         repro: None,
+        ms: Some(0),
     }
+}
+
+fn ms_since(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
 }
 
 fn death_detail(program: &Program, d: &DeathReport) -> String {
@@ -343,7 +353,10 @@ struct Progress<'a> {
 
 impl Progress<'_> {
     /// Adds a decided check and writes the report.
-    fn add(&mut self, rep: CheckReport) -> Result<(), HarnessError> {
+    fn add(&mut self, mut rep: CheckReport) -> Result<(), HarnessError> {
+        if prepare_failed(&self.report.checks) {
+            blame_prepare(&mut rep);
+        }
         self.report.checks.push(rep.clone());
         (self.on_check)(&rep, self.report.checks.len(), self.total);
         self.write()
@@ -380,6 +393,9 @@ impl Progress<'_> {
                 .unwrap_or(usize::MAX)
         };
         report.checks.sort_by_key(|c| order(&c.id));
+        if prepare_failed(&report.checks) {
+            report.checks.iter_mut().for_each(blame_prepare);
+        }
         report.stats = stats;
         report.complete = true;
         report.recompute_verdict();
@@ -396,6 +412,60 @@ impl Progress<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether prepare.ok has failed (confirmed or not: a failure stays one).
+fn prepare_failed(checks: &[CheckReport]) -> bool {
+    checks
+        .iter()
+        .any(|c| c.id == "prepare.ok" && c.outcome.is_failure())
+}
+
+/// A check left without a session because Prepare does not work points at prepare.ok, which
+/// failed, instead of giving advice for the environment that would send the vendor the wrong
+/// way.
+fn blame_prepare(c: &mut CheckReport) {
+    if c.outcome != Outcome::Inconclusive || c.id == "prepare.ok" {
+        return;
+    }
+    if let Some(d) = blocked_detail(&c.detail) {
+        c.detail = d;
+    }
+}
+
+/// "needs a live session, but Prepare returned X: advice" becomes "blocked by prepare.ok,
+/// which failed: this check needs a live session, and Prepare returned X"; any other detail
+/// that gives advice for the environment loses the advice and gains the same opening.
+fn blocked_detail(detail: &str) -> Option<String> {
+    if let Some(rest) = detail.strip_prefix("needs a live session, but ") {
+        let what = strip_advice(rest)
+            .trim_end_matches(" (see prepare.ok)")
+            .to_string();
+        return Some(format!(
+            "blocked by prepare.ok, which failed: this check needs a live session, and {what}"
+        ));
+    }
+    let stripped = strip_advice(detail);
+    (stripped != detail).then(|| format!("blocked by prepare.ok, which failed: {stripped}"))
+}
+
+/// A detail without the environment advice of `codes::environment_problem`.
+fn strip_advice(detail: &str) -> String {
+    let mut d = detail.to_string();
+    for code in [
+        codes::ERROR_ACCESS_DENIED,
+        codes::HR_COULD_NOT_CONNECT,
+        codes::RPC_S_INVALID_BINDING,
+        codes::RPC_S_SERVER_UNAVAILABLE,
+        codes::HR_BACKUP_IN_PROGRESS,
+    ] {
+        if let Some(fix) = codes::environment_problem(code) {
+            for form in [format!(": {fix}"), format!(" ({fix})"), fix.to_string()] {
+                d = d.replace(&form, "");
+            }
+        }
+    }
+    d
 }
 
 /// What the planning stage decided: the checks it could judge without calling anything, and
@@ -449,24 +519,34 @@ pub fn run(
     let results = execute(&mut sup, &ctx, &plan, &mut progress)?;
     confirm(&mut sup, &ctx, &plan, &mut progress)?;
     if let Some(def) = selected.iter().find(|d| d.runs == Runs::Faults) {
+        let t = Instant::now();
         let (e, repro) = fault_phase(&mut sup, &ctx, opts)?;
         let mut rep = report_of(def, e);
         rep.repro = repro;
+        rep.ms = Some(ms_since(t));
         progress.add(rep)?;
     }
     // The sequence phase comes last: it runs in the same workers, after the others.
     let mut seq_stats = (0, 0);
     if let Some(def) = selected.iter().find(|d| d.runs == Runs::Sequences) {
+        let t = Instant::now();
         let seq = model::phase::run(&mut sup, &ctx, &seq_options(opts))?;
         seq_stats = (seq.sequences, seq.calls);
         let mut rep = report_of(def, seq.eval);
         rep.repro = seq.repro;
+        rep.ms = Some(ms_since(t));
+        if prepare_failed(&progress.report.checks) {
+            blame_prepare(&mut rep);
+        }
         (progress.on_check)(&rep, progress.report.checks.len() + 1, progress.total);
         progress.report.checks.push(rep);
     }
     if let Some(def) = selected.iter().find(|d| d.runs == Runs::Teardown) {
+        let t = Instant::now();
         let e = teardown_eval(sup.teardown()?, &opts.library);
-        progress.add(report_of(def, e))?;
+        let mut rep = report_of(def, e);
+        rep.ms = Some(ms_since(t));
+        progress.add(rep)?;
     }
     Ok(progress.finish(&selected, stats(&results, seq_stats, start, &sup))?)
 }
@@ -673,10 +753,15 @@ fn execute(
         .flat_map(|(k, (_, r))| std::iter::repeat_n(k, r.len()))
         .collect();
     let mut write_err = None;
+    // One worker runs the batch in order, so a program took the time since the last result.
+    let mut last = Instant::now();
+    let mut spent = vec![0u64; planned.len()];
     sup.run(programs, &mut |i, r| {
         results[i] = Some(r.clone());
         let k = owner[i];
         remaining[k] -= 1;
+        spent[k] += ms_since(last);
+        last = Instant::now();
         if remaining[k] == 0 {
             let (check, range) = &planned[k];
             let rs: Vec<RunResult> = results[range.clone()]
@@ -684,7 +769,8 @@ fn execute(
                 .map(|r| r.clone().expect("all in"))
                 .collect();
             let e = judge(check, ctx, &programs[range.clone()], &rs);
-            let rep = report_of(check.def, e);
+            let mut rep = report_of(check.def, e);
+            rep.ms = Some(spent[k]);
             let added = if rep.outcome == Outcome::Fail {
                 progress.add_unconfirmed(rep)
             } else {
@@ -721,6 +807,7 @@ fn confirm(
             continue;
         }
         let first = Eval::new(c.outcome, c.detail.clone());
+        let (t, before) = (Instant::now(), c.ms.unwrap_or(0));
         let fresh = sup.run_fresh(&plan.programs[range.clone()])?;
         let again = judge(check, ctx, &plan.programs[range.clone()], &fresh);
         let e = if again.outcome.is_failure() {
@@ -733,6 +820,7 @@ fn confirm(
             first
         };
         *c = report_of(check.def, e);
+        c.ms = Some(before + ms_since(t));
         let c = c.clone();
         let done = progress.report.checks.len();
         (progress.on_check)(&c, done, progress.total);
@@ -781,6 +869,27 @@ mod tests {
     use super::*;
 
     /// Shards split the checks: each in exactly one, seq.model in all, by its id alone.
+    #[test]
+    fn a_check_without_a_session_points_at_a_failed_prepare_ok() {
+        assert_eq!(
+            blocked_detail("needs a live session, but Prepare returned RPC_S_SERVER_UNAVAILABLE (1722): start the directory service's RPC server on this machine").unwrap(),
+            "blocked by prepare.ok, which failed: this check needs a live session, and Prepare returned RPC_S_SERVER_UNAVAILABLE (1722)"
+        );
+        assert_eq!(
+            blocked_detail("needs a live session, but Prepare returned S_OK with a NULL handle (see prepare.ok)").unwrap(),
+            "blocked by prepare.ok, which failed: this check needs a live session, and Prepare returned S_OK with a NULL handle"
+        );
+        assert_eq!(blocked_detail("End returned 1"), None);
+        assert_eq!(
+            blocked_detail("Prepare returned 0xC7FF0007 (hrCouldNotConnect) during Prepare/End: check --server: it must name this machine, a domain controller").unwrap(),
+            "blocked by prepare.ok, which failed: Prepare returned 0xC7FF0007 (hrCouldNotConnect) during Prepare/End"
+        );
+        assert_eq!(
+            blocked_detail("even a valid Prepare returned 1722 (check --server: it must name this machine, a domain controller), and 7 forms").unwrap(),
+            "blocked by prepare.ok, which failed: even a valid Prepare returned 1722, and 7 forms"
+        );
+    }
+
     #[test]
     fn every_check_is_in_one_shard_and_the_sequences_in_all() {
         for n in 1..=5 {

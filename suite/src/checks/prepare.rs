@@ -191,18 +191,35 @@ pub fn bad_args_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
 
 /// Failing Prepares of several kinds, each followed by End on whatever *phbc holds; None
 /// stands for an unknown server name.
-const FAILING: &[(&str, Option<BadArg>)] = &[
-    ("BACKUP_TYPE_INCREMENTAL", Some(BadArg::Incremental)),
-    ("NULL szBackupServer", Some(BadArg::NullServer)),
-    ("NULL ppvExpiryToken", Some(BadArg::NullToken)),
-    ("an unknown server name", None),
+/// Each Prepare that must fail, with the documented rule that says so.
+const FAILING: &[(&str, Option<BadArg>, &str)] = &[
+    (
+        "BACKUP_TYPE_INCREMENTAL",
+        Some(BadArg::Incremental),
+        "BACKUP_TYPE_INCREMENTAL must give ERROR_INVALID_PARAMETER (REQ-23)",
+    ),
+    (
+        "NULL szBackupServer",
+        Some(BadArg::NullServer),
+        "a NULL server name must give ERROR_INVALID_PARAMETER (REQ-21)",
+    ),
+    (
+        "NULL ppvExpiryToken",
+        Some(BadArg::NullToken),
+        "a NULL token pointer must give hrInvalidParam (REQ-22)",
+    ),
+    (
+        "an unknown server name",
+        None,
+        "an unknown server must give hrCouldNotConnect (REQ-25)",
+    ),
 ];
 const FAILED_ROUNDS: usize = 4;
 
 pub fn failed_plan(ctx: &Ctx) -> Vec<Program> {
     let mut p = program("failed Prepares, then End on *phbc");
     let round = |p: &mut Program, r: usize| {
-        for (i, (_, bad)) in FAILING.iter().enumerate() {
+        for (i, (_, bad, _)) in FAILING.iter().enumerate() {
             let mut op = ctx.prepare(1, 1);
             match bad {
                 Some(b) => spoil(&mut op, *b),
@@ -230,12 +247,12 @@ pub fn failed_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
     let r = &ran[0];
     let mut f = Findings::default();
     for round in 0..=FAILED_ROUNDS {
-        for (i, (label, _)) in FAILING.iter().enumerate() {
+        for (i, (label, _, rule)) in FAILING.iter().enumerate() {
             let p = r.get(&format!("prepare.{round}.{i}"));
             let e = r.get(&format!("end.{round}.{i}"));
             if p.rc == Some(0) {
                 f.fail(format!(
-                    "Prepare with {label} succeeded, so it could not be tested"
+                    "{rule}, but Prepare with {label} returned S_OK (what a failed Prepare leaves was then not tested)"
                 ));
                 continue;
             }

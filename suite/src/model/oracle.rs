@@ -1,6 +1,6 @@
 //! The oracle: replays a sequence's observations against a precise model of the library's
 //! state and says whether every answer is one the documentation allows. Exact codes are asked
-//! only where facts.md documents them or design §4 fixes them (cited at each rule); elsewhere
+//! only where docs/spec.md documents them or design §4 fixes them (cited at each rule); elsewhere
 //! the rule is "a failure code" or "anything but a crash or a hang".
 
 use super::machine::*;
@@ -835,23 +835,48 @@ fn winners(
     let wins = o.codes.iter().filter(|&&c| c == 0).count();
     let rest_ok = o.codes.iter().all(|&c| c == 0 || invalid(c));
     if wins != want_wins || !rest_ok {
-        return Err(format!(
-            "{} threads got {}",
-            o.codes.len(),
-            o.codes
-                .iter()
-                .map(|&c| describe(c))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        return Err(race_outcome(&o.codes));
     }
     Ok(true)
+}
+
+/// What threads ending one value at once got, counted by code: "0 (S_OK) on 2 of 4 threads,
+/// 87 (ERROR_INVALID_PARAMETER) on 2" (a count of threads is never shown as a code).
+fn race_outcome(codes: &[i32]) -> String {
+    let mut groups: Vec<(i32, usize)> = Vec::new();
+    for &c in codes {
+        match groups.iter_mut().find(|(g, _)| *g == c) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((c, 1)),
+        }
+    }
+    groups
+        .iter()
+        .enumerate()
+        .map(|(i, (c, n))| match i {
+            0 => format!("{} on {n} of {} threads", describe(*c), codes.len()),
+            _ => format!("{} on {n}", describe(*c)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use ntdsbcli_harness::program::{Garbage, Probe};
+
+    #[test]
+    fn a_race_is_told_as_counts_per_code() {
+        assert_eq!(
+            race_outcome(&[0, 87, 0, 87]),
+            "0 (S_OK) on 2 of 4 threads, 87 (ERROR_INVALID_PARAMETER) on 2"
+        );
+        assert_eq!(
+            race_outcome(&[87; 4]),
+            "87 (ERROR_INVALID_PARAMETER) on 4 of 4 threads"
+        );
+    }
 
     fn ctx() -> Ctx {
         Ctx {

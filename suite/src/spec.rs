@@ -1,0 +1,200 @@
+//! The rules of docs/spec.md, read from the file itself so that a failing check, `explain` and
+//! the spec can never say different things: each requirement (REQ-xx), ambiguity (A-x) and
+//! design decision (design §N) with its first sentence.
+
+const SPEC: &str = include_str!("../../docs/spec.md");
+
+/// The first sentence of a requirement or ambiguity of docs/spec.md ("REQ-25", "A-1"), or the
+/// title of a design decision ("design §4": its section holds several rules).
+pub fn rule_line(name: &str) -> Option<String> {
+    if let Some(n) = name.strip_prefix("design §") {
+        let key = format!("**Design §{n}: ");
+        let at = SPEC.find(&key)? + key.len();
+        let title = SPEC[at..].split_once(".**")?.0;
+        return Some(format!("the design decision on {title}"));
+    }
+    let key = format!("**{name}** ");
+    let at = SPEC.find(&key)? + key.len();
+    let rest = &SPEC[at..];
+    let para = rest.split("\n\n").next()?.replace('\n', " ");
+    let end = sentence_end(&para);
+    Some(para[..end].trim().to_string())
+}
+
+/// Where a paragraph's first sentence ends: at a full stop followed by a space and a capital
+/// letter or a `*strength*`, or the paragraph's end.
+fn sentence_end(para: &str) -> usize {
+    let b = para.as_bytes();
+    for i in 0..b.len() {
+        if (b[i] == b'.' || b[i] == b'?') && b.get(i + 1) == Some(&b' ') {
+            let next = b.get(i + 2).copied().unwrap_or(b' ');
+            if next.is_ascii_uppercase() || next == b'*' {
+                return i + 1;
+            }
+        }
+    }
+    para.len()
+}
+
+/// Every rule a text cites, in order, once each: "REQ-21..23" is REQ-21, REQ-22 and REQ-23.
+pub fn cited(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |s: String| {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    };
+    let b = text.as_bytes();
+    let digits = |from: usize| {
+        let n = b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+        (text[from..from + n].parse::<u32>().ok(), from + n)
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if text[i..].starts_with("REQ-") {
+            let (Some(first), mut j) = digits(i + 4) else {
+                i += 4;
+                continue;
+            };
+            let mut last = first;
+            if text[j..].starts_with("..") {
+                if let (Some(l), k) = digits(j + 2) {
+                    last = l;
+                    j = k;
+                }
+            }
+            for n in first..=last.max(first) {
+                push(format!("REQ-{n:02}"));
+            }
+            i = j;
+        } else if text[i..].starts_with("design §") {
+            let at = i + "design §".len();
+            if let (Some(n), j) = digits(at) {
+                push(format!("design §{n}"));
+                i = j;
+            } else {
+                i = at;
+            }
+        } else {
+            i += text[i..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    out
+}
+
+/// A failing check's detail with the rule it breaks: the first rule the detail cites, else the
+/// rules of the check's requirement (at most two), each with its first sentence.
+pub fn name_rule(detail: &str, requirement: &str) -> String {
+    if detail.contains(" rule broken: ") {
+        return detail.to_string();
+    }
+    let own = cited(detail);
+    let rules: Vec<String> = match own.first() {
+        Some(r) => vec![r.clone()],
+        None => cited(requirement).into_iter().take(2).collect(),
+    };
+    let lines: Vec<String> = rules
+        .iter()
+        .filter_map(|r| rule_line(r).map(|l| format!("{r}: {}", l.trim_end_matches('.'))))
+        .collect();
+    if lines.is_empty() {
+        return detail.to_string();
+    }
+    format!("{detail}; rule broken: {} (docs/spec.md)", lines.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_requirement_reads_as_its_first_sentence() {
+        assert_eq!(
+            rule_line("REQ-25").unwrap(),
+            "A remote or non-DC server gives RPC_S_INVALID_BINDING; an unknown, non-DC or badly formed name gives hrCouldNotConnect."
+        );
+        assert_eq!(
+            rule_line("REQ-02").unwrap(),
+            "End on a handle from a successful Prepare returns S_OK (0)."
+        );
+        assert_eq!(
+            rule_line("design §4").unwrap(),
+            "the design decision on judging answers"
+        );
+        assert_eq!(
+            rule_line("design §9").unwrap(),
+            "the design decision on isolation"
+        );
+        assert!(rule_line("A-1")
+            .unwrap()
+            .starts_with("Is \"ERROR_INVALID_PARAMETER\""));
+        assert_eq!(rule_line("REQ-99"), None);
+    }
+
+    #[test]
+    fn citations_expand_ranges_and_keep_order() {
+        assert_eq!(
+            cited("REQ-21..23 and REQ-07, REQ-09; design §5; REQ-07 again"),
+            [
+                "REQ-21",
+                "REQ-22",
+                "REQ-23",
+                "REQ-07",
+                "REQ-09",
+                "design §5"
+            ]
+        );
+        assert!(cited("all").is_empty());
+    }
+
+    #[test]
+    fn a_failure_names_the_rule_it_cites_else_its_checks() {
+        let d = name_rule(
+            "an unknown server name must give hrCouldNotConnect (REQ-25)",
+            "REQ-16, REQ-27",
+        );
+        assert!(d.contains("rule broken: REQ-25: A remote"), "{d}");
+        assert!(!d.contains("REQ-16:"), "{d}");
+        let d = name_rule("End returned 1", "REQ-02");
+        assert!(d.ends_with("rule broken: REQ-02: End on a handle from a successful Prepare returns S_OK (0) (docs/spec.md)"), "{d}");
+        // Named once, however often the detail passes through.
+        assert_eq!(name_rule(&d, "REQ-02"), d);
+        // A requirement with no rule in the spec ("all") leaves the detail as it is.
+        assert_eq!(name_rule("x", "all"), "x");
+    }
+
+    /// Every rule that a check, README.md or docs/rules.md cites is in docs/spec.md, and none
+    /// of them points at a file outside the repository.
+    #[test]
+    fn every_cited_rule_resolves_inside_the_repository() {
+        let readme = include_str!("../../README.md");
+        let rules = include_str!("../../docs/rules.md");
+        let mut texts: Vec<(String, String)> = vec![
+            ("README.md".into(), readme.into()),
+            ("docs/rules.md".into(), rules.into()),
+        ];
+        for c in crate::catalogue::CHECKS {
+            let (source, conforming) = crate::catalogue::explanation(c.id).unwrap_or(("", ""));
+            texts.push((
+                format!("explain {}", c.id),
+                format!("{} {source} {conforming}", c.requirement),
+            ));
+        }
+        for (name, text) in &texts {
+            for r in cited(text) {
+                assert!(
+                    rule_line(&r).is_some(),
+                    "{name} cites {r}, which docs/spec.md lacks"
+                );
+            }
+            for a in ["A-1", "A-2", "A-3", "A-4", "A-5", "A-6", "A-7"] {
+                if text.contains(a) {
+                    assert!(rule_line(a).is_some(), "{name} cites {a}");
+                }
+            }
+            for outside in ["facts.md", "design.md"] {
+                assert!(!text.contains(outside), "{name} points at {outside}");
+            }
+        }
+    }
+}
