@@ -142,6 +142,7 @@ pub(crate) mod tests {
                     outcome: *outcome,
                     detail: detail.to_string(),
                     repro: None,
+                    ms: None,
                 })
                 .collect(),
             stats: Stats {

@@ -1,6 +1,6 @@
 //! The readable end-of-run table: id, outcome and a one-line detail for each check.
 
-use ntdsbcli_harness::report::{Outcome, Report};
+use ntdsbcli_harness::report::Report;
 
 fn clip(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
@@ -34,27 +34,9 @@ pub fn line(c: &ntdsbcli_harness::report::CheckReport) -> String {
 
 /// The closing line: the verdict, the count of each outcome, the time and the seed.
 pub fn verdict_line(r: &Report) -> String {
-    let count = |o: Outcome| r.checks.iter().filter(|c| c.outcome == o).count();
-    let mut parts = Vec::new();
-    for o in [
-        Outcome::Pass,
-        Outcome::Warn,
-        Outcome::Fail,
-        Outcome::Crash,
-        Outcome::Timeout,
-        Outcome::Inconclusive,
-        Outcome::Skip,
-    ] {
-        let n = count(o);
-        if n > 0 {
-            parts.push(format!("{n} {}", o.as_str()));
-        }
-    }
     format!(
-        "verdict: {} ({} checks: {}) in {:.2} s, seed {}\n",
-        r.verdict.as_str(),
-        r.checks.len(),
-        parts.join(", "),
+        "verdict: {} in {:.2} s, seed {}\n",
+        r.counts_line(),
         r.stats.wall_ms as f64 / 1000.0,
         r.config.seed
     )

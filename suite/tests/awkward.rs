@@ -117,7 +117,7 @@ fn verify(lib: &Path, seed: u64) -> (i32, String) {
         .args(["run", "--seed", &seed.to_string(), "--lib"])
         .arg(lib)
         // The debug build is slower: a time budget keeps the run short, every check runs.
-        .args(["--sequence-budget-ms", "4000"])
+        .args(["--sequence-budget-ms", "1500"])
         .output()
         .expect("the CLI runs");
     (

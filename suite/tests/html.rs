@@ -8,12 +8,44 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn failing_report_html() -> (String, usize) {
+    let (html, r) = failing_report();
+    (html, r.checks.len())
+}
+
+fn failing_report() -> (String, ntdsbcli_conform::harness::report::Report) {
     let mut opts = common::options(LibrarySpec::Embedded);
     opts.mutant = Some("end-double-ok".into());
     opts.sequences = 300;
     opts.shrink_budget = std::time::Duration::from_secs(3);
     let r = common::run(&opts);
-    (to_html(&r), r.checks.len())
+    (to_html(&r), r)
+}
+
+/// The header counts each outcome, and a check id wider than its column breaks at its dots
+/// instead of running into the next column (prepare.failed-leaves-nothing at 1280 px).
+#[test]
+fn html_report_counts_outcomes_and_wraps_long_ids() {
+    let (html, r) = failing_report();
+    let mut counts = format!(
+        "<p class=\"counts\" id=\"counts\">{} checks: ",
+        r.checks.len()
+    );
+    for (o, n) in r.outcome_counts() {
+        counts.push_str(&format!(
+            "<span class=\"o-{o}\">{n} {o}</span>",
+            o = o.as_str()
+        ));
+    }
+    assert!(html.contains(&counts), "no counts line {counts}");
+    assert!(r
+        .outcome_counts()
+        .iter()
+        .any(|(o, n)| o.is_failure() && *n > 0));
+    assert!(html.contains(">prepare.<wbr>failed-leaves-nothing</td>"));
+    assert!(
+        html.contains(".id{font-family:ui-monospace,monospace;overflow-wrap:anywhere}"),
+        "an id cell must be able to wrap"
+    );
 }
 
 #[test]

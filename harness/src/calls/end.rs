@@ -146,7 +146,7 @@ impl Call for EndConcurrent {
     fn c_sequence(&self, s: &CStep) -> String {
         let step = s.step;
         c::block(format!(
-            "        HBC v = {hh};\n        int t = target(v);\n        int bad, wins = end_concurrently(v, {threads}, &bad);\n        if (t >= 0) report({step}, {c}, wins, wins == 1 && bad == 0, \"exactly one S_OK, the rest 87\");\n        else report({step}, {c}, wins, wins == 0 && bad == 0, \"87 (ERROR_INVALID_PARAMETER) for every thread\");\n        if (wins && t >= 0) live[t] = 0;\n",
+            "        HBC v = {hh};\n        int t = target(v);\n        int bad, wins = end_concurrently(v, {threads}, &bad);\n        if (t >= 0) report_race({step}, {c}, {threads}, wins, bad, wins == 1 && bad == 0, \"exactly one S_OK, the rest 87\");\n        else report_race({step}, {c}, {threads}, wins, bad, wins == 0 && bad == 0, \"87 (ERROR_INVALID_PARAMETER) for every thread\");\n        if (wins && t >= 0) live[t] = 0;\n",
             hh = c::handle(&self.h),
             threads = self.threads,
             c = c::c_str(s.call),

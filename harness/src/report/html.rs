@@ -17,7 +17,8 @@ th,td{border-bottom:1px solid #d0d7de;padding:6px 8px;text-align:left;vertical-a
 #checks{table-layout:fixed}
 td.d{overflow-wrap:anywhere}
 th{background:#f6f8fa}
-.id{font-family:ui-monospace,monospace;white-space:nowrap}
+.id{font-family:ui-monospace,monospace;overflow-wrap:anywhere}
+.counts span{margin-right:10px;font-weight:600}
 .o{font-weight:600;white-space:nowrap}
 .o-pass{color:#1a7f37}.o-warn{color:#9a6700}.o-skip,.o-inconclusive{color:#57606a}
 .o-fail,.o-crash,.o-timeout{color:#cf222e}
@@ -70,6 +71,17 @@ pub fn to_html(r: &Report) -> String {
         "<h1>ntdsbcli-conform report</h1><p>Verdict: <span id=\"verdict\" class=\"verdict v-{v}\">{v}</span></p>",
         v = esc(r.verdict.as_str())
     ));
+    s.push_str(&format!(
+        "<p class=\"counts\" id=\"counts\">{} checks: ",
+        r.checks.len()
+    ));
+    for (o, n) in r.outcome_counts() {
+        s.push_str(&format!(
+            "<span class=\"o-{o}\">{n} {o}</span>",
+            o = o.as_str()
+        ));
+    }
+    s.push_str("</p>");
     s.push_str("<table class=\"identity\">");
     for (k, v) in identity(r) {
         s.push_str(&format!("<tr><td>{k}</td><td>{v}</td></tr>"));
@@ -158,7 +170,7 @@ fn push_filters(s: &mut String) {
 
 /// The checks table: one row per check, a repro with a copy button where there is one.
 fn push_checks(s: &mut String, r: &Report) {
-    s.push_str("<table id=\"checks\"><colgroup><col style=\"width:15em\"><col style=\"width:8em\"><col style=\"width:7em\"><col style=\"width:7em\"><col></colgroup><thead><tr><th>check</th><th>requirement</th><th>strength</th><th>outcome</th><th>detail</th></tr></thead><tbody>");
+    s.push_str("<table id=\"checks\"><colgroup><col style=\"width:17em\"><col style=\"width:8em\"><col style=\"width:7em\"><col style=\"width:7em\"><col></colgroup><thead><tr><th>check</th><th>requirement</th><th>strength</th><th>outcome</th><th>detail</th></tr></thead><tbody>");
     for (i, ch) in r.checks.iter().enumerate() {
         let o = ch.outcome.as_str();
         let failing = matches!(
@@ -168,9 +180,10 @@ fn push_checks(s: &mut String, r: &Report) {
         s.push_str(&format!(
             "<tr class=\"check\" data-outcome=\"{o}\" data-failing=\"{}\"><td class=\"id\">{}</td><td>{}</td><td>{}</td><td class=\"o o-{o}\">{o}</td><td class=\"d\">{}",
             u8::from(failing),
-            esc(&ch.id),
+            // A break after each dot when the id is wider than its column.
+            esc(&ch.id).replace('.', ".<wbr>"),
             esc(&ch.requirement),
-            format!("{:?}", ch.strength).to_lowercase(),
+            ch.strength.as_str(),
             esc(&ch.detail)
         ));
         if let Some(repro) = &ch.repro {

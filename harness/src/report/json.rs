@@ -19,6 +19,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HarnessError> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
+/// The JSON Schema of the report (reports/schema.json), generated from the report's types.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(Report);
+    let mut s = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
 /// The JSON report on disk, rewritten as each check finishes.
 pub struct JsonWriter {
     path: PathBuf,

@@ -21,13 +21,14 @@ pub fn to_markdown(r: &Report) -> String {
         "- tool: {} {}\n- server: `{}`, seed {}, accept-hresult {}\n\n",
         r.tool.name, r.tool.version, r.config.server, r.config.seed, r.config.accept_hresult
     ));
+    s.push_str(&format!("**{}**\n\n", r.counts_line()));
     s.push_str("| check | requirement | strength | outcome | detail |\n|---|---|---|---|---|\n");
     for c in &r.checks {
         s.push_str(&format!(
-            "| `{}` | {} | {:?} | **{}** | {} |\n",
+            "| `{}` | {} | {} | **{}** | {} |\n",
             c.id,
             c.requirement,
-            c.strength,
+            c.strength.as_str(),
             c.outcome.as_str(),
             cell(&c.detail)
         ));

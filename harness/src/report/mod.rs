@@ -6,7 +6,7 @@ mod markdown;
 mod model;
 
 pub use html::to_html;
-pub use json::{write_atomic, JsonWriter};
+pub use json::{schema_json, write_atomic, JsonWriter};
 pub use junit::to_junit;
 pub use markdown::to_markdown;
 pub use model::*;

@@ -1,8 +1,11 @@
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub const SCHEMA: u32 = 1;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Pass,
@@ -47,14 +50,24 @@ impl Outcome {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Strength {
     Documented,
     Inferred,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+impl Strength {
+    /// As the JSON report spells it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Strength::Documented => "documented",
+            Strength::Inferred => "inferred",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Conformant,
@@ -98,23 +111,31 @@ impl Verdict {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CheckReport {
+    /// The check's id (`ntdsbcli-conform list`), never renamed.
     pub id: String,
+    /// The rules it verifies: REQ-xx of docs/spec.md, or a design decision ("design §4").
     pub requirement: String,
     pub strength: Strength,
     pub outcome: Outcome,
+    /// A sentence with the values seen; a failure names the rule it breaks.
     pub detail: String,
+    /// A C program that shows the failure on its own, when there is one.
     pub repro: Option<String>,
+    /// Wall time the verifier spent on this check, confirmation included (absent in reports
+    /// written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ms: Option<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Tool {
     pub name: String,
     pub version: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Library {
     pub path: String,
     pub sha256: String,
@@ -135,7 +156,7 @@ pub struct Library {
 
 /// VERSIONINFO of a DLL: the numeric versions and the standard strings (CompanyName,
 /// ProductName, FileVersion, ...) of its first translation.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct VersionResource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_version: Option<String>,
@@ -164,7 +185,7 @@ impl VersionResource {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Config {
     pub seed: u64,
     pub sequences: u64,
@@ -188,7 +209,7 @@ pub struct Config {
     pub page_heap: Option<bool>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Stats {
     pub sequences: u64,
     pub calls: u64,
@@ -196,7 +217,10 @@ pub struct Stats {
     pub workers: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The report of one run of ntdsbcli-conform (schema version 1): the library, how it was
+/// run, the verdict and each check's outcome. Written as the run goes; `complete` is true
+/// once it has ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
     pub schema: u32,
     pub tool: Tool,
@@ -210,6 +234,38 @@ pub struct Report {
 }
 
 impl Report {
+    /// How many checks had each outcome, worst kinds first, outcomes with none left out.
+    pub fn outcome_counts(&self) -> Vec<(Outcome, usize)> {
+        [
+            Outcome::Pass,
+            Outcome::Warn,
+            Outcome::Fail,
+            Outcome::Crash,
+            Outcome::Timeout,
+            Outcome::Inconclusive,
+            Outcome::Skip,
+        ]
+        .into_iter()
+        .map(|o| (o, self.checks.iter().filter(|c| c.outcome == o).count()))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+
+    /// "verdict (21 checks: 19 pass, 2 skip)", for every writer.
+    pub fn counts_line(&self) -> String {
+        let parts: Vec<String> = self
+            .outcome_counts()
+            .iter()
+            .map(|(o, n)| format!("{n} {}", o.as_str()))
+            .collect();
+        format!(
+            "{} ({} checks: {})",
+            self.verdict.as_str(),
+            self.checks.len(),
+            parts.join(", ")
+        )
+    }
+
     /// The verdict of the checks decided so far, or `incomplete` while the run goes on.
     pub fn recompute_verdict(&mut self) {
         self.verdict = if self.complete {

@@ -116,6 +116,13 @@ MAYBE_UNUSED static void report(int step, const char *call, HR rc, int ok, const
         printf("step %d: %s -> 0x%08X (%d)%s%s\n", step, call, (unsigned)rc, (int)rc, ok ? "" : ", expected ", ok ? "" : want);
     if (!ok) failed = 1;
 }
+/* Threads ending one value at once: what they got, counted (never printed as a code). */
+MAYBE_UNUSED static void report_race(int step, const char *call, int n, int wins, int bad, int ok, const char *want) {
+    if (!quiet || !ok)
+        printf("step %d: %s -> %d of %d threads got S_OK, %d ERROR_INVALID_PARAMETER, %d another code%s%s\n", step, call, wins, n,
+               n - wins - bad, bad, ok ? "" : ", expected ", ok ? "" : want);
+    if (!ok) failed = 1;
+}
 
 /* Calls are judged by the handle value passed, as the verifier does: the slot of the live
    session whose handle is v, or -1 when v is no live handle (a library may hand an ended
