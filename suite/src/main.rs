@@ -527,12 +527,20 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     worker::contain_orphans();
     // A log (stdout not a terminal) gets each check's whole line as it is decided.
     let log = !std::io::stdout().is_terminal();
-    let result = runner::run(&opts, &mut |c, done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(format!("{} {}", c.id, c.outcome.as_str()));
-        if log {
-            println!("{}", summary::line(c));
+    let result = runner::run(&opts, &mut |e| match e {
+        runner::Event::Decided(c, done, total) => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(format!("{} {}", c.id, c.outcome.as_str()));
+            if log {
+                println!("{}", summary::line(c));
+            }
+        }
+        // The bar names a long phase while it runs, instead of the last check decided.
+        runner::Event::Phase(what, done, total) => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(what);
         }
     });
     worker::end_orphans();

@@ -347,23 +347,28 @@ fn fault_phase(
 struct Progress<'a> {
     report: Report,
     writer: Option<JsonWriter>,
-    on_check: &'a mut dyn FnMut(&CheckReport, usize, usize),
+    on_event: &'a mut dyn FnMut(Event),
     total: usize,
 }
 
 impl Progress<'_> {
+    /// Tells the caller a long phase starts.
+    fn phase(&mut self, what: &'static str) {
+        (self.on_event)(Event::Phase(what, self.report.checks.len(), self.total));
+    }
+
     /// Adds a decided check and writes the report.
     fn add(&mut self, mut rep: CheckReport) -> Result<(), HarnessError> {
         if prepare_failed(&self.report.checks) {
             blame_prepare(&mut rep);
         }
         self.report.checks.push(rep.clone());
-        (self.on_check)(&rep, self.report.checks.len(), self.total);
+        (self.on_event)(Event::Decided(&rep, self.report.checks.len(), self.total));
         self.write()
     }
 
     /// Adds a check whose failure is still to be confirmed in a fresh worker: written at
-    /// once, shown (`on_check`) only when confirmation has decided it.
+    /// once, shown (`on_event`) only when confirmation has decided it.
     fn add_unconfirmed(&mut self, rep: CheckReport) -> Result<(), HarnessError> {
         self.report.checks.push(rep);
         self.write()
@@ -374,7 +379,7 @@ impl Progress<'_> {
     fn begin(&mut self, decided: &[CheckReport], show: bool) -> Result<(), HarnessError> {
         self.report.checks.extend(decided.iter().cloned());
         for c in self.report.checks.iter().filter(|_| show) {
-            (self.on_check)(c, self.report.checks.len(), self.total);
+            (self.on_event)(Event::Decided(c, self.report.checks.len(), self.total));
         }
         if let Some(w) = &self.writer {
             w.write(&self.report)?;
@@ -476,13 +481,18 @@ struct Plan {
     programs: Vec<Program>,
 }
 
-/// Runs the checks and returns the finished report. `on_check` sees each check as it is
-/// decided (for progress output). The stages: identify the library, start the workers, plan,
+/// What a run tells its caller as it goes (for progress output).
+pub enum Event<'a> {
+    /// A check was decided: it, how many are decided, and how many there are.
+    Decided(&'a CheckReport, usize, usize),
+    /// A long phase starts: what it does, and how many checks are decided before it.
+    Phase(&'static str, usize, usize),
+}
+
+/// Runs the checks and returns the finished report. `on_event` sees each check as it is
+/// decided, and each long phase as it starts. The stages: identify the library, start the workers, plan,
 /// execute and judge the programs, confirm failures, the fault and sequence phases, report.
-pub fn run(
-    opts: &RunOptions,
-    on_check: &mut dyn FnMut(&CheckReport, usize, usize),
-) -> Result<Report, RunError> {
+pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report, RunError> {
     let start = Instant::now();
     if let LibrarySpec::Path(p) = &opts.library {
         preflight::check(p)?;
@@ -501,7 +511,7 @@ pub fn run(
     let mut progress = Progress {
         report: header(opts, &sup, identity.clone()),
         writer: opts.json.as_deref().map(JsonWriter::new),
-        on_check,
+        on_event,
         total: selected.len(),
     };
     let missing = abi::missing_required(&exports);
@@ -519,6 +529,7 @@ pub fn run(
     let results = execute(&mut sup, &ctx, &plan, &mut progress)?;
     confirm(&mut sup, &ctx, &plan, &mut progress)?;
     if let Some(def) = selected.iter().find(|d| d.runs == Runs::Faults) {
+        progress.phase("fault.cleanup: failing each resource call in turn");
         let t = Instant::now();
         let (e, repro) = fault_phase(&mut sup, &ctx, opts)?;
         let mut rep = report_of(def, e);
@@ -529,6 +540,7 @@ pub fn run(
     // The sequence phase comes last: it runs in the same workers, after the others.
     let mut seq_stats = (0, 0);
     if let Some(def) = selected.iter().find(|d| d.runs == Runs::Sequences) {
+        progress.phase("seq.model: random call sequences");
         let t = Instant::now();
         let seq = model::phase::run(&mut sup, &ctx, &seq_options(opts))?;
         seq_stats = (seq.sequences, seq.calls);
@@ -538,7 +550,11 @@ pub fn run(
         if prepare_failed(&progress.report.checks) {
             blame_prepare(&mut rep);
         }
-        (progress.on_check)(&rep, progress.report.checks.len() + 1, progress.total);
+        (progress.on_event)(Event::Decided(
+            &rep,
+            progress.report.checks.len() + 1,
+            progress.total,
+        ));
         progress.report.checks.push(rep);
     }
     if let Some(def) = selected.iter().find(|d| d.runs == Runs::Teardown) {
@@ -823,7 +839,7 @@ fn confirm(
         c.ms = Some(before + ms_since(t));
         let c = c.clone();
         let done = progress.report.checks.len();
-        (progress.on_check)(&c, done, progress.total);
+        (progress.on_event)(Event::Decided(&c, done, progress.total));
     }
     progress.write()?;
     Ok(())

@@ -39,7 +39,7 @@ fn check(#[case] id: &str) {
     let mut opts = common::options(lib.clone());
     opts.call_timeout = std::time::Duration::from_secs(3);
     opts.only = Some(vec![id.to_string()]);
-    let r = ntdsbcli_conform::runner::run(&opts, &mut |_, _, _| {})
+    let r = ntdsbcli_conform::runner::run(&opts, &mut |_| {})
         .unwrap_or_else(|e| panic!("{}: cannot run: {e}", lib.display()));
     let c = r
         .checks

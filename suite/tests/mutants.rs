@@ -143,7 +143,7 @@ fn run_mutant(name: &str, patience_ms: u64) -> Result<Report, RunError> {
     let mut opts = named_checks(common::options(LibrarySpec::Embedded));
     opts.mutant = Some(name.to_string());
     opts.call_timeout = std::time::Duration::from_millis(patience_ms);
-    runner::run(&opts, &mut |_, _, _| {})
+    runner::run(&opts, &mut |_| {})
 }
 
 #[test]
@@ -385,7 +385,7 @@ fn leak_is_measured(
             .get_or_insert_with(Vec::new)
             .retain(|id| id != "fault.cleanup");
     }
-    let r = runner::run(&opts, &mut |_, _, _| {}).unwrap_or_else(|e| panic!("{mutant}: {e}"));
+    let r = runner::run(&opts, &mut |_| {}).unwrap_or_else(|e| panic!("{mutant}: {e}"));
     assert_eq!(outcome(&r, "end.release"), Outcome::Fail, "{mutant}");
     let d = detail(&r, "end.release");
     let (heap, handles, threads) =

@@ -237,3 +237,29 @@ fn race_repro_repeats_the_sequence_until_it_fails() {
         "the race repro fails on the reference"
     );
 }
+
+/// The repro of a race among Ends prints how many threads got S_OK, never a count of threads
+/// as if it were a return code (`-> 0x00000004 (4)` read as a code).
+#[test]
+fn a_race_repro_prints_counts_of_threads() {
+    let mut opts = seq_only(LibrarySpec::Embedded, 1, 2000);
+    opts.mutant = Some("end-race".into());
+    opts.call_timeout = Duration::from_millis(300);
+    let r = common::run(&opts);
+    let d = detail(&r, "seq.model");
+    assert!(d.contains(" threads at once returned "), "{d}");
+    assert!(d.contains(" threads, expected exactly one S_OK"), "{d}");
+    let src = r.checks[0].repro.as_deref().expect("a repro");
+    let exe = common::compile_repro("race_counts", src, &[]);
+    let mut cmd = Command::new(&exe);
+    cmd.arg(common::reference_so())
+        .env("NTDSBCLI_MUTANT", "end-race");
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("threads at once ->"))
+        .unwrap_or_else(|| panic!("no race line in:\n{text}"));
+    assert!(line.contains("threads got S_OK"), "{line}");
+    assert!(!line.contains("-> 0x"), "{line}");
+}

@@ -275,3 +275,81 @@ impl Report {
         };
     }
 }
+
+/// A small finished report for the writers' tests: one check of each kind that reads
+/// differently (a pass with a time, a failure with a repro, a skip, a design-rule check).
+#[cfg(test)]
+pub(crate) fn sample() -> Report {
+    let check = |id: &str, req: &str, strength, outcome, ms| CheckReport {
+        id: id.into(),
+        requirement: req.into(),
+        strength,
+        outcome,
+        detail: format!("{id} detail"),
+        repro: (outcome == Outcome::Fail).then(|| "int main(void) { return 1; }".into()),
+        ms,
+    };
+    let mut r = Report {
+        schema: SCHEMA,
+        tool: Tool {
+            name: "ntdsbcli-conform".into(),
+            version: "0".into(),
+        },
+        library: Library {
+            path: "lib.so".into(),
+            sha256: "00".into(),
+            size: 1,
+            exports: vec!["DsBackupEnd".into()],
+            routed_imports: vec![],
+            page_heap: false,
+            version: None,
+        },
+        config: Config {
+            seed: 1,
+            sequences: 10,
+            server: "\\\\localhost".into(),
+            accept_hresult: false,
+            call_timeout_ms: 3000,
+            mutant: None,
+            partition: None,
+            user: None,
+            fault_sites: None,
+            page_heap: None,
+        },
+        verdict: Verdict::Incomplete,
+        complete: true,
+        checks: vec![
+            check(
+                "end.ok",
+                "REQ-02",
+                Strength::Documented,
+                Outcome::Pass,
+                Some(12),
+            ),
+            check(
+                "end.double",
+                "REQ-06",
+                Strength::Inferred,
+                Outcome::Fail,
+                Some(30),
+            ),
+            check(
+                "end.concurrent",
+                "design §4",
+                Strength::Inferred,
+                Outcome::Pass,
+                None,
+            ),
+            check(
+                "free.null",
+                "REQ-31",
+                Strength::Inferred,
+                Outcome::Skip,
+                Some(0),
+            ),
+        ],
+        stats: Stats::default(),
+    };
+    r.recompute_verdict();
+    r
+}

@@ -53,7 +53,7 @@ pub fn library_under_test() -> LibrarySpec {
 }
 
 pub fn run(opts: &RunOptions) -> Report {
-    runner::run(opts, &mut |_, _, _| {}).unwrap_or_else(|e| panic!("run failed: {e}"))
+    runner::run(opts, &mut |_| {}).unwrap_or_else(|e| panic!("run failed: {e}"))
 }
 
 pub fn outcome(r: &Report, id: &str) -> Outcome {
