@@ -156,34 +156,32 @@ fn the_server_runs_one_backup_for_all_its_clients_and_refuses_restore() {
 
 /// Conformant with the server answering at once and after 5 ms a call: End's failed round
 /// trip, the one backup and the refused restore are all judged right.
-#[test]
-fn the_stand_in_dc_is_conformant_without_and_with_latency() {
+/// One case per latency (each with a server of its own), so that they run side by side.
+#[rstest::rstest]
+#[case(0, &[][..])]
+// 5 ms a round trip: fewer release cycles and a shorter sweep keep the test short; .ci/run
+// runs the default with 5 ms too.
+#[case(5, &["--release-cycles", "16", "--fault-budget-ms", "4000"][..])]
+fn the_stand_in_dc_is_conformant_without_and_with_latency(
+    #[case] latency: u32,
+    #[case] extra: &[&str],
+) {
     let lib = common::dc_client(None);
-    for (latency, extra) in [
-        (0, &[][..]),
-        // 5 ms a round trip: fewer release cycles and a shorter sweep keep the test short;
-        // .ci/run runs the default with 5 ms too.
-        (
-            5,
-            &["--release-cycles", "16", "--fault-budget-ms", "4000"][..],
-        ),
-    ] {
-        let dc = Dc::start(latency);
-        let (code, out) = verify(&dc, &lib, &[&["--seed", "1"][..], extra].concat());
-        assert_eq!(code, 0, "{latency} ms: a correct client was blamed:\n{out}");
-        let d = line(&out, "prepare.distinct");
-        assert!(
-            d.contains(" skip ") && d.contains("one session at a time"),
-            "{d}"
-        );
-        let r = line(&out, "end.restore-handle");
-        assert!(
-            r.contains(" skip ") && r.contains("ERROR_ACCESS_DENIED"),
-            "{r}"
-        );
-        assert!(line(&out, "fault.cleanup").contains(" pass "), "{out}");
-        assert!(line(&out, "seq.model").contains(" pass "), "{out}");
-    }
+    let dc = Dc::start(latency);
+    let (code, out) = verify(&dc, &lib, &[&["--seed", "1"][..], extra].concat());
+    assert_eq!(code, 0, "{latency} ms: a correct client was blamed:\n{out}");
+    let d = line(&out, "prepare.distinct");
+    assert!(
+        d.contains(" skip ") && d.contains("one session at a time"),
+        "{d}"
+    );
+    let r = line(&out, "end.restore-handle");
+    assert!(
+        r.contains(" skip ") && r.contains("ERROR_ACCESS_DENIED"),
+        "{r}"
+    );
+    assert!(line(&out, "fault.cleanup").contains(" pass "), "{out}");
+    assert!(line(&out, "seq.model").contains(" pass "), "{out}");
 }
 
 /// Each planted defect, caught by the check aimed at it.

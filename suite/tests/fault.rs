@@ -92,82 +92,78 @@ fn cli(lib: &Path) -> (i32, String) {
     )
 }
 
-#[test]
-fn each_defect_in_failure_handling_is_caught_by_fault_cleanup_alone() {
-    for (defect, seen, named) in [
-        (
-            "FAULT_LEAK",
-            "fail",
-            &["malloc inside DsBackupPrepareW failed", "2 handles and"][..],
-        ),
-        (
-            "FAULT_NULL_DEREF",
-            "crash",
-            &["malloc inside DsBackupPrepareW failed; then in DsBackupPrepareW"][..],
-        ),
-        (
-            "FAULT_THREAD_FD",
-            "fail",
-            &[
-                "pthread_create inside DsBackupPrepareW failed",
-                "2 handles were still held",
-            ][..],
-        ),
-        (
-            "FAULT_READ_HANG",
-            "timeout",
-            &[
-                "inside DsBackupRead failed; then in the clean-up End,",
-                "did not return",
-            ][..],
-        ),
-    ] {
-        let lib = common::c_library(Some(defect));
-        let mut opts = common::options(LibrarySpec::Path(lib.clone()));
-        opts.call_timeout = std::time::Duration::from_millis(500);
-        opts.only = Some(vec!["fault.cleanup".into()]);
-        let r = common::run(&opts);
-        let d = detail(&r, "fault.cleanup");
-        assert_eq!(outcome(&r, "fault.cleanup").as_str(), seen, "{defect}: {d}");
-        for n in named {
-            assert!(d.contains(n), "{defect}: {n:?} not in {d}");
-        }
-        // The repro fails the same call by itself: reproduced on the defect, not on the
-        // correct library or the reference.
-        let repro = r
-            .checks
-            .iter()
-            .find(|c| c.id == "fault.cleanup")
-            .and_then(|c| c.repro.clone())
-            .unwrap_or_else(|| panic!("{defect}: no repro"));
-        let exe = common::compile_repro(
-            &format!("fault-{defect}"),
-            &repro,
-            &["-O1", "-DHANG_SECONDS=3"],
-        );
-        let (code, out) = common::run_repro(&exe, &lib);
-        assert_eq!(code, 1, "{defect}: {out}");
-        assert!(out.contains("DEFECT REPRODUCED"), "{defect}: {out}");
-        for good in [common::c_library(None), common::reference_so()] {
-            let (code, out) = common::run_repro(&exe, &good);
-            assert_eq!(code, 0, "{defect} repro on {}: {out}", good.display());
-        }
-        // Without a fault the library is correct: no other check blames it.
-        let (code, out) = cli(&lib);
-        assert_eq!(code, 1, "{defect}: {out}");
-        let blamed: Vec<&str> = out
-            .lines()
-            .filter(|l| {
-                let w: Vec<&str> = l.split_whitespace().collect();
-                w.len() > 1 && w[0].contains('.') && ["fail", "crash", "timeout"].contains(&w[1])
-            })
-            .collect();
-        assert_eq!(blamed.len(), 1, "{defect}: {blamed:?}");
-        assert!(
-            blamed[0].starts_with("fault.cleanup"),
-            "{defect}: {blamed:?}"
-        );
+/// One case per defect, so that the test threads run them side by side.
+#[rstest::rstest]
+#[case(
+    "FAULT_LEAK",
+    "fail",
+    &["malloc inside DsBackupPrepareW failed", "2 handles and"][..]
+)]
+#[case(
+    "FAULT_NULL_DEREF",
+    "crash",
+    &["malloc inside DsBackupPrepareW failed; then in DsBackupPrepareW"][..]
+)]
+#[case(
+    "FAULT_THREAD_FD",
+    "fail",
+    &["pthread_create inside DsBackupPrepareW failed", "2 handles were still held"][..]
+)]
+#[case(
+    "FAULT_READ_HANG",
+    "timeout",
+    &["inside DsBackupRead failed; then in the clean-up End,", "did not return"][..]
+)]
+fn each_defect_in_failure_handling_is_caught_by_fault_cleanup_alone(
+    #[case] defect: &str,
+    #[case] seen: &str,
+    #[case] named: &[&str],
+) {
+    let lib = common::c_library(Some(defect));
+    let mut opts = common::options(LibrarySpec::Path(lib.clone()));
+    opts.call_timeout = std::time::Duration::from_millis(500);
+    opts.only = Some(vec!["fault.cleanup".into()]);
+    let r = common::run(&opts);
+    let d = detail(&r, "fault.cleanup");
+    assert_eq!(outcome(&r, "fault.cleanup").as_str(), seen, "{defect}: {d}");
+    for n in named {
+        assert!(d.contains(n), "{defect}: {n:?} not in {d}");
     }
+    // The repro fails the same call by itself: reproduced on the defect, not on the
+    // correct library or the reference.
+    let repro = r
+        .checks
+        .iter()
+        .find(|c| c.id == "fault.cleanup")
+        .and_then(|c| c.repro.clone())
+        .unwrap_or_else(|| panic!("{defect}: no repro"));
+    let exe = common::compile_repro(
+        &format!("fault-{defect}"),
+        &repro,
+        &["-O1", "-DHANG_SECONDS=3"],
+    );
+    let (code, out) = common::run_repro(&exe, &lib);
+    assert_eq!(code, 1, "{defect}: {out}");
+    assert!(out.contains("DEFECT REPRODUCED"), "{defect}: {out}");
+    for good in [common::c_library(None), common::reference_so()] {
+        let (code, out) = common::run_repro(&exe, &good);
+        assert_eq!(code, 0, "{defect} repro on {}: {out}", good.display());
+    }
+    // Without a fault the library is correct: no other check blames it.
+    let (code, out) = cli(&lib);
+    assert_eq!(code, 1, "{defect}: {out}");
+    let blamed: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.len() > 1 && w[0].contains('.') && ["fail", "crash", "timeout"].contains(&w[1])
+        })
+        .collect();
+    assert_eq!(blamed.len(), 1, "{defect}: {blamed:?}");
+    assert!(
+        blamed[0].starts_with("fault.cleanup"),
+        "{defect}: {blamed:?}"
+    );
 }
 
 #[test]

@@ -45,23 +45,25 @@ fn chatty_c_library_is_conformant() {
     );
 }
 
-#[test]
-fn defective_c_libraries_are_nonconformant() {
-    for (defect, check, outcome) in [
-        ("HRESULT", "end.null", "fail"),
-        ("GARBAGE_DEREF", "end.garbage", "crash"),
-        ("LEAK_FD", "end.open-file", "fail"),
-        ("DOUBLE_CLOSE", "end.double", "fail"),
-        ("EXIT", "end.null", "crash"),
-        ("ABORT", "end.null", "crash"),
-        ("STACK_OVERFLOW", "end.null", "crash"),
-        ("HANG", "end.null", "timeout"),
-    ] {
-        let (code, out) = verdict(&common::c_library(Some(defect)), &[]);
-        assert_eq!(code, 1, "{defect}: {out}");
-        let l = line(&out, check);
-        assert!(l.contains(&format!(" {outcome} ")), "{defect}: {l}");
-    }
+/// One case per defect, so that the test threads run them side by side.
+#[rstest::rstest]
+#[case("HRESULT", "end.null", "fail")]
+#[case("GARBAGE_DEREF", "end.garbage", "crash")]
+#[case("LEAK_FD", "end.open-file", "fail")]
+#[case("DOUBLE_CLOSE", "end.double", "fail")]
+#[case("EXIT", "end.null", "crash")]
+#[case("ABORT", "end.null", "crash")]
+#[case("STACK_OVERFLOW", "end.null", "crash")]
+#[case("HANG", "end.null", "timeout")]
+fn defective_c_libraries_are_nonconformant(
+    #[case] defect: &str,
+    #[case] check: &str,
+    #[case] outcome: &str,
+) {
+    let (code, out) = verdict(&common::c_library(Some(defect)), &[]);
+    assert_eq!(code, 1, "{defect}: {out}");
+    let l = line(&out, check);
+    assert!(l.contains(&format!(" {outcome} ")), "{defect}: {l}");
 }
 
 #[test]

@@ -338,7 +338,7 @@ pub fn render(
 ) -> String {
     let mut c = String::new();
     let repeat_note = match &mode.repeat {
-        Some(why) => format!("\n * It repeats the sequence until a round fails, for at most {REPEAT_ROUNDS} rounds or {REPEAT_SECONDS} s:\n * {why}."),
+        Some(why) => format!("\n * It repeats the sequence until a round fails, for at most {REPEAT_ROUNDS} rounds or {REPEAT_SECONDS} s\n * (-DREPEAT_SECONDS=N to change): {why}."),
         None => String::new(),
     };
     let _ = writeln!(c, "/*\n * {header_note}{repeat_note}\n * Build: cc -o repro repro.c -ldl -lpthread\n *   (Windows: x86_64-w64-mingw32-gcc -o repro.exe repro.c, or cl repro.c)\n * Run:   ./repro path/to/library\n * Exits 1 (or dies) when the defect reproduces; 0 when every call answers as documented.\n * Define ACCEPT_HRESULT to accept 0x80070057 where 87 is documented.\n */");
@@ -426,7 +426,7 @@ fn push_main(c: &mut String, page_heap: bool, repeat: bool, count: bool) {
     if repeat {
         let _ = writeln!(
             c,
-            "    time_t start = time(NULL);\n    int round;\n    for (round = 1; round <= {REPEAT_ROUNDS} && time(NULL) - start < {REPEAT_SECONDS}; round++) {{\n        one_round({});\n        quiet = 1;\n        if (failed) {{\n            printf(\"DEFECT REPRODUCED in round %d\\n\", round);\n            return 1;\n        }}\n    }}\n    printf(\"no round of %d failed: every call answered as documented\\n\", round - 1);\n    return 0;\n}}",
+            "#ifndef REPEAT_SECONDS\n#define REPEAT_SECONDS {REPEAT_SECONDS}\n#endif\n    time_t start = time(NULL);\n    int round;\n    for (round = 1; round <= {REPEAT_ROUNDS} && time(NULL) - start < REPEAT_SECONDS; round++) {{\n        one_round({});\n        quiet = 1;\n        if (failed) {{\n            printf(\"DEFECT REPRODUCED in round %d\\n\", round);\n            return 1;\n        }}\n    }}\n    printf(\"no round of %d failed: every call answered as documented\\n\", round - 1);\n    return 0;\n}}",
             if count { "round > 1" } else { "1" }
         );
     } else {
