@@ -16,7 +16,12 @@ pub fn rule_line(name: &str) -> Option<String> {
     let key = format!("**{name}** ");
     let at = SPEC.find(&key)? + key.len();
     let rest = &SPEC[at..];
-    let para = rest.split("\n\n").next()?.replace('\n', " ");
+    // Plain text: the spec's Markdown code marks would only clutter a report's detail.
+    let para = rest
+        .split("\n\n")
+        .next()?
+        .replace('\n', " ")
+        .replace('`', "");
     let end = sentence_end(&para);
     Some(para[..end].trim().to_string())
 }
@@ -129,6 +134,9 @@ mod tests {
             .unwrap()
             .starts_with("Is \"ERROR_INVALID_PARAMETER\""));
         assert_eq!(rule_line("REQ-99"), None);
+        assert!(rule_line("REQ-16")
+            .unwrap()
+            .starts_with("A failed Prepare leaves *phbc NULL"));
     }
 
     #[test]
