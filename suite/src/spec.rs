@@ -171,6 +171,63 @@ mod tests {
         assert_eq!(name_rule("x", "all"), "x");
     }
 
+    /// Every relative link of README.md and docs/*.md names a file of the repository, and
+    /// every #anchor into docs/spec.md is one of its headings or rule anchors.
+    #[test]
+    fn every_relative_link_resolves_inside_the_repository() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let docs = [
+            ("README.md", include_str!("../../README.md")),
+            ("docs/rules.md", include_str!("../../docs/rules.md")),
+            ("docs/spec.md", SPEC),
+        ];
+        let anchors: Vec<String> = SPEC
+            .lines()
+            .filter_map(|l| {
+                if let Some(h) = l.strip_prefix("## ") {
+                    // GitHub's anchor of a heading: lower case, punctuation dropped, '-' for ' '.
+                    let a: String = h
+                        .to_lowercase()
+                        .chars()
+                        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+                        .map(|c| if c == ' ' { '-' } else { c })
+                        .collect();
+                    return Some(a);
+                }
+                let id = l.strip_prefix("<a id=\"")?;
+                Some(id.split('"').next()?.to_string())
+            })
+            .collect();
+        let mut n = 0;
+        for (name, text) in docs {
+            let dir = root.join(name).parent().unwrap().to_path_buf();
+            for link in text.split("](").skip(1) {
+                let target = link.split(')').next().unwrap_or("");
+                if target.starts_with("http") || target.is_empty() {
+                    continue;
+                }
+                let (file, anchor) = target.split_once('#').unwrap_or((target, ""));
+                let path = if file.is_empty() {
+                    root.join(name)
+                } else {
+                    dir.join(file)
+                };
+                assert!(
+                    path.exists(),
+                    "{name} links to {target}, which is not in the repository"
+                );
+                if !anchor.is_empty() && path.ends_with("spec.md") {
+                    assert!(
+                        anchors.iter().any(|a| a == anchor),
+                        "{name} links to {target}: no such anchor"
+                    );
+                }
+                n += 1;
+            }
+        }
+        assert!(n >= 8, "only {n} links found");
+    }
+
     /// Every rule that a check, README.md or docs/rules.md cites is in docs/spec.md, and none
     /// of them points at a file outside the repository.
     #[test]
