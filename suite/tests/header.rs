@@ -194,3 +194,42 @@ fn a_signature_that_disagrees_does_not_compile() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("conflicting types"), "{err}");
 }
+
+/// The example of the README ("Verify your own library") compiles against the header, the way
+/// the README says to build it.
+#[test]
+fn the_readme_example_compiles() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = readme
+        .split("## Verify your own library")
+        .nth(1)
+        .expect("the README's section");
+    let example = section
+        .split("```c\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a C example in the section");
+    assert!(example.contains("#include \"ntdsbcli.h\""), "{example}");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("header");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("readme_example.c");
+    std::fs::write(&src, example).unwrap();
+    let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        // The example leaves how a handle is looked up to the vendor.
+        .args([
+            "-fsyntax-only",
+            "-Wall",
+            "-Werror",
+            "-Dis_live(h)=((h)!=0)",
+            "-I",
+        ])
+        .arg(repo_root().join("include"))
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
