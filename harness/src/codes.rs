@@ -83,12 +83,32 @@ pub fn refuses_another_session(code: i32) -> bool {
 /// A documented environment problem: Prepare failing with one of these does not prove the
 /// library wrong (design §4); the text says what the user should fix.
 pub fn environment_problem(code: i32) -> Option<&'static str> {
-    Some(match code {
-        ERROR_ACCESS_DENIED => "run as a user holding SE_BACKUP_NAME, or pass credentials",
-        HR_COULD_NOT_CONNECT => "check --server: it must name this machine, a domain controller",
-        RPC_S_INVALID_BINDING => "check --server: it must be this machine and a domain controller",
-        RPC_S_SERVER_UNAVAILABLE => "start the directory service's RPC server on this machine",
-        HR_BACKUP_IN_PROGRESS => "another backup is running on the server; wait for it to end",
-        _ => return None,
-    })
+    ENVIRONMENT_PROBLEMS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, fix)| *fix)
 }
+
+/// Each documented environment code with what the user should fix.
+pub const ENVIRONMENT_PROBLEMS: [(i32, &str); 5] = [
+    (
+        ERROR_ACCESS_DENIED,
+        "run as a user holding SE_BACKUP_NAME, or pass credentials",
+    ),
+    (
+        HR_COULD_NOT_CONNECT,
+        "check --server: it must name this machine, a domain controller",
+    ),
+    (
+        RPC_S_INVALID_BINDING,
+        "check --server: it must be this machine and a domain controller",
+    ),
+    (
+        RPC_S_SERVER_UNAVAILABLE,
+        "start the directory service's RPC server on this machine",
+    ),
+    (
+        HR_BACKUP_IN_PROGRESS,
+        "another backup is running on the server; wait for it to end",
+    ),
+];

@@ -457,17 +457,9 @@ fn blocked_detail(detail: &str) -> Option<String> {
 /// A detail without the environment advice of `codes::environment_problem`.
 fn strip_advice(detail: &str) -> String {
     let mut d = detail.to_string();
-    for code in [
-        codes::ERROR_ACCESS_DENIED,
-        codes::HR_COULD_NOT_CONNECT,
-        codes::RPC_S_INVALID_BINDING,
-        codes::RPC_S_SERVER_UNAVAILABLE,
-        codes::HR_BACKUP_IN_PROGRESS,
-    ] {
-        if let Some(fix) = codes::environment_problem(code) {
-            for form in [format!(": {fix}"), format!(" ({fix})"), fix.to_string()] {
-                d = d.replace(&form, "");
-            }
+    for (_, fix) in codes::ENVIRONMENT_PROBLEMS {
+        for form in [format!(": {fix}"), format!(" ({fix})"), fix.to_string()] {
+            d = d.replace(&form, "");
         }
     }
     d
@@ -884,7 +876,6 @@ fn stats(
 mod tests {
     use super::*;
 
-    /// Shards split the checks: each in exactly one, seq.model in all, by its id alone.
     #[test]
     fn a_check_without_a_session_points_at_a_failed_prepare_ok() {
         assert_eq!(
@@ -906,6 +897,7 @@ mod tests {
         );
     }
 
+    /// Shards split the checks: each in exactly one, seq.model in all, by its id alone.
     #[test]
     fn every_check_is_in_one_shard_and_the_sequences_in_all() {
         for n in 1..=5 {
