@@ -223,7 +223,7 @@ fn list() -> anyhow::Result<u8> {
             "{:<30} {:<15} {:<10} {}",
             c.id,
             c.requirement,
-            format!("{:?}", c.strength).to_lowercase(),
+            c.strength.as_str(),
             c.statement
         );
     }

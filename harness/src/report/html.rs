@@ -1,4 +1,4 @@
-use super::{Outcome, Report};
+use super::Report;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -173,10 +173,7 @@ fn push_checks(s: &mut String, r: &Report) {
     s.push_str("<table id=\"checks\"><colgroup><col style=\"width:17em\"><col style=\"width:8em\"><col style=\"width:7em\"><col style=\"width:7em\"><col></colgroup><thead><tr><th>check</th><th>requirement</th><th>strength</th><th>outcome</th><th>detail</th></tr></thead><tbody>");
     for (i, ch) in r.checks.iter().enumerate() {
         let o = ch.outcome.as_str();
-        let failing = matches!(
-            ch.outcome,
-            Outcome::Fail | Outcome::Crash | Outcome::Timeout
-        );
+        let failing = ch.outcome.is_failure();
         s.push_str(&format!(
             "<tr class=\"check\" data-outcome=\"{o}\" data-failing=\"{}\"><td class=\"id\">{}</td><td>{}</td><td>{}</td><td class=\"o o-{o}\">{o}</td><td class=\"d\">{}",
             u8::from(failing),

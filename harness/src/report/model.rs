@@ -234,7 +234,8 @@ pub struct Report {
 }
 
 impl Report {
-    /// How many checks had each outcome, worst kinds first, outcomes with none left out.
+    /// How many checks had each outcome (passing kinds first, then failing, then those that
+    /// decided nothing), outcomes with none left out.
     pub fn outcome_counts(&self) -> Vec<(Outcome, usize)> {
         [
             Outcome::Pass,
