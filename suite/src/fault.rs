@@ -7,7 +7,7 @@
 
 use crate::checks::release::{paths, Path};
 use crate::checks::{Ctx, Eval};
-use ntdsbcli_harness::codes::{describe, ERROR_INVALID_PARAMETER};
+use ntdsbcli_harness::codes::{describe, ERROR_INVALID_PARAMETER, ERROR_NOT_ENOUGH_MEMORY};
 use ntdsbcli_harness::imports::fault::ordinal;
 use ntdsbcli_harness::imports::{Hit, ROUTABLE};
 use ntdsbcli_harness::program::{FaultObs, Observation, Op, Program};
@@ -113,9 +113,14 @@ fn confirm_program(p: &Path, k: u64) -> Program {
 
 /// A confirmation's verdict: a wrong code in any run, or growth in most measured runs (the
 /// last of them named). A bounded cache filled during the first runs is no leak.
-pub fn judge_confirmation(body: &[Op], obs: &[Observation], base: Growth) -> Option<String> {
+pub fn judge_confirmation(
+    body: &[Op],
+    obs: &[Observation],
+    base: Growth,
+    prepared: bool,
+) -> Option<String> {
     let runs: Vec<&Observation> = obs.iter().filter(|o| o.fault.is_some()).collect();
-    if let Some(why) = runs.iter().find_map(|o| judge_codes(body, o)) {
+    if let Some(why) = runs.iter().find_map(|o| judge_codes(body, o, prepared)) {
         return Some(why);
     }
     let measured = &runs[runs.len().saturating_sub(CONFIRM_RUNS)..];
@@ -209,10 +214,11 @@ pub fn leftover(g: &Growth) -> Option<String> {
     }
 }
 
-/// The code rules for one faulted run: a Prepare's S_OK comes with a handle, and End returns
-/// S_OK on every handle Prepare gave out.
-fn judge_codes(body: &[Op], obs: &Observation) -> Option<String> {
-    judge_run(body, obs, None)
+/// The code rules for one faulted run: a Prepare's S_OK comes with a handle, End returns
+/// S_OK on every handle Prepare gave out, and (where Prepare succeeds with no fault) a failed
+/// allocation inside Prepare is reported as memory running out.
+fn judge_codes(body: &[Op], obs: &Observation, prepared: bool) -> Option<String> {
+    judge_run(body, obs, None).or_else(|| prepared.then(|| judge_oom(body, obs)).flatten())
 }
 
 /// The rules for one faulted run of a path, by where the failed call landed:
@@ -325,14 +331,43 @@ pub fn judge_run(body: &[Op], obs: &Observation, base: Option<Growth>) -> Option
     Some(s)
 }
 
+/// REQ-26, on a path whose Prepare succeeds with no fault (one the environment refuses
+/// anyway, for credentials say, answers with the refusal): the allocation that failed inside
+/// Prepare is reported as memory running out.
+pub fn judge_oom(body: &[Op], obs: &Observation) -> Option<String> {
+    let hit = obs.fault.as_ref()?.sweep.hit.as_ref().filter(|h| h.alloc)?;
+    let i = hit.step as usize;
+    let op @ Op::Prepare(_) = body.get(i)? else {
+        return None;
+    };
+    let rc = obs
+        .steps
+        .get(i)?
+        .rc
+        .filter(|&rc| rc != 0 && !out_of_memory(rc))?;
+    Some(format!(
+        "{} failed; {} returned {}, expected 8 (ERROR_NOT_ENOUGH_MEMORY) for an allocation that failed (REQ-26)",
+        site_name(hit, body),
+        op.export().unwrap_or("?"),
+        describe(rc)
+    ))
+}
+
+/// A code that says memory ran out: ERROR_NOT_ENOUGH_MEMORY as the Prepare page documents
+/// (REQ-26), or its other spellings: an RPC client's stubs report their allocation failing
+/// as RPC_S_OUT_OF_MEMORY (14, ERROR_OUTOFMEMORY), and HRESULT_FROM_WIN32 of either.
+pub fn out_of_memory(rc: i32) -> bool {
+    const E_OUTOFMEMORY: i32 = 0x8007_000E_u32 as i32;
+    const HRESULT_NOT_ENOUGH_MEMORY: i32 = 0x8007_0008_u32 as i32;
+    matches!(
+        rc,
+        ERROR_NOT_ENOUGH_MEMORY | 14 | E_OUTOFMEMORY | HRESULT_NOT_ENOUGH_MEMORY
+    )
+}
+
 /// A site program's result: None when every rule held.
-fn judge_site(
-    p: &Path,
-    k: u64,
-    trace: &[Hit],
-    base: Growth,
-    r: &RunResult,
-) -> Option<(Outcome, String)> {
+fn judge_site(p: &Path, k: u64, c: &Counted, r: &RunResult) -> Option<(Outcome, String)> {
+    let (trace, base) = (&c.trace, c.base);
     match r {
         RunResult::Died(d) => {
             let site = trace
@@ -362,7 +397,7 @@ fn judge_site(
         }
         RunResult::Done(obs) => {
             let [a, b] = FAULTED_OPS;
-            let first = obs.get(a).and_then(|o| judge_run(&p.body, o, None));
+            let first = obs.get(a).and_then(|o| judge_codes(&p.body, o, c.prepared));
             let second = obs.get(b).and_then(|o| judge_run(&p.body, o, Some(base)));
             first.or(second).map(|why| (Outcome::Fail, why))
         }
@@ -405,6 +440,8 @@ struct Counted {
     /// DsRestorePrepare refused with no fault (an online server): no restore session to
     /// judge, so the path is not swept.
     refused: Option<i32>,
+    /// Every DsBackupPrepare of the path returned S_OK with no fault.
+    prepared: bool,
 }
 
 /// The sweep's findings and its bookkeeping.
@@ -491,9 +528,24 @@ fn count<'a>(
                 base: Growth::of(&f),
                 trace: f.sweep.trace,
                 refused: restore_refused(p, r),
+                prepared: prepared(p, r),
             }
         })
         .collect())
+}
+
+/// Whether every DsBackupPrepare of the count run (no fault) returned S_OK.
+fn prepared(p: &Path, r: &RunResult) -> bool {
+    let RunResult::Done(obs) = r else {
+        return false;
+    };
+    let Some(o) = obs.get(FAULTED_OPS[0]) else {
+        return false;
+    };
+    p.body
+        .iter()
+        .zip(&o.steps)
+        .all(|(op, o)| !matches!(op, Op::Prepare(_)) || o.rc == Some(0))
 }
 
 /// The code of a DsRestorePrepare that the count run (no fault) saw refused.
@@ -538,7 +590,7 @@ fn sweep_path<'a>(
         };
         found.tried += 1;
         let k = j as u64 + 1;
-        let Some((outcome, what)) = judge_site(p, k, &c.trace, c.base, r) else {
+        let Some((outcome, what)) = judge_site(p, k, c, r) else {
             continue;
         };
         let seen = if outcome == Outcome::Fail {
@@ -579,8 +631,8 @@ fn confirm(
     found.attempts += 1;
     let again = sup.run_fresh(&[confirm_program(p, k)])?;
     let why = match &again[0] {
-        died @ RunResult::Died(_) => judge_site(p, k, &c.trace, c.base, died).map(|(_, w)| w),
-        RunResult::Done(obs) => judge_confirmation(&p.body, obs, c.base),
+        died @ RunResult::Died(_) => judge_site(p, k, c, died).map(|(_, w)| w),
+        RunResult::Done(obs) => judge_confirmation(&p.body, obs, c.base, c.prepared),
     };
     match &why {
         Some(_) => found.reproduced += 1,
@@ -706,6 +758,7 @@ mod tests {
             nth,
             site: 1,
             step,
+            alloc: function.contains("alloc"),
         }
     }
 
@@ -767,6 +820,38 @@ mod tests {
             (0, 0),
         );
         assert_eq!(judge_run(&body(), &o, Some(Growth::default())), None);
+    }
+
+    #[test]
+    fn a_failed_allocation_inside_prepare_must_be_reported_as_running_out_of_memory() {
+        let run = |code: i32, function: &str| {
+            let o = run_obs(
+                vec![rc(code), Observation::default()],
+                Some(hit(function, 1, 0)),
+                Probe::default(),
+                (0, 0),
+            );
+            judge_codes(&body(), &o, true)
+        };
+        // REQ-26, and the other spellings of the same news.
+        for ok in [8, 14, 0x8007_000E_u32 as i32, 0x8007_0008_u32 as i32] {
+            assert_eq!(run(ok, "malloc"), None, "{ok:#x}");
+        }
+        let why = run(0x8000_4005_u32 as i32, "malloc").unwrap();
+        assert!(
+            why.contains("expected 8 (ERROR_NOT_ENOUGH_MEMORY)"),
+            "{why}"
+        );
+        // A descriptor that could not be opened is no allocation: any failure code will do.
+        assert_eq!(run(1722, "pipe2"), None);
+        // A Prepare the environment refuses with no fault answers with the refusal.
+        let o = run_obs(
+            vec![rc(5), Observation::default()],
+            Some(hit("malloc", 1, 0)),
+            Probe::default(),
+            (0, 0),
+        );
+        assert_eq!(judge_codes(&body(), &o, false), None);
     }
 
     #[test]
@@ -974,10 +1059,13 @@ mod tests {
         let mut log: Vec<Observation> = (0..CONFIRM_WARM + CONFIRM_RUNS)
             .map(|i| grown(i64::from(i < 8)))
             .collect();
-        assert_eq!(judge_confirmation(&body, &log, Growth::default()), None);
+        assert_eq!(
+            judge_confirmation(&body, &log, Growth::default(), true),
+            None
+        );
         // A leak grows on every failure.
         log.iter_mut().for_each(|o| *o = grown(1));
-        let why = judge_confirmation(&body, &log, Growth::default()).unwrap();
+        let why = judge_confirmation(&body, &log, Growth::default(), true).unwrap();
         assert!(
             why.ends_with("1 heap block (24 bytes) was still held"),
             "{why}"
@@ -986,7 +1074,10 @@ mod tests {
         for o in log.iter_mut().skip(CONFIRM_WARM + 9) {
             *o = grown(0);
         }
-        assert_eq!(judge_confirmation(&body, &log, Growth::default()), None);
+        assert_eq!(
+            judge_confirmation(&body, &log, Growth::default(), true),
+            None
+        );
     }
 
     #[test]

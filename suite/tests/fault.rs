@@ -110,6 +110,11 @@ fn cli(lib: &Path) -> (i32, String) {
     &["pthread_create inside DsBackupPrepareW failed", "2 handles were still held"][..]
 )]
 #[case(
+    "OOM_CODE",
+    "fail",
+    &["malloc inside DsBackupPrepareW failed", "expected 8 (ERROR_NOT_ENOUGH_MEMORY)"][..]
+)]
+#[case(
     "FAULT_READ_HANG",
     "timeout",
     &["inside DsBackupRead failed; then in the clean-up End,", "did not return"][..]

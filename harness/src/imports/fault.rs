@@ -28,6 +28,9 @@ pub struct Hit {
     pub nth: u64,
     pub site: u64,
     pub step: u16,
+    /// The call was an allocation (it failed as memory running out).
+    #[serde(default)]
+    pub alloc: bool,
 }
 
 /// What one armed stretch saw: how many faultable calls the library made, the one that was
@@ -101,6 +104,7 @@ pub(crate) fn strike(class: Class, function: &'static str, nth: impl FnOnce() ->
         nth,
         site,
         step: STEP.load(Ordering::SeqCst),
+        alloc: class == Class::Alloc,
     };
     if at == 0 {
         let mut trace = TRACE.lock().unwrap_or_else(|e| e.into_inner());
@@ -201,7 +205,8 @@ mod tests {
                 function: "pipe2".into(),
                 nth: 1,
                 site: 2,
-                step: 1
+                step: 1,
+                alloc: false,
             })
         );
         // Disarmed: nothing is counted or failed.

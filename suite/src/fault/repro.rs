@@ -214,9 +214,21 @@ static void end_code(const char *call, HR rc) {
 }
 /* A Prepare that fails before the fault landed, though it succeeds with no fault, meets what
    an earlier run's End left held. */
+static int allocation(const char *fn) {
+    static const char *const alloc[] = {"malloc", "calloc", "realloc", "strdup", "posix_memalign", "aligned_alloc"};
+    for (unsigned i = 0; fn && i < sizeof alloc / sizeof *alloc; i++)
+        if (!strcmp(fn, alloc[i])) return 1;
+    return 0;
+}
 static void prepare_code(const char *call, HR rc, int at_step) {
     if (rc != 0 && (hit_step < 0 || hit_step > at_step)) {
         printf("%s returned 0x%08X before any call failed: what an earlier run's End was given is still held\n", call, (unsigned)rc);
+        bad = 1;
+    }
+    /* REQ-26: an allocation that failed inside Prepare is reported as memory running out. */
+    uint32_t u = (uint32_t)rc;
+    if (rc != 0 && hit_step == at_step && allocation(hit_fn) && u != 8 && u != 14 && u != 0x8007000Eu && u != 0x80070008u) {
+        printf("%s returned 0x%08X, expected 8 (ERROR_NOT_ENOUGH_MEMORY) for an allocation that failed\n", call, (unsigned)rc);
         bad = 1;
     }
 }
