@@ -589,6 +589,21 @@ impl<'a> Interp<'a> {
         obs
     }
 
+    /// Runs `op` on a new thread and joins it. The joined thread stays listed until the kernel
+    /// finishes its exit: wait for that (briefly), so that it never reads as the library's.
+    fn on_thread(&mut self, op: &Op) -> Observation {
+        let before = crate::probe::threads();
+        let obs = std::thread::scope(|s| s.spawn(|| self.op(op)).join())
+            .unwrap_or_else(|_| not_run("the harness's thread for the call panicked"));
+        for _ in 0..200 {
+            if crate::probe::threads() <= before {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        obs
+    }
+
     fn op(&mut self, op: &Op) -> Observation {
         match self.op_inner(op) {
             Ok(o) => o,
@@ -599,6 +614,9 @@ impl<'a> Interp<'a> {
     /// Performs one op: a call of the API through its family (`crate::calls`), or one of the
     /// harness's own steps. Long on purpose: one short arm per harness step.
     fn op_inner(&mut self, op: &Op) -> Result<Observation, String> {
+        if let Op::OnThread { op } = op {
+            return Ok(self.on_thread(op));
+        }
         let api = self.api;
         let mut scratch = Scratch {
             obs: Observation::default(),

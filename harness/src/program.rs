@@ -122,6 +122,11 @@ pub enum Op {
         at: u64,
         body: Vec<Op>,
     },
+    /// Runs `op` on a thread of its own, started for it and joined: a caller with a thread
+    /// pool ends and frees on threads other than the one that called Prepare.
+    OnThread {
+        op: Box<Op>,
+    },
 }
 
 impl Op {
@@ -147,7 +152,8 @@ impl Op {
             | Op::CheckSentinels
             | Op::Repeat { .. }
             | Op::Cleanup
-            | Op::Faulted { .. } => return None,
+            | Op::Faulted { .. }
+            | Op::OnThread { .. } => return None,
         })
     }
 
@@ -179,6 +185,7 @@ impl Op {
                     format!("resource call {at} failed")
                 }
             ),
+            Op::OnThread { op } => format!("{} on a thread of its own", op.describe()),
             Op::Repeat { n, body, .. } => format!(
                 "{n} cycles of [{}]",
                 body.iter()
@@ -260,6 +267,9 @@ pub struct Observation {
     /// Number of calls made by a looping op.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calls: Option<u64>,
+    /// The largest count one call of a looping read wrote to `*pcbRead`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub largest: Option<u64>,
     /// Probe readings of a Repeat, in cycle order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub samples: Vec<Probe>,

@@ -260,6 +260,55 @@ fn mutant_is_caught(#[case] mutant: &str, #[case] check: &str, #[case] expected:
     snapshot_with(&format!("mutant-{mutant}"), &r, varying);
 }
 
+/// The defects of the rules that check each documented answer (REQ-25, -40, -41, -43..-45,
+/// -51..-53, and End on another thread): each is caught by its own check, and by no other
+/// named check.
+#[rstest]
+#[case::end_other_thread_leak("end-other-thread-leak", "end.release", "another thread")]
+#[case::null_size_ok("null-size-ok", "calls.null-out", "NULL pcbSize (REQ-52)")]
+#[case::list_size_in_chars("list-size-in-chars", "names.format", "WCHARs instead of bytes")]
+#[case::list_a_no_bft("list-a-no-bft", "names.format", "no BFT character")]
+#[case::file_size_off("file-size-off", "file.size", "*pliFileSize")]
+#[case::read_count_over("read-count-over", "file.size", "*pcbRead")]
+#[case::close_code("close-code", "file.codes", "hrInvalidHandle")]
+#[case::eof_then_ok("eof-then-ok", "file.codes", "after ERROR_HANDLE_EOF")]
+#[case::small_read_ok("small-read-ok", "file.codes", "Read into 8192 bytes")]
+#[case::open_hint_exact("open-hint-exact", "file.codes", "read hint of 65536")]
+#[case::needs_backslashes("needs-backslashes", "prepare.server-name", "is optional")]
+fn a_documented_answer_is_checked_by_its_own_check_alone(
+    #[case] mutant: &str,
+    #[case] check: &str,
+    #[case] said: &str,
+) {
+    let r = run_mutant(mutant, 2000).unwrap_or_else(|e| panic!("{mutant}: {e}"));
+    assert_eq!(r.verdict, Verdict::Nonconformant, "{mutant}");
+    let d = detail(&r, check);
+    assert_eq!(outcome(&r, check), Outcome::Fail, "{mutant}: {check}: {d}");
+    assert!(d.contains(said), "{mutant}: {check}: {d}");
+    assert!(d.contains("; rule broken: REQ-"), "{mutant}: {d}");
+    for c in r.checks.iter().filter(|c| c.id != check) {
+        assert!(
+            matches!(c.outcome, Outcome::Pass | Outcome::Skip),
+            "{mutant}: {} was {}: {}",
+            c.id,
+            c.outcome.as_str(),
+            c.detail
+        );
+    }
+    snapshot(&format!("mutant-{mutant}"), &r);
+}
+
+/// A server name with '_' is not allowed (REQ-25), but the page names no answer for it: a
+/// library that accepts one is warned, never failed.
+#[test]
+fn accepting_an_underscore_in_the_server_name_is_a_warning() {
+    let r = run_mutant("underscore-ok", 2000).unwrap();
+    common::assert_outcome(&r, "prepare.server-name", Outcome::Warn, "");
+    assert!(detail(&r, "prepare.server-name").contains("'_'"));
+    assert_eq!(r.verdict, Verdict::Conformant);
+    snapshot("mutant-underscore-ok", &r);
+}
+
 #[test]
 fn every_mutant_has_a_case() {
     let src = include_str!("mutants.rs");

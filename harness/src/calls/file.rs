@@ -192,7 +192,7 @@ impl Call for ReadToEnd {
         let (f, h) = it.func_arg::<ReadFn>(self.export(), &self.h, s)?;
         let mut buffer = vec![0u8; self.cb.min(READ_BUFFER_MAX) as usize];
         let _loan = Loan::new(buffer.as_ptr(), buffer.len());
-        let (mut total, mut calls, mut rc) = (0u64, 0u64, 0);
+        let (mut total, mut calls, mut rc, mut largest) = (0u64, 0u64, 0, 0u64);
         while calls < READ_TO_END_MAX_CALLS {
             let mut n: u32 = 0;
             rc = f(h, buffer.as_mut_ptr().cast(), buffer.len() as u32, &mut n);
@@ -202,10 +202,12 @@ impl Call for ReadToEnd {
                 break;
             }
             total += n as u64;
+            largest = largest.max(n as u64);
         }
         s.obs.rc = Some(rc);
         s.obs.size = Some(total);
         s.obs.calls = Some(calls);
+        s.obs.largest = Some(largest);
         Ok(())
     }
 

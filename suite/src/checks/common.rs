@@ -201,6 +201,19 @@ impl Findings {
         }
     }
 
+    /// Inconclusive with `why`, unless something already failed; the notes say what was seen.
+    pub fn inconclusive(mut self, why: impl Into<String>) -> Eval {
+        if self.failed() {
+            return self.finish("");
+        }
+        let mut detail = why.into();
+        if !self.notes.is_empty() {
+            detail.push_str(&format!(" ({})", self.notes.join("; ")));
+        }
+        self.notes.clear();
+        Eval::new(Outcome::Inconclusive, detail)
+    }
+
     /// Pass (or warn) with `summary` when nothing failed; else fail with the first three
     /// things found.
     pub fn finish(self, summary: impl Into<String>) -> Eval {

@@ -1,4 +1,5 @@
 //! The checks: each builds call programs and judges their observations.
+mod answers;
 mod common;
 mod end;
 mod prepare;

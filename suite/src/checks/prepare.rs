@@ -337,3 +337,92 @@ pub fn distinct_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
     }
     f.finish("two live sessions had distinct handles and both ended with S_OK")
 }
+
+/// The configured server name in its other documented spelling: the leading `\\` is
+/// optional (REQ-25), so it is dropped when given and added when not.
+pub fn other_spelling(server: &str) -> String {
+    match server.trim_start_matches('\\') {
+        bare if bare.len() < server.len() => bare.to_string(),
+        bare => format!("\\\\{bare}"),
+    }
+}
+
+/// The configured server name with a `_` inside it, which the page does not allow (REQ-25).
+pub fn with_underscore(server: &str) -> String {
+    let bare = server.trim_start_matches('\\');
+    let mut k = bare.len() / 2;
+    while !bare.is_char_boundary(k) {
+        k -= 1;
+    }
+    format!("\\\\{}_{}", &bare[..k], &bare[k..])
+}
+
+pub fn server_name_plan(ctx: &Ctx) -> Vec<Program> {
+    let named = |name: String, slot_: u8| {
+        let mut op = ctx.prepare(slot_, slot_);
+        if let Op::Prepare(p) = &mut op {
+            p.server = Text::Lit(name);
+        }
+        op
+    };
+    let mut p = program("the server name in both documented spellings, and with '_'");
+    p.push("prepare", ctx.prepare(0, 0))
+        .push("end", end(slot(0)))
+        .push("other", named(other_spelling(&ctx.server), 1))
+        .push("other.end", end(slot(1)))
+        .push("underscore", named(with_underscore(&ctx.server), 2))
+        .push("cleanup", Op::Cleanup);
+    vec![p]
+}
+
+pub fn server_name_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
+    let r = &ran[0];
+    if let Err(e) = live(r.get("prepare")) {
+        return e;
+    }
+    let mut f = Findings::default();
+    f.note_end_not_ok("End of the first session", r.get("end"));
+    let (other, under) = (other_spelling(&ctx.server), with_underscore(&ctx.server));
+    let o = r.get("other");
+    match o.rc {
+        Some(0) if o.handle.is_some_and(|h| h != 0) => {
+            f.note_end_not_ok("End of the session", r.get("other.end"))
+        }
+        Some(rc) => f.fail(format!(
+            "Prepare with the server named \"{other}\" returned {}, expected 0 (S_OK) as for \"{}\": the leading \\\\ is optional (REQ-25)",
+            describe(rc),
+            ctx.server
+        )),
+        None => f.note(format!("Prepare with \"{other}\" did not run")),
+    }
+    let u = r.get("underscore");
+    match u.rc {
+        Some(rc) if rc == codes::ERROR_INVALID_PARAMETER || rc == codes::HR_COULD_NOT_CONNECT => {}
+        Some(0) => f.compat(format!(
+            "Prepare with the server named \"{under}\" returned S_OK; the page does not allow '_' in the name (a badly formed name gives hrCouldNotConnect), but names no answer for it"
+        )),
+        Some(rc) => f.compat(format!(
+            "Prepare with the server named \"{under}\" returned {}; a badly formed name gives hrCouldNotConnect (0xC7FF0007) or ERROR_INVALID_PARAMETER",
+            describe(rc)
+        )),
+        None => f.note(format!("Prepare with \"{under}\" did not run")),
+    }
+    f.finish(format!(
+        "\"{other}\" opened a session as \"{}\" did; \"{under}\" was refused with {}",
+        ctx.server,
+        u.rc.map(describe).unwrap_or_default()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_other_spelling_drops_or_adds_the_backslashes() {
+        assert_eq!(other_spelling("\\\\localhost"), "localhost");
+        assert_eq!(other_spelling("localhost"), "\\\\localhost");
+        assert_eq!(with_underscore("\\\\localhost"), "\\\\loca_lhost");
+        assert_eq!(with_underscore("dc1"), "\\\\d_c1");
+    }
+}

@@ -1,7 +1,7 @@
 //! The table that ties each catalogue entry to its programs and its judgement.
 
 use super::common::{Ctx, Eval, Ran};
-use super::{end, prepare, release, session};
+use super::{answers, end, prepare, release, session};
 use crate::catalogue::{self, CheckDef};
 use ntdsbcli_harness::program::Program;
 
@@ -34,6 +34,11 @@ const TABLE: &[Entry] = &[
         "prepare.distinct",
         prepare::distinct_plan,
         prepare::distinct_eval,
+    ),
+    (
+        "prepare.server-name",
+        prepare::server_name_plan,
+        prepare::server_name_eval,
     ),
     ("end.ok", end::ok_plan, end::ok_eval),
     ("end.null", end::null_plan, end::null_eval),
@@ -71,6 +76,26 @@ const TABLE: &[Entry] = &[
         session::restore_eval,
     ),
     ("end.release", release::plan, release::eval),
+    (
+        "calls.null-out",
+        answers::null_out_plan,
+        answers::null_out_eval,
+    ),
+    (
+        "names.format",
+        answers::names_format_plan,
+        answers::names_format_eval,
+    ),
+    (
+        "file.size",
+        answers::file_size_plan,
+        answers::file_size_eval,
+    ),
+    (
+        "file.codes",
+        answers::file_codes_plan,
+        answers::file_codes_eval,
+    ),
     (
         "free.null",
         session::free_null_plan,

@@ -48,6 +48,32 @@ pub fn paths(ctx: &Ctx) -> Vec<Path> {
     out
 }
 
+/// The paths end.release measures: every session path, and one more where End runs on a
+/// thread of its own and each Free on yet another, as a caller with a thread pool does (a
+/// library that keeps a session's state per thread loses it there). fault.cleanup sweeps
+/// `paths` only: where a call runs does not change what a failed resource leaves.
+pub fn measured_paths(ctx: &Ctx) -> Vec<Path> {
+    let mut out = paths(ctx);
+    let names = ctx.names(ListKind::DatabaseNames, slot(0), 1);
+    let mut body = vec![ctx.prepare(0, 0)];
+    let listed = names.is_some();
+    body.extend(names);
+    body.push(elsewhere(end(slot(0))));
+    body.push(elsewhere(free(0)));
+    if listed {
+        body.push(elsewhere(free(1)));
+    }
+    out.push(Path {
+        name: "Prepare, then End on another thread and each Free on a third",
+        body,
+    });
+    out
+}
+
+fn elsewhere(op: Op) -> Op {
+    Op::OnThread { op: Box::new(op) }
+}
+
 fn free(b: u8) -> Op {
     Op::Free(Free { buf: Some(b) })
 }
@@ -153,7 +179,7 @@ pub fn cycles(requested: u32) -> u32 {
 
 pub fn plan_with(ctx: &Ctx, requested: u32) -> Vec<Program> {
     let n = cycles(requested);
-    paths(ctx)
+    measured_paths(ctx)
         .into_iter()
         .map(|p| {
             let mut prog = program(p.name);
@@ -284,7 +310,10 @@ fn call_failures(
         ));
     }
     for t in tally {
-        let op = &body[t.op as usize];
+        let op = match &body[t.op as usize] {
+            Op::OnThread { op } => op,
+            op => op,
+        };
         match (op, t.rc) {
             (Op::Prepare(_), Some(rc)) if rc != 0 => {
                 if let Some(fix) = codes::environment_problem(rc) {
