@@ -213,16 +213,21 @@ pub(crate) fn slot_of(h: &HandleArg) -> Option<u8> {
     }
 }
 
-/// Splits a double-NUL-terminated list into its entries (each still with its BFT character).
-pub fn parse_list(bytes: &[u8], wide: bool) -> Vec<String> {
-    let units: Vec<u16> = if wide {
+/// A name list's characters: WCHARs in the W forms, CHARs in the A forms.
+pub fn list_units(bytes: &[u8], wide: bool) -> Vec<u16> {
+    if wide {
         bytes
             .chunks_exact(2)
             .map(|c| u16::from_ne_bytes([c[0], c[1]]))
             .collect()
     } else {
         bytes.iter().map(|&b| b as u16).collect()
-    };
+    }
+}
+
+/// Splits a double-NUL-terminated list into its entries (each still with its BFT character).
+pub fn parse_list(bytes: &[u8], wide: bool) -> Vec<String> {
+    let units = list_units(bytes, wide);
     let mut out = Vec::new();
     for entry in units.split(|&u| u == 0) {
         if entry.is_empty() {

@@ -191,14 +191,7 @@ pub const BFT: [u16; 9] = [0x80, 0x40, 0x20, 0x21, 0x82, 0x83, 0x44, 0x25, 0x0F]
 /// and a NUL, and then the NUL that ends the list. None when the list is right.
 pub fn list_problem(bytes: &[u8], wide: bool, complete: bool) -> Option<String> {
     let unit = if wide { 2 } else { 1 };
-    let units: Vec<u16> = if wide {
-        bytes
-            .chunks_exact(2)
-            .map(|c| u16::from_ne_bytes([c[0], c[1]]))
-            .collect()
-    } else {
-        bytes.iter().map(|&b| b as u16).collect()
-    };
+    let units = ntdsbcli_harness::interp::list_units(bytes, wide);
     let within = |n: usize| format!("within the {} bytes *pcbSize gives", n * unit);
     let mut i = 0;
     let mut entry = 0;
