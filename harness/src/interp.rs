@@ -225,6 +225,17 @@ pub fn list_units(bytes: &[u8], wide: bool) -> Vec<u16> {
     }
 }
 
+/// Waits (briefly) until no more threads are listed than `before`: a joined thread stays listed
+/// until the kernel finishes its exit, and the harness's own threads must never read as a leak.
+pub(crate) fn await_joined(before: i64) {
+    for _ in 0..200 {
+        if crate::probe::threads() <= before {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(50));
+    }
+}
+
 /// Splits a double-NUL-terminated list into its entries (each still with its BFT character).
 pub fn parse_list(bytes: &[u8], wide: bool) -> Vec<String> {
     let units = list_units(bytes, wide);
@@ -594,18 +605,12 @@ impl<'a> Interp<'a> {
         obs
     }
 
-    /// Runs `op` on a new thread and joins it. The joined thread stays listed until the kernel
-    /// finishes its exit: wait for that (briefly), so that it never reads as the library's.
+    /// Runs `op` on a new thread and joins it.
     fn on_thread(&mut self, op: &Op) -> Observation {
         let before = crate::probe::threads();
         let obs = std::thread::scope(|s| s.spawn(|| self.op(op)).join())
             .unwrap_or_else(|_| not_run("the harness's thread for the call panicked"));
-        for _ in 0..200 {
-            if crate::probe::threads() <= before {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_micros(50));
-        }
+        await_joined(before);
         obs
     }
 

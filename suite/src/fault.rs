@@ -8,6 +8,7 @@
 use crate::checks::release::{paths, Path};
 use crate::checks::{Ctx, Eval};
 use ntdsbcli_harness::codes::{describe, ERROR_INVALID_PARAMETER, ERROR_NOT_ENOUGH_MEMORY};
+use ntdsbcli_harness::codes::{ERROR_OUTOFMEMORY, E_OUTOFMEMORY};
 use ntdsbcli_harness::imports::fault::ordinal;
 use ntdsbcli_harness::imports::{Hit, ROUTABLE};
 use ntdsbcli_harness::program::{FaultObs, Observation, Op, Program};
@@ -357,11 +358,11 @@ pub fn judge_oom(body: &[Op], obs: &Observation) -> Option<String> {
 /// (REQ-26), or its other spellings: an RPC client's stubs report their allocation failing
 /// as RPC_S_OUT_OF_MEMORY (14, ERROR_OUTOFMEMORY), and HRESULT_FROM_WIN32 of either.
 pub fn out_of_memory(rc: i32) -> bool {
-    const E_OUTOFMEMORY: i32 = 0x8007_000E_u32 as i32;
+    // HRESULT_FROM_WIN32(ERROR_NOT_ENOUGH_MEMORY); not E_OUTOFMEMORY, which wraps 14.
     const HRESULT_NOT_ENOUGH_MEMORY: i32 = 0x8007_0008_u32 as i32;
     matches!(
         rc,
-        ERROR_NOT_ENOUGH_MEMORY | 14 | E_OUTOFMEMORY | HRESULT_NOT_ENOUGH_MEMORY
+        ERROR_NOT_ENOUGH_MEMORY | ERROR_OUTOFMEMORY | E_OUTOFMEMORY | HRESULT_NOT_ENOUGH_MEMORY
     )
 }
 
@@ -534,26 +535,27 @@ fn count<'a>(
         .collect())
 }
 
+/// The steps of a count run (no fault) that ran to its end.
+fn count_steps(r: &RunResult) -> Option<&[Observation]> {
+    let RunResult::Done(obs) = r else {
+        return None;
+    };
+    Some(&obs.get(FAULTED_OPS[0])?.steps)
+}
+
 /// Whether every DsBackupPrepare of the count run (no fault) returned S_OK.
 fn prepared(p: &Path, r: &RunResult) -> bool {
-    let RunResult::Done(obs) = r else {
-        return false;
-    };
-    let Some(o) = obs.get(FAULTED_OPS[0]) else {
-        return false;
-    };
-    p.body
-        .iter()
-        .zip(&o.steps)
-        .all(|(op, o)| !matches!(op, Op::Prepare(_)) || o.rc == Some(0))
+    count_steps(r).is_some_and(|steps| {
+        p.body
+            .iter()
+            .zip(steps)
+            .all(|(op, o)| !matches!(op, Op::Prepare(_)) || o.rc == Some(0))
+    })
 }
 
 /// The code of a DsRestorePrepare that the count run (no fault) saw refused.
 fn restore_refused(p: &Path, r: &RunResult) -> Option<i32> {
-    let RunResult::Done(obs) = r else {
-        return None;
-    };
-    let steps = &obs.get(FAULTED_OPS[0])?.steps;
+    let steps = count_steps(r)?;
     p.body.iter().zip(steps).find_map(|(op, o)| match op {
         Op::RestorePrepare(_) => o.rc.filter(|&rc| rc != 0),
         _ => None,

@@ -4,7 +4,7 @@
 use super::c;
 use super::call::{handle_call, CStep, Call};
 use crate::abi::{HResult, Hbc};
-use crate::interp::{slot_of, Interp, Scratch};
+use crate::interp::{await_joined, slot_of, Interp, Scratch};
 use crate::program::{Garbage, HandleArg};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Barrier};
@@ -129,14 +129,7 @@ impl Call for EndConcurrent {
             .into_iter()
             .map(|j| j.join().unwrap_or(i32::MIN))
             .collect();
-        // A joined thread stays listed until the kernel finishes its exit; wait for that
-        // (briefly), so the harness's own threads never read as a leak.
-        for _ in 0..200 {
-            if crate::probe::threads() <= before {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_micros(50));
-        }
+        await_joined(before);
         if s.obs.codes.contains(&0) {
             it.ended(false, h as u64, slot_of(&self.h));
         }

@@ -2,7 +2,7 @@
 //! End answer, each compared with the code or the content their pages document, in fixed
 //! programs (the sequence model meets some of these only by chance).
 
-use super::common::{end, live, program, slot, Ctx, Eval, Findings, Ran};
+use super::common::{end, live, program, session_program, slot, Ctx, Eval, Findings, Ran};
 use ntdsbcli_harness::codes::{
     describe, ERROR_HANDLE_EOF, ERROR_INVALID_PARAMETER, E_INVALIDARG, HR_INVALID_HANDLE,
 };
@@ -258,15 +258,13 @@ pub fn names_format_plan(ctx: &Ctx) -> Vec<Program> {
 }
 
 pub fn names_format_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let Some(r) = ran.first() else {
-        return Eval::new(
-            Outcome::Skip,
-            "not run: the library exports no DsBackupGetDatabaseNames or DsBackupGetBackupLogs",
-        );
+    let r = match session_program(
+        ran,
+        "the library exports no DsBackupGetDatabaseNames or DsBackupGetBackupLogs",
+    ) {
+        Ok(r) => r,
+        Err(e) => return e,
     };
-    if let Err(e) = live(r.get("prepare")) {
-        return e;
-    }
     let mut f = Findings::default();
     let mut judged = Vec::new();
     for op in r.program.ops.iter().filter_map(|op| match op {
@@ -323,12 +321,11 @@ pub fn file_size_plan(ctx: &Ctx) -> Vec<Program> {
         ctx.names(ListKind::DatabaseNames, slot(0), 1),
         ctx.names(ListKind::BackupLogs, slot(0), 2),
     ];
-    if lists[0].is_none() || !ctx.has("DsBackupRead") || !ctx.has("DsBackupClose") {
+    let open = ctx.open_file(slot(0), entry(1, 0));
+    if lists[0].is_none() || open.is_none() || !ctx.has("DsBackupRead") || !ctx.has("DsBackupClose")
+    {
         return Vec::new();
     }
-    let Some(_) = ctx.open_file(slot(0), entry(1, 0)) else {
-        return Vec::new();
-    };
     let mut p = program("each listed attachment opened and read to EOF");
     p.push("prepare", ctx.prepare(0, 0))
         .push_opt("names", lists[0].clone())
@@ -356,15 +353,13 @@ pub fn file_size_plan(ctx: &Ctx) -> Vec<Program> {
 }
 
 pub fn file_size_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let Some(r) = ran.first() else {
-        return Eval::new(
-            Outcome::Skip,
-            "not run: needs DsBackupGetDatabaseNames, DsBackupOpenFile, DsBackupRead and DsBackupClose",
-        );
+    let r = match session_program(
+        ran,
+        "needs DsBackupGetDatabaseNames, DsBackupOpenFile, DsBackupRead and DsBackupClose",
+    ) {
+        Ok(r) => r,
+        Err(e) => return e,
     };
-    if let Err(e) = live(r.get("prepare")) {
-        return e;
-    }
     let mut f = Findings::default();
     let mut read = 0;
     for (buf, index) in FILES {
@@ -480,15 +475,13 @@ pub fn file_codes_plan(ctx: &Ctx) -> Vec<Program> {
 }
 
 pub fn file_codes_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let Some(r) = ran.first() else {
-        return Eval::new(
-            Outcome::Skip,
-            "not run: needs DsBackupGetDatabaseNames, DsBackupOpenFile and DsBackupRead or DsBackupClose",
-        );
+    let r = match session_program(
+        ran,
+        "needs DsBackupGetDatabaseNames, DsBackupOpenFile and DsBackupRead or DsBackupClose",
+    ) {
+        Ok(r) => r,
+        Err(e) => return e,
     };
-    if let Err(e) = live(r.get("prepare")) {
-        return e;
-    }
     let mut f = Findings::default();
     if r.has("close.none") {
         f.code(

@@ -275,6 +275,16 @@ pub fn prepared_and_ended<'r, 'a>(
     Ok((r, f))
 }
 
+/// The one program of a check whose plan builds at most one, once its step "prepare" opened
+/// a live session; `skipped` says why there is none (an export it needs is absent).
+pub fn session_program<'r, 'a>(ran: &'r [Ran<'a>], skipped: &str) -> Result<&'r Ran<'a>, Eval> {
+    let r = ran
+        .first()
+        .ok_or_else(|| Eval::new(Outcome::Skip, format!("not run: {skipped}")))?;
+    live(r.get("prepare"))?;
+    Ok(r)
+}
+
 pub fn live(o: &Observation) -> Result<(), Eval> {
     match (o.rc, o.handle) {
         (Some(0), Some(h)) if h != 0 => Ok(()),

@@ -3,7 +3,7 @@
 
 use super::common::{end, live, program, slot, spoil, BadArg, Ctx, Eval, Findings, Ran};
 use ntdsbcli_harness::codes::{self, describe, HR_INVALID_PARAM};
-use ntdsbcli_harness::program::Free;
+use ntdsbcli_harness::program::{Free, Prepare};
 use ntdsbcli_harness::program::{Op, Program, Text};
 use ntdsbcli_harness::report::Outcome;
 
@@ -358,13 +358,8 @@ pub fn with_underscore(server: &str) -> String {
 }
 
 pub fn server_name_plan(ctx: &Ctx) -> Vec<Program> {
-    let named = |name: String, slot_: u8| {
-        let mut op = ctx.prepare(slot_, slot_);
-        if let Op::Prepare(p) = &mut op {
-            p.server = Text::Lit(name);
-        }
-        op
-    };
+    let named =
+        |name: String, s: u8| Op::Prepare(Prepare::full(ctx.prepare_wide(), Text::Lit(name), s, s));
     let mut p = program("the server name in both documented spellings, and with '_'");
     p.push("prepare", ctx.prepare(0, 0))
         .push("end", end(slot(0)))

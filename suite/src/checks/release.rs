@@ -52,7 +52,7 @@ pub fn paths(ctx: &Ctx) -> Vec<Path> {
 /// thread of its own and each Free on yet another, as a caller with a thread pool does (a
 /// library that keeps a session's state per thread loses it there). fault.cleanup sweeps
 /// `paths` only: where a call runs does not change what a failed resource leaves.
-pub fn measured_paths(ctx: &Ctx) -> Vec<Path> {
+fn measured_paths(ctx: &Ctx) -> Vec<Path> {
     let mut out = paths(ctx);
     let names = ctx.names(ListKind::DatabaseNames, slot(0), 1);
     let mut body = vec![ctx.prepare(0, 0)];
