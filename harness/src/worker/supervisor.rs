@@ -290,6 +290,11 @@ impl Supervisor {
             }
         };
         self.worker = None;
+        if next == usize::MAX {
+            // Every program had its result before the worker died (a signal its library sent
+            // landed after the last one finished): the batch is done, the next starts afresh.
+            return Ok(Batch::Finished);
+        }
         Ok(Batch::Died {
             index: next,
             report,
