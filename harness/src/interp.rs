@@ -189,6 +189,8 @@ pub const PATIENT: Patience = Patience {
 fn settled(baseline: Option<Probe>, patience: Patience, spent: &mut std::time::Duration) -> Probe {
     let mut p = crate::probe::read();
     let Some(b) = baseline else { return p };
+    // The clock says when the reading was asked for, not how long the harness then waited.
+    let clock = p.clock;
     let start = std::time::Instant::now();
     let (mut since, mut wait) = (start, patience.first);
     while p.threads > b.threads
@@ -203,7 +205,16 @@ fn settled(baseline: Option<Probe>, patience: Patience, spent: &mut std::time::D
         p = q;
     }
     *spent += start.elapsed();
+    p.clock = clock;
     p
+}
+
+/// Whether any reading a leak rule judges (heap, handles, threads, mapped bytes) went up.
+fn grew(before: &Probe, after: &Probe) -> bool {
+    after.heap_bytes > before.heap_bytes
+        || after.handles > before.handles
+        || after.threads > before.threads
+        || after.mapped_bytes > before.mapped_bytes
 }
 
 pub(crate) fn slot_of(h: &HandleArg) -> Option<u8> {
@@ -666,6 +677,7 @@ impl<'a> Interp<'a> {
                     n,
                     probe_every,
                     settle_last,
+                    stop_flat,
                     body,
                 } => {
                     let every = (*probe_every).max(1);
@@ -673,6 +685,7 @@ impl<'a> Interp<'a> {
                     obs.tally.reserve_exact(body.len() * 8);
                     obs.samples.push(crate::probe::read());
                     self.repeating = true;
+                    let mut flat = 0;
                     for cycle in 1..=*n {
                         for (i, op) in body.iter().enumerate() {
                             self.tick();
@@ -704,9 +717,24 @@ impl<'a> Interp<'a> {
                         } else if cycle % every == 0 {
                             // Window readings stay quick even in a patient program: the
                             // last reading is the one that waits.
-                            let p =
-                                settled(obs.samples.last().copied(), QUICK, &mut self.settle_spent);
+                            let last = obs.samples.last().copied();
+                            let p = settled(last, QUICK, &mut self.settle_spent);
                             obs.samples.push(p);
+                            flat += last.is_some_and(|l| !grew(&l, &p)) as u32;
+                            // One code per op: tally holds one entry per body op.
+                            let one_code = obs.tally.len() == body.len();
+                            if *stop_flat > 0 && flat >= *stop_flat && one_code && cycle < *n {
+                                if *settle_last {
+                                    obs.samples.pop();
+                                    let first = obs.samples.first().copied();
+                                    obs.samples.push(settled(
+                                        first,
+                                        PATIENT,
+                                        &mut self.settle_spent,
+                                    ));
+                                }
+                                break;
+                            }
                         }
                     }
                     self.repeating = false;

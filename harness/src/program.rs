@@ -102,11 +102,16 @@ pub enum Op {
     /// reserved up front: the harness retains nothing per cycle, so growth is the library's.
     /// With `settle_last`, the last reading waits patiently, towards the first one, for threads
     /// still on their way out, so that what comes back by the end is never read as a leak.
+    /// With `stop_flat` k > 0 it stops early, after the k-th window in which no reading grew,
+    /// provided every body op has answered with one code only: past that point no rule that
+    /// needs growth in all but k - 1 windows can be met, and nothing new has been seen.
     Repeat {
         n: u32,
         probe_every: u32,
         #[serde(default)]
         settle_last: bool,
+        #[serde(default)]
+        stop_flat: u32,
         body: Vec<Op>,
     },
     /// Ends every session a successful Prepare opened that no End has closed yet, and frees
@@ -229,6 +234,30 @@ pub struct Probe {
     /// Memory the process holds in RAM (-1 where it cannot be read).
     #[serde(default)]
     pub resident_bytes: i64,
+    /// Where the reading thread's time went: calls that wait on a server show as blocked.
+    #[serde(default)]
+    pub clock: ThreadClock,
+}
+
+/// The reading thread's time, split so that waiting on a server (blocked) is told from
+/// waiting for a core on a busy machine (queued): only the first says calls are slow by nature.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadClock {
+    /// Monotonic time of the reading.
+    pub at_ns: i64,
+    /// Time the thread has run.
+    pub cpu_ns: i64,
+    /// Time it was ready to run but had no core (0 where the platform does not say).
+    pub queued_ns: i64,
+}
+
+impl ThreadClock {
+    /// Time between two readings that the thread neither ran nor waited for a core.
+    pub fn blocked_since(&self, earlier: &ThreadClock) -> i64 {
+        let wall = self.at_ns - earlier.at_ns;
+        let busy = (self.cpu_ns - earlier.cpu_ns) + (self.queued_ns - earlier.queued_ns);
+        (wall - busy).max(0)
+    }
 }
 
 /// What one op observed. Fields an op does not produce stay empty.

@@ -54,6 +54,7 @@ fn warm(body: &[Op]) -> Op {
         n: 1,
         probe_every: 1,
         settle_last: false,
+        stop_flat: 0,
         body: body.to_vec(),
     }
 }
@@ -422,6 +423,9 @@ pub fn skip_unrouted(why: &str) -> Eval {
 pub struct Limits {
     pub sites: u64,
     pub budget: std::time::Duration,
+    /// Calls wait on a server and sessions may overlap: each path is counted and swept on
+    /// workers of its own, all paths at once, each with the whole budget (`pace`).
+    pub spread: bool,
 }
 
 /// One thing the sweep found, on a path, at a site when it was not the count run.
@@ -457,6 +461,19 @@ struct Found<'a> {
     reproduced: usize,
 }
 
+impl<'a> Found<'a> {
+    /// Adds what another path's sweep found, after what this one holds.
+    fn absorb(&mut self, other: Found<'a>) {
+        self.findings.extend(other.findings);
+        self.tried += other.tried;
+        self.cut_short += other.cut_short;
+        self.timed_out.extend(other.timed_out);
+        self.not_reproduced += other.not_reproduced;
+        self.attempts += other.attempts;
+        self.reproduced += other.reproduced;
+    }
+}
+
 /// Runs fault.cleanup in the workers of `sup`, which route the library's imports;
 /// `why_none` says why nothing could be routed when nothing was. Returns the judgement and,
 /// for a failure, the C repro of its first site.
@@ -477,7 +494,7 @@ pub fn run(
     }
     let paths = paths(ctx);
     let mut found = Found::default();
-    let counted = count(sup, &paths, &mut found)?;
+    let counted = count(sup, &paths, limits.spread, &mut found)?;
     if counted.iter().all(|c| c.sites == 0) && found.findings.is_empty() {
         let e = Eval::new(
             Outcome::Skip,
@@ -488,9 +505,41 @@ pub fn run(
         );
         return Ok((e, None));
     }
-    let share = limits.budget / paths.len() as u32;
-    for (i, p) in paths.iter().enumerate() {
-        if counted[i].refused.is_none() {
+    let swept = paths
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| counted[*i].refused.is_none());
+    if limits.spread {
+        // At once, each path in a supervisor of its own: the confirmation caps then hold per
+        // path, and the findings keep path order.
+        let spec = sup.spec().clone();
+        let founds: Vec<Result<Found, HarnessError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = swept
+                .map(|(i, p)| {
+                    let (c, spec) = (&counted[i], &spec);
+                    scope.spawn(move || {
+                        let mut own = Supervisor::start(spec.clone())?;
+                        let mut f = Found::default();
+                        sweep_path(&mut own, (i, p), c, limits.sites, limits.budget, &mut f)?;
+                        Ok(f)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(HarnessError::Protocol("a path's sweep stopped".into()))
+                    })
+                })
+                .collect()
+        });
+        for f in founds {
+            found.absorb(f?);
+        }
+    } else {
+        let share = limits.budget / paths.len() as u32;
+        for (i, p) in swept {
             sweep_path(sup, (i, p), &counted[i], limits.sites, share, &mut found)?;
         }
     }
@@ -501,12 +550,14 @@ pub fn run(
 fn count<'a>(
     sup: &mut Supervisor,
     paths: &'a [Path],
+    spread: bool,
     found: &mut Found<'a>,
 ) -> Result<Vec<Counted>, HarnessError> {
-    let runs = sup.run(
-        &paths.iter().map(count_program).collect::<Vec<_>>(),
-        &mut |_, _| {},
-    )?;
+    let programs: Vec<Program> = paths.iter().map(count_program).collect();
+    let runs = match spread.then(|| crate::pace::run_spread(sup.spec(), &programs)) {
+        Some(Some(runs)) => runs,
+        _ => sup.run(&programs, &mut |_, _| {})?,
+    };
     Ok(paths
         .iter()
         .zip(&runs)

@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod fault;
 pub mod merge;
 pub mod model;
+pub mod pace;
 pub mod runner;
 pub mod spec;
 pub mod summary;

@@ -139,6 +139,11 @@ struct RunArgs {
     /// (the report says where a path stopped).
     #[arg(long, default_value_t = defaults::FAULT_BUDGET_MS)]
     fault_budget_ms: u64,
+    /// Run every requested sequence and every fault site, with no time budget: for a release
+    /// decision on a slow library, where the default budgets cut seq.model and fault.cleanup
+    /// short (their details say how far they got).
+    #[arg(long, conflicts_with_all = ["sequence_budget_ms", "fault_budget_ms"])]
+    thorough: bool,
     /// Run a library loaded from a file on the C runtime's heap instead of the page heap
     /// (every block on pages of its own, freed blocks inaccessible).
     #[arg(long)]
@@ -458,12 +463,15 @@ fn run_options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         accept_hresult: args.accept_hresult,
         release_cycles: args.release_cycles,
         fault_sites: args.fault_sites,
-        fault_budget: ms(args.fault_budget_ms),
+        fault_budget: match args.thorough {
+            true => Duration::MAX,
+            false => ms(args.fault_budget_ms),
+        },
         page_heap: (!args.no_page_heap).then_some(ntdsbcli_harness::pageheap::DEFAULT_QUARANTINE),
         partition: args.partition,
         credentials,
         jobs: args.jobs.unwrap_or_else(defaults::jobs),
-        sequence_budget: Some(ms(args.sequence_budget_ms)),
+        sequence_budget: (!args.thorough).then(|| ms(args.sequence_budget_ms)),
         shrink_budget: ms(args.shrink_budget_ms),
         call_timeout: ms(args.call_timeout_ms.max(1)),
         mutant: args.mutant.clone(),

@@ -6,6 +6,7 @@ use crate::catalogue::{CheckDef, Runs, CHECKS};
 use crate::checks::{check_for, Check, Ctx, Eval, Ran};
 use crate::defaults;
 use crate::model::{self, phase::SeqOptions};
+use crate::pace::{self, Pace};
 use ntdsbcli_harness::preflight;
 use ntdsbcli_harness::program::SetAuth;
 use ntdsbcli_harness::program::{Observation, Op, Program, Text};
@@ -289,6 +290,7 @@ fn fault_phase(
     sup: &mut Supervisor,
     ctx: &Ctx,
     opts: &RunOptions,
+    pace: Pace,
 ) -> Result<(Eval, Option<String>), RunError> {
     if opts.fault_sites == 0 {
         return Ok((Eval::new(Outcome::Skip, "not run: --fault-sites 0"), None));
@@ -301,6 +303,7 @@ fn fault_phase(
     let limits = crate::fault::Limits {
         sites: opts.fault_sites,
         budget: opts.fault_budget,
+        spread: pace.spread(),
     };
     // Workers of their own: what a library does after a failure (a lazy set-up it gave up on,
     // say) must not reach the sequences that run after it.
@@ -518,12 +521,21 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
         });
     }
 
-    let results = execute(&mut sup, &ctx, &plan, &mut progress)?;
+    // Whether calls wait on a server, and whether sessions may overlap: how many workers the
+    // long checks and phases use. Only for runs that have them.
+    let pace = match selected.iter().any(|d| {
+        matches!(d.runs, Runs::Faults | Runs::Sequences)
+            || check_for(d.id).is_some_and(|c| c.spread)
+    }) {
+        true => pace::measure(sup.spec(), &ctx),
+        false => Pace::default(),
+    };
+    let results = execute(&mut sup, &ctx, &plan, pace, &mut progress)?;
     confirm(&mut sup, &ctx, &plan, &mut progress)?;
     if let Some(def) = selected.iter().find(|d| d.runs == Runs::Faults) {
         progress.phase("fault.cleanup: failing each resource call in turn");
         let t = Instant::now();
-        let (e, repro) = fault_phase(&mut sup, &ctx, opts)?;
+        let (e, repro) = fault_phase(&mut sup, &ctx, opts, pace)?;
         let mut rep = report_of(def, e);
         rep.repro = repro;
         rep.ms = Some(ms_since(t));
@@ -534,7 +546,7 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
     if let Some(def) = selected.iter().find(|d| d.runs == Runs::Sequences) {
         progress.phase("seq.model: random call sequences");
         let t = Instant::now();
-        let seq = model::phase::run(&mut sup, &ctx, &seq_options(opts))?;
+        let seq = model::phase::run(&mut sup, &ctx, &seq_options(opts, pace))?;
         seq_stats = (seq.sequences, seq.calls);
         let mut rep = report_of(def, seq.eval);
         rep.repro = seq.repro;
@@ -742,18 +754,58 @@ fn exports_eval(ctx: &Ctx, missing: &[&str]) -> Eval {
     )
 }
 
+/// When calls wait on a server and sessions may overlap, the programs of a check that allows
+/// it (`Check::spread`) run on workers of their own at once. Only a pass is kept: anything
+/// else is decided the usual way, in the shared worker with the rest, so that spreading can
+/// shorten a run but never change a verdict it would have given.
+fn execute_spread(
+    sup: &Supervisor,
+    ctx: &Ctx,
+    plan: &Plan,
+    progress: &mut Progress,
+    results: &mut [Option<RunResult>],
+) -> Result<(), RunError> {
+    for (check, range) in plan.planned.iter().filter(|(c, _)| c.spread) {
+        let t = Instant::now();
+        let programs = &plan.programs[range.clone()];
+        let Some(rs) = pace::run_spread(sup.spec(), programs) else {
+            continue;
+        };
+        let e = judge(check, ctx, programs, &rs);
+        if e.outcome != Outcome::Pass {
+            continue;
+        }
+        let mut rep = report_of(check.def, e);
+        rep.ms = Some(ms_since(t));
+        progress.add(rep)?;
+        for (slot, r) in results[range.clone()].iter_mut().zip(rs) {
+            *slot = Some(r);
+        }
+    }
+    Ok(())
+}
+
 /// Runs every planned program in one batch; each check is judged as soon as its last program
 /// is in. Returns every program's result.
 fn execute(
     sup: &mut Supervisor,
     ctx: &Ctx,
     plan: &Plan,
+    pace: Pace,
     progress: &mut Progress,
 ) -> Result<Vec<Option<RunResult>>, RunError> {
     let Plan {
         planned, programs, ..
     } = plan;
     let mut results: Vec<Option<RunResult>> = vec![None; programs.len()];
+    if pace.spread() {
+        execute_spread(sup, ctx, plan, progress, &mut results)?;
+    }
+    // The programs still to run, in plan order.
+    let todo: Vec<usize> = (0..programs.len())
+        .filter(|&i| results[i].is_none())
+        .collect();
+    let batch: Vec<Program> = todo.iter().map(|&i| programs[i].clone()).collect();
     let mut remaining: Vec<usize> = planned.iter().map(|(_, r)| r.len()).collect();
     let owner: Vec<usize> = planned
         .iter()
@@ -764,7 +816,8 @@ fn execute(
     // One worker runs the batch in order, so a program took the time since the last result.
     let mut last = Instant::now();
     let mut spent = vec![0u64; planned.len()];
-    sup.run(programs, &mut |i, r| {
+    sup.run(&batch, &mut |i, r| {
+        let i = todo[i];
         results[i] = Some(r.clone());
         let k = owner[i];
         remaining[k] -= 1;
@@ -837,12 +890,14 @@ fn confirm(
     Ok(())
 }
 
-fn seq_options(opts: &RunOptions) -> SeqOptions {
+fn seq_options(opts: &RunOptions, pace: Pace) -> SeqOptions {
+    let workers = pace.sequence_workers(opts.jobs);
     SeqOptions {
         sequences: opts.sequences,
         budget: opts.sequence_budget,
         shrink_budget: opts.shrink_budget,
-        workers: opts.jobs,
+        workers,
+        pace: pace.describe(workers),
         partition: opts.partition,
         max_len: defaults::SEQUENCE_CALLS,
         batch: defaults::SEQUENCE_BATCH,

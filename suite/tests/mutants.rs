@@ -28,6 +28,8 @@ fn snapshot_with(name: &str, r: &Report, filters: &[(&str, &str)]) {
     settings.add_filter(r"\(S_OK\) on \d+ of", "(S_OK) on [n] of");
     settings.add_filter(r"(\(ERROR_INVALID_PARAMETER\) on) \d+", "$1 [n]");
     settings.add_filter(r"round \d+:", "round [n]:");
+    // How long a slow library's calls waited, as the run measured it.
+    settings.add_filter(r"calls waited \d+\.\d ms each", "calls waited [ms] ms each");
     // Whether fault.cleanup's sweep of a defect it is not aimed at (a thread leak slows every
     // site) fits its time budget depends on the machine; what it found stays.
     settings.add_filter(r"; stopped by the time budget \([^)]*\): [^(]* ", " ");

@@ -1,4 +1,4 @@
-use crate::program::Probe;
+use crate::program::{Probe, ThreadClock};
 
 /// Environment for worker processes that makes the heap reading exact: glibc counts chunks
 /// parked in its per-thread cache (up to 7 per size) as in use, which read as a slow "leak"
@@ -36,6 +36,38 @@ pub fn read() -> Probe {
         heap_bytes: heap_in_use() + paged.live_bytes as i64,
         mapped_bytes: mapped() - paged.mapped as i64,
         resident_bytes: resident(),
+        clock: clock(),
+    }
+}
+
+fn clock_ns(id: libc::clockid_t) -> i64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(id, &mut t) };
+    t.tv_sec * 1_000_000_000 + t.tv_nsec
+}
+
+/// The calling thread's clock. Linux's schedstat gives run time and run-queue wait; elsewhere
+/// the thread's CPU clock, with no queue time.
+fn clock() -> ThreadClock {
+    let at_ns = clock_ns(libc::CLOCK_MONOTONIC);
+    let sched = std::fs::read_to_string("/proc/thread-self/schedstat").ok();
+    let mut fields = sched.iter().flat_map(|s| s.split_whitespace());
+    let mut next = || fields.next().and_then(|f| f.parse::<i64>().ok());
+    match (next(), next()) {
+        (Some(cpu_ns), Some(queued_ns)) => ThreadClock {
+            at_ns,
+            cpu_ns,
+            queued_ns,
+        },
+        _ => ThreadClock {
+            at_ns,
+            cpu_ns: clock_ns(libc::CLOCK_THREAD_CPUTIME_ID),
+            queued_ns: 0,
+        },
     }
 }
 

@@ -1,4 +1,4 @@
-use crate::program::Probe;
+use crate::program::{Probe, ThreadClock};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use windows_sys::Win32::Foundation::{
     CloseHandle, GetHandleInformation, HANDLE, INVALID_HANDLE_VALUE,
@@ -11,7 +11,7 @@ use windows_sys::Win32::System::Memory::{
 };
 use windows_sys::Win32::System::ProcessStatus::{K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, GetCurrentProcessId, GetProcessHandleCount,
+    GetCurrentProcess, GetCurrentProcessId, GetCurrentThread, GetProcessHandleCount, GetThreadTimes,
 };
 
 /// `PROCESS_HEAP_ENTRY_BUSY`: an allocated block.
@@ -179,5 +179,43 @@ pub fn read() -> Probe {
         heap_bytes: heap_in_use() + paged.live_bytes as i64,
         mapped_bytes: mapped() - paged.mapped as i64,
         resident_bytes: -1,
+        clock: clock(),
+    }
+}
+
+/// The calling thread's clock: its kernel and user time; Windows does not say how long a
+/// thread waited for a core.
+fn clock() -> ThreadClock {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let at_ns = BASE
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as i64;
+    let zero = windows_sys::Win32::Foundation::FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: GetCurrentThread is a pseudo-handle; the four FILETIMEs are ours to write.
+    let ok = unsafe {
+        GetThreadTimes(
+            GetCurrentThread(),
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        )
+    };
+    let ticks = |f: windows_sys::Win32::Foundation::FILETIME| {
+        ((f.dwHighDateTime as i64) << 32 | f.dwLowDateTime as i64) * 100
+    };
+    ThreadClock {
+        at_ns,
+        cpu_ns: if ok != 0 {
+            ticks(kernel) + ticks(user)
+        } else {
+            0
+        },
+        queued_ns: 0,
     }
 }

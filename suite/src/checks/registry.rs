@@ -10,7 +10,13 @@ pub struct Check {
     pub def: &'static CheckDef,
     pub plan: fn(&Ctx) -> Vec<Program>,
     pub eval: fn(&Ctx, &[Ran]) -> Eval,
+    /// Its programs are independent sessions, each judged on its own readings: they may run
+    /// on workers of their own at once when calls wait on a server (`pace`).
+    pub spread: bool,
 }
+
+/// Checks whose programs may run on workers of their own at once.
+const SPREAD: &[&str] = &["end.release"];
 
 type Entry = (
     &'static str,
@@ -110,6 +116,7 @@ pub fn check_for(id: &str) -> Option<Check> {
         def: catalogue::find(id)?,
         plan: *plan,
         eval: *eval,
+        spread: SPREAD.contains(&id),
     })
 }
 

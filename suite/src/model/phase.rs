@@ -30,6 +30,8 @@ pub struct SeqOptions {
     /// Run only sequence i with i % n == k - 1 (shard k of n); all shards generate the same
     /// stream, so the shards together run exactly the full run's sequences.
     pub partition: Option<(u64, u64)>,
+    /// Why the run chose its worker count, for the detail (`pace::Pace::describe`).
+    pub pace: Option<String>,
 }
 
 pub struct SeqOutcome {
@@ -262,6 +264,10 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
         format!("{why}; the library's server runs one backup at a time for all its clients, so the sequences ran in one worker once two had collided")
     } else {
         why
+    };
+    let why = match &opts.pace {
+        Some(pace) => format!("{why}; {pace}"),
+        None => why,
     };
     Ok(SeqOutcome {
         eval: passed(ctx, done, calls, hresult, &warnings, &why),

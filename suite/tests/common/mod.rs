@@ -308,8 +308,14 @@ pub struct Dc {
 }
 
 impl Dc {
-    /// Starts a server answering each request after `latency_ms`.
+    /// Starts a server answering each request after `latency_ms`, one backup at a time.
     pub fn start(latency_ms: u32) -> Dc {
+        Dc::start_with(latency_ms, 1)
+    }
+
+    /// Starts a server answering each request after `latency_ms`, with at most `backups`
+    /// backups at once (0: no limit).
+    pub fn start_with(latency_ms: u32, backups: u32) -> Dc {
         use std::io::BufRead;
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -321,6 +327,8 @@ impl Dc {
             .args([
                 "--latency-ms",
                 &latency_ms.to_string(),
+                "--backups",
+                &backups.to_string(),
                 "--exit-on-stdin-eof",
             ])
             .stdin(std::process::Stdio::piped())
