@@ -725,6 +725,11 @@ fn verdict(
         )
     };
     let tried = found.tried;
+    let planned: u64 = counted
+        .iter()
+        .filter(|c| c.refused.is_none())
+        .map(|c| c.sites.min(cap))
+        .sum();
     let worst = [Outcome::Crash, Outcome::Timeout, Outcome::Fail]
         .into_iter()
         .find(|o| found.findings.iter().any(|f| f.outcome == *o));
@@ -740,7 +745,8 @@ fn verdict(
                 found.not_reproduced
             ));
         }
-        return (Eval::new(Outcome::Pass, s), None);
+        let e = Eval::new(Outcome::Pass, s).covering("fault sites", tried, planned);
+        return (e, None);
     };
     let mut findings = found.findings;
     findings.sort_by_key(|f| f.outcome != worst);
@@ -767,7 +773,8 @@ fn verdict(
         .filter(|f| f.outcome == worst)
         .find_map(|f| Some((f.site?, &f.what)))
         .map(|((i, k), what)| repro::render(paths[i].name, &paths[i].body, k, what));
-    (Eval::new(worst, detail), repro)
+    let e = Eval::new(worst, detail).covering("fault sites", tried, planned);
+    (e, repro)
 }
 
 /// One line per distinct finding, naming the first path it was seen on and how many more:

@@ -64,7 +64,8 @@ enum Command {
         /// A check id, as `list` prints them.
         id: String,
     },
-    /// Measure the cost of isolation: one set of sequences run four ways, side by side.
+    /// Measure the cost of isolation: one set of sequences run several ways, side by side in
+    /// interleaved rounds; with the stand-in DC, default runs at several latencies.
     Bench {
         /// The library to run (the bundled reference when not given).
         #[arg(long)]
@@ -76,6 +77,18 @@ enum Command {
         max_len: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Times each way runs, interleaved with the others; figures are medians.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        rounds: u64,
+        /// The stand-in DC's server (fixtures/dc/server.c, built): adds the latency table.
+        #[arg(long, requires = "dc_client")]
+        dc_server: Option<PathBuf>,
+        /// The stand-in DC's client library (fixtures/dc/client.c, built).
+        #[arg(long, requires = "dc_server")]
+        dc_client: Option<PathBuf>,
+        /// Latencies of the table, in milliseconds per call.
+        #[arg(long, value_delimiter = ',', default_value = "0,1,5")]
+        latencies: Vec<u32>,
     },
 }
 
@@ -210,7 +223,21 @@ fn main() -> ExitCode {
             sequences,
             max_len,
             seed,
-        } => bench(lib, sequences, max_len, seed),
+            rounds,
+            dc_server,
+            dc_client,
+            latencies,
+        } => {
+            let dc =
+                dc_server
+                    .zip(dc_client)
+                    .map(|(server, client)| ntdsbcli_conform::bench::DcBench {
+                        server,
+                        client,
+                        latencies,
+                    });
+            bench(lib, sequences, max_len, seed, rounds as usize, dc)
+        }
         Command::Run(args) => run(*args),
     };
     match result {
@@ -273,7 +300,14 @@ fn mutants() -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn bench(lib: Option<PathBuf>, sequences: usize, max_len: usize, seed: u64) -> anyhow::Result<u8> {
+fn bench(
+    lib: Option<PathBuf>,
+    sequences: usize,
+    max_len: usize,
+    seed: u64,
+    rounds: usize,
+    dc: Option<ntdsbcli_conform::bench::DcBench>,
+) -> anyhow::Result<u8> {
     let worker_exe = std::env::current_exe()?;
     ntdsbcli_conform::bench::run(&ntdsbcli_conform::bench::BenchOptions {
         library: match lib {
@@ -285,6 +319,8 @@ fn bench(lib: Option<PathBuf>, sequences: usize, max_len: usize, seed: u64) -> a
         max_len,
         seed,
         embedded: ntdsbcli_conform::reference_symbol,
+        rounds,
+        dc,
     })?;
     Ok(0)
 }

@@ -1,7 +1,7 @@
 //! Combines shard reports (`run --partition K/N`) into the report of the whole run.
 
 use crate::catalogue::CHECKS;
-use ntdsbcli_harness::report::{CheckReport, Outcome, Report};
+use ntdsbcli_harness::report::{CheckReport, Coverage, Outcome, Report};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
@@ -81,6 +81,16 @@ pub fn merge(reports: Vec<Report>) -> Result<Report, MergeError> {
         };
         let mut c = worst.clone();
         if parts.len() > 1 {
+            // The split sequence phase covered what its shards did together.
+            let each: Vec<&Coverage> = parts
+                .iter()
+                .filter_map(|(_, c)| c.coverage.as_ref())
+                .collect();
+            c.coverage = each.first().map(|first| Coverage {
+                unit: first.unit.clone(),
+                done: each.iter().map(|v| v.done).sum(),
+                planned: each.iter().map(|v| v.planned).sum(),
+            });
             if c.outcome == Outcome::Pass {
                 let details: Vec<String> = parts
                     .iter()
@@ -143,6 +153,7 @@ pub(crate) mod tests {
                     detail: detail.to_string(),
                     repro: None,
                     ms: None,
+                    coverage: None,
                 })
                 .collect(),
             stats: Stats {

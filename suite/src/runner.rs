@@ -195,6 +195,7 @@ fn report_of(def: &CheckDef, e: Eval) -> CheckReport {
         detail,
         repro: None,
         ms: Some(0),
+        coverage: e.coverage,
     }
 }
 
@@ -548,7 +549,8 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
         let t = Instant::now();
         let seq = model::phase::run(&mut sup, &ctx, &seq_options(opts, pace))?;
         seq_stats = (seq.sequences, seq.calls);
-        let mut rep = report_of(def, seq.eval);
+        let planned = shard_share(opts.sequences, opts.partition);
+        let mut rep = report_of(def, seq.eval.covering("sequences", seq.sequences, planned));
         rep.repro = seq.repro;
         rep.ms = Some(ms_since(t));
         if prepare_failed(&progress.report.checks) {
@@ -569,6 +571,14 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
         progress.add(rep)?;
     }
     Ok(progress.finish(&selected, stats(&results, seq_stats, start, &sup))?)
+}
+
+/// The sequences of a shard: those whose index i has i % n == k - 1.
+fn shard_share(sequences: u64, partition: Option<(u64, u64)>) -> u64 {
+    match partition {
+        Some((k, n)) => (sequences + n - k) / n,
+        None => sequences,
+    }
 }
 
 /// library.teardown from how unloading and exiting ended.
@@ -965,6 +975,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A shard's share counts exactly the indices it runs.
+    #[test]
+    fn a_shards_share_of_the_sequences_is_its_indices() {
+        for (total, n) in [(10u64, 3u64), (9, 3), (1, 2), (10_000, 7)] {
+            let shares: Vec<u64> = (1..=n).map(|k| shard_share(total, Some((k, n)))).collect();
+            for (k, share) in (1..=n).zip(&shares) {
+                assert_eq!(*share, (0..total).filter(|i| i % n == k - 1).count() as u64);
+            }
+            assert_eq!(shares.iter().sum::<u64>(), total);
+        }
+        assert_eq!(shard_share(10, None), 10);
     }
 
     /// The hash is FNV-1a of the id: the same shard on every platform and in every version.

@@ -37,7 +37,7 @@ fn snapshot_report(text: &str) -> Value {
                 for (k, x) in m.iter_mut() {
                     let number = matches!(
                         k.as_str(),
-                        "size" | "wall_ms" | "ms" | "calls" | "sequences" | "workers"
+                        "size" | "wall_ms" | "ms" | "calls" | "sequences" | "workers" | "done"
                     );
                     if number && x.as_str().is_some_and(|s| s.starts_with('[')) {
                         *x = Value::from(0);

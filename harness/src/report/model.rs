@@ -127,6 +127,19 @@ pub struct CheckReport {
     /// written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ms: Option<u64>,
+    /// How much of what the check planned ran, for the checks a time budget or an early stop
+    /// can end sooner (seq.model, fault.cleanup, end.release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<Coverage>,
+}
+
+/// How far a check got: `done` of `planned` units ran.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Coverage {
+    /// What was counted: "sequences", "fault sites" or "cycles" (end.release's, all paths).
+    pub unit: String,
+    pub done: u64,
+    pub planned: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -289,6 +302,7 @@ pub(crate) fn sample() -> Report {
         detail: format!("{id} detail"),
         repro: (outcome == Outcome::Fail).then(|| "int main(void) { return 1; }".into()),
         ms,
+        coverage: None,
     };
     let mut r = Report {
         schema: SCHEMA,

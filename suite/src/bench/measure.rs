@@ -19,12 +19,47 @@ pub struct BenchOptions {
     pub max_len: usize,
     pub seed: u64,
     pub embedded: fn(&str) -> Option<*const std::ffi::c_void>,
+    /// Times each way is run, interleaved with the others.
+    pub rounds: usize,
+    /// The stand-in DC to time default runs against, at several latencies.
+    pub dc: Option<DcBench>,
 }
 
+/// The stand-in domain controller's two files, and the latencies to run it at.
+pub struct DcBench {
+    pub server: PathBuf,
+    pub client: PathBuf,
+    pub latencies: Vec<u32>,
+}
+
+/// One way of running the sequences, timed once per round.
 struct Way {
     name: &'static str,
-    elapsed: Duration,
+    /// Sequences it runs each round (the slow ways run a share of them).
+    sequences: usize,
+    times: Vec<Duration>,
 }
+
+impl Way {
+    fn new(name: &'static str, sequences: usize) -> Way {
+        Way {
+            name,
+            sequences,
+            times: Vec::new(),
+        }
+    }
+
+    /// Sequences per second in each round.
+    fn rates(&self) -> Vec<f64> {
+        self.times
+            .iter()
+            .map(|t| self.sequences as f64 / t.as_secs_f64())
+            .collect()
+    }
+}
+
+/// Sequences the ways that start a process per sequence run each round: enough for a rate.
+const SLOW_SHARE: usize = 200;
 
 fn sequences(ctx: &Ctx, n: usize, max_len: usize, seed: u64) -> (Vec<Program>, u64) {
     set_surface(Surface::from_exports(&ctx.exports));
@@ -83,62 +118,86 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
         // SAFETY: the embedded table maps each name to the function of that signature.
         LibrarySpec::Embedded => unsafe { Api::from_lookup(opts.embedded) },
     };
-    let mut ways = Vec::new();
-
-    let t = Instant::now();
-    for (i, p) in programs.iter().enumerate() {
-        std::hint::black_box(Interp::new(&api, None).run(i as u32, p));
+    let heaps = heap_supervisors(opts, &spec)?;
+    let few = &programs[..programs.len().min(SLOW_SHARE)];
+    let mut ways = vec![
+        Way::new("(a) in process, no isolation", programs.len()),
+        Way::new("(b) isolated workers (the product)", programs.len()),
+    ];
+    if cfg!(unix) {
+        ways.push(Way::new("(c) one forked child per sequence", few.len()));
     }
-    ways.push(Way {
-        name: "(a) in process, no isolation",
-        elapsed: t.elapsed(),
-    });
-
-    let t = Instant::now();
-    sup.run(&programs, &mut |_, _| {})?;
-    ways.push(Way {
-        name: "(b) isolated workers (the product)",
-        elapsed: t.elapsed(),
-    });
-
-    #[cfg(unix)]
-    {
-        let t = Instant::now();
-        for p in &programs {
-            std::hint::black_box(super::unix::run_forked(&api, p));
+    ways.push(Way::new("(d) one fresh process per sequence", few.len()));
+    if heaps.is_some() {
+        ways.push(Way::new(
+            "(e) isolated, library file, C heap",
+            programs.len(),
+        ));
+        ways.push(Way::new(
+            "(f) isolated, library file, page heap",
+            programs.len(),
+        ));
+    }
+    // Rounds interleave the ways, so that a machine that gets busier for a while slows every
+    // way alike instead of the one that ran then.
+    let mut heaps = heaps;
+    for _ in 0..opts.rounds.max(1) {
+        let mut k = 0;
+        let mut time = |ways: &mut Vec<Way>, f: &mut dyn FnMut() -> anyhow::Result<()>| {
+            let t = Instant::now();
+            let r = f();
+            ways[k].times.push(t.elapsed());
+            k += 1;
+            r
+        };
+        time(&mut ways, &mut || {
+            for (i, p) in programs.iter().enumerate() {
+                std::hint::black_box(Interp::new(&api, None).run(i as u32, p));
+            }
+            Ok(())
+        })?;
+        time(&mut ways, &mut || {
+            sup.run(&programs, &mut |_, _| {})?;
+            Ok(())
+        })?;
+        #[cfg(unix)]
+        time(&mut ways, &mut || {
+            for p in few {
+                std::hint::black_box(super::unix::run_forked(&api, p));
+            }
+            Ok(())
+        })?;
+        time(&mut ways, &mut || {
+            for p in few {
+                std::hint::black_box(sup.run_alone(p)?);
+            }
+            Ok(())
+        })?;
+        if let Some((_, c_heap, page_heap)) = heaps.as_mut() {
+            time(&mut ways, &mut || {
+                c_heap.run(&programs, &mut |_, _| {})?;
+                Ok(())
+            })?;
+            time(&mut ways, &mut || {
+                page_heap.run(&programs, &mut |_, _| {})?;
+                Ok(())
+            })?;
         }
-        ways.push(Way {
-            name: "(c) one forked child per sequence",
-            elapsed: t.elapsed(),
-        });
     }
-
-    let t = Instant::now();
-    for p in &programs {
-        std::hint::black_box(sup.run_alone(p)?);
+    print_table(opts, &ways, programs.len(), calls, heaps.map(|(f, _, _)| f));
+    if let Some(dc) = &opts.dc {
+        super::latency::table(opts, dc)?;
     }
-    ways.push(Way {
-        name: "(d) one fresh process per sequence",
-        elapsed: t.elapsed(),
-    });
-
-    let heaps = time_heaps(opts, &spec, &programs)?.map(|(file, c_heap, page_heap)| {
-        ways.push(c_heap);
-        ways.push(page_heap);
-        file
-    });
-    print_table(opts, &ways, programs.len(), calls, heaps);
     Ok(())
 }
 
-/// The page heap's cost: the same programs in workers on the library's file, each heap in turn
-/// (the bundled reference is linked in and has no page heap; its library build has). None when
-/// there is no library file or the page heap could not be used on it.
-fn time_heaps(
+/// The page heap's cost: workers on the library's file, one on each heap (the bundled
+/// reference is linked in and has no page heap; its library build has). None when there is
+/// no library file or the page heap could not be used on it.
+fn heap_supervisors(
     opts: &BenchOptions,
     spec: &WorkerSpec,
-    programs: &[Program],
-) -> anyhow::Result<Option<(PathBuf, Way, Way)>> {
+) -> anyhow::Result<Option<(PathBuf, Supervisor, Supervisor)>> {
     let file = match &opts.library {
         LibrarySpec::Path(p) => Some(p.clone()),
         LibrarySpec::Embedded => crate::fault::reference_library(&opts.worker_exe),
@@ -146,32 +205,48 @@ fn time_heaps(
     let Some(file) = file else {
         return Ok(None);
     };
-    let mut timed = [Duration::ZERO; 2];
-    for (i, page_heap) in [None, Some(ntdsbcli_harness::pageheap::DEFAULT_QUARANTINE)]
-        .into_iter()
-        .enumerate()
-    {
-        let mut s = Supervisor::start(WorkerSpec {
+    let on = |page_heap| {
+        Supervisor::start(WorkerSpec {
             library: LibrarySpec::Path(file.clone()),
             page_heap,
             ..spec.clone()
-        })?;
-        let t = Instant::now();
-        s.run(programs, &mut |_, _| {})?;
-        timed[i] = t.elapsed();
-        if i == 1 && !s.page_heap() {
-            return Ok(None);
-        }
+        })
+    };
+    let c_heap = on(None)?;
+    let page_heap = on(Some(ntdsbcli_harness::pageheap::DEFAULT_QUARANTINE))?;
+    if !page_heap.page_heap() {
+        return Ok(None);
     }
-    let c_heap = Way {
-        name: "(e) isolated, library file, C heap",
-        elapsed: timed[0],
-    };
-    let page_heap = Way {
-        name: "(f) isolated, library file, page heap",
-        elapsed: timed[1],
-    };
     Ok(Some((file, c_heap, page_heap)))
+}
+
+/// The median of some figures (the mean of the middle two for an even count).
+pub(super) fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn spread(xs: &[f64]) -> (f64, f64) {
+    let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (lo, hi)
+}
+
+/// The median of the per-round ratios of two ways' rates, and their range.
+fn ratio(num: &Way, den: &Way) -> (f64, f64, f64) {
+    let r: Vec<f64> = num
+        .rates()
+        .iter()
+        .zip(den.rates())
+        .map(|(n, d)| n / d)
+        .collect();
+    let (lo, hi) = spread(&r);
+    (median(&r), lo, hi)
 }
 
 /// Prints the table of ways and the ratios between them; `ratio isolated/in-process` last.
@@ -182,43 +257,80 @@ fn print_table(
     calls: u64,
     heaps: Option<PathBuf>,
 ) {
+    let rounds = ways.first().map_or(0, |w| w.times.len());
     println!(
-        "{sequences} sequences, {calls} calls, seed {}, library {}",
+        "{sequences} sequences, {calls} calls, seed {}, library {}, {rounds} rounds",
         opts.seed,
         opts.library.display()
     );
     println!(
-        "{:<40} {:>14} {:>14} {:>10}",
-        "way", "sequences/s", "calls/s", "ms"
+        "{:<40} {:>10} {:>13} {:>21} {:>10}",
+        "way (median of the rounds)", "sequences", "sequences/s", "min-max", "ms"
     );
-    let rate = |w: &Way| sequences as f64 / w.elapsed.as_secs_f64();
     for w in ways {
+        let rates = w.rates();
+        let (lo, hi) = spread(&rates);
+        let ms: Vec<f64> = w.times.iter().map(|t| t.as_secs_f64() * 1000.0).collect();
         println!(
-            "{:<40} {:>14.0} {:>14.0} {:>10.1}",
+            "{:<40} {:>10} {:>13.0} {:>21} {:>10.1}",
             w.name,
-            rate(w),
-            calls as f64 / w.elapsed.as_secs_f64(),
-            w.elapsed.as_secs_f64() * 1000.0
+            w.sequences,
+            median(&rates),
+            format!("{lo:.0}-{hi:.0}"),
+            median(&ms)
         );
     }
-    let find = |prefix: &str| ways.iter().find(|w| w.name.starts_with(prefix)).map(rate);
-    let b = find("(b)").unwrap_or(0.0);
+    let find = |prefix: &str| ways.iter().find(|w| w.name.starts_with(prefix));
+    let show = |name: &str, r: (f64, f64, f64), tail: String| {
+        println!(
+            "ratio {name} = {:.2} (rounds {:.2}-{:.2}){tail}",
+            r.0, r.1, r.2
+        );
+    };
+    let Some(b) = find("(b)") else { return };
     if let Some(c) = find("(c)") {
-        println!("ratio isolated/forked = {:.2}", b / c);
+        show("isolated/forked", ratio(b, c), String::new());
     }
     if let Some(d) = find("(d)") {
-        println!("ratio isolated/fresh-process = {:.2}", b / d);
+        show("isolated/fresh-process", ratio(b, d), String::new());
     }
     if let (Some(e), Some(f), Some(file)) = (find("(e)"), find("(f)"), heaps) {
         // Time on the page heap over time on the C heap: the slowdown it costs.
-        println!(
-            "ratio page-heap/c-heap time = {:.2} ({})",
-            e / f,
-            file.display()
+        show(
+            "page-heap/c-heap time",
+            ratio(e, f),
+            format!(" ({})", file.display()),
         );
+        if let Some(a) = find("(a)") {
+            show("isolated page heap/in-process", ratio(f, a), String::new());
+        }
     }
-    println!(
-        "ratio isolated/in-process = {:.2}",
-        b / find("(a)").unwrap_or(f64::INFINITY)
-    );
+    if let Some(a) = find("(a)") {
+        show("isolated/in-process", ratio(b, a), String::new());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_is_the_middle_figure() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn a_ratio_is_the_median_of_the_rounds_ratios() {
+        let way = |ms: &[u64]| Way {
+            name: "w",
+            sequences: 100,
+            times: ms.iter().map(|&m| Duration::from_millis(m)).collect(),
+        };
+        // Round by round b/a = 0.5, 2.0, 1.0: the median is 1.0, whatever the medians of
+        // the two ways' own rates would give.
+        let (m, lo, hi) = ratio(&way(&[200, 50, 100]), &way(&[100, 100, 100]));
+        assert!((m - 1.0).abs() < 1e-9 && (lo - 0.5).abs() < 1e-9 && (hi - 2.0).abs() < 1e-9);
+    }
 }

@@ -1,6 +1,8 @@
-//! `ntdsbcli-conform bench`: the cost of isolation, measured side by side in one run.
+//! `ntdsbcli-conform bench`: the cost of isolation, and runs against the stand-in DC at several
+//! latencies, measured side by side in one run.
+mod latency;
 mod measure;
 #[cfg(unix)]
 mod unix;
 
-pub use measure::{run, BenchOptions};
+pub use measure::{run, BenchOptions, DcBench};

@@ -5,7 +5,7 @@ use ntdsbcli_harness::program::{End, Names};
 use ntdsbcli_harness::program::{
     HandleArg, ListKind, Observation, Op, OpenFile, Prepare, Program, RestorePrepare, Text,
 };
-use ntdsbcli_harness::report::Outcome;
+use ntdsbcli_harness::report::{Coverage, Outcome};
 
 /// An attachment name that no implementation lists.
 pub const UNKNOWN_ATTACHMENT: &str = "\\\\LOCALHOST\\C$\\no-such-attachment.dit";
@@ -26,6 +26,8 @@ pub struct Ctx {
 pub struct Eval {
     pub outcome: Outcome,
     pub detail: String,
+    /// How much of what it planned ran, where that can be less than all.
+    pub coverage: Option<Coverage>,
 }
 
 impl Eval {
@@ -33,7 +35,18 @@ impl Eval {
         Eval {
             outcome,
             detail: detail.into(),
+            coverage: None,
         }
+    }
+
+    /// The same judgement, saying that `done` of `planned` `unit` ran.
+    pub fn covering(mut self, unit: &str, done: u64, planned: u64) -> Eval {
+        self.coverage = Some(Coverage {
+            unit: unit.into(),
+            done,
+            planned,
+        });
+        self
     }
 }
 

@@ -248,7 +248,7 @@ fn amount(x: f64) -> String {
 pub fn eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
     let mut f = Findings::default();
     let mut clean = Vec::new();
-    let (mut n, mut shortest) = (0, u32::MAX);
+    let (mut n, mut shortest, mut done) = (0, u32::MAX, 0u64);
     for r in ran {
         let path = &r.program.label;
         let m = r.get("measure");
@@ -270,6 +270,7 @@ pub fn eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
             return e;
         }
         shortest = shortest.min(ran_cycles);
+        done += ran_cycles as u64;
         if !(FLAT_WINDOWS..=WINDOWS).contains(&windows) {
             f.fail(format!(
                 "{path}: the probes did not complete ({} samples)",
@@ -296,6 +297,7 @@ pub fn eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
     } else {
         format!("({n} cycles each)")
     };
+    let planned = n as u64 * ran.len() as u64;
     f.finish_listing(
         format!(
             "no growth of heap, handles, threads or mapped memory on each of {} paths {over}: {}",
@@ -304,6 +306,7 @@ pub fn eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
         ),
         usize::MAX,
     )
+    .covering("cycles", done, planned)
 }
 
 /// Fails a path whose Prepare or End returned an error in some cycles; an environment problem
