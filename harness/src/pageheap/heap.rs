@@ -37,9 +37,16 @@ struct Book {
     quarantine: Quarantine<Block>,
     /// Buffers the caller lent the library for one call: start and length.
     lent: Vec<(usize, usize)>,
+    /// Mappings that left the quarantine, still inaccessible and holding no memory (base,
+    /// length): the next block of that length reopens one, one call where a new mapping
+    /// takes two, and gives nothing back to the system that it would need again.
+    spare: Vec<(usize, usize)>,
     live_bytes: usize,
     mapped: usize,
 }
+
+/// Spare mappings kept at most; past this many, one that leaves the quarantine is unmapped.
+const SPARE_ROOM: usize = 256;
 
 static ON: AtomicBool = AtomicBool::new(false);
 static BOOK: Mutex<Option<Book>> = Mutex::new(None);
@@ -79,6 +86,7 @@ pub fn enable(quarantine: usize) -> bool {
         live: HashMap::with_capacity(LIVE_ROOM),
         quarantine: Quarantine::new(quarantine, 2 * platform::page()),
         lent: Vec::with_capacity(16),
+        spare: Vec::with_capacity(SPARE_ROOM),
         live_bytes: 0,
         mapped: 0,
     });
@@ -108,6 +116,28 @@ fn unmap(b: Block, len: usize) -> usize {
     len
 }
 
+/// Keeps a block that left the quarantine as a spare mapping while there is room, else gives
+/// it back; the bytes given back.
+fn retire_spare(spare: &mut Vec<(usize, usize)>, b: Block, len: usize) -> usize {
+    if spare.len() < SPARE_ROOM {
+        spare.push((b.base, len));
+        0
+    } else {
+        unmap(b, len)
+    }
+}
+
+/// Gives every spare mapping back to the system; the bytes given back.
+fn unmap_spares(spare: &mut Vec<(usize, usize)>) -> usize {
+    spare
+        .drain(..)
+        .map(|(base, len)| {
+            platform::unmap(base, len);
+            len
+        })
+        .sum()
+}
+
 /// A block of `n` bytes aligned to `align`, on pages of its own; null when the system has no
 /// pages left (after the quarantine gave its pages back).
 pub fn alloc(n: usize, align: usize) -> *mut u8 {
@@ -119,19 +149,28 @@ pub fn alloc(n: usize, align: usize) -> *mut u8 {
     let Some(b) = guard.as_mut() else {
         return std::ptr::null_mut();
     };
-    let base = match platform::map(s.total) {
-        Some(base) => base,
-        None => {
-            let mut unmapped = 0;
-            b.quarantine.drain(|old, len| unmapped += unmap(old, len));
-            b.mapped -= unmapped;
-            match platform::map(s.total) {
-                Some(base) => base,
-                None => return std::ptr::null_mut(),
+    let base = if let Some(i) = b.spare.iter().position(|&(_, len)| len == s.total) {
+        // Inaccessible throughout, guard included, and zero-filled: open the data pages.
+        let (base, _) = b.spare.swap_remove(i);
+        platform::reopen(base, s.data);
+        base
+    } else {
+        let base = match platform::map(s.total) {
+            Some(base) => base,
+            None => {
+                let mut unmapped = unmap_spares(&mut b.spare);
+                b.quarantine.drain(|old, len| unmapped += unmap(old, len));
+                b.mapped -= unmapped;
+                match platform::map(s.total) {
+                    Some(base) => base,
+                    None => return std::ptr::null_mut(),
+                }
             }
-        }
+        };
+        platform::seal(base + s.data, page);
+        b.mapped += s.total;
+        base
     };
-    platform::seal(base + s.data, page);
     let ptr = place(base, s, n, align);
     b.live.insert(
         ptr,
@@ -143,7 +182,6 @@ pub fn alloc(n: usize, align: usize) -> *mut u8 {
         },
     );
     b.live_bytes += n;
-    b.mapped += s.total;
     ptr as *mut u8
 }
 
@@ -233,8 +271,10 @@ pub fn free(p: *mut u8) -> Freed {
     b.live.remove(&block.ptr);
     b.live_bytes -= block.size;
     let mut unmapped = 0;
-    b.quarantine
-        .push(block, block.len, |old, len| unmapped += unmap(old, len));
+    let spare = &mut b.spare;
+    b.quarantine.push(block, block.len, |old, len| {
+        unmapped += retire_spare(spare, old, len)
+    });
     b.mapped -= unmapped;
     Freed::Block(block.size)
 }
@@ -343,6 +383,7 @@ mod tests {
             live: HashMap::new(),
             quarantine: Quarantine::new(1 << 20, 0x2000),
             lent: vec![(0x90000, 4096)],
+            spare: Vec::new(),
             live_bytes: 48,
             mapped: 0x4000,
         };
@@ -350,6 +391,29 @@ mod tests {
         b.live.insert(live.ptr, live);
         b.quarantine.push(block(0x20000, 64), 0x2000, |_, _| {});
         b
+    }
+
+    /// A mapping that leaves the quarantine is kept for the next block of its length while
+    /// there is room, and given back to the system once there is none.
+    #[test]
+    fn a_mapping_leaving_the_quarantine_is_kept_while_there_is_room() {
+        let mut spare = Vec::with_capacity(SPARE_ROOM);
+        for i in 0..SPARE_ROOM {
+            // Never touched: a spare is only reopened by alloc.
+            let kept = retire_spare(&mut spare, block(0x100_0000 + i * 0x2000, 8), 0x2000);
+            assert_eq!(kept, 0);
+        }
+        assert_eq!(spare.len(), SPARE_ROOM);
+        let page = platform::page();
+        let base = platform::map(2 * page).expect("pages");
+        let real = Block {
+            base,
+            len: 2 * page,
+            ptr: base,
+            size: 1,
+        };
+        assert_eq!(retire_spare(&mut spare, real, 2 * page), 2 * page);
+        assert_eq!(spare.len(), SPARE_ROOM);
     }
 
     #[test]

@@ -56,6 +56,13 @@ pub fn retire(addr: usize, len: usize) {
     };
 }
 
+/// Opens a retired mapping's first `len` bytes again, readable and writable; `retire` left
+/// them zero-filled.
+pub fn reopen(addr: usize, len: usize) {
+    // SAFETY: the pages belong to a spare mapping of the page heap that nothing refers to.
+    unsafe { libc::mprotect(addr as *mut c_void, len, libc::PROT_READ | libc::PROT_WRITE) };
+}
+
 pub fn unmap(addr: usize, len: usize) {
     // SAFETY: the mapping belongs to the page heap and nothing refers to it any more.
     unsafe { libc::munmap(addr as *mut c_void, len) };

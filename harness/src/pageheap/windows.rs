@@ -64,6 +64,14 @@ pub fn retire(addr: usize, len: usize) {
     }
 }
 
+/// Opens a retired allocation's first `len` bytes again, readable and writable; `retire`
+/// recommitted them zero-filled.
+pub fn reopen(addr: usize, len: usize) {
+    let mut old = 0u32;
+    // SAFETY: the pages belong to a spare allocation of the page heap that nothing refers to.
+    unsafe { VirtualProtect(addr as *const c_void, len, PAGE_READWRITE, &mut old) };
+}
+
 pub fn unmap(addr: usize, _len: usize) {
     // SAFETY: the allocation belongs to the page heap and nothing refers to it any more;
     // MEM_RELEASE takes its base and a length of 0.
