@@ -549,7 +549,7 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
         let t = Instant::now();
         let seq = model::phase::run(&mut sup, &ctx, &seq_options(opts, pace))?;
         seq_stats = (seq.sequences, seq.calls);
-        let planned = shard_share(opts.sequences, opts.partition);
+        let planned = model::phase::shard_share(opts.sequences, opts.partition);
         let mut rep = report_of(def, seq.eval.covering("sequences", seq.sequences, planned));
         rep.repro = seq.repro;
         rep.ms = Some(ms_since(t));
@@ -571,14 +571,6 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
         progress.add(rep)?;
     }
     Ok(progress.finish(&selected, stats(&results, seq_stats, start, &sup))?)
-}
-
-/// The sequences of a shard: those whose index i has i % n == k - 1.
-fn shard_share(sequences: u64, partition: Option<(u64, u64)>) -> u64 {
-    match partition {
-        Some((k, n)) => (sequences + n - k) / n,
-        None => sequences,
-    }
 }
 
 /// library.teardown from how unloading and exiting ended.
@@ -815,7 +807,6 @@ fn execute(
     let todo: Vec<usize> = (0..programs.len())
         .filter(|&i| results[i].is_none())
         .collect();
-    let batch: Vec<Program> = todo.iter().map(|&i| programs[i].clone()).collect();
     let mut remaining: Vec<usize> = planned.iter().map(|(_, r)| r.len()).collect();
     let owner: Vec<usize> = planned
         .iter()
@@ -826,8 +817,7 @@ fn execute(
     // One worker runs the batch in order, so a program took the time since the last result.
     let mut last = Instant::now();
     let mut spent = vec![0u64; planned.len()];
-    sup.run(&batch, &mut |i, r| {
-        let i = todo[i];
+    sup.run_these(programs, &todo, &mut |i, r| {
         results[i] = Some(r.clone());
         let k = owner[i];
         remaining[k] -= 1;
@@ -851,6 +841,7 @@ fn execute(
                 write_err.get_or_insert(err);
             }
         }
+        true
     })?;
     if let Some(e) = write_err {
         return Err(e.into());
@@ -975,19 +966,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// A shard's share counts exactly the indices it runs.
-    #[test]
-    fn a_shards_share_of_the_sequences_is_its_indices() {
-        for (total, n) in [(10u64, 3u64), (9, 3), (1, 2), (10_000, 7)] {
-            let shares: Vec<u64> = (1..=n).map(|k| shard_share(total, Some((k, n)))).collect();
-            for (k, share) in (1..=n).zip(&shares) {
-                assert_eq!(*share, (0..total).filter(|i| i % n == k - 1).count() as u64);
-            }
-            assert_eq!(shares.iter().sum::<u64>(), total);
-        }
-        assert_eq!(shard_share(10, None), 10);
     }
 
     /// The hash is FNV-1a of the id: the same shard on every platform and in every version.

@@ -369,11 +369,22 @@ impl Supervisor {
         programs: &[Program],
         on_done: &mut dyn FnMut(usize, &RunResult) -> bool,
     ) -> Result<Vec<Option<RunResult>>, HarnessError> {
-        let mut results: Vec<Option<RunResult>> = vec![None; programs.len()];
         let all: Vec<usize> = (0..programs.len()).collect();
+        self.run_these(programs, &all, on_done)
+    }
+
+    /// As `run_until`, for the programs numbered in `chosen` (in that order) alone; results
+    /// and `on_done` keep each program's number in `programs`.
+    pub fn run_these(
+        &mut self,
+        programs: &[Program],
+        chosen: &[usize],
+        on_done: &mut dyn FnMut(usize, &RunResult) -> bool,
+    ) -> Result<Vec<Option<RunResult>>, HarnessError> {
+        let mut results: Vec<Option<RunResult>> = vec![None; programs.len()];
         let mut from = 0;
-        while from < programs.len() {
-            match self.batch(programs, &all[from..], &mut results, on_done)? {
+        while from < chosen.len() {
+            match self.batch(programs, &chosen[from..], &mut results, on_done)? {
                 Batch::Finished | Batch::Stopped => break,
                 Batch::Died { index, report } => {
                     let r = self.confirm(programs, index, report)?;
@@ -382,7 +393,7 @@ impl Supervisor {
                     if !go_on {
                         break;
                     }
-                    from = index + 1;
+                    from += 1 + chosen[from..].iter().position(|&i| i == index).unwrap_or(0);
                 }
             }
         }
