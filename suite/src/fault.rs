@@ -512,27 +512,17 @@ pub fn run(
     if limits.spread {
         // At once, each path in a supervisor of its own: the confirmation caps then hold per
         // path, and the findings keep path order.
-        let spec = sup.spec().clone();
-        let founds: Vec<Result<Found, HarnessError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = swept
-                .map(|(i, p)| {
-                    let (c, spec) = (&counted[i], &spec);
-                    scope.spawn(move || {
-                        let mut own = Supervisor::start(spec.clone())?;
-                        let mut f = Found::default();
-                        sweep_path(&mut own, (i, p), c, limits.sites, limits.budget, &mut f)?;
-                        Ok(f)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(HarnessError::Protocol("a path's sweep stopped".into()))
-                    })
-                })
-                .collect()
+        let founds = crate::pace::on_own_workers(sup.spec(), swept.collect(), |own, (i, p)| {
+            let mut f = Found::default();
+            sweep_path(
+                own,
+                (i, p),
+                &counted[i],
+                limits.sites,
+                limits.budget,
+                &mut f,
+            )?;
+            Ok(f)
         });
         for f in founds {
             found.absorb(f?);

@@ -8,6 +8,7 @@
 use crate::checks::Ctx;
 use ntdsbcli_harness::program::{Observation, Op, Program, SLOTS};
 use ntdsbcli_harness::worker::{RunResult, Supervisor, WorkerSpec};
+use ntdsbcli_harness::HarnessError;
 
 /// Sessions the probe opens at once: as many as the most workers a run spreads over.
 pub const OVERLAP: u8 = 16;
@@ -63,24 +64,41 @@ impl Pace {
     }
 }
 
-/// Runs each program on a worker of its own, all at once; None when any could not be run
-/// there (the caller then runs them the usual way).
-pub fn run_spread(spec: &WorkerSpec, programs: &[Program]) -> Option<Vec<RunResult>> {
+/// Runs `job` on each item in a supervisor of its own, all at once: each job's result, in
+/// item order.
+pub fn on_own_workers<T: Send, R: Send>(
+    spec: &WorkerSpec,
+    items: Vec<T>,
+    job: impl Fn(&mut Supervisor, T) -> Result<R, HarnessError> + Sync,
+) -> Vec<Result<R, HarnessError>> {
     std::thread::scope(|scope| {
-        let handles: Vec<_> = programs
-            .iter()
-            .map(|p| {
-                scope.spawn(move || {
-                    let mut sup = Supervisor::start(spec.clone()).ok()?;
-                    sup.run(std::slice::from_ref(p), &mut |_, _| {}).ok()?.pop()
-                })
+        let handles: Vec<_> = items
+            .into_iter()
+            .map(|item| {
+                let job = &job;
+                scope.spawn(move || job(&mut Supervisor::start(spec.clone())?, item))
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().ok().flatten())
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(HarnessError::Protocol("a worker's thread stopped".into()))
+                })
+            })
             .collect()
     })
+}
+
+/// Runs each program on a worker of its own, all at once; None when any could not be run
+/// there (the caller then runs them the usual way).
+pub fn run_spread(spec: &WorkerSpec, programs: &[Program]) -> Option<Vec<RunResult>> {
+    on_own_workers(spec, programs.iter().collect(), |sup, p| {
+        Ok(sup.run(std::slice::from_ref(p), &mut |_, _| {})?.pop())
+    })
+    .into_iter()
+    .map(|r| r.ok().flatten())
+    .collect()
 }
 
 /// The probe: the thread's clock, `OVERLAP` Prepares into slots of their own, every session
