@@ -285,20 +285,32 @@ fn next_batch(
     opts: &SeqOptions,
     next_index: &mut u64,
 ) -> Result<(Vec<Tree>, Vec<u64>), HarnessError> {
-    let ours = |i: u64| opts.partition.is_none_or(|(k, n)| i % n == k - 1);
     let mut trees: Vec<Tree> = Vec::with_capacity(opts.batch);
     let mut indices: Vec<u64> = Vec::with_capacity(opts.batch);
     while trees.len() < opts.batch && *next_index < opts.sequences {
         let tree = strategy
             .new_tree(runner)
             .map_err(|e| HarnessError::Protocol(format!("sequence generation: {e}")))?;
-        if ours(*next_index) {
+        if sequence_in_shard(*next_index, opts.partition) {
             trees.push(tree);
             indices.push(*next_index);
         }
         *next_index += 1;
     }
     Ok((trees, indices))
+}
+
+/// Whether sequence `i` of the seed's stream is in shard k of n (all are without a shard).
+fn sequence_in_shard(i: u64, partition: Option<(u64, u64)>) -> bool {
+    partition.is_none_or(|(k, n)| i % n == k - 1)
+}
+
+/// How many of `sequences` a shard runs: those `sequence_in_shard`.
+pub fn shard_share(sequences: u64, partition: Option<(u64, u64)>) -> u64 {
+    match partition {
+        Some((k, n)) => (sequences + n - k) / n,
+        None => sequences,
+    }
 }
 
 /// The phase's verdict when every sequence agreed with the model: a warning when an answer
@@ -616,5 +628,28 @@ fn failed_outcome(
         repro: Some(c),
         sequences: ran_before + 1,
         calls,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shard's share counts exactly the indices it runs.
+    #[test]
+    fn a_shards_share_of_the_sequences_is_its_indices() {
+        for (total, n) in [(10u64, 3u64), (9, 3), (1, 2), (10_000, 7)] {
+            let shares: Vec<u64> = (1..=n).map(|k| shard_share(total, Some((k, n)))).collect();
+            for (k, share) in (1..=n).zip(&shares) {
+                assert_eq!(
+                    *share,
+                    (0..total)
+                        .filter(|&i| sequence_in_shard(i, Some((k, n))))
+                        .count() as u64
+                );
+            }
+            assert_eq!(shares.iter().sum::<u64>(), total);
+        }
+        assert_eq!(shard_share(10, None), 10);
     }
 }
