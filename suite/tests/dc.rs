@@ -138,7 +138,7 @@ fn the_server_runs_one_backup_for_all_its_clients_and_refuses_restore() {
         }
         Err(_) => {}
     }
-    let dc = Dc::start(0);
+    let dc = common::dc(0);
     {
         // This process holds a backup over the raw protocol (dc.h: DC_PREPARE is op 1).
         use std::io::{Read, Write};
@@ -172,7 +172,7 @@ fn the_stand_in_dc_is_conformant_without_and_with_latency(
     #[case] workers: Option<&str>,
 ) {
     let lib = common::dc_client(None);
-    let dc = Dc::start_with(latency, backups);
+    let dc = common::dc_with(latency, backups);
     let (code, out) = verify(&dc, &lib, &[&["--seed", "1"][..], extra].concat());
     assert_eq!(code, 0, "{latency} ms: a correct client was blamed:\n{out}");
     let d = line(&out, "prepare.distinct");
@@ -203,7 +203,7 @@ fn the_stand_in_dc_is_conformant_without_and_with_latency(
 /// caught, since only a pass is taken from the spread run.
 #[test]
 fn defects_are_caught_when_the_paths_run_at_once() {
-    let dc = Dc::start_with(5, 0);
+    let dc = common::dc_with(5, 0);
     let short = ["--release-cycles", "16", "--fault-budget-ms", "4000"];
     let lib = common::dc_client(Some("END_LEAK"));
     let (code, out) = verify(
@@ -230,7 +230,7 @@ fn defects_are_caught_when_the_paths_run_at_once() {
 /// Each planted defect, caught by the check aimed at it.
 #[test]
 fn end_that_keeps_its_binding_after_a_failed_round_trip_is_caught_by_fault_cleanup() {
-    let dc = Dc::start(0);
+    let dc = common::dc(0);
     let lib = common::dc_client(Some("END_LEAK"));
     let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "fault.cleanup"]);
     assert_eq!(code, 1, "{out}");
@@ -246,7 +246,7 @@ fn end_that_keeps_its_binding_after_a_failed_round_trip_is_caught_by_fault_clean
 /// RPC error and still releases everything.
 #[test]
 fn the_end_leak_repro_tells_the_defect_from_the_correct_client() {
-    let dc = Dc::start(0);
+    let dc = common::dc(0);
     let lib = common::dc_client(Some("END_LEAK"));
     let json = common::scratch("dc", "end-leak.json");
     let json_s = json.display().to_string();
@@ -281,7 +281,7 @@ fn the_end_leak_repro_tells_the_defect_from_the_correct_client() {
 
 #[test]
 fn a_restore_binding_kept_after_the_refusal_is_caught_by_the_sequences() {
-    let dc = Dc::start(0);
+    let dc = common::dc(0);
     let lib = common::dc_client(Some("RESTORE_LEAK"));
     let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "seq.model"]);
     assert_eq!(code, 1, "{out}");
@@ -294,7 +294,7 @@ fn a_restore_binding_kept_after_the_refusal_is_caught_by_the_sequences() {
 
 #[test]
 fn a_second_backup_that_breaks_the_first_is_caught_by_prepare_distinct() {
-    let dc = Dc::start(0);
+    let dc = common::dc(0);
     let lib = common::dc_client(Some("SECOND_CORRUPTS"));
     let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "prepare.distinct"]);
     assert_eq!(code, 1, "{out}");

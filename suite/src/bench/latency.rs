@@ -9,22 +9,28 @@ use ntdsbcli_harness::worker::LibrarySpec;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 /// The variable the stand-in DC's client reads for its server's socket.
 const SOCKET_ENV: &str = "NTDSB_DC_SOCKET";
 
-/// A running stand-in DC, ended when dropped.
-struct Server {
+/// A running stand-in DC on a socket of its own, ended when dropped (and by itself when this
+/// process dies: it exits when its standard input closes).
+pub struct DcServer {
     child: Child,
-    socket: PathBuf,
+    pub socket: PathBuf,
 }
 
-impl Server {
-    fn start(exe: &Path, latency: u32, backups: u32) -> anyhow::Result<Server> {
+impl DcServer {
+    /// Starts the server `exe` answering each request after `latency` ms, with at most
+    /// `backups` backups at once (0: no limit), and waits until it listens.
+    pub fn start(exe: &Path, latency: u32, backups: u32) -> anyhow::Result<DcServer> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
         let socket = std::env::temp_dir().join(format!(
-            "ntdsbcli-bench-{}-{latency}-{backups}.sock",
-            std::process::id()
+            "ntdsb-dc-{}-{}.sock",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
         ));
         let mut child = Command::new(exe)
             .arg("--socket")
@@ -40,7 +46,7 @@ impl Server {
         if let Some(out) = child.stdout.take() {
             std::io::BufReader::new(out).read_line(&mut line)?;
         }
-        let server = Server { child, socket };
+        let server = DcServer { child, socket };
         if line.trim() != "ready" {
             anyhow::bail!("{}: the stand-in DC did not start", exe.display());
         }
@@ -48,7 +54,7 @@ impl Server {
     }
 }
 
-impl Drop for Server {
+impl Drop for DcServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -111,7 +117,7 @@ pub fn table(opts: &BenchOptions, dc: &DcBench) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &latency in &dc.latencies {
         for limit in [false, true] {
-            let server = Server::start(&dc.server, latency, limit as u32)?;
+            let server = DcServer::start(&dc.server, latency, limit as u32)?;
             let mut o = RunOptions::new(LibrarySpec::Path(client.clone()), opts.worker_exe.clone());
             o.seed = opts.seed;
             o.worker_env = vec![(SOCKET_ENV.into(), server.socket.clone().into())];

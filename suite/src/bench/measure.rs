@@ -174,14 +174,12 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
             Ok(())
         })?;
         if let Some((_, c_heap, page_heap)) = heaps.as_mut() {
-            time(&mut ways, &mut || {
-                c_heap.run(&programs, &mut |_, _| {})?;
-                Ok(())
-            })?;
-            time(&mut ways, &mut || {
-                page_heap.run(&programs, &mut |_, _| {})?;
-                Ok(())
-            })?;
+            for s in [c_heap, page_heap] {
+                time(&mut ways, &mut || {
+                    s.run(&programs, &mut |_, _| {})?;
+                    Ok(())
+                })?;
+            }
         }
     }
     print_table(opts, &ways, programs.len(), calls, heaps.map(|(f, _, _)| f));
@@ -221,7 +219,7 @@ fn heap_supervisors(
 }
 
 /// The median of some figures (the mean of the middle two for an even count).
-pub(super) fn median(xs: &[f64]) -> f64 {
+fn median(xs: &[f64]) -> f64 {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
     match v.len() {

@@ -5,4 +5,5 @@ mod measure;
 #[cfg(unix)]
 mod unix;
 
+pub use latency::DcServer;
 pub use measure::{run, BenchOptions, DcBench};

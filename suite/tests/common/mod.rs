@@ -300,54 +300,16 @@ fn dc_build(file: &str, name: &str, flags: &[&str], define: Option<&str>) -> Pat
     out
 }
 
-/// A running stand-in domain controller on a socket of its own, stopped when dropped (and by
-/// itself when this process dies: it exits when its standard input closes).
-pub struct Dc {
-    child: std::process::Child,
-    pub socket: PathBuf,
+/// A running stand-in domain controller: the benchmark's own, on a socket of its own.
+pub use ntdsbcli_conform::bench::DcServer as Dc;
+
+/// Starts the stand-in DC answering each request after `latency_ms`, one backup at a time.
+pub fn dc(latency_ms: u32) -> Dc {
+    dc_with(latency_ms, 1)
 }
 
-impl Dc {
-    /// Starts a server answering each request after `latency_ms`, one backup at a time.
-    pub fn start(latency_ms: u32) -> Dc {
-        Dc::start_with(latency_ms, 1)
-    }
-
-    /// Starts a server answering each request after `latency_ms`, with at most `backups`
-    /// backups at once (0: no limit).
-    pub fn start_with(latency_ms: u32, backups: u32) -> Dc {
-        use std::io::BufRead;
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        // Unix socket paths are short: a name in the temp folder, not the target folder.
-        let socket = std::env::temp_dir().join(format!("ntdsb-dc-{}-{n}.sock", std::process::id()));
-        let mut child = Command::new(dc_server())
-            .arg("--socket")
-            .arg(&socket)
-            .args([
-                "--latency-ms",
-                &latency_ms.to_string(),
-                "--backups",
-                &backups.to_string(),
-                "--exit-on-stdin-eof",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("the stand-in DC starts");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("its stdout"))
-            .read_line(&mut line)
-            .expect("the stand-in DC says it is ready");
-        assert_eq!(line.trim(), "ready", "the stand-in DC did not start");
-        Dc { child, socket }
-    }
-}
-
-impl Drop for Dc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.socket);
-    }
+/// Starts the stand-in DC answering each request after `latency_ms`, with at most `backups`
+/// backups at once (0: no limit).
+pub fn dc_with(latency_ms: u32, backups: u32) -> Dc {
+    Dc::start(&dc_server(), latency_ms, backups).expect("the stand-in DC starts")
 }
