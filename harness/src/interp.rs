@@ -707,34 +707,31 @@ impl<'a> Interp<'a> {
                                 });
                             }
                         }
-                        if cycle == *n && *settle_last && cycle % every == 0 {
-                            let p = settled(
-                                obs.samples.first().copied(),
-                                PATIENT,
-                                &mut self.settle_spent,
-                            );
-                            obs.samples.push(p);
-                        } else if cycle % every == 0 {
-                            // Window readings stay quick even in a patient program: the
-                            // last reading is the one that waits.
+                        if cycle % every != 0 {
+                            continue;
+                        }
+                        let end = cycle == *n;
+                        // Window readings stay quick even in a patient program: the last
+                        // reading, at the end or at an early stop, is the one that waits.
+                        let quick = (!end || !*settle_last).then(|| {
                             let last = obs.samples.last().copied();
                             let p = settled(last, QUICK, &mut self.settle_spent);
-                            obs.samples.push(p);
                             flat += last.is_some_and(|l| !grew(&l, &p)) as u32;
-                            // One code per op: tally holds one entry per body op.
-                            let one_code = obs.tally.len() == body.len();
-                            if *stop_flat > 0 && flat >= *stop_flat && one_code && cycle < *n {
-                                if *settle_last {
-                                    obs.samples.pop();
-                                    let first = obs.samples.first().copied();
-                                    obs.samples.push(settled(
-                                        first,
-                                        PATIENT,
-                                        &mut self.settle_spent,
-                                    ));
-                                }
-                                break;
+                            p
+                        });
+                        // One code per op: tally holds one entry per body op.
+                        let one_code = obs.tally.len() == body.len();
+                        let stop = *stop_flat > 0 && flat >= *stop_flat && one_code && !end;
+                        match quick {
+                            Some(p) if !(stop && *settle_last) => obs.samples.push(p),
+                            _ => {
+                                let first = obs.samples.first().copied();
+                                let p = settled(first, PATIENT, &mut self.settle_spent);
+                                obs.samples.push(p);
                             }
+                        }
+                        if stop {
+                            break;
                         }
                     }
                     self.repeating = false;
