@@ -288,7 +288,7 @@ fn calls_in(obs: &[Observation]) -> u64 {
 /// fault.cleanup. The bundled reference is linked into this program and shares its imports,
 /// so it is swept in its library build, which every build of the CLI puts beside it.
 fn fault_phase(
-    sup: &mut Supervisor,
+    spec: &WorkerSpec,
     ctx: &Ctx,
     opts: &RunOptions,
     pace: Pace,
@@ -309,7 +309,7 @@ fn fault_phase(
     // Workers of their own: what a library does after a failure (a lazy set-up it gave up on,
     // say) must not reach the sequences that run after it.
     if let LibrarySpec::Path(_) = &opts.library {
-        let mut own = Supervisor::start(sup.spec().clone())?;
+        let mut own = Supervisor::start(spec.clone())?;
         return Ok(crate::fault::run(&mut own, ctx, limits, None)?);
     }
     let Some(file) = crate::fault::reference_library(&opts.worker_exe) else {
@@ -324,7 +324,7 @@ fn fault_phase(
             None,
         ));
     };
-    let mut spec = sup.spec().clone();
+    let mut spec = spec.clone();
     spec.library = LibrarySpec::Path(file.clone());
     let mut lib_sup = match Supervisor::start(spec) {
         Ok(s) => s,
@@ -533,26 +533,60 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
     };
     let results = execute(&mut sup, &ctx, &plan, pace, &mut progress)?;
     confirm(&mut sup, &ctx, &plan, &mut progress)?;
-    if let Some(def) = selected.iter().find(|d| d.runs == Runs::Faults) {
-        progress.phase("fault.cleanup: failing each resource call in turn");
+    let faults = selected.iter().find(|d| d.runs == Runs::Faults);
+    let sequences = selected.iter().find(|d| d.runs == Runs::Sequences);
+    let mut seq_stats = (0, 0);
+    // When calls wait on a server that lets sessions overlap, the fault sweep (on workers
+    // of its own) runs while the sequences do; else one after the other.
+    let overlap = pace.spread() && faults.is_some() && sequences.is_some();
+    let spec = sup.spec().clone();
+    let timed_faults = || {
         let t = Instant::now();
-        let (e, repro) = fault_phase(&mut sup, &ctx, opts, pace)?;
+        fault_phase(&spec, &ctx, opts, pace).map(|r| (r, ms_since(t)))
+    };
+    let (faulted, sequenced) = if overlap {
+        progress.phase("fault.cleanup and seq.model at once: failing each resource call in turn, and random call sequences");
+        std::thread::scope(|scope| {
+            let faults = scope.spawn(timed_faults);
+            let seq = sequence_phase(&mut sup, &ctx, opts, pace);
+            let faults = faults
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (Some(faults), Some(seq))
+        })
+    } else {
+        let faulted = faults.map(|_| {
+            progress.phase("fault.cleanup: failing each resource call in turn");
+            timed_faults()
+        });
+        (faulted, None)
+    };
+    if let (Some(def), Some(faulted)) = (faults, faulted) {
+        let ((e, repro), ms) = faulted?;
         let mut rep = report_of(def, e);
         rep.repro = repro;
-        rep.ms = Some(ms_since(t));
+        rep.ms = Some(ms);
         progress.add(rep)?;
     }
     // The sequence phase comes last: it runs in the same workers, after the others.
-    let mut seq_stats = (0, 0);
-    if let Some(def) = selected.iter().find(|d| d.runs == Runs::Sequences) {
-        progress.phase("seq.model: random call sequences");
-        let t = Instant::now();
-        let seq = model::phase::run(&mut sup, &ctx, &seq_options(opts, pace))?;
+    if let Some(def) = sequences {
+        let seq = match sequenced {
+            Some(seq) => seq,
+            None => {
+                progress.phase("seq.model: random call sequences");
+                sequence_phase(&mut sup, &ctx, opts, pace)
+            }
+        };
+        let (seq, ms) = seq?;
         seq_stats = (seq.sequences, seq.calls);
         let planned = model::phase::shard_share(opts.sequences, opts.partition);
         let mut rep = report_of(def, seq.eval.covering("sequences", seq.sequences, planned));
         rep.repro = seq.repro;
-        rep.ms = Some(ms_since(t));
+        rep.ms = Some(ms);
+        if overlap {
+            rep.detail
+                .push_str("; fault.cleanup's sweep ran at the same time, on workers of its own");
+        }
         if prepare_failed(&progress.report.checks) {
             blame_prepare(&mut rep);
         }
@@ -889,6 +923,18 @@ fn confirm(
     }
     progress.write()?;
     Ok(())
+}
+
+/// seq.model, and how long it took in milliseconds.
+fn sequence_phase(
+    sup: &mut Supervisor,
+    ctx: &Ctx,
+    opts: &RunOptions,
+    pace: Pace,
+) -> Result<(model::phase::SeqOutcome, u64), HarnessError> {
+    let t = Instant::now();
+    let seq = model::phase::run(sup, ctx, &seq_options(opts, pace))?;
+    Ok((seq, ms_since(t)))
 }
 
 fn seq_options(opts: &RunOptions, pace: Pace) -> SeqOptions {

@@ -199,8 +199,9 @@ fn the_stand_in_dc_is_conformant_without_and_with_latency(
 }
 
 /// With calls that wait on the server and sessions that may overlap, end.release's paths and
-/// fault.cleanup's sweep run on workers of their own at once: the planted leaks are still
-/// caught, since only a pass is taken from the spread run.
+/// fault.cleanup's sweep run on workers of their own at once, and the sweep beside the
+/// sequences: the planted leaks are still caught, since only a pass is taken from the spread
+/// run and the sweep's workers are its own.
 #[test]
 fn defects_are_caught_when_the_paths_run_at_once() {
     let dc = common::dc_with(5, 0);
@@ -213,6 +214,31 @@ fn defects_are_caught_when_the_paths_run_at_once() {
     );
     assert_eq!(code, 1, "{out}");
     assert!(line(&out, "fault.cleanup").contains(" fail "), "{out}");
+    // The same while the sequences run beside the sweep.
+    let (code, out) = verify(
+        &dc,
+        &lib,
+        &[
+            &[
+                "--seed",
+                "1",
+                "--check",
+                "fault.cleanup",
+                "--check",
+                "seq.model",
+            ][..],
+            &["--sequences", "300"],
+            &short,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(line(&out, "fault.cleanup").contains(" fail "), "{out}");
+    let s = line(&out, "seq.model");
+    assert!(
+        s.contains("fault.cleanup's sweep ran at the same time"),
+        "{s}"
+    );
     let lib = common::dc_client(Some("RESTORE_LEAK"));
     let (code, out) = verify(
         &dc,
