@@ -6,7 +6,6 @@ use ntdsbcli_harness::interp::Interp;
 use ntdsbcli_harness::program::Program;
 use ntdsbcli_harness::worker::{LibrarySpec, Supervisor, WorkerSpec};
 use proptest::strategy::{Strategy, ValueTree};
-use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use proptest_state_machine::ReferenceStateMachine;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -64,12 +63,7 @@ const SLOW_SHARE: usize = 200;
 fn sequences(ctx: &Ctx, n: usize, max_len: usize, seed: u64) -> (Vec<Program>, u64) {
     set_surface(Surface::from_exports(&ctx.exports));
     let strategy = Machine::sequential_strategy(1..=max_len.max(1));
-    let mut bytes = [0u8; 32];
-    bytes[..8].copy_from_slice(&seed.to_le_bytes());
-    let mut runner = TestRunner::new_with_rng(
-        Config::default(),
-        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes),
-    );
+    let mut runner = crate::model::phase::runner(seed);
     let mut calls = 0;
     let programs = (0..n)
         .map(|k| {

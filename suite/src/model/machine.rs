@@ -106,6 +106,57 @@ pub struct State {
     pub sessions: Vec<SessionState>,
     pub bufs: Vec<BufState>,
     pub restores: Vec<bool>,
+    /// The inert calls made since the last call that could change anything, newest last
+    /// (at most `INERT_ROOM`): the same one again would only repeat an answer.
+    pub inert: Vec<Transition>,
+}
+
+/// Inert calls remembered at most. Fewer than the inert calls every state offers (12 bad
+/// Prepares, 9 invalid Ends, Free(NULL)), so a draw always has some left.
+const INERT_ROOM: usize = 8;
+
+impl State {
+    /// A state with nothing in it yet, on `surface`.
+    pub fn empty(surface: Surface) -> State {
+        State {
+            surface,
+            sessions: Vec::new(),
+            bufs: Vec::new(),
+            restores: Vec::new(),
+            inert: Vec::new(),
+        }
+    }
+
+    /// Whether `t` changes nothing here that a second identical call could see: refused for
+    /// its arguments, made on a session or restore handle that ended, or reading what
+    /// stays. A read, an open or a truncation on a live session is never inert: it moves
+    /// the library's file position or the server's logs, which the model does not keep.
+    pub fn is_inert(&self, t: &Transition) -> bool {
+        let dead = |s: usize| self.sessions.get(s).is_none_or(|s| !s.live);
+        match *t {
+            Transition::PrepareBad { .. }
+            | Transition::EndInvalid { .. }
+            | Transition::FreeNull
+            | Transition::Peek { .. } => true,
+            Transition::End { session }
+            | Transition::EndConcurrent { session }
+            | Transition::Names { session, .. }
+            | Transition::Open { session, .. }
+            | Transition::OpenUnknown { session, .. }
+            | Transition::Read { session, .. }
+            | Transition::ReadToEnd { session }
+            | Transition::Truncate { session } => dead(session),
+            Transition::Close { session } => self.sessions.get(session).is_none_or(|s| !s.open),
+            Transition::RestoreEnd { restore } => {
+                !self.restores.get(restore).copied().unwrap_or(false)
+            }
+            Transition::Prepare { .. }
+            | Transition::Free { .. }
+            | Transition::RestorePrepare { .. }
+            | Transition::EndRestore { .. }
+            | Transition::Cross { .. } => false,
+        }
+    }
 }
 
 pub use crate::checks::BadArg as Bad;
@@ -232,13 +283,7 @@ impl ReferenceStateMachine for Machine {
     type Transition = Transition;
 
     fn init_state() -> BoxedStrategy<State> {
-        Just(State {
-            surface: SURFACE.with(|c| c.get()),
-            sessions: Vec::new(),
-            bufs: Vec::new(),
-            restores: Vec::new(),
-        })
-        .boxed()
+        Just(State::empty(SURFACE.with(|c| c.get()))).boxed()
     }
 
     /// Every transition that may come next in state `st`, weighted. Long on purpose: one
@@ -468,6 +513,10 @@ impl ReferenceStateMachine for Machine {
     }
 
     fn preconditions(st: &State, t: &Transition) -> bool {
+        // The same inert call again, with nothing changed since: no new evidence.
+        if st.inert.contains(t) {
+            return false;
+        }
         let n = st.sessions.len();
         let buf_ok = |b: usize| b < st.bufs.len() && !st.bufs[b].freed;
         match *t {
@@ -503,6 +552,14 @@ impl ReferenceStateMachine for Machine {
     }
 
     fn apply(mut st: State, t: &Transition) -> State {
+        if st.is_inert(t) {
+            if st.inert.len() == INERT_ROOM {
+                st.inert.remove(0);
+            }
+            st.inert.push(t.clone());
+        } else {
+            st.inert.clear();
+        }
         match *t {
             Transition::Prepare { .. } => {
                 st.sessions.push(SessionState {
@@ -565,6 +622,7 @@ mod tests {
             ],
             bufs: Vec::new(),
             restores: Vec::new(),
+            inert: Vec::new(),
         }
     }
 
@@ -596,5 +654,63 @@ mod tests {
             h: HandleArg::Garbage(Garbage::LivePlusOne(1)),
         };
         assert!(!Machine::preconditions(&st, &beyond));
+    }
+
+    /// A call that can change nothing is not made twice in a row of such calls; any other
+    /// call (a read that moves the file position, an End that closes a session) may be.
+    #[test]
+    fn an_inert_call_is_not_made_again_while_nothing_changed() {
+        let all: Vec<String> = ntdsbcli_harness::abi::EXPORTS
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        set_surface(Surface::from_exports(&all));
+        let strategy = Machine::sequential_strategy(24..=24);
+        let mut runner = crate::model::phase::runner(7);
+        let (mut inert, mut repeated_live) = (0, 0);
+        for _ in 0..300 {
+            let (init, ts, _) = strategy.new_tree(&mut runner).expect("a tree").current();
+            let mut st = init;
+            let mut since: Vec<Transition> = Vec::new();
+            for (k, t) in ts.iter().enumerate() {
+                if st.is_inert(t) {
+                    inert += 1;
+                    assert!(
+                        !since[since.len().saturating_sub(INERT_ROOM)..].contains(t),
+                        "{t:?} again at {k}: {ts:?}"
+                    );
+                    since.push(t.clone());
+                } else {
+                    repeated_live += usize::from(ts.get(k + 1) == Some(t));
+                    since.clear();
+                }
+                st = Machine::apply(st, t);
+            }
+        }
+        // Both kinds come up: the rule thins inert calls out, it does not remove them.
+        assert!(inert > 300, "{inert}");
+        assert!(repeated_live > 0);
+    }
+
+    #[test]
+    fn reads_and_ends_of_live_sessions_are_never_inert() {
+        let mut st = state(1);
+        let read = Transition::Read {
+            session: 0,
+            size: ReadSize::Min,
+        };
+        let end = Transition::End { session: 0 };
+        assert!(!st.is_inert(&read));
+        assert!(!st.is_inert(&end));
+        assert!(st.is_inert(&Transition::Close { session: 0 }));
+        st = Machine::apply(st, &end);
+        assert!(st.is_inert(&read));
+        assert!(st.is_inert(&end));
+        st = Machine::apply(st, &end);
+        assert!(!Machine::preconditions(&st, &end));
+        assert!(Machine::preconditions(&st, &read));
+        // A call that may change something makes the inert calls new again.
+        st = Machine::apply(st, &Transition::Prepare { wide: true });
+        assert!(Machine::preconditions(&st, &end));
     }
 }

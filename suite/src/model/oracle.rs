@@ -889,18 +889,13 @@ mod tests {
     }
 
     fn init() -> State {
-        State {
-            surface: Surface {
-                prepare: Forms {
-                    ansi: true,
-                    wide: false,
-                },
-                ..Surface::default()
+        State::empty(Surface {
+            prepare: Forms {
+                ansi: true,
+                wide: false,
             },
-            sessions: vec![],
-            bufs: vec![],
-            restores: vec![],
-        }
+            ..Surface::default()
+        })
     }
 
     /// `Layout` names the ops `program` built.

@@ -51,6 +51,16 @@ fn rng(seed: u64) -> TestRng {
     TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
 }
 
+/// The generator's runner for `seed`: the same sequences in a run and in the benchmark.
+pub fn runner(seed: u64) -> TestRunner {
+    // An inert call drawn again is rejected and drawn anew: as many times as a run needs.
+    let config = Config {
+        max_local_rejects: u32::MAX,
+        ..Config::default()
+    };
+    TestRunner::new_with_rng(config, rng(seed))
+}
+
 /// What one worker's slice of a batch produced: its results, and the judgements made so far.
 type SliceOutcome = (Vec<Option<RunResult>>, Vec<Judgement>);
 
@@ -158,7 +168,7 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
     let mut pool: Vec<&mut Supervisor> = std::iter::once(sup).chain(extra.iter_mut()).collect();
     set_surface(Surface::from_exports(&ctx.exports));
     let strategy = Machine::sequential_strategy(1..=opts.max_len);
-    let mut runner = TestRunner::new_with_rng(Config::default(), rng(ctx.seed));
+    let mut runner = runner(ctx.seed);
     let start = Instant::now();
     let (mut done, mut calls, mut hresult) = (0u64, 0u64, false);
     let mut warnings: Vec<String> = Vec::new();
