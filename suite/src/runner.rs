@@ -531,35 +531,42 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
         true => pace::measure(sup.spec(), &ctx),
         false => Pace::default(),
     };
-    let results = execute(&mut sup, &ctx, &plan, pace, &mut progress)?;
-    confirm(&mut sup, &ctx, &plan, &mut progress)?;
     let faults = selected.iter().find(|d| d.runs == Runs::Faults);
     let sequences = selected.iter().find(|d| d.runs == Runs::Sequences);
-    let mut seq_stats = (0, 0);
-    // When calls wait on a server that lets sessions overlap, the fault sweep (on workers
-    // of its own) runs while the sequences do; else one after the other.
-    let overlap = pace.spread() && faults.is_some() && sequences.is_some();
+    // When calls wait on a server that lets sessions overlap, what runs on workers of its own
+    // (the spread checks, the fault sweep) runs while the sequences do; else one after the
+    // other, the sequences last.
+    let overlap = pace.spread() && sequences.is_some();
+    let spread_later = |c: &Check| overlap && c.spread;
+    let mut results: Vec<Option<RunResult>> = vec![None; plan.programs.len()];
+    if pace.spread() && !overlap {
+        let passes = spread_passes(sup.spec(), &ctx, &plan);
+        take_passes(passes, &plan, &mut progress, &mut results)?;
+    }
+    let now = |c: &Check| !spread_later(c);
+    execute(&mut sup, &ctx, &plan, &mut progress, &mut results, &now)?;
+    confirm(&mut sup, &ctx, &plan, &mut progress, &now)?;
     let spec = sup.spec().clone();
     let timed_faults = || {
         let t = Instant::now();
         fault_phase(&spec, &ctx, opts, pace).map(|r| (r, ms_since(t)))
     };
-    let (faulted, sequenced) = if overlap {
-        progress.phase("fault.cleanup and seq.model at once: failing each resource call in turn, and random call sequences");
+    let (faulted, sequenced, passes) = if overlap {
+        progress.phase(
+            "seq.model: random call sequences, with the sessions of other checks beside them",
+        );
         std::thread::scope(|scope| {
-            let faults = scope.spawn(timed_faults);
+            let faults = faults.map(|_| scope.spawn(timed_faults));
+            let passes = scope.spawn(|| spread_passes(&spec, &ctx, &plan));
             let seq = sequence_phase(&mut sup, &ctx, opts, pace);
-            let faults = faults
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (Some(faults), Some(seq))
+            (faults.map(join), Some(seq), join(passes))
         })
     } else {
         let faulted = faults.map(|_| {
             progress.phase("fault.cleanup: failing each resource call in turn");
             timed_faults()
         });
-        (faulted, None)
+        (faulted, None, Vec::new())
     };
     if let (Some(def), Some(faulted)) = (faults, faulted) {
         let ((e, repro), ms) = faulted?;
@@ -568,7 +575,21 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
         rep.ms = Some(ms);
         progress.add(rep)?;
     }
-    // The sequence phase comes last: it runs in the same workers, after the others.
+    if overlap {
+        // What did not pass on workers of its own is decided in the shared worker.
+        take_passes(passes, &plan, &mut progress, &mut results)?;
+        execute(
+            &mut sup,
+            &ctx,
+            &plan,
+            &mut progress,
+            &mut results,
+            &spread_later,
+        )?;
+        confirm(&mut sup, &ctx, &plan, &mut progress, &spread_later)?;
+    }
+    let mut seq_stats = (0, 0);
+    // seq.model is decided last, whatever ran beside it.
     if let Some(def) = sequences {
         let seq = match sequenced {
             Some(seq) => seq,
@@ -583,9 +604,10 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
         let mut rep = report_of(def, seq.eval.covering("sequences", seq.sequences, planned));
         rep.repro = seq.repro;
         rep.ms = Some(ms);
-        if overlap {
-            rep.detail
-                .push_str("; fault.cleanup's sweep ran at the same time, on workers of its own");
+        if let Some(beside) = beside(overlap, &plan, faults.is_some()) {
+            rep.detail.push_str(&format!(
+                "; {beside} ran at the same time, on workers of their own"
+            ));
         }
         if prepare_failed(&progress.report.checks) {
             blame_prepare(&mut rep);
@@ -605,6 +627,25 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
         progress.add(rep)?;
     }
     Ok(progress.finish(&selected, stats(&results, seq_stats, start, &sup))?)
+}
+
+/// A thread's result; its panic goes on in the caller.
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// What ran beside the sequences, for seq.model's detail.
+fn beside(overlap: bool, plan: &Plan, faults: bool) -> Option<String> {
+    let mut names: Vec<String> = plan
+        .planned
+        .iter()
+        .filter(|(c, _)| overlap && c.spread)
+        .map(|(c, _)| format!("{}'s paths", c.def.id))
+        .collect();
+    if overlap && faults {
+        names.push("fault.cleanup's sweep".into());
+    }
+    (!names.is_empty()).then(|| names.join(" and "))
 }
 
 /// library.teardown from how unloading and exiting ended.
@@ -790,63 +831,93 @@ fn exports_eval(ctx: &Ctx, missing: &[&str]) -> Eval {
     )
 }
 
+/// A spread check that passed on workers of its own: its place in the plan, its judgement,
+/// its programs' results and its time.
+struct SpreadPass {
+    k: usize,
+    eval: Eval,
+    results: Vec<RunResult>,
+    ms: u64,
+}
+
 /// When calls wait on a server and sessions may overlap, the programs of a check that allows
 /// it (`Check::spread`) run on workers of their own at once. Only a pass is kept: anything
 /// else is decided the usual way, in the shared worker with the rest, so that spreading can
-/// shorten a run but never change a verdict it would have given.
-fn execute_spread(
-    sup: &Supervisor,
-    ctx: &Ctx,
+/// shorten a run but never change a verdict it would have given. Needs no supervisor: it can
+/// run beside the sequences.
+fn spread_passes(spec: &WorkerSpec, ctx: &Ctx, plan: &Plan) -> Vec<SpreadPass> {
+    let mut passes = Vec::new();
+    for (k, (check, range)) in plan.planned.iter().enumerate() {
+        if !check.spread {
+            continue;
+        }
+        let t = Instant::now();
+        let programs = &plan.programs[range.clone()];
+        let Some(results) = pace::run_spread(spec, programs) else {
+            continue;
+        };
+        let eval = judge(check, ctx, programs, &results);
+        if eval.outcome == Outcome::Pass {
+            let ms = ms_since(t);
+            passes.push(SpreadPass {
+                k,
+                eval,
+                results,
+                ms,
+            });
+        }
+    }
+    passes
+}
+
+/// Adds the spread passes to the report and their results to the run's.
+fn take_passes(
+    passes: Vec<SpreadPass>,
     plan: &Plan,
     progress: &mut Progress,
     results: &mut [Option<RunResult>],
 ) -> Result<(), RunError> {
-    for (check, range) in plan.planned.iter().filter(|(c, _)| c.spread) {
-        let t = Instant::now();
-        let programs = &plan.programs[range.clone()];
-        let Some(rs) = pace::run_spread(sup.spec(), programs) else {
-            continue;
-        };
-        let e = judge(check, ctx, programs, &rs);
-        if e.outcome != Outcome::Pass {
-            continue;
-        }
-        let mut rep = report_of(check.def, e);
-        rep.ms = Some(ms_since(t));
+    for pass in passes {
+        let (check, range) = &plan.planned[pass.k];
+        let mut rep = report_of(check.def, pass.eval);
+        rep.ms = Some(pass.ms);
         progress.add(rep)?;
-        for (slot, r) in results[range.clone()].iter_mut().zip(rs) {
+        for (slot, r) in results[range.clone()].iter_mut().zip(pass.results) {
             *slot = Some(r);
         }
     }
     Ok(())
 }
 
-/// Runs every planned program in one batch; each check is judged as soon as its last program
-/// is in. Returns every program's result.
+/// Runs the programs not yet run of the planned checks `which` picks, in one batch; each
+/// check is judged as soon as its last program is in.
 fn execute(
     sup: &mut Supervisor,
     ctx: &Ctx,
     plan: &Plan,
-    pace: Pace,
     progress: &mut Progress,
-) -> Result<Vec<Option<RunResult>>, RunError> {
+    results: &mut [Option<RunResult>],
+    which: &dyn Fn(&Check) -> bool,
+) -> Result<(), RunError> {
     let Plan {
         planned, programs, ..
     } = plan;
-    let mut results: Vec<Option<RunResult>> = vec![None; programs.len()];
-    if pace.spread() {
-        execute_spread(sup, ctx, plan, progress, &mut results)?;
-    }
     // The programs still to run, in plan order.
-    let todo: Vec<usize> = (0..programs.len())
+    let todo: Vec<usize> = planned
+        .iter()
+        .filter(|(c, _)| which(c))
+        .flat_map(|(_, r)| r.clone())
         .filter(|&i| results[i].is_none())
         .collect();
-    let mut remaining: Vec<usize> = planned.iter().map(|(_, r)| r.len()).collect();
     let owner: Vec<usize> = planned
         .iter()
         .enumerate()
         .flat_map(|(k, (_, r))| std::iter::repeat_n(k, r.len()))
         .collect();
+    let mut remaining = vec![0usize; planned.len()];
+    for &i in &todo {
+        remaining[owner[i]] += 1;
+    }
     let mut write_err = None;
     // One worker runs the batch in order, so a program took the time since the last result.
     let mut last = Instant::now();
@@ -880,7 +951,7 @@ fn execute(
     if let Some(e) = write_err {
         return Err(e.into());
     }
-    Ok(results)
+    Ok(())
 }
 
 /// A wrong value seen in a shared worker is confirmed in a fresh one before it is reported.
@@ -889,8 +960,9 @@ fn confirm(
     ctx: &Ctx,
     plan: &Plan,
     progress: &mut Progress,
+    which: &dyn Fn(&Check) -> bool,
 ) -> Result<(), RunError> {
-    for (check, range) in &plan.planned {
+    for (check, range) in plan.planned.iter().filter(|(c, _)| which(c)) {
         let Some(c) = progress
             .report
             .checks

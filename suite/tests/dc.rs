@@ -251,6 +251,36 @@ fn defects_are_caught_when_the_paths_run_at_once() {
         r.contains(" fail ") && r.contains("DsRestorePrepare/DsRestoreEnd leaks"),
         "{r}"
     );
+    // The same while the sequences run beside the paths: the spread run's failure is
+    // decided again in the shared worker once the sequences are done.
+    let (code, out) = verify(
+        &dc,
+        &lib,
+        &[
+            &[
+                "--seed",
+                "1",
+                "--check",
+                "end.release",
+                "--check",
+                "seq.model",
+            ][..],
+            &["--sequences", "300"],
+            &short,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 1, "{out}");
+    let r = line(&out, "end.release");
+    assert!(
+        r.contains(" fail ") && r.contains("DsRestorePrepare/DsRestoreEnd leaks"),
+        "{r}"
+    );
+    let s = line(&out, "seq.model");
+    assert!(
+        s.contains("end.release's paths ran at the same time"),
+        "{s}"
+    );
 }
 
 /// Each planted defect, caught by the check aimed at it.
