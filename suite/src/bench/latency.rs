@@ -170,4 +170,5 @@ fn print_rows(rows: &[Row]) {
             r.verdict
         );
     }
+    println!("(with no backup limit, calls that wait run release and fault beside seq: phases can add to more than the wall time)");
 }
