@@ -18,8 +18,6 @@ use ntdsbcli_harness::HarnessError;
 
 mod repro;
 
-pub const ID: &str = "fault.cleanup";
-
 /// The file name of the bundled reference's library build (fixtures/reference-dll).
 pub static REFERENCE_FILE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(

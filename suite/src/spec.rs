@@ -228,6 +228,95 @@ mod tests {
         assert!(n >= 8, "only {n} links found");
     }
 
+    /// Every file of the repository under `dir` (its build output left out), as paths from
+    /// `root` with '/' between parts.
+    fn tree(root: &std::path::Path, dir: &str, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name == "target" || name.starts_with('.') {
+                continue;
+            }
+            let path = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push(format!("{path}/"));
+                tree(root, &path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Every file, folder and module ARCHITECTURE.md names in backticks exists: a path (one
+    /// with a '/' or a file's extension) ends some path of the repository, and a module path
+    /// from `harness::` or `suite::` names a module file or folder at least in its first part.
+    #[test]
+    fn architecture_names_only_what_exists() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text = include_str!("../../ARCHITECTURE.md");
+        let mut files = Vec::new();
+        tree(&root, "", &mut files);
+        let is_module = |dir: &str, seg: &str| {
+            let base = root.join(dir).join(seg);
+            base.with_extension("rs").is_file() || base.is_dir()
+        };
+        let (mut paths, mut modules) = (0, 0);
+        let mut missing = Vec::new();
+        for name in text.split('`').skip(1).step_by(2) {
+            if name.contains(['<', '*', ' ', '(']) {
+                continue;
+            }
+            if let Some((krate, rest)) = name
+                .split_once("::")
+                .filter(|(k, _)| ["harness", "suite"].contains(k))
+            {
+                modules += 1;
+                let mut dir = format!("{krate}/src");
+                let segs: Vec<&str> = rest.split("::").collect();
+                if !is_module(&dir, segs[0]) {
+                    missing.push(name);
+                    continue;
+                }
+                for seg in segs {
+                    if !is_module(&dir, seg) {
+                        break;
+                    }
+                    dir = format!("{dir}/{seg}");
+                }
+                continue;
+            }
+            let ext = name.rsplit_once('.').map(|(_, e)| e);
+            if !(name.contains('/')
+                || matches!(ext, Some("rs" | "c" | "h" | "cpp" | "md" | "json")))
+            {
+                continue;
+            }
+            paths += 1;
+            let found = files.iter().any(|f| {
+                let f = f.strip_suffix('/').unwrap_or(f);
+                let name = name.strip_suffix('/').unwrap_or(name);
+                f == name || f.ends_with(&format!("/{name}"))
+            });
+            if !found {
+                missing.push(name);
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "ARCHITECTURE.md names what is not there: {missing:?}"
+        );
+        assert!(
+            paths >= 30 && modules >= 20,
+            "only {paths} paths and {modules} modules found"
+        );
+    }
+
     /// Every rule that a check, README.md or docs/rules.md cites is in docs/spec.md, and none
     /// of them points at a file outside the repository.
     #[test]

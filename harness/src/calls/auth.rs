@@ -1,5 +1,6 @@
 //! The calls on the server rather than a session: DsSetAuthIdentity[A|W], which the suite
-//! calls, and DsIsNTDSOnline[A|W], resolved only to list them.
+//! calls. DsIsNTDSOnline[A|W] is resolved only to list it (include/ntdsbcli.h has its
+//! signature).
 
 use super::call::{need, CStep, Call};
 use crate::abi::HResult;
@@ -8,8 +9,6 @@ use crate::program::Text;
 use serde::{Deserialize, Serialize};
 use std::ffi::c_char;
 
-pub type IsOnlineA = unsafe extern "system" fn(*const c_char, *mut i32) -> HResult;
-pub type IsOnlineW = unsafe extern "system" fn(*const u16, *mut i32) -> HResult;
 pub type SetAuthA =
     unsafe extern "system" fn(*const c_char, *const c_char, *const c_char) -> HResult;
 pub type SetAuthW = unsafe extern "system" fn(*const u16, *const u16, *const u16) -> HResult;

@@ -1,5 +1,6 @@
 //! The restore calls: DsRestorePrepare[A|W], which the suite calls (DsRestoreEnd is with the
-//! Ends), and the signatures of the rest of the family, exported but never called.
+//! Ends). The rest of the family is exported but never called (include/ntdsbcli.h has their
+//! signatures).
 
 use super::c;
 use super::call::{a_or_w, CStep, Call};
@@ -13,32 +14,6 @@ pub type RestorePrepareA =
     unsafe extern "system" fn(*const c_char, u32, *const c_void, u32, *mut Hbc) -> HResult;
 pub type RestorePrepareW =
     unsafe extern "system" fn(*const u16, u32, *const c_void, u32, *mut Hbc) -> HResult;
-/// EDB_RSTMAPA/W hold two string pointers; the table is passed as a pointer to them.
-pub type RestoreRegisterA = unsafe extern "system" fn(
-    Hbc,
-    *const c_char,
-    *const c_char,
-    *const c_void,
-    i32,
-    *const c_char,
-    u32,
-    u32,
-) -> HResult;
-pub type RestoreRegisterW = unsafe extern "system" fn(
-    Hbc,
-    *const u16,
-    *const u16,
-    *const c_void,
-    i32,
-    *const u16,
-    u32,
-    u32,
-) -> HResult;
-pub type RestoreRegisterComplete = unsafe extern "system" fn(Hbc, HResult) -> HResult;
-pub type SetCurrentLogA = unsafe extern "system" fn(*const c_char, u32) -> HResult;
-pub type SetCurrentLogW = unsafe extern "system" fn(*const u16, u32) -> HResult;
-/// Exported by the real DLL but in no document or header: resolved only to list it.
-pub type Undocumented = unsafe extern "system" fn();
 
 /// The repro's C types for this family.
 pub const C_TYPES: &str = "typedef HR(API *rprepare_a_t)(const char *, uint32_t, const void *, uint32_t, HBC *);\ntypedef HR(API *rprepare_w_t)(const WCH *, uint32_t, const void *, uint32_t, HBC *);\n";

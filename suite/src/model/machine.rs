@@ -272,10 +272,6 @@ fn form(f: Forms) -> BoxedStrategy<bool> {
     }
 }
 
-fn any_of(f: Forms) -> bool {
-    f.any()
-}
-
 pub struct Machine;
 
 impl ReferenceStateMachine for Machine {
@@ -356,10 +352,10 @@ impl ReferenceStateMachine for Machine {
             ));
             if st.bufs.len() < MAX_BUFS {
                 let mut lists = Vec::new();
-                if any_of(s.names) {
+                if s.names.any() {
                     lists.push((false, s.names));
                 }
-                if any_of(s.logs) {
+                if s.logs.any() {
                     lists.push((true, s.logs));
                 }
                 for (logs, forms) in lists {
@@ -375,7 +371,7 @@ impl ReferenceStateMachine for Machine {
                     ));
                 }
             }
-            if any_of(s.open) {
+            if s.open.any() {
                 let lists: Vec<usize> = (0..st.bufs.len())
                     .filter(|&b| st.bufs[b].list && !st.bufs[b].freed)
                     .collect();
@@ -452,7 +448,7 @@ impl ReferenceStateMachine for Machine {
                     .boxed(),
             ));
         }
-        if any_of(s.restore_prepare) && st.restores.len() < MAX_RESTORES {
+        if s.restore_prepare.any() && st.restores.len() < MAX_RESTORES {
             let tokens: Vec<Option<usize>> = std::iter::once(None)
                 .chain(
                     (0..st.bufs.len())
@@ -488,7 +484,7 @@ impl ReferenceStateMachine for Machine {
             if s.truncate {
                 calls.push(Just(CrossCall::Truncate).boxed());
             }
-            if any_of(s.open) {
+            if s.open.any() {
                 calls.push(Just(CrossCall::OpenFile).boxed());
             }
             if s.read {
@@ -497,7 +493,7 @@ impl ReferenceStateMachine for Machine {
             if s.close {
                 calls.push(Just(CrossCall::Close).boxed());
             }
-            if any_of(s.names) {
+            if s.names.any() {
                 calls.push(Just(CrossCall::Names).boxed());
             }
             if !calls.is_empty() {
