@@ -57,9 +57,9 @@ fn warm(body: &[Op]) -> Op {
     }
 }
 
-/// The resting reading first: each faulted run reads its resources once threads the library
-/// lets exit on their own (after the warm-up, say) are gone, towards this one.
-/// The runs of a site program are ops 2 and 3.
+/// The ops of a site program that run the path with its fault armed, after the resting
+/// reading (op 0, which each faulted run's readings are measured against) and the warm-up
+/// (op 1): `site_program` builds them in this order.
 const FAULTED_OPS: [usize; 2] = [2, 3];
 
 /// The program that counts a path's resource calls.

@@ -609,15 +609,7 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
                 "; {beside} ran at the same time, on workers of their own"
             ));
         }
-        if prepare_failed(&progress.report.checks) {
-            blame_prepare(&mut rep);
-        }
-        (progress.on_event)(Event::Decided(
-            &rep,
-            progress.report.checks.len() + 1,
-            progress.total,
-        ));
-        progress.report.checks.push(rep);
+        progress.add(rep)?;
     }
     if let Some(def) = selected.iter().find(|d| d.runs == Runs::Teardown) {
         let t = Instant::now();

@@ -82,7 +82,7 @@ pub enum Teardown {
 enum Batch {
     /// Every program answered.
     Finished,
-    /// The caller asked to stop after program `index`.
+    /// The caller's callback asked to stop (returned false).
     Stopped,
     /// The worker died or hung in program `index` (not yet confirmed).
     Died { index: usize, report: DeathReport },
