@@ -91,7 +91,9 @@ impl Api {
     pub unsafe fn get<F: Copy>(&self, name: &str) -> Option<F> {
         assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<usize>());
         let a = self.address(name)?;
-        Some(std::mem::transmute_copy::<usize, F>(&a))
+        // SAFETY: `F` is a function pointer of the export's signature (the caller's promise)
+        // and as wide as the address, which is the export's, resolved from the library.
+        Some(unsafe { std::mem::transmute_copy::<usize, F>(&a) })
     }
 
     /// The address of some export, to find the module that holds the library.
@@ -176,6 +178,7 @@ mod tests {
             api.exports(),
             ["DsBackupEnd", "DsBackupFree", "DsBackupPrepareW"]
         );
+        // SAFETY: the pointers are only looked at, never called.
         let get = |n| unsafe { api.get::<unsafe extern "system" fn()>(n) }.is_some();
         assert!(get("DsBackupEnd") && get("DsBackupPrepareW") && !get("DsBackupPrepareA"));
     }

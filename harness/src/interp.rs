@@ -123,13 +123,17 @@ impl CStrArg {
 
 /// Copies library memory. memmove semantics: after a use-after-free in the library, the copy's
 /// own new block can be the very block being read.
+///
+/// # Safety
+/// `ptr` is 0 or holds at least `len` bytes (at most `PEEK_MAX` of them are read).
 pub(crate) unsafe fn copy_bytes(ptr: usize, len: usize) -> Vec<u8> {
     if ptr == 0 {
         return Vec::new();
     }
     let len = len.min(PEEK_MAX);
     let mut out = vec![0u8; len];
-    std::ptr::copy(ptr as *const u8, out.as_mut_ptr(), len);
+    // SAFETY: the caller's promise for the source; `out` is a fresh buffer of `len` bytes.
+    unsafe { std::ptr::copy(ptr as *const u8, out.as_mut_ptr(), len) };
     out
 }
 
@@ -315,6 +319,8 @@ impl<'a> Interp<'a> {
             Text::Lit(s) => s.clone(),
             Text::Entry { buf, index } => {
                 let b = self.bufs[*buf as usize];
+                // SAFETY: a name list the library returned with its size, not freed (the
+                // model takes names from unfreed lists only); a lie faults in this worker.
                 let bytes = unsafe { copy_bytes(b.ptr, b.size as usize) };
                 let list = parse_list(&bytes, b.wide);
                 let entry = list
@@ -457,7 +463,8 @@ impl<'a> Interp<'a> {
     /// # Safety
     /// `F` must be the export's signature.
     pub(crate) unsafe fn func<F: Copy>(&self, name: &str) -> Result<F, String> {
-        crate::calls::call::need(self.api.get(name), name)
+        // SAFETY: the caller's promise is `get`'s.
+        crate::calls::call::need(unsafe { self.api.get(name) }, name)
     }
 
     /// Export `export` with signature `F` and the value passed for `h`, in that order: a call
@@ -471,7 +478,8 @@ impl<'a> Interp<'a> {
         h: &HandleArg,
         s: &mut Scratch,
     ) -> Result<(F, Hbc), String> {
-        let f = self.func(export)?;
+        // SAFETY: the caller's promise is `func`'s.
+        let f = unsafe { self.func(export)? };
         Ok((f, self.arg(h, s)?))
     }
 
@@ -643,131 +651,134 @@ impl<'a> Interp<'a> {
             obs: Observation::default(),
             owned: None,
         };
-        // SAFETY: every call passes the arguments the ABI names, built from live storage here.
-        unsafe {
-            if let Some(c) = op.call() {
-                c.run(self, &mut scratch)?;
-                // A failed call may be the library's own descriptors running out: say so
-                // (no allocation, and not inside a measured Repeat's cycles).
-                if scratch.obs.rc.is_some_and(|rc| rc != 0) && !self.repeating {
-                    scratch.obs.no_descriptors = sys::descriptors_exhausted();
-                }
-                return Ok(scratch.finish());
+        if let Some(c) = op.call() {
+            // SAFETY: the table was made from a loaded library whose exports have the
+            // families' signatures (`Api::from_lookup`'s promise), and it runs in a worker.
+            unsafe { c.run(self, &mut scratch)? };
+            // A failed call may be the library's own descriptors running out: say so
+            // (no allocation, and not inside a measured Repeat's cycles).
+            if scratch.obs.rc.is_some_and(|rc| rc != 0) && !self.repeating {
+                scratch.obs.no_descriptors = sys::descriptors_exhausted();
             }
-            let obs = &mut scratch.obs;
-            match op {
-                Op::Peek { buf } => {
-                    let b = self.bufs[*buf as usize];
-                    obs.bytes = Some(copy_bytes(b.ptr, b.size as usize));
-                }
-                Op::Probe => {
-                    let p = settled(self.first_probe, self.patience, &mut self.settle_spent);
-                    self.first_probe.get_or_insert(p);
-                    obs.probe = Some(p);
-                }
-                Op::HoldSentinels { n } => {
-                    for _ in 0..*n {
-                        self.sentinels.extend(sys::Sentinel::open());
-                    }
-                }
-                Op::CheckSentinels => {
-                    obs.intact = Some(self.sentinels.iter().all(|s| s.intact()));
-                }
-                Op::Repeat {
-                    n,
-                    probe_every,
-                    settle_last,
-                    stop_flat,
-                    body,
-                } => {
-                    let every = (*probe_every).max(1);
-                    obs.samples.reserve_exact((*n / every) as usize + 2);
-                    obs.tally.reserve_exact(body.len() * 8);
-                    obs.samples.push(crate::probe::read());
-                    self.repeating = true;
-                    let mut flat = 0;
-                    for cycle in 1..=*n {
-                        for (i, op) in body.iter().enumerate() {
-                            self.tick();
-                            let rc = match self.op_inner(op) {
-                                Ok(o) => o.rc,
-                                Err(_) => None,
-                            };
-                            let i = i as u16;
-                            if let Some(t) = obs.tally.iter_mut().find(|t| t.op == i && t.rc == rc)
-                            {
-                                t.count += 1;
-                            } else if obs.tally.len() < obs.tally.capacity() {
-                                // Past the reserved room (8 codes per op) a new code would
-                                // allocate mid-measurement; the first ones already tell.
-                                obs.tally.push(Tally {
-                                    op: i,
-                                    rc,
-                                    count: 1,
-                                });
-                            }
-                        }
-                        if cycle % every != 0 {
-                            continue;
-                        }
-                        let end = cycle == *n;
-                        // Window readings stay quick even in a patient program: the last
-                        // reading, at the end or at an early stop, is the one that waits.
-                        let quick = (!end || !*settle_last).then(|| {
-                            let last = obs.samples.last().copied();
-                            let p = settled(last, QUICK, &mut self.settle_spent);
-                            flat += last.is_some_and(|l| !grew(&l, &p)) as u32;
-                            p
-                        });
-                        // One code per op: tally holds one entry per body op.
-                        let one_code = obs.tally.len() == body.len();
-                        let stop = *stop_flat > 0 && flat >= *stop_flat && one_code && !end;
-                        match quick {
-                            Some(p) if !(stop && *settle_last) => obs.samples.push(p),
-                            _ => {
-                                let first = obs.samples.first().copied();
-                                let p = settled(first, PATIENT, &mut self.settle_spent);
-                                obs.samples.push(p);
-                            }
-                        }
-                        if stop {
-                            break;
-                        }
-                    }
-                    self.repeating = false;
-                }
-                Op::Faulted { at, body } => return Ok(self.faulted(*at, body)),
-                Op::Cleanup => {
-                    // No allocation here unless an End fails: heap layout is part of what a
-                    // corrupting library's crash depends on.
-                    for s in 0..SLOTS {
-                        for restore in [false, true] {
-                            let open = if restore {
-                                &mut self.restore_open[s]
-                            } else {
-                                &mut self.open[s]
-                            };
-                            if std::mem::take(open) {
-                                let value = self.handles[s];
-                                self.cleanup_end(obs, Orphan { restore, value });
-                            }
-                        }
-                    }
-                    for o in std::mem::take(&mut self.orphans) {
-                        self.cleanup_end(obs, o);
-                    }
-                    for b in self.bufs.iter_mut() {
-                        let p = std::mem::take(b).ptr;
-                        if p != 0 {
-                            if let Some(f) = api.get::<FreeFn>("DsBackupFree") {
-                                f(p as *mut c_void);
-                            }
-                        }
-                    }
-                }
-                // The calls of the API ran above (`Op::call` lists them).
-                _ => {}
+            return Ok(scratch.finish());
+        }
+        let obs = &mut scratch.obs;
+        match op {
+            Op::Peek { buf } => {
+                let b = self.bufs[*buf as usize];
+                // SAFETY: a buffer the library returned with its size and nothing freed yet
+                // (the model peeks at unfreed buffers only); a lie faults in this worker.
+                obs.bytes = Some(unsafe { copy_bytes(b.ptr, b.size as usize) });
             }
+            Op::Probe => {
+                let p = settled(self.first_probe, self.patience, &mut self.settle_spent);
+                self.first_probe.get_or_insert(p);
+                obs.probe = Some(p);
+            }
+            Op::HoldSentinels { n } => {
+                for _ in 0..*n {
+                    self.sentinels.extend(sys::Sentinel::open());
+                }
+            }
+            Op::CheckSentinels => {
+                obs.intact = Some(self.sentinels.iter().all(|s| s.intact()));
+            }
+            Op::Repeat {
+                n,
+                probe_every,
+                settle_last,
+                stop_flat,
+                body,
+            } => {
+                let every = (*probe_every).max(1);
+                obs.samples.reserve_exact((*n / every) as usize + 2);
+                obs.tally.reserve_exact(body.len() * 8);
+                obs.samples.push(crate::probe::read());
+                self.repeating = true;
+                let mut flat = 0;
+                for cycle in 1..=*n {
+                    for (i, op) in body.iter().enumerate() {
+                        self.tick();
+                        let rc = match self.op_inner(op) {
+                            Ok(o) => o.rc,
+                            Err(_) => None,
+                        };
+                        let i = i as u16;
+                        if let Some(t) = obs.tally.iter_mut().find(|t| t.op == i && t.rc == rc) {
+                            t.count += 1;
+                        } else if obs.tally.len() < obs.tally.capacity() {
+                            // Past the reserved room (8 codes per op) a new code would
+                            // allocate mid-measurement; the first ones already tell.
+                            obs.tally.push(Tally {
+                                op: i,
+                                rc,
+                                count: 1,
+                            });
+                        }
+                    }
+                    if cycle % every != 0 {
+                        continue;
+                    }
+                    let end = cycle == *n;
+                    // Window readings stay quick even in a patient program: the last
+                    // reading, at the end or at an early stop, is the one that waits.
+                    let quick = (!end || !*settle_last).then(|| {
+                        let last = obs.samples.last().copied();
+                        let p = settled(last, QUICK, &mut self.settle_spent);
+                        flat += last.is_some_and(|l| !grew(&l, &p)) as u32;
+                        p
+                    });
+                    // One code per op: tally holds one entry per body op.
+                    let one_code = obs.tally.len() == body.len();
+                    let stop = *stop_flat > 0 && flat >= *stop_flat && one_code && !end;
+                    match quick {
+                        Some(p) if !(stop && *settle_last) => obs.samples.push(p),
+                        _ => {
+                            let first = obs.samples.first().copied();
+                            let p = settled(first, PATIENT, &mut self.settle_spent);
+                            obs.samples.push(p);
+                        }
+                    }
+                    if stop {
+                        break;
+                    }
+                }
+                self.repeating = false;
+            }
+            Op::Faulted { at, body } => return Ok(self.faulted(*at, body)),
+            Op::Cleanup => {
+                // No allocation here unless an End fails: heap layout is part of what a
+                // corrupting library's crash depends on.
+                for s in 0..SLOTS {
+                    for restore in [false, true] {
+                        let open = if restore {
+                            &mut self.restore_open[s]
+                        } else {
+                            &mut self.open[s]
+                        };
+                        if std::mem::take(open) {
+                            let value = self.handles[s];
+                            self.cleanup_end(obs, Orphan { restore, value });
+                        }
+                    }
+                }
+                for o in std::mem::take(&mut self.orphans) {
+                    self.cleanup_end(obs, o);
+                }
+                for b in self.bufs.iter_mut() {
+                    let p = std::mem::take(b).ptr;
+                    if p != 0 {
+                        // SAFETY: DsBackupFree's signature is `FreeFn`.
+                        if let Some(f) = unsafe { api.get::<FreeFn>("DsBackupFree") } {
+                            // SAFETY: a buffer the library returned and nothing freed; it
+                            // left the storage above, so it is freed once.
+                            unsafe { f(p as *mut c_void) };
+                        }
+                    }
+                }
+            }
+            // The calls of the API ran above (`Op::call` lists them).
+            _ => {}
         }
         Ok(scratch.finish())
     }

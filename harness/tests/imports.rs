@@ -37,7 +37,9 @@ fn the_library_s_own_calls_are_routed_and_counted() {
     // loaded for the life of the test process, as routing needs.
     let lib: &'static libloading::Library =
         Box::leak(Box::new(unsafe { libloading::Library::new(&lib) }.unwrap()));
+    // SAFETY: PrepareA and End are those exports' C signatures.
     let prepare: libloading::Symbol<PrepareA> = unsafe { lib.get(b"DsBackupPrepareA\0") }.unwrap();
+    // SAFETY: as above.
     let end: libloading::Symbol<End> = unsafe { lib.get(b"DsBackupEnd\0") }.unwrap();
     // SAFETY: the library is leaked above, so it stays loaded.
     let routed = unsafe { imports::route(*prepare as *const c_void) }.expect("routing");
@@ -88,6 +90,7 @@ fn the_library_s_own_calls_are_routed_and_counted() {
     );
     // The routed calls still work: the session ends, and its thread exits.
     let free0 = imports::calls("free");
+    // SAFETY: a live handle of the library, which stays loaded.
     assert_eq!(unsafe { end(h) }, 0);
     assert!(imports::calls("free") > free0, "End frees the session");
 
@@ -100,9 +103,12 @@ fn the_library_s_own_calls_are_routed_and_counted() {
     .unwrap();
     let bare = build("libbare.so", &bare_src, &["-nostdlib"]);
     let bare: &'static libloading::Library = Box::leak(Box::new(
+        // SAFETY: a library of one function and nothing run at load.
         unsafe { libloading::Library::new(&bare) }.unwrap(),
     ));
+    // SAFETY: End is the export's C signature.
     let bare_end: libloading::Symbol<End> = unsafe { bare.get(b"DsBackupEnd\0") }.unwrap();
+    // SAFETY: the library is leaked above, so it stays loaded.
     let none = unsafe { imports::route(*bare_end as *const c_void) }.expect("routing");
     assert!(none.names.is_empty(), "{none:?}");
     assert!(none.unreadable.is_some(), "no PLT is said: {none:?}");

@@ -64,6 +64,8 @@ impl Loaded {
 
     /// A Prepare with backup type `bt`: (rc, handle).
     fn prepare_type(&self, bt: u32) -> (i32, usize) {
+        // SAFETY: a fixture loaded for the life of the test, called with its exports' C
+        // signatures and live arguments.
         unsafe {
             let f: Symbol<PrepareA> = self.lib.get(b"DsBackupPrepareA").unwrap();
             let (mut tok, mut cb, mut h): (*mut c_void, u32, Hbc) =
@@ -84,6 +86,8 @@ impl Loaded {
     }
 
     fn end(&self, h: usize) -> i32 {
+        // SAFETY: a fixture loaded for the life of the test, called with its exports' C
+        // signatures and live arguments.
         unsafe {
             let f: Symbol<EndFn> = self.lib.get(b"DsBackupEnd").unwrap();
             f(h as Hbc)
@@ -270,11 +274,14 @@ fn thread_local_state_is_freed_by_its_destructor() {
     let lib = common::c_design("TLS");
     conformant_with("thread_local_state_is_freed_by_its_destructor", &lib, |l| {
         let live: Symbol<unsafe extern "C" fn() -> i32> =
+            // SAFETY: the fixture's counter, a C function of no arguments.
             unsafe { l.lib.get(b"ntdsb_tls_buffers") }.unwrap();
+        // SAFETY: the fixture stays loaded for the test.
         let before = unsafe { live() };
         std::thread::scope(|s| {
             s.spawn(|| {
                 let h = l.prepare();
+                // SAFETY: the fixture stays loaded for the test.
                 assert_eq!(unsafe { live() }, before + 1, "a buffer for this thread");
                 assert_eq!(l.end(h), 0);
             });
@@ -282,9 +289,11 @@ fn thread_local_state_is_freed_by_its_destructor() {
         // The scope ends when the closure has returned; the thread's TLS destructors run just
         // after, as it exits.
         let t0 = std::time::Instant::now();
+        // SAFETY: the fixture stays loaded for the test.
         while unsafe { live() } != before && t0.elapsed() < std::time::Duration::from_secs(2) {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+        // SAFETY: the fixture stays loaded for the test.
         assert_eq!(unsafe { live() }, before, "the destructor freed it");
     });
 }
@@ -422,6 +431,8 @@ fn restore_refused_by_an_online_server_is_skipped_not_blamed() {
     let Some(out) = conformant_with(
         "restore_refused_by_an_online_server_is_skipped_not_blamed",
         &lib,
+        // SAFETY: a fixture loaded for the life of the test, called with its exports' C
+        // signatures and live arguments.
         |l| unsafe {
             type RestorePrepareA = unsafe extern "C" fn(
                 *const std::ffi::c_char,
@@ -455,6 +466,8 @@ fn names_listed_per_session_open_only_on_their_session() {
     conformant_with(
         "names_listed_per_session_open_only_on_their_session",
         &lib,
+        // SAFETY: a fixture loaded for the life of the test, called with its exports' C
+        // signatures and live arguments.
         |l| unsafe {
             type NamesA = unsafe extern "C" fn(Hbc, *mut *mut std::ffi::c_char, *mut u32) -> i32;
             type OpenA = unsafe extern "C" fn(Hbc, *const std::ffi::c_char, u32, *mut i64) -> i32;
@@ -529,12 +542,16 @@ fn an_arena_of_its_own_instead_of_the_heap() {
     let lib = common::c_design("ARENA");
     conformant_with("an_arena_of_its_own_instead_of_the_heap", &lib, |l| {
         let blocks: Symbol<unsafe extern "C" fn() -> i32> =
+            // SAFETY: the fixture's counter, a C function of no arguments.
             unsafe { l.lib.get(b"ntdsb_arena_blocks") }.unwrap();
+        // SAFETY: the fixture stays loaded for the test.
         let before = unsafe { blocks() };
         let h = l.prepare();
         // The session (the token was freed by prepare()).
+        // SAFETY: the fixture stays loaded for the test.
         assert_eq!(unsafe { blocks() }, before + 1);
         assert_eq!(l.end(h), 0);
+        // SAFETY: as above.
         assert_eq!(unsafe { blocks() }, before);
     });
 }

@@ -61,13 +61,15 @@ struct Client {
 
 impl Client {
     fn load(path: &Path) -> Client {
-        // SAFETY: the stand-in client has no load-time side effects.
         Client {
+            // SAFETY: the stand-in client has no load-time side effects.
             lib: unsafe { Library::new(path) }.expect("the client loads"),
         }
     }
 
     fn prepare(&self) -> (i32, usize) {
+        // SAFETY: the client stays loaded with `self`; PrepareA is the export's signature and
+        // its out-arguments outlive the call.
         unsafe {
             let f: Symbol<PrepareA> = self.lib.get(b"DsBackupPrepareA").unwrap();
             let (mut tok, mut cb, mut h): (*mut c_void, u32, Hbc) =
@@ -78,6 +80,7 @@ impl Client {
     }
 
     fn end(&self, h: usize) -> i32 {
+        // SAFETY: the client stays loaded with `self`; EndFn is the export's signature.
         unsafe {
             let f: Symbol<EndFn> = self.lib.get(b"DsBackupEnd").unwrap();
             f(h as Hbc)
@@ -122,6 +125,8 @@ fn the_server_runs_one_backup_for_all_its_clients_and_refuses_restore() {
             let (rc, h) = a.prepare();
             assert_eq!(rc, 0, "a backup");
             assert_eq!(a.prepare(), (HR_BACKUP_IN_PROGRESS, 0), "one at a time");
+            // SAFETY: the client stays loaded with `a`; RestorePrepareA is the export's
+            // signature and `r` outlives the call.
             unsafe {
                 let f: Symbol<RestorePrepareA> = a.lib.get(b"DsRestorePrepareA").unwrap();
                 let mut r: Hbc = 1 as Hbc;

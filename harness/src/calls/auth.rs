@@ -43,10 +43,14 @@ impl Call for SetAuth {
             it.text(&self.domain, wide)?,
             it.text(&self.password, wide)?,
         );
-        s.obs.rc = Some(if wide {
-            need(api.get::<SetAuthW>("DsSetAuthIdentityW"), self.export())?(u.w(), d.w(), p.w())
-        } else {
-            need(api.get::<SetAuthA>("DsSetAuthIdentityA"), self.export())?(u.a(), d.a(), p.a())
+        // SAFETY: SetAuthW/SetAuthA are those exports' signatures; the three strings are NUL
+        // terminated and live until the call returns; the caller vouches for the library.
+        s.obs.rc = Some(unsafe {
+            if wide {
+                need(api.get::<SetAuthW>("DsSetAuthIdentityW"), self.export())?(u.w(), d.w(), p.w())
+            } else {
+                need(api.get::<SetAuthA>("DsSetAuthIdentityA"), self.export())?(u.a(), d.a(), p.a())
+            }
         });
         Ok(())
     }

@@ -13,7 +13,9 @@ pub trait Call {
     /// Makes the call in the worker and records what came back in `s.obs`.
     ///
     /// # Safety
-    /// Calls into the library with arguments built from the interpreter's live storage.
+    /// The library whose table `it` holds must still be loaded, and its exports must have the
+    /// C signatures their families declare. The call runs the library's code, which may do
+    /// anything to this process: only a worker, which nothing else lives in, may make it.
     unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), String>;
 
     /// The call as C in a sequence repro, judged as `step` says.
@@ -88,7 +90,9 @@ macro_rules! handle_call {
                 it: &mut $crate::interp::Interp,
                 s: &mut $crate::interp::Scratch,
             ) -> Result<(), String> {
-                $run(it, s, $export, &self.h)
+                // SAFETY: the caller's promise (a loaded library, a worker) is what `$run`
+                // asks for.
+                unsafe { $run(it, s, $export, &self.h) }
             }
 
             fn c_fault(&self) -> String {

@@ -36,14 +36,19 @@ pub struct EndConcurrent {
 
 /// An End of a backup session, else (`RESTORE`) of a restore handle: on S_OK the session with
 /// that value is over.
+///
+/// # Safety
+/// As `Call::run`, and `export` takes the handle alone (`HbcOnly`).
 unsafe fn run<const RESTORE: bool>(
     it: &mut Interp,
     s: &mut Scratch,
     export: &str,
     h: &HandleArg,
 ) -> Result<(), String> {
-    let (f, v) = it.func_arg::<HbcOnly>(export, h, s)?;
-    let rc = f(v);
+    // SAFETY: `export`'s signature is `HbcOnly`, as the caller promises.
+    let (f, v) = unsafe { it.func_arg::<HbcOnly>(export, h, s)? };
+    // SAFETY: the handle goes by value; the caller vouches for the library.
+    let rc = unsafe { f(v) };
     s.obs.rc = Some(rc);
     if rc == 0 {
         it.ended(RESTORE, v as u64, slot_of(h));
@@ -111,7 +116,8 @@ impl Call for EndConcurrent {
     }
 
     unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), String> {
-        let (f, h) = it.func_arg::<HbcOnly>(self.export(), &self.h, s)?;
+        // SAFETY: DsBackupEnd's signature is `HbcOnly`.
+        let (f, h) = unsafe { it.func_arg::<HbcOnly>(self.export(), &self.h, s)? };
         let h = h as usize;
         let n = self.threads.max(1) as usize;
         let before = crate::probe::threads();
@@ -121,7 +127,9 @@ impl Call for EndConcurrent {
                 let b = barrier.clone();
                 std::thread::spawn(move || {
                     b.wait();
-                    f(h as Hbc)
+                    // SAFETY: the handle goes by value, and End may be called from any
+                    // thread; the caller vouches for the library.
+                    unsafe { f(h as Hbc) }
                 })
             })
             .collect();

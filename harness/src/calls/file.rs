@@ -76,10 +76,15 @@ impl Call for OpenFile {
         let h = it.arg(&o.h, s)?;
         let mut li: i64 = -1;
         let pli = out(o.size, &mut li);
-        let rc = if o.wide {
-            it.func::<OpenFileW>(self.export())?(h, n.w(), o.hint, pli)
-        } else {
-            it.func::<OpenFileA>(self.export())?(h, n.a(), o.hint, pli)
+        // SAFETY: OpenFileW/OpenFileA are those exports' signatures; the name is NUL
+        // terminated and `li`, behind `pli` when given, outlives the call; the caller vouches
+        // for the library.
+        let rc = unsafe {
+            if o.wide {
+                it.func::<OpenFileW>(self.export())?(h, n.w(), o.hint, pli)
+            } else {
+                it.func::<OpenFileA>(self.export())?(h, n.a(), o.hint, pli)
+            }
         };
         s.obs.rc = Some(rc);
         if o.size && rc == 0 {
@@ -125,7 +130,8 @@ impl Call for Read {
     }
 
     unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), String> {
-        let (f, h) = it.func_arg::<ReadFn>(self.export(), &self.h, s)?;
+        // SAFETY: DsBackupRead's signature is `ReadFn`.
+        let (f, h) = unsafe { it.func_arg::<ReadFn>(self.export(), &self.h, s)? };
         let cb = self.cb;
         if cb > READ_BUFFER_MAX {
             return Err(format!("read size {cb} is larger than the harness allows"));
@@ -134,7 +140,9 @@ impl Call for Read {
         let _loan = Loan::new(buffer.as_ptr(), buffer.len());
         let mut n: u32 = 0;
         let pn = out(self.pcb, &mut n);
-        s.obs.rc = Some(f(h, buffer.as_mut_ptr().cast(), cb, pn));
+        // SAFETY: `buffer` holds `cb` bytes and `n` (behind `pn`, when given) outlives the
+        // call; the caller vouches for the library.
+        s.obs.rc = Some(unsafe { f(h, buffer.as_mut_ptr().cast(), cb, pn) });
         s.obs.size = Some(n as u64);
         Ok(())
     }
@@ -151,9 +159,14 @@ impl Call for Read {
 }
 
 /// Close and TruncateLogs: a call on the handle alone, judged by its value.
+///
+/// # Safety
+/// As `Call::run`, and `export` takes the handle alone (`HbcOnly`).
 unsafe fn run(it: &mut Interp, s: &mut Scratch, export: &str, h: &HandleArg) -> Result<(), String> {
-    let (f, v) = it.func_arg::<HbcOnly>(export, h, s)?;
-    s.obs.rc = Some(f(v));
+    // SAFETY: `export`'s signature is `HbcOnly`, as the caller promises.
+    let (f, v) = unsafe { it.func_arg::<HbcOnly>(export, h, s)? };
+    // SAFETY: the handle goes by value; the caller vouches for the library.
+    s.obs.rc = Some(unsafe { f(v) });
     Ok(())
 }
 
@@ -189,13 +202,16 @@ impl Call for ReadToEnd {
     }
 
     unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), String> {
-        let (f, h) = it.func_arg::<ReadFn>(self.export(), &self.h, s)?;
+        // SAFETY: DsBackupRead's signature is `ReadFn`.
+        let (f, h) = unsafe { it.func_arg::<ReadFn>(self.export(), &self.h, s)? };
         let mut buffer = vec![0u8; self.cb.min(READ_BUFFER_MAX) as usize];
         let _loan = Loan::new(buffer.as_ptr(), buffer.len());
         let (mut total, mut calls, mut rc, mut largest) = (0u64, 0u64, 0, 0u64);
         while calls < READ_TO_END_MAX_CALLS {
             let mut n: u32 = 0;
-            rc = f(h, buffer.as_mut_ptr().cast(), buffer.len() as u32, &mut n);
+            // SAFETY: `buffer` holds the length passed and `n` outlives the call; the caller
+            // vouches for the library.
+            rc = unsafe { f(h, buffer.as_mut_ptr().cast(), buffer.len() as u32, &mut n) };
             calls += 1;
             it.tick();
             if rc != 0 {

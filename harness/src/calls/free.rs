@@ -29,12 +29,17 @@ impl Call for Free {
     }
 
     unsafe fn run(&self, it: &mut Interp, _: &mut Scratch) -> Result<(), String> {
-        let f: FreeFn = it.func(self.export())?;
+        // SAFETY: DsBackupFree's signature is `FreeFn`.
+        let f: FreeFn = unsafe { it.func(self.export())? };
         match self.buf {
-            None => f(std::ptr::null_mut()),
+            // SAFETY: NULL is a documented argument; the caller vouches for the library.
+            None => unsafe { f(std::ptr::null_mut()) },
             Some(b) => {
+                // The buffer leaves the interpreter's storage first: it is never read again.
                 let p = std::mem::take(&mut it.bufs[b as usize]).ptr;
-                f(p as *mut c_void);
+                // SAFETY: a buffer the library returned and nothing freed yet (the model frees
+                // each once); the caller vouches for the library.
+                unsafe { f(p as *mut c_void) };
             }
         }
         Ok(())

@@ -57,11 +57,14 @@ impl Call for Names {
     }
 
     unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), String> {
-        let (f, h) = it.func_arg::<NameList>(self.export(), &self.h, s)?;
+        // SAFETY: the name-list exports' signature is `NameList`.
+        let (f, h) = unsafe { it.func_arg::<NameList>(self.export(), &self.h, s)? };
         // The documented caller precondition: the out pointer starts NULL.
         let mut p: *mut c_void = std::ptr::null_mut();
         let mut cb: u32 = 0;
-        let rc = f(h, out(self.out, &mut p), out(self.size, &mut cb));
+        // SAFETY: `p` and `cb`, behind the out-pointers when given, outlive the call; the
+        // caller vouches for the library.
+        let rc = unsafe { f(h, out(self.out, &mut p), out(self.size, &mut cb)) };
         let obs = &mut s.obs;
         obs.rc = Some(rc);
         if self.out {
@@ -72,7 +75,9 @@ impl Call for Names {
                 wide: self.wide,
             };
             if rc == 0 {
-                obs.bytes = Some(copy_bytes(p as usize, cb as usize));
+                // SAFETY: on S_OK the library says `p` holds `cb` bytes; a lie faults in
+                // this worker, which is what it is for.
+                obs.bytes = Some(unsafe { copy_bytes(p as usize, cb as usize) });
             }
         }
         if self.size {

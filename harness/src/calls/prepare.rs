@@ -99,10 +99,15 @@ impl Call for Prepare {
             out(p.size, &mut cb),
             out(p.phbc, &mut h),
         );
-        let rc = if p.wide {
-            it.func::<PrepareW>(self.export())?(server.w(), p.grbit, p.btype, ptok, pcb, ph)
-        } else {
-            it.func::<PrepareA>(self.export())?(server.a(), p.grbit, p.btype, ptok, pcb, ph)
+        // SAFETY: PrepareW/PrepareA are those exports' signatures; the server name is NUL
+        // terminated and `tok`, `cb` and `h`, behind the out-pointers when given, outlive the
+        // call; the caller vouches for the library.
+        let rc = unsafe {
+            if p.wide {
+                it.func::<PrepareW>(self.export())?(server.w(), p.grbit, p.btype, ptok, pcb, ph)
+            } else {
+                it.func::<PrepareA>(self.export())?(server.a(), p.grbit, p.btype, ptok, pcb, ph)
+            }
         };
         let obs = &mut s.obs;
         obs.rc = Some(rc);
@@ -121,7 +126,9 @@ impl Call for Prepare {
                 wide: false,
             };
             if !tok.is_null() && rc == 0 {
-                obs.bytes = Some(copy_bytes(tok as usize, cb.min(256) as usize));
+                // SAFETY: on S_OK the library says the token holds `cb` bytes; a lie faults
+                // in this worker, which is what it is for.
+                obs.bytes = Some(unsafe { copy_bytes(tok as usize, cb.min(256) as usize) });
             }
         }
         Ok(())

@@ -53,10 +53,15 @@ impl Call for RestorePrepare {
             None => (std::ptr::null(), 0),
         };
         let mut h: Hbc = std::ptr::null_mut();
-        let rc = if r.wide {
-            it.func::<RestorePrepareW>(self.export())?(server.w(), 0, tp, tcb, &mut h)
-        } else {
-            it.func::<RestorePrepareA>(self.export())?(server.a(), 0, tp, tcb, &mut h)
+        // SAFETY: RestorePrepareW/A are those exports' signatures; the server name is NUL
+        // terminated, the token is a buffer the library returned (or NULL with 0) and `h`
+        // outlives the call; the caller vouches for the library.
+        let rc = unsafe {
+            if r.wide {
+                it.func::<RestorePrepareW>(self.export())?(server.w(), 0, tp, tcb, &mut h)
+            } else {
+                it.func::<RestorePrepareA>(self.export())?(server.a(), 0, tp, tcb, &mut h)
+            }
         };
         s.obs.rc = Some(rc);
         s.obs.handle = Some(h as u64);

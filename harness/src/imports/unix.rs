@@ -85,10 +85,11 @@ macro_rules! wrappers {
                         }
                     }
                     $($pre)*
-                    // SAFETY: set to the function of this signature before the GOT entry
-                    // was pointed here.
                     let f: unsafe extern "C" fn($($ty),*) -> $ret =
+                        // SAFETY: set to the function of this signature before the GOT
+                        // entry was pointed here.
                         unsafe { std::mem::transmute(ORIGINAL.load(Ordering::Relaxed)) };
+                    // SAFETY: the original function, given the arguments its caller passed.
                     let $r: $ret = unsafe { f($($arg),*) };
                     $($post)*
                     $r
@@ -182,6 +183,7 @@ wrappers! {
         }
     } |r| {
         if r == 0 && !out.is_null() {
+            // SAFETY: on success posix_memalign wrote the block to `out`.
             gained(unsafe { *out });
         }
     };

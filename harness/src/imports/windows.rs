@@ -73,6 +73,7 @@ fn crt_size(p: *mut c_void) -> i64 {
     }
     // SAFETY: `_msize` of the runtime that gave the library the block.
     let f: unsafe extern "C" fn(*mut c_void) -> usize = unsafe { std::mem::transmute(f) };
+    // SAFETY: a block that runtime handed out, still live (the caller frees it next).
     let n = unsafe { f(p) };
     if n == usize::MAX {
         0
@@ -124,10 +125,11 @@ macro_rules! wrappers {
                         }
                     }
                     $($pre)*
-                    // SAFETY: set to the function of this signature before the IAT entry
-                    // was pointed here.
                     let f: unsafe extern $abi fn($($ty),*) -> $ret =
+                        // SAFETY: set to the function of this signature before the IAT
+                        // entry was pointed here.
                         unsafe { std::mem::transmute(ORIGINAL.load(Ordering::Relaxed)) };
+                    // SAFETY: the original function, given the arguments its caller passed.
                     let $r: $ret = unsafe { f($($arg),*) };
                     $($post)*
                     $r

@@ -3,8 +3,9 @@ pub struct SharedPage {
     ptr: *mut u8,
 }
 
-// SAFETY: the page is only accessed through atomics.
+// SAFETY: the page is only accessed through atomics, and stays mapped while the value lives.
 unsafe impl Send for SharedPage {}
+// SAFETY: as for Send: shared references only reach the page through atomics.
 unsafe impl Sync for SharedPage {}
 
 impl SharedPage {

@@ -59,8 +59,9 @@ fn readable(addr: usize, len: usize) -> bool {
     let end = addr.saturating_add(len);
     let mut at = addr;
     while at < end {
-        // SAFETY: VirtualQuery only describes the address space.
+        // SAFETY: a plain C struct, for which all zeroes is a valid value.
         let mut mbi: MEMORY_BASIC_INFORMATION = unsafe { std::mem::zeroed() };
+        // SAFETY: VirtualQuery only describes the address space, into `mbi`.
         let got = unsafe { VirtualQuery(at as *const _, &mut mbi, std::mem::size_of_val(&mbi)) };
         let ok = got != 0
             && mbi.State == MEM_COMMIT

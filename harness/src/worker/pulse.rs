@@ -68,23 +68,31 @@ impl Pulse {
         })
     }
 
+    /// The atomic at byte `offset` of the page: each field has its own, aligned for its size.
+    fn field<T>(&self, offset: usize) -> &T {
+        debug_assert!(offset + std::mem::size_of::<T>() <= 4096);
+        debug_assert_eq!(offset % std::mem::align_of::<T>(), 0);
+        // SAFETY: the page is 4096 bytes, page-aligned, mapped for as long as `self` lives, and
+        // only used through these atomics, each at an offset of its own aligned for its type.
+        unsafe { &*(self.page.as_ptr().add(offset) as *const T) }
+    }
+
     fn calls(&self) -> &AtomicU64 {
-        // SAFETY: the page is 4096 bytes, page-aligned, and only used through these atomics.
-        unsafe { &*(self.page.as_ptr() as *const AtomicU64) }
+        self.field(0)
     }
     fn program(&self) -> &AtomicU32 {
-        unsafe { &*(self.page.as_ptr().add(8) as *const AtomicU32) }
+        self.field(8)
     }
     fn op(&self) -> &AtomicU32 {
-        unsafe { &*(self.page.as_ptr().add(12) as *const AtomicU32) }
+        self.field(12)
     }
 
     fn released(&self) -> &AtomicU32 {
-        unsafe { &*(self.page.as_ptr().add(16) as *const AtomicU32) }
+        self.field(16)
     }
     /// 0: no step; else the step plus one.
     fn step_slot(&self) -> &AtomicU32 {
-        unsafe { &*(self.page.as_ptr().add(20) as *const AtomicU32) }
+        self.field(20)
     }
 
     /// The supervisor has put the worker in its process tree (group or job).
