@@ -2,22 +2,23 @@ use std::os::fd::AsRawFd;
 
 /// An address that was mapped and then unmapped by this process just now.
 pub fn unmapped_page() -> usize {
-    // SAFETY: a fresh anonymous mapping, unmapped straight away; only its address is kept.
-    unsafe {
-        let p = libc::mmap(
+    // SAFETY: a fresh anonymous mapping touches nothing that exists.
+    let p = unsafe {
+        libc::mmap(
             std::ptr::null_mut(),
             4096,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
             0,
-        );
-        if p == libc::MAP_FAILED {
-            return 0x0000_7FFF_DEAD_0000;
-        }
-        libc::munmap(p, 4096);
-        p as usize
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return 0x0000_7FFF_DEAD_0000;
     }
+    // SAFETY: the mapping just made, which nothing refers to; only its address is kept.
+    unsafe { libc::munmap(p, 4096) };
+    p as usize
 }
 
 pub const KERNEL_HALF: usize = 0xFFFF_8000_0000_1000;

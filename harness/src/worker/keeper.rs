@@ -86,17 +86,22 @@ pub(crate) fn sweep() {
 /// no core file).
 fn mirror(status: ExitStatus) -> ! {
     if let Some(sig) = status.signal() {
-        // SAFETY: plain calls that end the process by the signal the worker died of.
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: setrlimit reads the struct; no core file for the mirrored death.
+        unsafe { libc::setrlimit(libc::RLIMIT_CORE, &none) };
+        // SAFETY: the default disposition, so that the signal ends this process.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+        // SAFETY: a sigset_t of zeroes is valid storage, and sigemptyset initialises it.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a live sigset_t.
+        unsafe { libc::sigemptyset(&mut set) };
+        // SAFETY: unblocks every signal; the old mask is not asked for.
+        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) };
+        // SAFETY: raise and _exit end the process; nothing after them runs.
         unsafe {
-            let none = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            libc::setrlimit(libc::RLIMIT_CORE, &none);
-            libc::signal(sig, libc::SIG_DFL);
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
             libc::raise(sig);
             libc::_exit(128 + sig);
         }

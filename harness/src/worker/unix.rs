@@ -140,20 +140,27 @@ pub fn named_by_keeper(death: Death, last_output: Option<&str>) -> Death {
 /// Moves the protocol pipes off stdin and stdout, so that nothing the library prints or reads
 /// can touch them: stdout then goes to stderr, stdin reads /dev/null.
 pub fn take_stdio() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    // SAFETY: plain fd juggling at worker start, before any other thread exists.
-    unsafe {
-        let input = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
-        let output = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
-        if input < 0 || output < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-        if null < 0 || libc::dup2(null, 0) < 0 || libc::dup2(2, 1) < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        libc::close(null);
-        Ok((OwnedFd::from_raw_fd(input), OwnedFd::from_raw_fd(output)))
+    // Plain fd juggling at worker start, before any other thread exists.
+    // SAFETY: fcntl duplicates descriptors this process owns.
+    let (input, output) = unsafe {
+        (
+            libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3),
+            libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3),
+        )
+    };
+    if input < 0 || output < 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: a NUL-terminated path.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+    // SAFETY: dup2 over the standard descriptors, which their copies above now stand for.
+    if null < 0 || unsafe { libc::dup2(null, 0) < 0 || libc::dup2(2, 1) < 0 } {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `null` is this function's own descriptor, now copied to 0.
+    unsafe { libc::close(null) };
+    // SAFETY: `input` and `output` are fresh descriptors that nothing else owns.
+    Ok(unsafe { (OwnedFd::from_raw_fd(input), OwnedFd::from_raw_fd(output)) })
 }
 
 /// Leaves without running the library's destructors or atexit handlers.
