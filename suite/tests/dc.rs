@@ -211,81 +211,35 @@ fn the_stand_in_dc_is_conformant_without_and_with_latency(
 fn defects_are_caught_when_the_paths_run_at_once() {
     let dc = common::dc_with(5, 0);
     let short = ["--release-cycles", "16", "--fault-budget-ms", "4000"];
-    let lib = common::dc_client(Some("END_LEAK"));
-    let (code, out) = verify(
-        &dc,
-        &lib,
-        &[&["--seed", "1", "--check", "fault.cleanup"][..], &short].concat(),
-    );
-    assert_eq!(code, 1, "{out}");
-    assert!(line(&out, "fault.cleanup").contains(" fail "), "{out}");
-    // The same while the sequences run beside the sweep.
-    let (code, out) = verify(
-        &dc,
-        &lib,
-        &[
-            &[
-                "--seed",
-                "1",
-                "--check",
-                "fault.cleanup",
-                "--check",
-                "seq.model",
-            ][..],
-            &["--sequences", "300"],
-            &short,
-        ]
-        .concat(),
-    );
-    assert_eq!(code, 1, "{out}");
-    assert!(line(&out, "fault.cleanup").contains(" fail "), "{out}");
-    let s = line(&out, "seq.model");
-    assert!(
-        s.contains("fault.cleanup's sweep ran at the same time"),
-        "{s}"
-    );
-    let lib = common::dc_client(Some("RESTORE_LEAK"));
-    let (code, out) = verify(
-        &dc,
-        &lib,
-        &[&["--seed", "1", "--check", "end.release"][..], &short].concat(),
-    );
-    assert_eq!(code, 1, "{out}");
-    let r = line(&out, "end.release");
-    assert!(
-        r.contains(" fail ") && r.contains("DsRestorePrepare/DsRestoreEnd leaks"),
-        "{r}"
-    );
-    // The same while the sequences run beside the paths: the spread run's failure is
-    // decided again in the shared worker once the sequences are done.
-    let (code, out) = verify(
-        &dc,
-        &lib,
-        &[
-            &[
-                "--seed",
-                "1",
-                "--check",
-                "end.release",
-                "--check",
-                "seq.model",
-            ][..],
-            &["--sequences", "300"],
-            &short,
-        ]
-        .concat(),
-    );
-    assert_eq!(code, 1, "{out}");
-    let r = line(&out, "end.release");
-    assert!(
-        r.contains(" fail ") && r.contains("DsRestorePrepare/DsRestoreEnd leaks"),
-        "{r}"
-    );
-    let s = line(&out, "seq.model");
-    assert!(
-        s.contains("end.release's paths ran at the same time"),
-        "{s}"
-    );
+    // Each defect, with its check alone and with the sequences beside it: there, a spread
+    // run's failure is decided again in the shared worker once the sequences are done.
+    for (defect, check, names, beside) in [
+        ("END_LEAK", "fault.cleanup", "", "fault.cleanup's sweep"),
+        (
+            "RESTORE_LEAK",
+            "end.release",
+            "DsRestorePrepare/DsRestoreEnd leaks",
+            "end.release's paths",
+        ),
+    ] {
+        let lib = common::dc_client(Some(defect));
+        for with_sequences in [false, true] {
+            let mut args = vec!["--seed", "1", "--check", check];
+            if with_sequences {
+                args.extend(["--check", "seq.model", "--sequences", "300"]);
+            }
+            args.extend(short);
+            let (code, out) = verify(&dc, &lib, &args);
+            assert_eq!(code, 1, "{defect}: {out}");
+            let r = line(&out, check);
+            assert!(r.contains(" fail ") && r.contains(names), "{defect}: {r}");
+            if with_sequences {
+                let s = line(&out, "seq.model");
+                let said = format!("{beside} ran at the same time");
+                assert!(s.contains(&said), "{defect}: {s}");
+            }
+        }
+    }
 }
 
 /// Each planted defect, caught by the check aimed at it.
