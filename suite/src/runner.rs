@@ -121,6 +121,8 @@ impl std::fmt::Debug for Credentials {
 pub enum RunError {
     #[error(transparent)]
     Harness(#[from] HarnessError),
+    #[error(transparent)]
+    Sequences(#[from] model::phase::SeqError),
     #[error("{path}: required exports missing: {}", missing.join(", "))]
     MissingExports {
         path: String,
@@ -995,7 +997,7 @@ fn sequence_phase(
     ctx: &Ctx,
     opts: &RunOptions,
     pace: Pace,
-) -> Result<(model::phase::SeqOutcome, u64), HarnessError> {
+) -> Result<(model::phase::SeqOutcome, u64), model::phase::SeqError> {
     let t = Instant::now();
     let seq = model::phase::run(sup, ctx, &seq_options(opts, pace))?;
     Ok((seq, ms_since(t)))

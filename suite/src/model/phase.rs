@@ -160,7 +160,16 @@ fn describe_failure(f: &Failure, prog: &Program) -> String {
 /// more supervisors, each with a worker of its own, run slices of every batch at once.
 /// About 90 lines: the batch loop keeps the running counts and its two early ends (an
 /// environment problem, a failure to shrink) in one place; batches run in run_batch.
-pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutcome, HarnessError> {
+/// Why the sequence phase could not go on: the harness, or the generator itself.
+#[derive(Debug, thiserror::Error)]
+pub enum SeqError {
+    #[error(transparent)]
+    Harness(#[from] HarnessError),
+    #[error("seq.model could not generate sequence {index}: {reason}")]
+    Generation { index: u64, reason: String },
+}
+
+pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutcome, SeqError> {
     let mut extra = Vec::new();
     for _ in 1..opts.workers.max(1) {
         extra.push(Supervisor::start(sup.spec().clone())?);
@@ -258,7 +267,7 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
                         ran_before: done + k as u64,
                         calls,
                     };
-                    return shrink(pool[0], ctx, opts, found);
+                    return Ok(shrink(pool[0], ctx, opts, found)?);
                 }
                 calls += calls_of(ts);
             }
@@ -294,13 +303,16 @@ fn next_batch(
     runner: &mut TestRunner,
     opts: &SeqOptions,
     next_index: &mut u64,
-) -> Result<(Vec<Tree>, Vec<u64>), HarnessError> {
+) -> Result<(Vec<Tree>, Vec<u64>), SeqError> {
     let mut trees: Vec<Tree> = Vec::with_capacity(opts.batch);
     let mut indices: Vec<u64> = Vec::with_capacity(opts.batch);
     while trees.len() < opts.batch && *next_index < opts.sequences {
         let tree = strategy
             .new_tree(runner)
-            .map_err(|e| HarnessError::Protocol(format!("sequence generation: {e}")))?;
+            .map_err(|reason| SeqError::Generation {
+                index: *next_index,
+                reason: reason.to_string(),
+            })?;
         if sequence_in_shard(*next_index, opts.partition) {
             trees.push(tree);
             indices.push(*next_index);
