@@ -4,15 +4,20 @@
 //! makes raw system calls gets nothing routed, and says so.
 pub mod fault;
 mod paged;
+mod table;
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
-pub use unix::{arm, calls, route, Routed, ROUTABLE};
+use unix as platform;
 #[cfg(windows)]
 mod windows;
 pub use fault::{disarm, held, Held, Hit, Sweep};
 #[cfg(windows)]
-pub use windows::{arm, calls, module_of, route, Routed, ROUTABLE};
+pub use platform::module_of;
+pub use platform::{route, ROUTABLE};
+pub use table::{arm, calls, Routed};
+#[cfg(windows)]
+use windows as platform;
 
 /// Why the imports of a library could not be routed.
 #[derive(Debug, thiserror::Error)]

@@ -4,24 +4,13 @@
 //! holds the resolver's stub, which would bind over the wrapper on its first call.
 use super::fault::{self, Class};
 use super::paged::{dup, paged, release, resize, size_of};
+use super::table::{wrappers, Entry, Routed};
 use super::RouteError;
 use crate::pageheap::{self, MIN_ALIGN};
 use libc::{c_char, c_int, c_uint, c_void, mode_t, off_t, size_t, ssize_t};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// One routable function: its name, the wrapper, and where the original and the counts live.
-struct Entry {
-    name: &'static str,
-    hook: *const c_void,
-    original: &'static AtomicUsize,
-    calls: &'static AtomicU64,
-    armed_calls: &'static AtomicU64,
-}
-
-// SAFETY: the table holds function addresses and statics only.
-unsafe impl Sync for Entry {}
-
-fn set_errno(e: c_int) {
+fn set_error(e: c_int) {
     if e != 0 {
         // SAFETY: the calling thread's errno.
         unsafe { *libc::__errno_location() = e };
@@ -46,7 +35,7 @@ fn gained(p: *mut c_void) {
 
 /// Out of memory, as the C runtime says it.
 pub(super) fn no_memory() {
-    set_errno(ENOMEM);
+    set_error(ENOMEM);
 }
 
 /// Ends the worker with SIGABRT, as glibc does on a heap misuse it sees.
@@ -62,78 +51,30 @@ fn mapped(p: *mut c_void) {
     }
 }
 
-// Each entry: the C signature, the fault class with the value and errno a fault returns, and
-// statements run before and after the real call (heap accounting), which see the arguments
-// and, after, the result.
-macro_rules! wrappers {
-    ($($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty,
-        $class:ident($fail:expr, $errno:expr) {$($pre:tt)*} |$r:ident| {$($post:tt)*};)*) => {
-        $(
-            mod $name {
-                use super::*;
-                pub static ORIGINAL: AtomicUsize = AtomicUsize::new(0);
-                pub static CALLS: AtomicU64 = AtomicU64::new(0);
-                pub static ARMED_CALLS: AtomicU64 = AtomicU64::new(0);
-                #[allow(unreachable_code, clippy::unused_unit)]
-                pub unsafe extern "C" fn hook($($arg: $ty),*) -> $ret {
-                    CALLS.fetch_add(1, Ordering::Relaxed);
-                    if fault::armed() {
-                        let nth = ARMED_CALLS.fetch_add(1, Ordering::Relaxed) + 1;
-                        if fault::strike(Class::$class, stringify!($name), || nth) {
-                            set_errno($errno);
-                            return $fail;
-                        }
-                    }
-                    $($pre)*
-                    let f: unsafe extern "C" fn($($ty),*) -> $ret =
-                        // SAFETY: set to the function of this signature before the GOT
-                        // entry was pointed here.
-                        unsafe { std::mem::transmute(ORIGINAL.load(Ordering::Relaxed)) };
-                    // SAFETY: the original function, given the arguments its caller passed.
-                    let $r: $ret = unsafe { f($($arg),*) };
-                    $($post)*
-                    $r
-                }
-            }
-        )*
-        static TABLE: &[Entry] = &[
-            $(Entry {
-                name: stringify!($name),
-                hook: $name::hook as *const c_void,
-                original: &$name::ORIGINAL,
-                calls: &$name::CALLS,
-                armed_calls: &$name::ARMED_CALLS,
-            },)*
-        ];
-        /// The functions a library's imports of which are routed, by name.
-        pub const ROUTABLE: &[&str] = &[$(stringify!($name)),*];
-    };
-}
-
 use libc::{EAGAIN, EIO, EMFILE, ENOMEM};
 use std::ptr::null_mut as null;
 
 // open and openat are variadic in C; on x86-64 and AArch64 the mode travels in the register
 // of a third (fourth) fixed argument, which is read whether or not the caller set it.
 wrappers! {
-    malloc(n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
+    "C" malloc(n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
         if pageheap::enabled() {
             return paged(n, MIN_ALIGN);
         }
     } |r| { gained(r); };
-    calloc(n: size_t, size: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
+    "C" calloc(n: size_t, size: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
         if pageheap::enabled() {
             // Fresh pages are zeroed.
             return match n.checked_mul(size) {
                 Some(total) => paged(total, MIN_ALIGN),
                 None => {
-                    set_errno(ENOMEM);
+                    set_error(ENOMEM);
                     null()
                 }
             };
         }
     } |r| { gained(r); };
-    realloc(p: *mut c_void, n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
+    "C" realloc(p: *mut c_void, n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
         if pageheap::enabled() {
             if let Some(q) = resize("realloc", p, n) {
                 return q;
@@ -150,7 +91,7 @@ wrappers! {
             fault::held_add(-old, -1);
         }
     };
-    free(p: *mut c_void) -> (), Never((), 0) {
+    "C" free(p: *mut c_void) -> (), Never((), 0) {
         if p.is_null() {
             return;
         }
@@ -162,13 +103,13 @@ wrappers! {
         }
         fault::held_add(-usable(p), -1);
     } |r| {};
-    strdup(s: *const c_char) -> *mut c_char, Alloc(null(), ENOMEM) {
+    "C" strdup(s: *const c_char) -> *mut c_char, Alloc(null(), ENOMEM) {
         if pageheap::enabled() {
             // SAFETY: strdup's contract: s is a NUL-terminated string.
             return unsafe { dup(s.cast()) }.cast();
         }
     } |r| { gained(r.cast()); };
-    posix_memalign(out: *mut *mut c_void, align: size_t, n: size_t) -> c_int, Alloc(ENOMEM, 0) {
+    "C" posix_memalign(out: *mut *mut c_void, align: size_t, n: size_t) -> c_int, Alloc(ENOMEM, 0) {
         if pageheap::enabled() {
             if !align.is_power_of_two() || !align.is_multiple_of(std::mem::size_of::<usize>()) {
                 return libc::EINVAL;
@@ -187,63 +128,45 @@ wrappers! {
             gained(unsafe { *out });
         }
     };
-    aligned_alloc(align: size_t, n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
+    "C" aligned_alloc(align: size_t, n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
         if pageheap::enabled() {
             if !align.is_power_of_two() {
-                set_errno(libc::EINVAL);
+                set_error(libc::EINVAL);
                 return null();
             }
             return paged(n, align);
         }
     } |r| { gained(r); };
-    malloc_usable_size(p: *mut c_void) -> size_t, Never(0, 0) {
+    "C" malloc_usable_size(p: *mut c_void) -> size_t, Never(0, 0) {
         if pageheap::enabled() {
             if let Some(size) = size_of("malloc_usable_size", p) {
                 return size;
             }
         }
     } |r| {};
-    open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
-    open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
-    openat(dir: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
-    openat64(dir: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
-    pipe(fds: *mut c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
-    pipe2(fds: *mut c_int, flags: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
-    socket(domain: c_int, kind: c_int, protocol: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
-    socketpair(domain: c_int, kind: c_int, protocol: c_int, fds: *mut c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
-    dup(fd: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
-    dup2(fd: c_int, to: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
-    eventfd(initial: c_uint, flags: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
-    pthread_create(t: *mut libc::pthread_t, attr: *const libc::pthread_attr_t, start: *mut c_void, arg: *mut c_void) -> c_int, Thread(EAGAIN, 0) {} |r| {};
-    mmap(addr: *mut c_void, n: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void, Never(null(), 0) {} |r| { mapped(r); };
-    mmap64(addr: *mut c_void, n: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void, Never(null(), 0) {} |r| { mapped(r); };
-    munmap(addr: *mut c_void, n: size_t) -> c_int, Never(0, 0) {} |r| {
+    "C" open(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    "C" open64(path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    "C" openat(dir: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    "C" openat64(dir: c_int, path: *const c_char, flags: c_int, mode: mode_t) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    "C" pipe(fds: *mut c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    "C" pipe2(fds: *mut c_int, flags: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    "C" socket(domain: c_int, kind: c_int, protocol: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    "C" socketpair(domain: c_int, kind: c_int, protocol: c_int, fds: *mut c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    "C" dup(fd: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    "C" dup2(fd: c_int, to: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    "C" eventfd(initial: c_uint, flags: c_int) -> c_int, Handle(-1, EMFILE) {} |r| {};
+    "C" pthread_create(t: *mut libc::pthread_t, attr: *const libc::pthread_attr_t, start: *mut c_void, arg: *mut c_void) -> c_int, Thread(EAGAIN, 0) {} |r| {};
+    "C" mmap(addr: *mut c_void, n: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void, Never(null(), 0) {} |r| { mapped(r); };
+    "C" mmap64(addr: *mut c_void, n: size_t, prot: c_int, flags: c_int, fd: c_int, off: off_t) -> *mut c_void, Never(null(), 0) {} |r| { mapped(r); };
+    "C" munmap(addr: *mut c_void, n: size_t) -> c_int, Never(0, 0) {} |r| {
         if r == 0 {
             fault::held_add(0, -1);
         }
     };
-    read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t, Io(-1, EIO) {} |r| {};
-    write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t, Io(-1, EIO) {} |r| {};
-    recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t, Io(-1, EIO) {} |r| {};
-    send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t, Io(-1, EIO) {} |r| {};
-}
-
-/// Arms a fault at the `at`-th faultable call the library makes from now (0: count only).
-pub fn arm(at: u64) {
-    for e in TABLE {
-        e.armed_calls.store(0, Ordering::Relaxed);
-    }
-    fault::arm(at);
-}
-
-/// What was routed in one library: the names of the functions it imports that now go
-/// through the wrappers. Empty for a library that imports none of them, with the reason when
-/// it has no import table that could be read.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Routed {
-    pub path: String,
-    pub names: Vec<&'static str>,
-    pub unreadable: Option<String>,
+    "C" read(fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t, Io(-1, EIO) {} |r| {};
+    "C" write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t, Io(-1, EIO) {} |r| {};
+    "C" recv(fd: c_int, buf: *mut c_void, n: size_t, flags: c_int) -> ssize_t, Io(-1, EIO) {} |r| {};
+    "C" send(fd: c_int, buf: *const c_void, n: size_t, flags: c_int) -> ssize_t, Io(-1, EIO) {} |r| {};
 }
 
 /// Routes the imports of the loaded library that holds `any_export`. Routing stays for the
@@ -313,35 +236,4 @@ pub unsafe fn route(any_export: *const c_void) -> Result<Routed, RouteError> {
         names,
         unreadable: None,
     })
-}
-
-/// How many times the routed library has called `name` so far (0 for a name not routed).
-pub fn calls(name: &str) -> u64 {
-    TABLE
-        .iter()
-        .find(|e| e.name == name)
-        .map(|e| e.calls.load(Ordering::Relaxed))
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_routable_name_is_in_the_table_once() {
-        for name in ROUTABLE {
-            assert_eq!(
-                TABLE.iter().filter(|e| e.name == *name).count(),
-                1,
-                "{name}"
-            );
-        }
-        assert_eq!(TABLE.len(), ROUTABLE.len());
-    }
-
-    #[test]
-    fn a_name_never_routed_has_no_calls() {
-        assert_eq!(calls("no_such_function"), 0);
-    }
 }

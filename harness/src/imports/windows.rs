@@ -4,6 +4,7 @@
 //! it calls.
 use super::fault::{self, Class};
 use super::paged::{dup, paged, release, resize, size_of};
+use super::table::{wrappers, Entry, Routed};
 use super::RouteError;
 use crate::pageheap::{self, MIN_ALIGN};
 use std::ffi::c_void;
@@ -18,18 +19,6 @@ use windows_sys::Win32::System::LibraryLoader::{
     GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
 };
 use windows_sys::Win32::System::Memory::HeapSize;
-
-/// One routable function: its name, the wrapper, and where the original and the counts live.
-struct Entry {
-    name: &'static str,
-    hook: *const c_void,
-    original: &'static AtomicUsize,
-    calls: &'static AtomicU64,
-    armed_calls: &'static AtomicU64,
-}
-
-// SAFETY: the table holds function addresses and statics only.
-unsafe impl Sync for Entry {}
 
 const ERROR_NOT_ENOUGH_MEMORY: u32 = 8;
 const ERROR_TOO_MANY_OPEN_FILES: u32 = 4;
@@ -99,55 +88,6 @@ fn gained(bytes: i64) {
     if bytes > 0 {
         fault::held_add(bytes, 1);
     }
-}
-
-// Each entry: the calling convention and signature, the fault class with the value and last
-// error a fault returns, and statements run before and after the real call (heap accounting),
-// which see the arguments and, after, the result.
-macro_rules! wrappers {
-    ($($abi:literal $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty,
-        $class:ident($fail:expr, $error:expr) {$($pre:tt)*} |$r:ident| {$($post:tt)*};)*) => {
-        $(
-            #[allow(non_snake_case)]
-            mod $name {
-                use super::*;
-                pub static ORIGINAL: AtomicUsize = AtomicUsize::new(0);
-                pub static CALLS: AtomicU64 = AtomicU64::new(0);
-                pub static ARMED_CALLS: AtomicU64 = AtomicU64::new(0);
-                #[allow(unreachable_code, clippy::unused_unit)]
-                pub unsafe extern $abi fn hook($($arg: $ty),*) -> $ret {
-                    CALLS.fetch_add(1, Ordering::Relaxed);
-                    if fault::armed() {
-                        let nth = ARMED_CALLS.fetch_add(1, Ordering::Relaxed) + 1;
-                        if fault::strike(Class::$class, stringify!($name), || nth) {
-                            set_error($error);
-                            return $fail;
-                        }
-                    }
-                    $($pre)*
-                    let f: unsafe extern $abi fn($($ty),*) -> $ret =
-                        // SAFETY: set to the function of this signature before the IAT
-                        // entry was pointed here.
-                        unsafe { std::mem::transmute(ORIGINAL.load(Ordering::Relaxed)) };
-                    // SAFETY: the original function, given the arguments its caller passed.
-                    let $r: $ret = unsafe { f($($arg),*) };
-                    $($post)*
-                    $r
-                }
-            }
-        )*
-        static TABLE: &[Entry] = &[
-            $(Entry {
-                name: stringify!($name),
-                hook: $name::hook as *const c_void,
-                original: &$name::ORIGINAL,
-                calls: &$name::CALLS,
-                armed_calls: &$name::ARMED_CALLS,
-            },)*
-        ];
-        /// The functions a library's imports of which are routed, by name.
-        pub const ROUTABLE: &[&str] = &[$(stringify!($name)),*];
-    };
 }
 
 use std::ptr::null_mut as null;
@@ -271,24 +211,6 @@ wrappers! {
     "system" WriteFile(h: HANDLE, buf: *const c_void, n: u32, done: *mut u32, overlapped: *mut c_void) -> BOOL, Io(0, ERROR_IO_DEVICE) {} |r| {};
 }
 
-/// Arms a fault at the `at`-th faultable call the library makes from now (0: count only).
-pub fn arm(at: u64) {
-    for e in TABLE {
-        e.armed_calls.store(0, Ordering::Relaxed);
-    }
-    fault::arm(at);
-}
-
-/// What was routed in one library: the names of the functions it imports that now go
-/// through the wrappers. Empty for a library that imports none of them, with the reason when
-/// it has no import table that could be read.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Routed {
-    pub path: String,
-    pub names: Vec<&'static str>,
-    pub unreadable: Option<String>,
-}
-
 /// The module holding `addr`, without changing its reference count.
 pub fn module_of(addr: *const c_void) -> Option<*mut c_void> {
     let mut m = std::ptr::null_mut();
@@ -372,30 +294,4 @@ pub unsafe fn route(any_export: *const c_void) -> Result<Routed, RouteError> {
         names,
         unreadable: None,
     })
-}
-
-/// How many times the routed library has called `name` so far (0 for a name not routed).
-pub fn calls(name: &str) -> u64 {
-    TABLE
-        .iter()
-        .find(|e| e.name == name)
-        .map(|e| e.calls.load(Ordering::Relaxed))
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_routable_name_is_in_the_table_once() {
-        for name in ROUTABLE {
-            assert_eq!(
-                TABLE.iter().filter(|e| e.name == *name).count(),
-                1,
-                "{name}"
-            );
-        }
-        assert_eq!(TABLE.len(), ROUTABLE.len());
-    }
 }

@@ -1,0 +1,121 @@
+//! What routing keeps alike on every platform: the table of routable functions (each
+//! platform's `wrappers!` fills it), arming a fault over it, its counts, and what a library
+//! had routed. Reaches no loader: `unix.rs` / `windows.rs` do.
+use super::fault;
+use super::platform::TABLE;
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// One routable function: its name, the wrapper, and where the original and the counts live.
+pub(super) struct Entry {
+    pub(super) name: &'static str,
+    pub(super) hook: *const c_void,
+    pub(super) original: &'static AtomicUsize,
+    pub(super) calls: &'static AtomicU64,
+    pub(super) armed_calls: &'static AtomicU64,
+}
+
+// SAFETY: the table holds function addresses and statics only.
+unsafe impl Sync for Entry {}
+
+/// Arms a fault at the `at`-th faultable call the library makes from now (0: count only).
+pub fn arm(at: u64) {
+    for e in TABLE {
+        e.armed_calls.store(0, Ordering::Relaxed);
+    }
+    fault::arm(at);
+}
+
+/// How many times the routed library has called `name` so far (0 for a name not routed).
+pub fn calls(name: &str) -> u64 {
+    TABLE
+        .iter()
+        .find(|e| e.name == name)
+        .map(|e| e.calls.load(Ordering::Relaxed))
+        .unwrap_or(0)
+}
+
+/// What was routed in one library: the names of the functions it imports that now go
+/// through the wrappers. Empty for a library that imports none of them, with the reason when
+/// it has no import table that could be read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Routed {
+    pub path: String,
+    pub names: Vec<&'static str>,
+    pub unreadable: Option<String>,
+}
+
+/// The wrappers of a platform's routable functions and their `TABLE`. Each entry: the calling
+/// convention and signature, the fault class with the value and error (errno, or last error)
+/// a fault returns, and statements run before and after the real call (heap accounting), which
+/// see the arguments and, after, the result. The platform file that expands it provides
+/// `set_error`, `Class` and the types.
+macro_rules! wrappers {
+    ($($abi:literal $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty,
+        $class:ident($fail:expr, $error:expr) {$($pre:tt)*} |$r:ident| {$($post:tt)*};)*) => {
+        $(
+            #[allow(non_snake_case)]
+            mod $name {
+                use super::*;
+                pub static ORIGINAL: AtomicUsize = AtomicUsize::new(0);
+                pub static CALLS: AtomicU64 = AtomicU64::new(0);
+                pub static ARMED_CALLS: AtomicU64 = AtomicU64::new(0);
+                #[allow(unreachable_code, clippy::unused_unit)]
+                pub unsafe extern $abi fn hook($($arg: $ty),*) -> $ret {
+                    CALLS.fetch_add(1, Ordering::Relaxed);
+                    if fault::armed() {
+                        let nth = ARMED_CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+                        if fault::strike(Class::$class, stringify!($name), || nth) {
+                            set_error($error);
+                            return $fail;
+                        }
+                    }
+                    $($pre)*
+                    let f: unsafe extern $abi fn($($ty),*) -> $ret =
+                        // SAFETY: set to the function of this signature before the import
+                        // table's entry was pointed here.
+                        unsafe { std::mem::transmute(ORIGINAL.load(Ordering::Relaxed)) };
+                    // SAFETY: the original function, given the arguments its caller passed.
+                    let $r: $ret = unsafe { f($($arg),*) };
+                    $($post)*
+                    $r
+                }
+            }
+        )*
+        pub(super) static TABLE: &[Entry] = &[
+            $(Entry {
+                name: stringify!($name),
+                hook: $name::hook as *const c_void,
+                original: &$name::ORIGINAL,
+                calls: &$name::CALLS,
+                armed_calls: &$name::ARMED_CALLS,
+            },)*
+        ];
+        /// The functions a library's imports of which are routed, by name.
+        pub const ROUTABLE: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+pub(super) use wrappers;
+
+#[cfg(test)]
+mod tests {
+    use super::super::platform::ROUTABLE;
+    use super::*;
+
+    #[test]
+    fn every_routable_name_is_in_the_table_once() {
+        for name in ROUTABLE {
+            assert_eq!(
+                TABLE.iter().filter(|e| e.name == *name).count(),
+                1,
+                "{name}"
+            );
+        }
+        assert_eq!(TABLE.len(), ROUTABLE.len());
+    }
+
+    #[test]
+    fn a_name_never_routed_has_no_calls() {
+        assert_eq!(calls("no_such_function"), 0);
+    }
+}
