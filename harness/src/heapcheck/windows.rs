@@ -103,49 +103,59 @@ pub fn install(any_export: *const c_void) {
         return;
     };
     let base = module as usize;
-    // SAFETY: walks the import directory of a module the loader has mapped; offsets are the
-    // PE32+ layout. Only the IAT slot is written, after making its page writable.
-    unsafe {
-        let rd32 = |off: usize| std::ptr::read_unaligned((base + off) as *const u32) as usize;
-        let nt = rd32(0x3C);
-        if rd32(nt) != 0x0000_4550 {
-            return;
+    // Walks the import directory of a module the loader has mapped, by the PE32+ layout.
+    let rd32 = |off: usize| {
+        // SAFETY: the offsets come from the module's own headers, which the loader mapped and
+        // checked, and stay inside its image.
+        unsafe { std::ptr::read_unaligned((base + off) as *const u32) as usize }
+    };
+    let rd64 = |off: usize| {
+        // SAFETY: as for rd32.
+        unsafe { std::ptr::read_unaligned((base + off) as *const u64) }
+    };
+    let name = |off: usize| {
+        // SAFETY: as for rd32; a name in the import directory is NUL terminated.
+        unsafe { CStr::from_ptr((base + off) as *const i8) }
+    };
+    let nt = rd32(0x3C);
+    if rd32(nt) != 0x0000_4550 {
+        return;
+    }
+    // Optional header at +24; the import directory is data directory 1, at +120 in PE32+.
+    let imports = rd32(nt + 24 + 120);
+    if imports == 0 {
+        return;
+    }
+    let mut desc = imports;
+    loop {
+        let (names, dll, iat) = (rd32(desc), rd32(desc + 12), rd32(desc + 16));
+        if dll == 0 {
+            break;
         }
-        // Optional header at +24; the import directory is data directory 1, at +120 in PE32+.
-        let imports = rd32(nt + 24 + 120);
-        if imports == 0 {
-            return;
-        }
-        let mut desc = imports;
-        loop {
-            let (names, dll, iat) = (rd32(desc), rd32(desc + 12), rd32(desc + 16));
-            if dll == 0 {
-                break;
-            }
-            let dll_name = CStr::from_ptr((base + dll) as *const i8).to_string_lossy();
-            let crt = is_crt(&dll_name);
-            let kernel = dll_name.eq_ignore_ascii_case("kernel32.dll");
-            if (crt || kernel) && names != 0 {
-                let mut i = 0;
-                loop {
-                    let entry = std::ptr::read_unaligned((base + names + i * 8) as *const u64);
-                    if entry == 0 {
-                        break;
-                    }
-                    if entry >> 63 == 0 {
-                        let fname = CStr::from_ptr((base + entry as usize + 2) as *const i8);
-                        let slot = (base + iat + i * 8) as *mut usize;
-                        match fname.to_bytes() {
-                            b"free" if crt => hook_free(slot),
-                            b"HeapFree" if kernel => hook_heap_free(slot),
-                            _ => {}
-                        }
-                    }
-                    i += 1;
+        let dll_name = name(dll).to_string_lossy();
+        let crt = is_crt(&dll_name);
+        let kernel = dll_name.eq_ignore_ascii_case("kernel32.dll");
+        if (crt || kernel) && names != 0 {
+            let mut i = 0;
+            loop {
+                let entry = rd64(names + i * 8);
+                if entry == 0 {
+                    break;
                 }
+                if entry >> 63 == 0 {
+                    let slot = (base + iat + i * 8) as *mut usize;
+                    match name(entry as usize + 2).to_bytes() {
+                        // SAFETY: the slot is the bound IAT entry of this import.
+                        b"free" if crt => unsafe { hook_free(slot) },
+                        // SAFETY: as above.
+                        b"HeapFree" if kernel => unsafe { hook_heap_free(slot) },
+                        _ => {}
+                    }
+                }
+                i += 1;
             }
-            desc += 20;
         }
+        desc += 20;
     }
 }
 

@@ -69,26 +69,29 @@ pub fn threads() -> i64 {
 }
 
 fn snapshot_threads() -> i64 {
-    // SAFETY: a snapshot handle walked with a correctly sized entry, then closed.
-    unsafe {
-        let snap = CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0);
-        if snap == INVALID_HANDLE_VALUE {
-            return -1;
-        }
-        let me = GetCurrentProcessId();
-        let mut entry: THREADENTRY32 = std::mem::zeroed();
-        entry.dwSize = std::mem::size_of::<THREADENTRY32>() as u32;
-        let mut n = 0;
-        let mut more = Thread32First(snap, &mut entry) != 0;
-        while more {
-            if entry.th32OwnerProcessID == me {
-                n += 1;
-            }
-            more = Thread32Next(snap, &mut entry) != 0;
-        }
-        CloseHandle(snap);
-        n
+    // SAFETY: takes a snapshot of the system's threads; it only allocates a handle.
+    let snap = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) };
+    if snap == INVALID_HANDLE_VALUE {
+        return -1;
     }
+    // SAFETY: no arguments; reads this process's id.
+    let me = unsafe { GetCurrentProcessId() };
+    // SAFETY: a plain C struct, for which all zeroes is a valid value.
+    let mut entry: THREADENTRY32 = unsafe { std::mem::zeroed() };
+    entry.dwSize = std::mem::size_of::<THREADENTRY32>() as u32;
+    let mut n = 0;
+    // SAFETY: the snapshot above, walked with an entry whose size is set as the walk asks.
+    let mut more = unsafe { Thread32First(snap, &mut entry) } != 0;
+    while more {
+        if entry.th32OwnerProcessID == me {
+            n += 1;
+        }
+        // SAFETY: as for Thread32First.
+        more = unsafe { Thread32Next(snap, &mut entry) } != 0;
+    }
+    // SAFETY: the snapshot's handle, this function's own.
+    unsafe { CloseHandle(snap) };
+    n
 }
 
 /// Highest handle value ever seen live by the scan.
@@ -138,19 +141,20 @@ fn heap_in_use() -> i64 {
     }
     let mut total = 0i64;
     for heap in heaps {
-        // SAFETY: the heap is locked while walked; the entry starts zeroed as HeapWalk asks.
-        unsafe {
-            if HeapLock(heap) == 0 {
-                continue;
-            }
-            let mut entry: PROCESS_HEAP_ENTRY = std::mem::zeroed();
-            while HeapWalk(heap, &mut entry) != 0 {
-                if entry.wFlags & ENTRY_BUSY != 0 {
-                    total += entry.cbData as i64;
-                }
-            }
-            HeapUnlock(heap);
+        // SAFETY: a heap of this process, from GetProcessHeaps.
+        if unsafe { HeapLock(heap) } == 0 {
+            continue;
         }
+        // SAFETY: a plain C struct; all zeroes starts a walk, as HeapWalk asks.
+        let mut entry: PROCESS_HEAP_ENTRY = unsafe { std::mem::zeroed() };
+        // SAFETY: the heap is locked while walked, and `entry` is only advanced by the walk.
+        while unsafe { HeapWalk(heap, &mut entry) } != 0 {
+            if entry.wFlags & ENTRY_BUSY != 0 {
+                total += entry.cbData as i64;
+            }
+        }
+        // SAFETY: the lock taken above.
+        unsafe { HeapUnlock(heap) };
     }
     total
 }

@@ -33,20 +33,21 @@ pub(crate) fn wide(s: impl AsRef<std::ffi::OsStr>) -> Vec<u16> {
 
 /// An address that was committed and then released by this process just now.
 pub fn unmapped_page() -> usize {
-    // SAFETY: a fresh allocation, released straight away; only its address is kept.
-    unsafe {
-        let p = VirtualAlloc(
+    // SAFETY: a fresh allocation touches nothing that exists.
+    let p = unsafe {
+        VirtualAlloc(
             std::ptr::null(),
             4096,
             MEM_COMMIT | MEM_RESERVE,
             PAGE_READWRITE,
-        );
-        if p.is_null() {
-            return 0x0000_7FFF_DEAD_0000;
-        }
-        VirtualFree(p, 0, MEM_RELEASE);
-        p as usize
+        )
+    };
+    if p.is_null() {
+        return 0x0000_7FFF_DEAD_0000;
     }
+    // SAFETY: the allocation just made, which nothing refers to; only its address is kept.
+    unsafe { VirtualFree(p, 0, MEM_RELEASE) };
+    p as usize
 }
 
 pub const KERNEL_HALF: usize = 0xFFFF_8000_0000_1000;
@@ -143,28 +144,29 @@ impl Drop for Sentinel {
 
 /// Maps `len` bytes of `file` shared, read and write.
 pub(super) fn map_shared(file: &std::fs::File, len: usize) -> std::io::Result<*mut u8> {
-    // SAFETY: a view of a file the caller holds open; the mapping handle can close once the
-    // view exists (the view keeps the section alive).
-    unsafe {
-        let mapping = CreateFileMappingW(
+    // SAFETY: a section over a file the caller holds open, with default security and no name.
+    let mapping = unsafe {
+        CreateFileMappingW(
             file.as_raw_handle(),
             std::ptr::null(),
             PAGE_READWRITE,
             0,
             len as u32,
             std::ptr::null(),
-        );
-        if mapping.is_null() {
-            return Err(std::io::Error::last_os_error());
-        }
-        let view = MapViewOfFile(mapping, FILE_MAP_ALL_ACCESS, 0, 0, len);
-        let err = std::io::Error::last_os_error();
-        CloseHandle(mapping);
-        if view.Value.is_null() {
-            return Err(err);
-        }
-        Ok(view.Value.cast())
+        )
+    };
+    if mapping.is_null() {
+        return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: a view of the section just made.
+    let view = unsafe { MapViewOfFile(mapping, FILE_MAP_ALL_ACCESS, 0, 0, len) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: the section's handle, this function's own; the view keeps the section alive.
+    unsafe { CloseHandle(mapping) };
+    if view.Value.is_null() {
+        return Err(err);
+    }
+    Ok(view.Value.cast())
 }
 
 /// Undoes `map_shared`.

@@ -87,29 +87,33 @@ pub struct Tree {
 unsafe impl Send for Tree {}
 
 pub fn adopt(child: &Child) -> std::io::Result<Tree> {
-    // SAFETY: an unnamed job with default security, configured with a zeroed limit struct.
-    unsafe {
-        let job = CreateJobObjectW(std::ptr::null(), std::ptr::null());
-        if job.is_null() {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = std::mem::zeroed();
-        info.BasicLimitInformation.LimitFlags =
-            JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION;
-        let ok = SetInformationJobObject(
+    // SAFETY: an unnamed job with default security.
+    let job = unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) };
+    if job.is_null() {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a plain C struct, for which all zeroes is a valid value.
+    let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { std::mem::zeroed() };
+    info.BasicLimitInformation.LimitFlags =
+        JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_DIE_ON_UNHANDLED_EXCEPTION;
+    // SAFETY: the job above, given a limit struct of the size passed, read during the call.
+    let ok = unsafe {
+        SetInformationJobObject(
             job,
             JobObjectExtendedLimitInformation,
             (&info as *const JOBOBJECT_EXTENDED_LIMIT_INFORMATION).cast(),
             std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
-        ) != 0
-            && AssignProcessToJobObject(job, child.as_raw_handle()) != 0;
-        if !ok {
-            let e = std::io::Error::last_os_error();
-            CloseHandle(job);
-            return Err(e);
-        }
-        Ok(Tree { job })
+        )
+    } != 0
+        // SAFETY: the job above and the child's own process handle.
+        && unsafe { AssignProcessToJobObject(job, child.as_raw_handle()) } != 0;
+    if !ok {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: the job's handle, this function's own until it is returned.
+        unsafe { CloseHandle(job) };
+        return Err(e);
     }
+    Ok(Tree { job })
 }
 
 impl Tree {
@@ -236,27 +240,34 @@ fn retarget_crt_descriptors() {
 /// reads can touch them: stdout then goes to stderr, stdin reads NUL. Runs before the library
 /// loads, so a C runtime it brings starts from the redirected handles.
 pub fn take_stdio() -> std::io::Result<(OwnedHandle, OwnedHandle)> {
-    // SAFETY: standard-handle juggling at worker start, before the library is loaded.
-    unsafe {
-        SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX);
-        let (old_in, old_out) = (
+    // Standard-handle juggling at worker start, before the library is loaded.
+    // SAFETY: sets this process's error mode; no pointers.
+    unsafe { SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX) };
+    // SAFETY: reads this process's standard handles.
+    let (old_in, old_out) = unsafe {
+        (
             GetStdHandle(STD_INPUT_HANDLE),
             GetStdHandle(STD_OUTPUT_HANDLE),
-        );
-        let input = duplicate(old_in)?;
-        let output = duplicate(old_out)?;
-        // Whatever still holds the old values must not pass them on to a child process.
+        )
+    };
+    let input = duplicate(old_in)?;
+    let output = duplicate(old_out)?;
+    // Whatever still holds the old values must not pass them on to a child process.
+    // SAFETY: flags on this process's own handles.
+    unsafe {
         SetHandleInformation(old_in, HANDLE_FLAG_INHERIT, 0);
         SetHandleInformation(old_out, HANDLE_FLAG_INHERIT, 0);
-        let nul = std::fs::File::open("NUL")?.into_raw_handle();
-        if SetStdHandle(STD_INPUT_HANDLE, nul) == 0
-            || SetStdHandle(STD_OUTPUT_HANDLE, GetStdHandle(STD_ERROR_HANDLE)) == 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-        retarget_crt_descriptors();
-        Ok((input, output))
     }
+    let nul = std::fs::File::open("NUL")?.into_raw_handle();
+    // SAFETY: `nul` is ours from here on, and stderr's handle is this process's.
+    if unsafe {
+        SetStdHandle(STD_INPUT_HANDLE, nul) == 0
+            || SetStdHandle(STD_OUTPUT_HANDLE, GetStdHandle(STD_ERROR_HANDLE)) == 0
+    } {
+        return Err(std::io::Error::last_os_error());
+    }
+    retarget_crt_descriptors();
+    Ok((input, output))
 }
 
 /// A stack overflow ends the worker with 0xC00000FD at once. Without this, Wine runs out of
