@@ -606,7 +606,7 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
         let mut rep = report_of(def, seq.eval.covering("sequences", seq.sequences, planned));
         rep.repro = seq.repro;
         rep.ms = Some(ms);
-        if let Some(beside) = beside(overlap, &plan, faults.is_some()) {
+        if let Some(beside) = overlap.then(|| beside(&plan, faults.is_some())).flatten() {
             rep.detail.push_str(&format!(
                 "; {beside} ran at the same time, on workers of their own"
             ));
@@ -628,15 +628,16 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
     h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
-/// What ran beside the sequences, for seq.model's detail.
-fn beside(overlap: bool, plan: &Plan, faults: bool) -> Option<String> {
+/// What runs beside the sequences when they overlap, for seq.model's detail: the spread
+/// checks' paths and the fault sweep.
+fn beside(plan: &Plan, faults: bool) -> Option<String> {
     let mut names: Vec<String> = plan
         .planned
         .iter()
-        .filter(|(c, _)| overlap && c.spread)
+        .filter(|(c, _)| c.spread)
         .map(|(c, _)| format!("{}'s paths", c.def.id))
         .collect();
-    if overlap && faults {
+    if faults {
         names.push("fault.cleanup's sweep".into());
     }
     (!names.is_empty()).then(|| names.join(" and "))

@@ -616,9 +616,7 @@ mod tests {
                 };
                 sessions
             ],
-            bufs: Vec::new(),
-            restores: Vec::new(),
-            inert: Vec::new(),
+            ..State::empty(Surface::default())
         }
     }
 

@@ -156,10 +156,6 @@ fn describe_failure(f: &Failure, prog: &Program) -> String {
     }
 }
 
-/// Runs the phase. The supervisor's workers are reused for the batches; `opts.workers - 1`
-/// more supervisors, each with a worker of its own, run slices of every batch at once.
-/// About 90 lines: the batch loop keeps the running counts and its two early ends (an
-/// environment problem, a failure to shrink) in one place; batches run in run_batch.
 /// Why the sequence phase could not go on: the harness, or the generator itself.
 #[derive(Debug, thiserror::Error)]
 pub enum SeqError {
@@ -169,6 +165,10 @@ pub enum SeqError {
     Generation { index: u64, reason: String },
 }
 
+/// Runs the phase. The supervisor's workers are reused for the batches; `opts.workers - 1`
+/// more supervisors, each with a worker of its own, run slices of every batch at once.
+/// About 90 lines: the batch loop keeps the running counts and its two early ends (an
+/// environment problem, a failure to shrink) in one place; batches run in run_batch.
 pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutcome, SeqError> {
     let mut extra = Vec::new();
     for _ in 1..opts.workers.max(1) {
