@@ -345,34 +345,31 @@ pub struct Program {
     /// failure is confirmed, so that a loaded machine never makes a slow exit a leak.
     #[serde(default)]
     pub patient: bool,
-    /// A name per op for the side that judges it, and the names of ops left out because an
-    /// export they need is absent (`push_opt` with None): asking for one of those is "not
-    /// run"; asking for a name never given is a bug in the suite. Never sent to a worker (one
-    /// field, so that a worker's programs keep their size and a library that corrupts the
-    /// heap meets the same layout).
-    #[serde(skip)]
-    pub tags: Vec<Tag>,
 }
 
-/// The name of one op of a program, or of one left out.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Tag {
-    pub name: String,
-    /// The op is in the program (else it was left out).
-    pub present: bool,
+/// Where an op sits in the program that `Program::push` added it to: the side that judges
+/// reads the op's observation through it, so a step that was never planned cannot be asked
+/// for. A step left out because an export it needs is absent (`push_opt` with None) reads
+/// as "not run".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Step(Option<u16>);
+
+impl Step {
+    /// The op's index in its program; None when it was left out.
+    pub fn index(self) -> Option<usize> {
+        self.0.map(usize::from)
+    }
+
+    /// The op is in the program.
+    pub fn present(self) -> bool {
+        self.0.is_some()
+    }
 }
 
 impl Program {
     pub fn new(label: impl Into<String>, ops: Vec<Op>) -> Program {
         Program {
             label: label.into(),
-            tags: vec![
-                Tag {
-                    name: String::new(),
-                    present: true,
-                };
-                ops.len()
-            ],
             ops,
             patient: false,
         }
@@ -386,44 +383,34 @@ impl Program {
         }
     }
 
-    /// Adds an op under a tag, by which its observation is found again.
-    pub fn push(&mut self, tag: impl Into<String>, op: Op) -> &mut Program {
-        self.tags.push(Tag {
-            name: tag.into(),
-            present: true,
-        });
+    /// Adds an op; its observation is read back through the step returned.
+    pub fn push(&mut self, op: Op) -> Step {
+        let at = u16::try_from(self.ops.len()).expect("a program has fewer than 65,536 ops");
         self.ops.push(op);
-        self
+        Step(Some(at))
     }
 
     /// Adds an op when the export it needs exists.
-    pub fn push_opt(&mut self, tag: impl Into<String>, op: Option<Op>) -> &mut Program {
+    pub fn push_opt(&mut self, op: Option<Op>) -> Step {
         match op {
-            Some(op) => {
-                self.push(tag, op);
-            }
-            None => self.tags.push(Tag {
-                name: tag.into(),
-                present: false,
-            }),
+            Some(op) => self.push(op),
+            None => Step(None),
         }
-        self
     }
+}
 
-    pub fn index_of(&self, tag: &str) -> Option<usize> {
-        self.present_tags().position(|t| t == tag)
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// `tag` was given to an op of this program, run or left out.
-    pub fn names(&self, tag: &str) -> bool {
-        self.tags.iter().any(|t| t.name == tag)
-    }
-
-    /// The names of the ops in the program, in op order.
-    pub fn present_tags(&self) -> impl Iterator<Item = &str> {
-        self.tags
-            .iter()
-            .filter(|t| t.present)
-            .map(|t| t.name.as_str())
+    #[test]
+    fn a_step_is_where_its_op_went_and_a_left_out_one_is_nowhere() {
+        let mut p = Program::new("t", vec![Op::Probe]);
+        let a = p.push(Op::Cleanup);
+        let gone = p.push_opt(None);
+        let b = p.push_opt(Some(Op::Probe));
+        assert_eq!((a.index(), b.index()), (Some(1), Some(2)));
+        assert!(!gone.present() && gone.index().is_none());
+        assert_eq!(p.ops.len(), 3);
     }
 }

@@ -106,11 +106,12 @@ pub fn run_spread(spec: &WorkerSpec, programs: &[Program]) -> Option<Vec<RunResu
 pub fn probe_program(ctx: &Ctx) -> Program {
     // Not patient: its readings must not wait for threads, which would read as blocked.
     let mut p = Program::new("pace: sessions at once", Vec::new());
-    p.push("before", Op::Probe);
+    p.push(Op::Probe);
     for s in 0..OVERLAP {
-        p.push(format!("prepare {s}"), ctx.prepare(s, s));
+        p.push(ctx.prepare(s, s));
     }
-    p.push("cleanup", Op::Cleanup).push("after", Op::Probe);
+    p.push(Op::Cleanup);
+    p.push(Op::Probe);
     p
 }
 

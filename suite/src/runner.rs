@@ -3,7 +3,7 @@
 //! worker, and keep the JSON report on disk current throughout.
 
 use crate::catalogue::{CheckDef, Runs, CHECKS};
-use crate::checks::{check_for, Check, Ctx, Eval, Ran};
+use crate::checks::{Ctx, Eval, Judge};
 use crate::defaults;
 use crate::model::{self, phase::SeqOptions};
 use crate::pace::{self, Pace};
@@ -163,7 +163,7 @@ fn credentials_prelude(opts: &RunOptions) -> Vec<Op> {
 /// Which shard a check belongs to: by a hash of its id alone, so that adding checks never
 /// moves another one. seq.model is in every shard (the sequences are split instead).
 pub fn in_shard(def: &CheckDef, k: u64, n: u64) -> bool {
-    if def.runs == Runs::Sequences {
+    if matches!(def.runs, Runs::Sequences) {
         return true;
     }
     // FNV-1a: stable across versions and platforms, unlike the std hasher.
@@ -228,8 +228,9 @@ fn death_detail(program: &Program, d: &DeathReport) -> String {
     s
 }
 
-/// Judges a check from its programs' results: a death decides it, else the check's own eval.
-fn judge(check: &Check, ctx: &Ctx, programs: &[Program], results: &[RunResult]) -> Eval {
+/// Judges a check from its programs' results: a death decides it, else the check's own
+/// judgement.
+fn judge(check: &Planned, ctx: &Ctx, programs: &[Program], results: &[RunResult]) -> Eval {
     let deaths: Vec<(&Program, &DeathReport)> = programs
         .iter()
         .zip(results)
@@ -246,15 +247,14 @@ fn judge(check: &Check, ctx: &Ctx, programs: &[Program], results: &[RunResult]) 
         }
         return Eval::new(outcome, detail);
     }
-    let ran: Vec<_> = programs
+    let obs: Vec<&[Observation]> = results
         .iter()
-        .zip(results)
-        .map(|(p, r)| match r {
-            RunResult::Done(obs) => Ran { program: p, obs },
+        .map(|r| match r {
+            RunResult::Done(obs) => &obs[..],
             RunResult::Died(_) => unreachable!("deaths handled above"),
         })
         .collect();
-    out_of_descriptors((check.eval)(ctx, &ran), results)
+    out_of_descriptors(check.judge.eval(ctx, programs, &obs), results)
 }
 
 /// What a check says when a call failed while the worker had no descriptor left: the cause is
@@ -475,8 +475,20 @@ fn strip_advice(detail: &str) -> String {
 /// every program of the checks that run programs, in one batch.
 struct Plan {
     decided: Vec<CheckReport>,
-    planned: Vec<(Check, std::ops::Range<usize>)>,
+    planned: Vec<(Planned, std::ops::Range<usize>)>,
     programs: Vec<Program>,
+}
+
+/// A check whose programs are in the plan: its entry, and the judgement that knows its steps.
+struct Planned {
+    def: &'static CheckDef,
+    judge: Judge,
+}
+
+impl Planned {
+    fn spread(&self) -> bool {
+        self.def.runs.spread()
+    }
 }
 
 /// What a run tells its caller as it goes (for progress output).
@@ -526,26 +538,26 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
 
     // Whether calls wait on a server, and whether sessions may overlap: how many workers the
     // long checks and phases use. Only for runs that have them.
-    let pace = match selected.iter().any(|d| {
-        matches!(d.runs, Runs::Faults | Runs::Sequences)
-            || check_for(d.id).is_some_and(|c| c.spread)
-    }) {
+    let pace = match selected
+        .iter()
+        .any(|d| matches!(d.runs, Runs::Faults | Runs::Sequences) || d.runs.spread())
+    {
         true => pace::measure(sup.spec(), &ctx),
         false => Pace::default(),
     };
-    let faults = selected.iter().find(|d| d.runs == Runs::Faults);
-    let sequences = selected.iter().find(|d| d.runs == Runs::Sequences);
+    let faults = selected.iter().find(|d| matches!(d.runs, Runs::Faults));
+    let sequences = selected.iter().find(|d| matches!(d.runs, Runs::Sequences));
     // When calls wait on a server that lets sessions overlap, what runs on workers of its own
     // (the spread checks, the fault sweep) runs while the sequences do; else one after the
     // other, the sequences last.
     let overlap = pace.spread() && sequences.is_some();
-    let spread_later = |c: &Check| overlap && c.spread;
+    let spread_later = |c: &Planned| overlap && c.spread();
     let mut results: Vec<Option<RunResult>> = vec![None; plan.programs.len()];
     if pace.spread() && !overlap {
         let passes = spread_passes(sup.spec(), &ctx, &plan);
         take_passes(passes, &plan, &mut progress, &mut results)?;
     }
-    let now = |c: &Check| !spread_later(c);
+    let now = |c: &Planned| !spread_later(c);
     execute(&mut sup, &ctx, &plan, &mut progress, &mut results, &now)?;
     confirm(&mut sup, &ctx, &plan, &mut progress, &now)?;
     let spec = sup.spec().clone();
@@ -613,7 +625,7 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
         }
         progress.add(rep)?;
     }
-    if let Some(def) = selected.iter().find(|d| d.runs == Runs::Teardown) {
+    if let Some(def) = selected.iter().find(|d| matches!(d.runs, Runs::Teardown)) {
         let t = Instant::now();
         let e = teardown_eval(sup.teardown()?, &opts.library);
         let mut rep = report_of(def, e);
@@ -634,7 +646,7 @@ fn beside(plan: &Plan, faults: bool) -> Option<String> {
     let mut names: Vec<String> = plan
         .planned
         .iter()
-        .filter(|(c, _)| c.spread)
+        .filter(|(c, _)| c.spread())
         .map(|(c, _)| format!("{}'s paths", c.def.id))
         .collect();
     if faults {
@@ -770,7 +782,7 @@ fn plan(selected: &[&'static CheckDef], ctx: &Ctx, missing: &[&str]) -> Plan {
         programs: Vec::new(),
     };
     for def in selected {
-        let decided = if def.runs == Runs::Exports {
+        let decided = if matches!(def.runs, Runs::Exports) {
             Some(exports_eval(ctx, missing))
         } else if !missing.is_empty() {
             Some(Eval::new(
@@ -784,11 +796,13 @@ fn plan(selected: &[&'static CheckDef], ctx: &Ctx, missing: &[&str]) -> Plan {
             plan.decided.push(report_of(def, e));
             continue;
         }
-        if def.runs != Runs::Programs {
+        let Runs::Programs(check) = def.runs else {
             continue;
-        }
-        let check = check_for(def.id).expect("every catalogue check that runs programs has them");
-        let mine = (check.plan)(ctx);
+        };
+        let crate::checks::Planned {
+            programs: mine,
+            judge,
+        } = check.plan(ctx);
         if mine.is_empty() {
             // A check that ran nothing has shown nothing: never a pass.
             plan.decided.push(report_of(
@@ -802,7 +816,7 @@ fn plan(selected: &[&'static CheckDef], ctx: &Ctx, missing: &[&str]) -> Plan {
         }
         let range = plan.programs.len()..plan.programs.len() + mine.len();
         plan.programs.extend(mine);
-        plan.planned.push((check, range));
+        plan.planned.push((Planned { def, judge }, range));
     }
     plan
 }
@@ -836,14 +850,14 @@ struct SpreadPass {
 }
 
 /// When calls wait on a server and sessions may overlap, the programs of a check that allows
-/// it (`Check::spread`) run on workers of their own at once. Only a pass is kept: anything
+/// it (`Check::SPREAD`) run on workers of their own at once. Only a pass is kept: anything
 /// else is decided the usual way, in the shared worker with the rest, so that spreading can
 /// shorten a run but never change a verdict it would have given. Needs no supervisor: it can
 /// run beside the sequences.
 fn spread_passes(spec: &WorkerSpec, ctx: &Ctx, plan: &Plan) -> Vec<SpreadPass> {
     let mut passes = Vec::new();
     for (k, (check, range)) in plan.planned.iter().enumerate() {
-        if !check.spread {
+        if !check.spread() {
             continue;
         }
         let t = Instant::now();
@@ -892,7 +906,7 @@ fn execute(
     plan: &Plan,
     progress: &mut Progress,
     results: &mut [Option<RunResult>],
-    which: &dyn Fn(&Check) -> bool,
+    which: &dyn Fn(&Planned) -> bool,
 ) -> Result<(), RunError> {
     let Plan {
         planned, programs, ..
@@ -955,7 +969,7 @@ fn confirm(
     ctx: &Ctx,
     plan: &Plan,
     progress: &mut Progress,
-    which: &dyn Fn(&Check) -> bool,
+    which: &dyn Fn(&Planned) -> bool,
 ) -> Result<(), RunError> {
     for (check, range) in plan.planned.iter().filter(|(c, _)| which(c)) {
         let Some(c) = progress
@@ -1072,7 +1086,7 @@ mod tests {
         for n in 1..=5 {
             for def in CHECKS {
                 let shards: Vec<u64> = (1..=n).filter(|&k| in_shard(def, k, n)).collect();
-                if def.runs == Runs::Sequences {
+                if matches!(def.runs, Runs::Sequences) {
                     assert_eq!(shards.len() as u64, n, "{}", def.id);
                 } else {
                     assert_eq!(shards.len(), 1, "{} in shards {shards:?} of {n}", def.id);
@@ -1086,10 +1100,12 @@ mod tests {
     fn a_checks_shard_depends_on_its_id_alone() {
         let def = |id: &'static str| CheckDef {
             id,
-            runs: Runs::Programs,
+            runs: Runs::Teardown,
             requirement: "",
             strength: ntdsbcli_harness::report::Strength::Documented,
             statement: "",
+            source: "",
+            conforming: "",
             needs: &[],
         };
         // FNV-1a("end.null") = 0xa2e5d39f04f30fe9, FNV-1a("prepare.ok") = 0x4cbfc33dc8885850:

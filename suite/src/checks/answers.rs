@@ -2,12 +2,13 @@
 //! End answer, each compared with the code or the content their pages document, in fixed
 //! programs (the sequence model meets some of these only by chance).
 
+use super::check::Check;
 use super::common::{end, live, program, session_program, slot, Ctx, Eval, Findings, Ran};
 use ntdsbcli_harness::codes::{
     describe, ERROR_HANDLE_EOF, ERROR_INVALID_PARAMETER, E_INVALIDARG, HR_INVALID_HANDLE,
 };
 use ntdsbcli_harness::program::{Close, ListKind, Names, Observation, Read, ReadToEnd};
-use ntdsbcli_harness::program::{Op, OpenFile, Program, Text};
+use ntdsbcli_harness::program::{Op, OpenFile, Program, Step, Text};
 use ntdsbcli_harness::report::Outcome;
 
 fn entry(buf: u8, index: u16) -> Text {
@@ -106,71 +107,92 @@ fn null_cases(ctx: &Ctx) -> Vec<NullCase> {
     out
 }
 
-pub fn null_out_plan(ctx: &Ctx) -> Vec<Program> {
-    null_cases(ctx)
-        .into_iter()
-        .map(|c| {
-            let mut p = program(c.label);
-            p.push("prepare", ctx.prepare(0, 0));
-            for (tag, op) in c.setup {
-                p.push(tag, op);
-            }
-            p.push("bad", c.bad)
-                .push("end", end(slot(0)))
-                .push("cleanup", Op::Cleanup);
-            p
-        })
-        .collect()
+pub struct CallsNullOut;
+
+pub struct NullOutSteps {
+    prepare: Step,
+    /// The calls before the bad one, each with what a note calls it.
+    setup: Vec<(&'static str, Step)>,
+    bad: Step,
+    req: &'static str,
+    named: bool,
 }
 
-pub fn null_out_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
-    if ran.is_empty() {
-        return Eval::new(
-            Outcome::Skip,
-            "not run: the library exports no name list, DsBackupOpenFile or DsBackupRead",
-        );
-    }
-    let cases = null_cases(ctx);
-    let mut f = Findings::default();
-    let mut tried = 0;
-    for (r, case) in ran.iter().zip(&cases) {
-        if let Err(e) = live(r.get("prepare")) {
-            return e;
-        }
-        let label = &r.program.label;
-        // A case that needs an open attachment is tried only once the attachment opened.
-        let setup_failed = ["names", "open"]
+impl Check for CallsNullOut {
+    type Steps = NullOutSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, NullOutSteps)> {
+        null_cases(ctx)
             .into_iter()
-            .filter(|t| r.has(t))
-            .find(|t| r.get(t).rc != Some(0));
-        if let Some(t) = setup_failed {
-            f.note(format!(
-                "{label}: not tried, its set-up call ({t}) returned {}",
-                rc_text(r.get(t))
-            ));
-            continue;
+            .map(|c| {
+                let mut p = program(c.label);
+                let prepare = p.push(ctx.prepare(0, 0));
+                let setup = c
+                    .setup
+                    .into_iter()
+                    .map(|(what, op)| (what, p.push(op)))
+                    .collect();
+                let bad = p.push(c.bad);
+                p.push(end(slot(0)));
+                p.push(Op::Cleanup);
+                let steps = NullOutSteps {
+                    prepare,
+                    setup,
+                    bad,
+                    req: c.req,
+                    named: c.named,
+                };
+                (p, steps)
+            })
+            .collect()
+    }
+
+    fn eval(&self, ctx: &Ctx, ran: &[Ran<NullOutSteps>]) -> Eval {
+        if ran.is_empty() {
+            return Eval::new(
+                Outcome::Skip,
+                "not run: the library exports no name list, DsBackupOpenFile or DsBackupRead",
+            );
         }
-        tried += 1;
-        let bad = r.get("bad");
-        if case.named {
-            f.invalid_param(ctx, &format!("{label} ({})", case.req), bad);
-        } else {
-            let accepted = matches!(bad.rc, Some(ERROR_INVALID_PARAMETER) | None)
-                || (ctx.accept_hresult && bad.rc == Some(E_INVALIDARG));
-            if !accepted {
-                f.compat(format!(
-                "{label} returned {}; its page gives ERROR_INVALID_PARAMETER for invalid parameters without naming pcbRead, so another answer is a compatibility warning",
-                rc_text(bad)
-            ));
+        let mut f = Findings::default();
+        let mut tried = 0;
+        for r in ran {
+            let s = r.steps;
+            if let Err(e) = live(r.get(s.prepare)) {
+                return e;
+            }
+            let label = &r.program.label;
+            // A case that needs an open attachment is tried only once the attachment opened.
+            let setup_failed = s.setup.iter().find(|(_, t)| r.get(*t).rc != Some(0));
+            if let Some(&(what, t)) = setup_failed {
+                f.note(format!(
+                    "{label}: not tried, its set-up call ({what}) returned {}",
+                    rc_text(r.get(t))
+                ));
+                continue;
+            }
+            tried += 1;
+            let bad = r.get(s.bad);
+            if s.named {
+                f.invalid_param(ctx, &format!("{label} ({})", s.req), bad);
+            } else {
+                let accepted = matches!(bad.rc, Some(ERROR_INVALID_PARAMETER) | None)
+                    || (ctx.accept_hresult && bad.rc == Some(E_INVALIDARG));
+                if !accepted {
+                    f.compat(format!(
+                    "{label} returned {}; its page gives ERROR_INVALID_PARAMETER for invalid parameters without naming pcbRead, so another answer is a compatibility warning",
+                    rc_text(bad)
+                ));
+                }
             }
         }
+        if tried == 0 {
+            return f.inconclusive("no NULL out-pointer case could be set up");
+        }
+        f.finish(format!(
+            "ERROR_INVALID_PARAMETER for each of {tried} NULL out-pointers"
+        ))
     }
-    if tried == 0 {
-        return f.inconclusive("no NULL out-pointer case could be set up");
-    }
-    f.finish(format!(
-        "ERROR_INVALID_PARAMETER for each of {tried} NULL out-pointers"
-    ))
 }
 
 fn rc_text(o: &Observation) -> String {
@@ -240,73 +262,82 @@ const LIST_FORMS: [(ListKind, bool, u8); 4] = [
     (ListKind::BackupLogs, false, 4),
 ];
 
-pub fn names_format_plan(ctx: &Ctx) -> Vec<Program> {
-    let mut p = program("every exported form of both name lists");
-    p.push("prepare", ctx.prepare(0, 0));
-    let mut any = false;
-    for (kind, wide, buf) in LIST_FORMS {
-        if let Some(op) = list_call(ctx, kind, wide, buf) {
-            any = true;
-            p.push(ntdsbcli_harness::calls::Call::export(&op), Op::Names(op));
-        }
-    }
-    if !any {
-        return Vec::new();
-    }
-    p.push("end", end(slot(0))).push("cleanup", Op::Cleanup);
-    vec![p]
+pub struct NamesFormat;
+
+pub struct NamesFormatSteps {
+    prepare: Step,
+    /// Each exported list call, with its step.
+    lists: Vec<(Names, Step)>,
 }
 
-pub fn names_format_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let r = match session_program(
-        ran,
-        "the library exports no DsBackupGetDatabaseNames or DsBackupGetBackupLogs",
-    ) {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let mut f = Findings::default();
-    let mut judged = Vec::new();
-    for op in r.program.ops.iter().filter_map(|op| match op {
-        Op::Names(n) => Some(n),
-        _ => None,
-    }) {
-        let export = ntdsbcli_harness::calls::Call::export(op);
-        let o = r.get(export);
-        match (o.rc, o.ptr) {
-            (Some(0), Some(true)) => {}
-            (Some(0), _) => {
+impl Check for NamesFormat {
+    type Steps = NamesFormatSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, NamesFormatSteps)> {
+        let mut p = program("every exported form of both name lists");
+        let prepare = p.push(ctx.prepare(0, 0));
+        let lists: Vec<(Names, Step)> = LIST_FORMS
+            .into_iter()
+            .filter_map(|(kind, wide, buf)| list_call(ctx, kind, wide, buf))
+            .map(|op| (op.clone(), p.push(Op::Names(op))))
+            .collect();
+        if lists.is_empty() {
+            return Vec::new();
+        }
+        p.push(end(slot(0)));
+        p.push(Op::Cleanup);
+        vec![(p, NamesFormatSteps { prepare, lists })]
+    }
+
+    fn eval(&self, _ctx: &Ctx, ran: &[Ran<NamesFormatSteps>]) -> Eval {
+        let r = match session_program(
+            ran,
+            |s| s.prepare,
+            "the library exports no DsBackupGetDatabaseNames or DsBackupGetBackupLogs",
+        ) {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        let mut f = Findings::default();
+        let mut judged = Vec::new();
+        for (op, step) in &r.steps.lists {
+            let export = ntdsbcli_harness::calls::Call::export(op);
+            let o = r.get(*step);
+            match (o.rc, o.ptr) {
+                (Some(0), Some(true)) => {}
+                (Some(0), _) => {
+                    f.note(format!(
+                        "{export} returned S_OK with a NULL list; not judged"
+                    ));
+                    continue;
+                }
+                _ => {
+                    f.note(format!("{export} returned {}; not judged", rc_text(o)));
+                    continue;
+                }
+            }
+            let bytes = o.bytes.as_deref().unwrap_or_default();
+            let cb = o.size.unwrap_or(0);
+            let complete = bytes.len() as u64 == cb;
+            if !complete {
                 f.note(format!(
-                    "{export} returned S_OK with a NULL list; not judged"
+                    "{export}: only the first {} of {cb} bytes were read",
+                    bytes.len()
                 ));
-                continue;
             }
-            _ => {
-                f.note(format!("{export} returned {}; not judged", rc_text(o)));
-                continue;
+            match list_problem(bytes, op.wide, complete) {
+                Some(p) => f.fail(format!("{export}: {p}")),
+                None => judged.push(export),
             }
         }
-        let bytes = o.bytes.as_deref().unwrap_or_default();
-        let cb = o.size.unwrap_or(0);
-        let complete = bytes.len() as u64 == cb;
-        if !complete {
-            f.note(format!(
-                "{export}: only the first {} of {cb} bytes were read",
-                bytes.len()
-            ));
+        if judged.is_empty() && !f.failed() {
+            return f.inconclusive("no list came back to judge");
         }
-        match list_problem(bytes, op.wide, complete) {
-            Some(p) => f.fail(format!("{export}: {p}")),
-            None => judged.push(export),
-        }
+        f.finish(format!(
+            "each list ends with a second NUL within *pcbSize bytes and starts each name with a BFT character: {}",
+            judged.join(", ")
+        ))
     }
-    if judged.is_empty() && !f.failed() {
-        return f.inconclusive("no list came back to judge");
-    }
-    f.finish(format!(
-        "each list ends with a second NUL within *pcbSize bytes and starts each name with a BFT character: {}",
-        judged.join(", ")
-    ))
 }
 
 // ---- file.size (REQ-45, REQ-44) ----
@@ -316,101 +347,111 @@ const FILES: [(u8, u16); 6] = [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)];
 /// The read size: the smallest the page allows, so that a count beyond it shows.
 const READ_CB: u32 = 24_576;
 
-pub fn file_size_plan(ctx: &Ctx) -> Vec<Program> {
-    let lists = [
-        ctx.names(ListKind::DatabaseNames, slot(0), 1),
-        ctx.names(ListKind::BackupLogs, slot(0), 2),
-    ];
-    let open = ctx.open_file(slot(0), entry(1, 0));
-    if lists[0].is_none() || open.is_none() || !ctx.has("DsBackupRead") || !ctx.has("DsBackupClose")
-    {
-        return Vec::new();
-    }
-    let mut p = program("each listed attachment opened and read to EOF");
-    p.push("prepare", ctx.prepare(0, 0))
-        .push_opt("names", lists[0].clone())
-        .push_opt("logs", lists[1].clone());
-    for (buf, index) in FILES {
-        if buf == 2 && lists[1].is_none() {
-            continue;
-        }
-        let t = format!("{buf}.{index}");
-        p.push_opt(
-            format!("open.{t}"),
-            ctx.open_file(slot(0), entry(buf, index)),
-        )
-        .push(
-            format!("read.{t}"),
-            Op::ReadToEnd(ReadToEnd {
-                h: slot(0),
-                cb: READ_CB,
-            }),
-        )
-        .push(format!("close.{t}"), Op::Close(Close { h: slot(0) }));
-    }
-    p.push("end", end(slot(0))).push("cleanup", Op::Cleanup);
-    vec![p]
+pub struct FileSize;
+
+pub struct FileSizeSteps {
+    prepare: Step,
+    /// Each attachment tried: its list's buffer, its index, its OpenFile and its reading to EOF.
+    files: Vec<(u8, u16, Step, Step)>,
 }
 
-pub fn file_size_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let r = match session_program(
-        ran,
-        "needs DsBackupGetDatabaseNames, DsBackupOpenFile, DsBackupRead and DsBackupClose",
-    ) {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let mut f = Findings::default();
-    let mut read = 0;
-    for (buf, index) in FILES {
-        let t = format!("{buf}.{index}");
-        let (tag_open, tag_read) = (format!("open.{t}"), format!("read.{t}"));
-        if !r.has(&tag_open) {
-            continue;
+impl Check for FileSize {
+    type Steps = FileSizeSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, FileSizeSteps)> {
+        let lists = [
+            ctx.names(ListKind::DatabaseNames, slot(0), 1),
+            ctx.names(ListKind::BackupLogs, slot(0), 2),
+        ];
+        let open = ctx.open_file(slot(0), entry(1, 0));
+        if lists[0].is_none()
+            || open.is_none()
+            || !ctx.has("DsBackupRead")
+            || !ctx.has("DsBackupClose")
+        {
+            return Vec::new();
         }
-        let (open, rd) = (r.get(&tag_open), r.get(&tag_read));
-        // An entry the list does not have is not run; an attachment that would not open is
-        // end.open-file's and the model's to judge.
-        if open.rc != Some(0) {
-            if open.not_run.is_none() {
-                f.note(format!(
-                    "entry {index} of the {} list did not open: {}",
-                    list_name(buf),
-                    rc_text(open)
+        let mut p = program("each listed attachment opened and read to EOF");
+        let prepare = p.push(ctx.prepare(0, 0));
+        p.push_opt(lists[0].clone());
+        p.push_opt(lists[1].clone());
+        let mut files = Vec::new();
+        for (buf, index) in FILES {
+            if buf == 2 && lists[1].is_none() {
+                continue;
+            }
+            let open = p.push_opt(ctx.open_file(slot(0), entry(buf, index)));
+            let read = p.push(Op::ReadToEnd(ReadToEnd {
+                h: slot(0),
+                cb: READ_CB,
+            }));
+            p.push(Op::Close(Close { h: slot(0) }));
+            files.push((buf, index, open, read));
+        }
+        p.push(end(slot(0)));
+        p.push(Op::Cleanup);
+        vec![(p, FileSizeSteps { prepare, files })]
+    }
+
+    fn eval(&self, _ctx: &Ctx, ran: &[Ran<FileSizeSteps>]) -> Eval {
+        let r = match session_program(
+            ran,
+            |s| s.prepare,
+            "needs DsBackupGetDatabaseNames, DsBackupOpenFile, DsBackupRead and DsBackupClose",
+        ) {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        let mut f = Findings::default();
+        let mut read = 0;
+        for &(buf, index, open, rd) in &r.steps.files {
+            if !open.present() {
+                continue;
+            }
+            let (open, rd) = (r.get(open), r.get(rd));
+            // An entry the list does not have is not run; an attachment that would not open
+            // is end.open-file's and the model's to judge.
+            if open.rc != Some(0) {
+                if open.not_run.is_none() {
+                    f.note(format!(
+                        "entry {index} of the {} list did not open: {}",
+                        list_name(buf),
+                        rc_text(open)
+                    ));
+                }
+                continue;
+            }
+            let what = format!("entry {index} of the {} list", list_name(buf));
+            let (Some(size), Some(total)) = (open.size, rd.size) else {
+                continue;
+            };
+            read += 1;
+            if let Some(l) = rd.largest.filter(|&l| l > READ_CB as u64) {
+                f.fail(format!(
+                    "{what}: a DsBackupRead into {READ_CB} bytes wrote {l} to *pcbRead, expected at most {READ_CB}, the buffer's size (REQ-44)"
                 ));
             }
-            continue;
+            if rd.rc != Some(ERROR_HANDLE_EOF) {
+                f.note(format!(
+                    "{what}: reading stopped with {}, not ERROR_HANDLE_EOF (see file.codes)",
+                    rc_text(rd)
+                ));
+                continue;
+            }
+            if size as i64 != total as i64 {
+                f.fail(format!(
+                    "{what}: OpenFile wrote {} to *pliFileSize, but reading to EOF gave {total} bytes; expected the file's size in bytes (REQ-45)",
+                    size as i64
+                ));
+            }
         }
-        let what = format!("entry {index} of the {} list", list_name(buf));
-        let (Some(size), Some(total)) = (open.size, rd.size) else {
-            continue;
-        };
-        read += 1;
-        if let Some(l) = rd.largest.filter(|&l| l > READ_CB as u64) {
-            f.fail(format!(
-                "{what}: a DsBackupRead into {READ_CB} bytes wrote {l} to *pcbRead, expected at most {READ_CB}, the buffer's size (REQ-44)"
-            ));
+        if read == 0 {
+            return f.inconclusive("no listed attachment opened (see end.open-file)");
         }
-        if rd.rc != Some(ERROR_HANDLE_EOF) {
-            f.note(format!(
-                "{what}: reading stopped with {}, not ERROR_HANDLE_EOF (see file.codes)",
-                rc_text(rd)
-            ));
-            continue;
-        }
-        if size as i64 != total as i64 {
-            f.fail(format!(
-                "{what}: OpenFile wrote {} to *pliFileSize, but reading to EOF gave {total} bytes; expected the file's size in bytes (REQ-45)",
-                size as i64
-            ));
-        }
+        f.finish(format!(
+            "*pliFileSize equals the bytes read to EOF, and no *pcbRead exceeds the buffer, for each of {read} attachments"
+        ))
     }
-    if read == 0 {
-        return f.inconclusive("no listed attachment opened (see end.open-file)");
-    }
-    f.finish(format!(
-        "*pliFileSize equals the bytes read to EOF, and no *pcbRead exceeds the buffer, for each of {read} attachments"
-    ))
 }
 
 fn list_name(buf: u8) -> &'static str {
@@ -423,120 +464,143 @@ fn list_name(buf: u8) -> &'static str {
 
 // ---- file.codes (REQ-41, REQ-43, REQ-44) ----
 
-pub fn file_codes_plan(ctx: &Ctx) -> Vec<Program> {
-    let names = ctx.names(ListKind::DatabaseNames, slot(0), 1);
-    let open = ctx.open_file(slot(0), entry(1, 0));
-    let (Some(names), Some(Op::OpenFile(open))) = (names, open) else {
-        return Vec::new();
-    };
-    let (read, close) = (ctx.has("DsBackupRead"), ctx.has("DsBackupClose"));
-    if !read && !close {
-        return Vec::new();
-    }
-    let read_op = |cb| {
-        Op::Read(Read {
-            h: slot(0),
-            cb,
-            pcb: true,
-        })
-    };
-    let close_op = || Op::Close(Close { h: slot(0) });
-    let mut p = program("one attachment through its documented codes");
-    p.push("prepare", ctx.prepare(0, 0)).push("names", names);
-    if close {
-        p.push("close.none", close_op());
-    }
-    // A valid hint other than the one every other check sends.
-    p.push(
-        "open",
-        Op::OpenFile(OpenFile {
-            hint: 65_536,
-            ..open.clone()
-        }),
-    );
-    if read {
-        p.push("read.8192", read_op(8_192))
-            .push("read.16384", read_op(16_384))
-            .push(
-                "read.eof",
-                Op::ReadToEnd(ReadToEnd {
-                    h: slot(0),
-                    cb: 65_536,
-                }),
-            )
-            .push("read.after-eof", read_op(24_576));
-    }
-    if close {
-        p.push("close.open", close_op())
-            .push("close.again", close_op());
-    }
-    p.push("end", end(slot(0))).push("cleanup", Op::Cleanup);
-    vec![p]
+pub struct FileCodes;
+
+pub struct FileCodesSteps {
+    prepare: Step,
+    names: Step,
+    open: Step,
+    /// Close before any OpenFile, when Close is exported.
+    close_none: Option<Step>,
+    /// Reads into 8192 and 16384 bytes, to the end, and once more: when Read is exported.
+    reads: Option<[Step; 4]>,
+    /// Close of the open file and a second Close: when Close is exported.
+    closes: Option<(Step, Step)>,
+    end: Step,
 }
 
-pub fn file_codes_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let r = match session_program(
-        ran,
-        "needs DsBackupGetDatabaseNames, DsBackupOpenFile and DsBackupRead or DsBackupClose",
-    ) {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    let mut f = Findings::default();
-    if r.has("close.none") {
-        f.code(
-            "Close before any OpenFile (no file open, REQ-43)",
-            r.get("close.none"),
-            HR_INVALID_HANDLE,
-        );
-    }
-    let open = r.get("open");
-    if open.rc != Some(0) {
-        let names = r.get("names");
-        if names.rc == Some(0) {
-            f.fail(format!(
-                "OpenFile of the first listed attachment with a read hint of 65536 (a multiple of 8192, at least 24576, as the page asks, REQ-41) returned {}, expected 0 (S_OK)",
-                rc_text(open)
-            ));
-            return f.finish("");
+impl Check for FileCodes {
+    type Steps = FileCodesSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, FileCodesSteps)> {
+        let names = ctx.names(ListKind::DatabaseNames, slot(0), 1);
+        let open = ctx.open_file(slot(0), entry(1, 0));
+        let (Some(names), Some(Op::OpenFile(open))) = (names, open) else {
+            return Vec::new();
+        };
+        let (read, close) = (ctx.has("DsBackupRead"), ctx.has("DsBackupClose"));
+        if !read && !close {
+            return Vec::new();
         }
-        return f.inconclusive(format!(
-            "the attachment list was not given ({}), so no file was opened",
-            rc_text(names)
-        ));
+        let read_op = |cb| {
+            Op::Read(Read {
+                h: slot(0),
+                cb,
+                pcb: true,
+            })
+        };
+        let close_op = || Op::Close(Close { h: slot(0) });
+        let mut p = program("one attachment through its documented codes");
+        let prepare = p.push(ctx.prepare(0, 0));
+        let names = p.push(names);
+        let close_none = close.then(|| p.push(close_op()));
+        // A valid hint other than the one every other check sends.
+        let open = p.push(Op::OpenFile(OpenFile {
+            hint: 65_536,
+            ..open.clone()
+        }));
+        let reads = read.then(|| {
+            [
+                p.push(read_op(8_192)),
+                p.push(read_op(16_384)),
+                p.push(Op::ReadToEnd(ReadToEnd {
+                    h: slot(0),
+                    cb: 65_536,
+                })),
+                p.push(read_op(24_576)),
+            ]
+        });
+        let closes = close.then(|| (p.push(close_op()), p.push(close_op())));
+        let end = p.push(end(slot(0)));
+        p.push(Op::Cleanup);
+        let steps = FileCodesSteps {
+            prepare,
+            names,
+            open,
+            close_none,
+            reads,
+            closes,
+            end,
+        };
+        vec![(p, steps)]
     }
-    if r.has("read.8192") {
-        f.invalid_param(
-            ctx,
-            "Read into 8192 bytes (less than 24576, REQ-41)",
-            r.get("read.8192"),
-        );
-        f.invalid_param(
-            ctx,
-            "Read into 16384 bytes (less than 24576, REQ-41)",
-            r.get("read.16384"),
-        );
-        f.code(
-            "reading the attachment to its end (REQ-44)",
-            r.get("read.eof"),
-            ERROR_HANDLE_EOF,
-        );
-        f.code(
-            "Read once more after ERROR_HANDLE_EOF (REQ-44)",
-            r.get("read.after-eof"),
-            ERROR_HANDLE_EOF,
-        );
+
+    fn eval(&self, ctx: &Ctx, ran: &[Ran<FileCodesSteps>]) -> Eval {
+        let r = match session_program(
+            ran,
+            |s| s.prepare,
+            "needs DsBackupGetDatabaseNames, DsBackupOpenFile and DsBackupRead or DsBackupClose",
+        ) {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        let s = r.steps;
+        let mut f = Findings::default();
+        if let Some(none) = s.close_none {
+            f.code(
+                "Close before any OpenFile (no file open, REQ-43)",
+                r.get(none),
+                HR_INVALID_HANDLE,
+            );
+        }
+        let open = r.get(s.open);
+        if open.rc != Some(0) {
+            let names = r.get(s.names);
+            if names.rc == Some(0) {
+                f.fail(format!(
+                    "OpenFile of the first listed attachment with a read hint of 65536 (a multiple of 8192, at least 24576, as the page asks, REQ-41) returned {}, expected 0 (S_OK)",
+                    rc_text(open)
+                ));
+                return f.finish("");
+            }
+            return f.inconclusive(format!(
+                "the attachment list was not given ({}), so no file was opened",
+                rc_text(names)
+            ));
+        }
+        if let Some([small, smaller, eof, after_eof]) = s.reads {
+            f.invalid_param(
+                ctx,
+                "Read into 8192 bytes (less than 24576, REQ-41)",
+                r.get(small),
+            );
+            f.invalid_param(
+                ctx,
+                "Read into 16384 bytes (less than 24576, REQ-41)",
+                r.get(smaller),
+            );
+            f.code(
+                "reading the attachment to its end (REQ-44)",
+                r.get(eof),
+                ERROR_HANDLE_EOF,
+            );
+            f.code(
+                "Read once more after ERROR_HANDLE_EOF (REQ-44)",
+                r.get(after_eof),
+                ERROR_HANDLE_EOF,
+            );
+        }
+        if let Some((open_close, again)) = s.closes {
+            f.code("Close of the open file (REQ-43)", r.get(open_close), 0);
+            f.code(
+                "a second Close (no file open, REQ-43)",
+                r.get(again),
+                HR_INVALID_HANDLE,
+            );
+        }
+        f.note_end_not_ok("End", r.get(s.end));
+        f.finish("Read refuses 8192 and 16384 with ERROR_INVALID_PARAMETER and answers ERROR_HANDLE_EOF at and after the end; Close gives hrInvalidHandle with no file open; a hint of 65536 opens the file")
     }
-    if r.has("close.open") {
-        f.code("Close of the open file (REQ-43)", r.get("close.open"), 0);
-        f.code(
-            "a second Close (no file open, REQ-43)",
-            r.get("close.again"),
-            HR_INVALID_HANDLE,
-        );
-    }
-    f.note_end_not_ok("End", r.get("end"));
-    f.finish("Read refuses 8192 and 16384 with ERROR_INVALID_PARAMETER and answers ERROR_HANDLE_EOF at and after the end; Close gives hrInvalidHandle with no file open; a hint of 65536 opens the file")
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! What every check shares: the run context, op builders, and the judging of codes.
 
+pub use super::check::Ran;
 use ntdsbcli_harness::codes::{self, describe, ERROR_INVALID_PARAMETER, E_INVALIDARG};
 use ntdsbcli_harness::program::{End, Names};
 use ntdsbcli_harness::program::{
-    HandleArg, ListKind, Observation, Op, OpenFile, Prepare, Program, RestorePrepare, Text,
+    HandleArg, ListKind, Observation, Op, OpenFile, Prepare, Program, RestorePrepare, Step, Text,
 };
 use ntdsbcli_harness::report::{Coverage, Outcome};
 
@@ -274,27 +275,31 @@ impl Findings {
 /// Judges the valid Prepare a check depends on. `Err` carries the check's result when there
 /// is no live session to test with: inconclusive for a documented environment problem,
 /// inconclusive pointing at prepare.ok otherwise (which fails there).
-/// The first program's results, when its step "prepare" opened a live session, with a note
-/// when its step `end` (what the note calls `what`) did not return S_OK.
-pub fn prepared_and_ended<'r, 'a>(
-    ran: &'r [Ran<'a>],
-    end: &str,
+/// The findings to go on with when `prepare` opened a live session, with a note when `end`
+/// (what the note calls `what`) did not return S_OK.
+pub fn prepared_and_ended<S>(
+    r: &Ran<S>,
+    prepare: Step,
+    end: Step,
     what: &str,
-) -> Result<(&'r Ran<'a>, Findings), Eval> {
-    let r = &ran[0];
-    live(r.get("prepare"))?;
+) -> Result<Findings, Eval> {
+    live(r.get(prepare))?;
     let mut f = Findings::default();
     f.note_end_not_ok(what, r.get(end));
-    Ok((r, f))
+    Ok(f)
 }
 
-/// The one program of a check whose plan builds at most one, once its step "prepare" opened
-/// a live session; `skipped` says why there is none (an export it needs is absent).
-pub fn session_program<'r, 'a>(ran: &'r [Ran<'a>], skipped: &str) -> Result<&'r Ran<'a>, Eval> {
+/// The one program of a check whose plan builds at most one, once the step `prepare` picks
+/// opened a live session; `skipped` says why there is none (an export it needs is absent).
+pub fn session_program<'r, 'a, S>(
+    ran: &'r [Ran<'a, S>],
+    prepare: fn(&S) -> Step,
+    skipped: &str,
+) -> Result<&'r Ran<'a, S>, Eval> {
     let r = ran
         .first()
         .ok_or_else(|| Eval::new(Outcome::Skip, format!("not run: {skipped}")))?;
-    live(r.get("prepare"))?;
+    live(r.get(prepare(r.steps)))?;
     Ok(r)
 }
 
@@ -341,46 +346,6 @@ pub fn growth(before: &Observation, after: &Observation) -> Option<String> {
         parts.push(format!("{:+} threads", b.threads - a.threads));
     }
     (!parts.is_empty()).then(|| parts.join(", "))
-}
-
-/// A program with its observations, looked up by op tag.
-pub struct Ran<'a> {
-    pub program: &'a Program,
-    pub obs: &'a [Observation],
-}
-
-static ABSENT: std::sync::LazyLock<Observation> = std::sync::LazyLock::new(|| Observation {
-    not_run: Some("not part of this program (an export it needs is absent)".into()),
-    ..Observation::default()
-});
-
-static MISNAMED: std::sync::LazyLock<Observation> = std::sync::LazyLock::new(|| Observation {
-    not_run: Some("not in this program under that name (a bug in the suite)".into()),
-    ..Observation::default()
-});
-
-impl Ran<'_> {
-    /// The observation of the op tagged `tag`. A tag the program never gave, run or left out,
-    /// is the suite's own mistake: tests panic on it (`checks::registry`'s test asks every
-    /// check's judgement for every tag), a release build says so in the detail.
-    pub fn get(&self, tag: &str) -> &Observation {
-        match self.program.index_of(tag) {
-            Some(i) => self.obs.get(i).unwrap_or(&ABSENT),
-            None if self.program.names(tag) => &ABSENT,
-            None => {
-                debug_assert!(
-                    false,
-                    "a check asked program {:?} for step {tag:?}, which it never named",
-                    self.program.label
-                );
-                &MISNAMED
-            }
-        }
-    }
-
-    pub fn has(&self, tag: &str) -> bool {
-        self.program.index_of(tag).is_some()
-    }
 }
 
 /// A named check's program. Its readings wait patiently for threads the library lets exit on

@@ -1,11 +1,12 @@
-//! The checks: each builds call programs and judges their observations.
-mod answers;
+//! The checks of call programs: each is a type that plans its programs and judges their
+//! observations through the steps it planned (`check.rs`); `catalogue` lists them.
+pub mod answers;
+mod check;
 mod common;
-mod end;
-mod prepare;
-mod registry;
+pub mod end;
+pub mod prepare;
 pub mod release;
-mod session;
+pub mod session;
 
-pub use common::{growth, spoil, BadArg, Ctx, Eval, Ran, UNKNOWN_ATTACHMENT};
-pub use registry::{check_for, Check};
+pub use check::{Check, Judge, Planned, Programs, Ran};
+pub use common::{growth, spoil, BadArg, Ctx, Eval, UNKNOWN_ATTACHMENT};

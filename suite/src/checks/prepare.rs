@@ -1,10 +1,11 @@
 //! prepare.*: DsBackupPrepare's documented success and argument errors, and what a failed
 //! Prepare leaves behind.
 
+use super::check::Check;
 use super::common::{end, live, program, slot, spoil, BadArg, Ctx, Eval, Findings, Ran};
 use ntdsbcli_harness::codes::{self, describe, HR_INVALID_PARAM};
 use ntdsbcli_harness::program::{Free, Prepare};
-use ntdsbcli_harness::program::{Op, Program, Text};
+use ntdsbcli_harness::program::{Op, Program, Step, Text};
 use ntdsbcli_harness::report::Outcome;
 
 fn form_name(wide: bool) -> &'static str {
@@ -15,27 +16,42 @@ fn form_name(wide: bool) -> &'static str {
     }
 }
 
-pub fn ok_plan(ctx: &Ctx) -> Vec<Program> {
-    ctx.prepare_forms()
-        .into_iter()
-        .map(|w| {
-            let mut p = program(format!("valid {}", form_name(w)));
-            p.push("prepare", ctx.prepare_form(w, 0, 0))
-                .push("free", Op::Free(Free { buf: Some(0) }))
-                .push("end", end(slot(0)));
-            p
-        })
-        .collect()
+pub struct PrepareOk;
+
+/// The valid Prepare of one exported form.
+pub struct PrepareSteps {
+    prepare: Step,
 }
 
-pub fn ok_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
+impl Check for PrepareOk {
+    type Steps = PrepareSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, PrepareSteps)> {
+        ctx.prepare_forms()
+            .into_iter()
+            .map(|w| {
+                let mut p = program(format!("valid {}", form_name(w)));
+                let prepare = p.push(ctx.prepare_form(w, 0, 0));
+                p.push(Op::Free(Free { buf: Some(0) }));
+                p.push(end(slot(0)));
+                (p, PrepareSteps { prepare })
+            })
+            .collect()
+    }
+
+    fn eval(&self, _ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Eval {
+        ok_eval(ran)
+    }
+}
+
+fn ok_eval(ran: &[Ran<PrepareSteps>]) -> Eval {
     let mut f = Findings::default();
     // An environment code excuses a form only when no form works: if the other form, with
     // the same server and credentials, gets a session, the environment allows one.
-    let works = |r: &Ran| live(r.get("prepare")).is_ok();
+    let works = |r: &Ran<PrepareSteps>| live(r.get(r.steps.prepare)).is_ok();
     let any_works = ran.iter().any(works);
     for r in ran {
-        let o = r.get("prepare");
+        let o = r.get(r.steps.prepare);
         let name = &r.program.label;
         if let Err(e) = live(o) {
             let env = o.rc.filter(|&rc| codes::environment_problem(rc).is_some());
@@ -123,36 +139,46 @@ fn bad_prepare(ctx: &Ctx, wide: bool, slot: u8, buf: u8, args: &[BadArg]) -> Op 
     op
 }
 
-pub fn bad_args_plan(ctx: &Ctx) -> Vec<Program> {
-    // A valid Prepare first: if the environment denies every Prepare, argument checks that
-    // answer with the environment's code cannot be judged (their order is undocumented).
-    let mut valid = program("a valid Prepare (to see whether the environment allows one)");
-    valid
-        .push("prepare", ctx.prepare(0, 0))
-        .push("cleanup", Op::Cleanup);
-    let mut out = vec![valid];
-    for w in ctx.prepare_forms() {
-        for case in BAD_CASES {
-            let op = bad_prepare(ctx, w, 0, 0, case.args);
-            let mut p = program(format!("{} with {}", form_name(w), case.label));
-            // Cleanup ends the session only if the library wrongly opened one.
-            p.push("prepare", op).push("cleanup", Op::Cleanup);
-            out.push(p);
+pub struct PrepareBadArgs;
+
+impl Check for PrepareBadArgs {
+    type Steps = PrepareSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, PrepareSteps)> {
+        // A valid Prepare first: if the environment denies every Prepare, argument checks that
+        // answer with the environment's code cannot be judged (their order is undocumented).
+        let mut valid = program("a valid Prepare (to see whether the environment allows one)");
+        let prepare = valid.push(ctx.prepare(0, 0));
+        valid.push(Op::Cleanup);
+        let mut out = vec![(valid, PrepareSteps { prepare })];
+        for w in ctx.prepare_forms() {
+            for case in BAD_CASES {
+                let op = bad_prepare(ctx, w, 0, 0, case.args);
+                let mut p = program(format!("{} with {}", form_name(w), case.label));
+                let prepare = p.push(op);
+                // Cleanup ends the session only if the library wrongly opened one.
+                p.push(Op::Cleanup);
+                out.push((p, PrepareSteps { prepare }));
+            }
         }
+        out
     }
-    out
+
+    fn eval(&self, ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Eval {
+        bad_args_eval(ctx, ran)
+    }
 }
 
-pub fn bad_args_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
+fn bad_args_eval(ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Eval {
     let mut f = Findings::default();
     let forms = ctx.prepare_forms().len().max(1);
     let env = ran[0]
-        .get("prepare")
+        .get(ran[0].steps.prepare)
         .rc
         .and_then(|rc| codes::environment_problem(rc).map(|fix| (rc, fix)));
     let mut unjudged = 0;
     for (r, case) in ran[1..].iter().zip(BAD_CASES.iter().cycle()) {
-        let o = r.get("prepare");
+        let o = r.get(r.steps.prepare);
         let what = &r.program.label;
         if env.is_some()
             && o.rc
@@ -216,40 +242,66 @@ const FAILING: &[(&str, Option<BadArg>, &str)] = &[
 ];
 const FAILED_ROUNDS: usize = 4;
 
-pub fn failed_plan(ctx: &Ctx) -> Vec<Program> {
-    let mut p = program("failed Prepares, then End on *phbc");
-    let round = |p: &mut Program, r: usize| {
-        for (i, (_, bad, _)) in FAILING.iter().enumerate() {
-            let mut op = ctx.prepare(1, 1);
-            match bad {
-                Some(b) => spoil(&mut op, *b),
-                None => {
-                    if let Op::Prepare(p) = &mut op {
-                        p.server = Text::Lit("\\\\no_such_server".into());
-                    }
-                }
-            }
-            p.push(format!("prepare.{r}.{i}"), op)
-                .push(format!("end.{r}.{i}"), end(slot(1)));
-        }
-    };
-    // One round first, so that one-off allocations of the first failure are not counted.
-    round(&mut p, 0);
-    p.push("before", Op::Probe);
-    for r in 1..=FAILED_ROUNDS {
-        round(&mut p, r);
-    }
-    p.push("after", Op::Probe).push("cleanup", Op::Cleanup);
-    vec![p]
+pub struct PrepareFailed;
+
+pub struct FailedSteps {
+    /// Per round, per failing Prepare: the Prepare and the End on *phbc after it.
+    rounds: Vec<Vec<(Step, Step)>>,
+    before: Step,
+    after: Step,
 }
 
-pub fn failed_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let r = &ran[0];
+impl Check for PrepareFailed {
+    type Steps = FailedSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, FailedSteps)> {
+        let mut p = program("failed Prepares, then End on *phbc");
+        let round = |p: &mut Program| -> Vec<(Step, Step)> {
+            FAILING
+                .iter()
+                .map(|(_, bad, _)| {
+                    let mut op = ctx.prepare(1, 1);
+                    match bad {
+                        Some(b) => spoil(&mut op, *b),
+                        None => {
+                            if let Op::Prepare(p) = &mut op {
+                                p.server = Text::Lit("\\\\no_such_server".into());
+                            }
+                        }
+                    }
+                    (p.push(op), p.push(end(slot(1))))
+                })
+                .collect()
+        };
+        // One round first, so that one-off allocations of the first failure are not counted.
+        let mut rounds = vec![round(&mut p)];
+        let before = p.push(Op::Probe);
+        for _ in 1..=FAILED_ROUNDS {
+            rounds.push(round(&mut p));
+        }
+        let after = p.push(Op::Probe);
+        p.push(Op::Cleanup);
+        vec![(
+            p,
+            FailedSteps {
+                rounds,
+                before,
+                after,
+            },
+        )]
+    }
+
+    fn eval(&self, ctx: &Ctx, ran: &[Ran<FailedSteps>]) -> Eval {
+        failed_eval(ctx, &ran[0])
+    }
+}
+
+fn failed_eval(ctx: &Ctx, r: &Ran<FailedSteps>) -> Eval {
+    let s = r.steps;
     let mut f = Findings::default();
-    for round in 0..=FAILED_ROUNDS {
-        for (i, (label, _, rule)) in FAILING.iter().enumerate() {
-            let p = r.get(&format!("prepare.{round}.{i}"));
-            let e = r.get(&format!("end.{round}.{i}"));
+    for round in &s.rounds {
+        for ((label, _, rule), &(prepare, end)) in FAILING.iter().zip(round) {
+            let (p, e) = (r.get(prepare), r.get(end));
             if p.rc == Some(0) {
                 f.fail(format!(
                     "{rule}, but Prepare with {label} returned S_OK (what a failed Prepare leaves was then not tested)"
@@ -273,7 +325,7 @@ pub fn failed_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
             break;
         }
     }
-    if let Some(g) = super::common::growth(r.get("before"), r.get("after")) {
+    if let Some(g) = super::common::growth(r.get(s.before), r.get(s.after)) {
         f.fail(format!(
             "{} failed Prepares left {g} behind",
             FAILED_ROUNDS * FAILING.len()
@@ -285,19 +337,38 @@ pub fn failed_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
     ))
 }
 
-pub fn distinct_plan(ctx: &Ctx) -> Vec<Program> {
-    let mut p = program("two live sessions");
-    p.push("p0", ctx.prepare(0, 0))
-        .push("p1", ctx.prepare(1, 1))
-        .push("end0", end(slot(0)))
-        .push("end1", end(slot(1)))
-        .push("cleanup", Op::Cleanup);
-    vec![p]
+pub struct PrepareDistinct;
+
+pub struct DistinctSteps {
+    p0: Step,
+    p1: Step,
+    end0: Step,
+    end1: Step,
 }
 
-pub fn distinct_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let r = &ran[0];
-    let (p0, p1) = (r.get("p0"), r.get("p1"));
+impl Check for PrepareDistinct {
+    type Steps = DistinctSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, DistinctSteps)> {
+        let mut p = program("two live sessions");
+        let steps = DistinctSteps {
+            p0: p.push(ctx.prepare(0, 0)),
+            p1: p.push(ctx.prepare(1, 1)),
+            end0: p.push(end(slot(0))),
+            end1: p.push(end(slot(1))),
+        };
+        p.push(Op::Cleanup);
+        vec![(p, steps)]
+    }
+
+    fn eval(&self, _ctx: &Ctx, ran: &[Ran<DistinctSteps>]) -> Eval {
+        distinct_eval(&ran[0])
+    }
+}
+
+fn distinct_eval(r: &Ran<DistinctSteps>) -> Eval {
+    let s = r.steps;
+    let (p0, p1) = (r.get(s.p0), r.get(s.p1));
     if let Err(e) = live(p0) {
         return e;
     }
@@ -307,7 +378,7 @@ pub fn distinct_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
         // must leave the first session as it was (REQ-13).
         f.code(
             "after the refused second Prepare, End of the first session",
-            r.get("end0"),
+            r.get(s.end0),
             0,
         );
         if f.failed() {
@@ -331,8 +402,8 @@ pub fn distinct_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
             p0.handle.unwrap_or(0)
         )),
         Ok(()) => {
-            f.code("End of the first session", r.get("end0"), 0);
-            f.code("End of the second session", r.get("end1"), 0);
+            f.code("End of the first session", r.get(s.end0), 0);
+            f.code("End of the second session", r.get(s.end1), 0);
         }
     }
     f.finish("two live sessions had distinct handles and both ended with S_OK")
@@ -357,31 +428,52 @@ pub fn with_underscore(server: &str) -> String {
     format!("\\\\{}_{}", &bare[..k], &bare[k..])
 }
 
-pub fn server_name_plan(ctx: &Ctx) -> Vec<Program> {
-    let named =
-        |name: String, s: u8| Op::Prepare(Prepare::full(ctx.prepare_wide(), Text::Lit(name), s, s));
-    let mut p = program("the server name in both documented spellings, and with '_'");
-    p.push("prepare", ctx.prepare(0, 0))
-        .push("end", end(slot(0)))
-        .push("other", named(other_spelling(&ctx.server), 1))
-        .push("other.end", end(slot(1)))
-        .push("underscore", named(with_underscore(&ctx.server), 2))
-        .push("cleanup", Op::Cleanup);
-    vec![p]
+pub struct PrepareServerName;
+
+pub struct ServerNameSteps {
+    prepare: Step,
+    end: Step,
+    other: Step,
+    other_end: Step,
+    underscore: Step,
 }
 
-pub fn server_name_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let r = &ran[0];
-    if let Err(e) = live(r.get("prepare")) {
+impl Check for PrepareServerName {
+    type Steps = ServerNameSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, ServerNameSteps)> {
+        let named = |name: String, s: u8| {
+            Op::Prepare(Prepare::full(ctx.prepare_wide(), Text::Lit(name), s, s))
+        };
+        let mut p = program("the server name in both documented spellings, and with '_'");
+        let steps = ServerNameSteps {
+            prepare: p.push(ctx.prepare(0, 0)),
+            end: p.push(end(slot(0))),
+            other: p.push(named(other_spelling(&ctx.server), 1)),
+            other_end: p.push(end(slot(1))),
+            underscore: p.push(named(with_underscore(&ctx.server), 2)),
+        };
+        p.push(Op::Cleanup);
+        vec![(p, steps)]
+    }
+
+    fn eval(&self, ctx: &Ctx, ran: &[Ran<ServerNameSteps>]) -> Eval {
+        server_name_eval(ctx, &ran[0])
+    }
+}
+
+fn server_name_eval(ctx: &Ctx, r: &Ran<ServerNameSteps>) -> Eval {
+    let s = r.steps;
+    if let Err(e) = live(r.get(s.prepare)) {
         return e;
     }
     let mut f = Findings::default();
-    f.note_end_not_ok("End of the first session", r.get("end"));
+    f.note_end_not_ok("End of the first session", r.get(s.end));
     let (other, under) = (other_spelling(&ctx.server), with_underscore(&ctx.server));
-    let o = r.get("other");
+    let o = r.get(s.other);
     match o.rc {
         Some(0) if o.handle.is_some_and(|h| h != 0) => {
-            f.note_end_not_ok("End of the session", r.get("other.end"))
+            f.note_end_not_ok("End of the session", r.get(s.other_end))
         }
         Some(rc) => f.fail(format!(
             "Prepare with the server named \"{other}\" returned {}, expected 0 (S_OK) as for \"{}\": the leading \\\\ is optional (REQ-25)",
@@ -390,7 +482,7 @@ pub fn server_name_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
         )),
         None => f.note(format!("Prepare with \"{other}\" did not run")),
     }
-    let u = r.get("underscore");
+    let u = r.get(s.underscore);
     match u.rc {
         Some(rc) if rc == codes::ERROR_INVALID_PARAMETER || rc == codes::HR_COULD_NOT_CONNECT => {}
         Some(0) => f.compat(format!(

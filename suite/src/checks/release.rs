@@ -3,10 +3,11 @@
 //! when it grows in most windows, so a one-off cache or table resize inside a correct library
 //! is never counted, while one minimal heap block per cycle is.
 
+use super::check::Check;
 use super::common::{end, program, slot, Ctx, Eval, Findings, Ran, UNKNOWN_ATTACHMENT};
 use ntdsbcli_harness::codes::{self, describe};
 use ntdsbcli_harness::program::{Close, Free, ReadToEnd, RestoreEnd};
-use ntdsbcli_harness::program::{ListKind, Op, Probe, Program, Tally, Text};
+use ntdsbcli_harness::program::{ListKind, Op, Probe, Program, Step, Tally, Text};
 use ntdsbcli_harness::report::Outcome;
 
 /// Measured cycles are cut into this many windows.
@@ -180,40 +181,48 @@ pub fn cycles(requested: u32) -> u32 {
     (requested.max(WINDOWS * 2) / WINDOWS) * WINDOWS
 }
 
-pub fn plan_with(ctx: &Ctx, requested: u32) -> Vec<Program> {
-    let n = cycles(requested);
-    measured_paths(ctx)
-        .into_iter()
-        .map(|p| {
-            let mut prog = program(p.name);
-            prog.push(
-                "warm",
-                Op::Repeat {
+pub struct EndRelease;
+
+pub struct ReleaseSteps {
+    warm: Step,
+    measure: Step,
+}
+
+impl Check for EndRelease {
+    type Steps = ReleaseSteps;
+
+    /// Each path is a session of its own, judged on its own readings.
+    const SPREAD: bool = true;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, ReleaseSteps)> {
+        let n = cycles(ctx.release_cycles);
+        measured_paths(ctx)
+            .into_iter()
+            .map(|p| {
+                let mut prog = program(p.name);
+                let warm = prog.push(Op::Repeat {
                     n: WARM_UP,
                     probe_every: WARM_UP,
                     settle_last: false,
                     stop_flat: 0,
                     body: p.body.clone(),
-                },
-            )
-            .push(
-                "measure",
-                Op::Repeat {
+                });
+                let measure = prog.push(Op::Repeat {
                     n,
                     probe_every: n / WINDOWS,
                     settle_last: true,
                     stop_flat: FLAT_WINDOWS,
                     body: p.body,
-                },
-            )
-            .push("cleanup", Op::Cleanup);
-            prog
-        })
-        .collect()
-}
+                });
+                prog.push(Op::Cleanup);
+                (prog, ReleaseSteps { warm, measure })
+            })
+            .collect()
+    }
 
-pub fn plan(ctx: &Ctx) -> Vec<Program> {
-    plan_with(ctx, ctx.release_cycles)
+    fn eval(&self, _ctx: &Ctx, ran: &[Ran<ReleaseSteps>]) -> Eval {
+        eval(ran)
+    }
 }
 
 /// Growth per cycle of one resource, when it grew in most windows and most of that growth
@@ -245,21 +254,21 @@ fn amount(x: f64) -> String {
     }
 }
 
-pub fn eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
+fn eval(ran: &[Ran<ReleaseSteps>]) -> Eval {
     let mut f = Findings::default();
     let mut clean = Vec::new();
     let (mut n, mut shortest, mut done) = (0, u32::MAX, 0u64);
     for r in ran {
         let path = &r.program.label;
-        let m = r.get("measure");
-        let Op::Repeat {
+        let m = r.get(r.steps.measure);
+        let Some(Op::Repeat {
             n: cycles,
             probe_every,
             body,
             ..
-        } = &r.program.ops[1]
+        }) = r.steps.measure.index().map(|i| &r.program.ops[i])
         else {
-            unreachable!("plan puts the measured Repeat second")
+            unreachable!("the measured step is a Repeat")
         };
         n = *cycles;
         // The cycles that ran: all of them, or fewer when the path stopped early.
@@ -279,7 +288,7 @@ pub fn eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
             continue;
         }
         let held = r
-            .get("warm")
+            .get(r.steps.warm)
             .samples
             .first()
             .zip(m.samples.last())

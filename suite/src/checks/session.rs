@@ -1,12 +1,15 @@
 //! end.open-file, end.after-failure, end.buffers-outlive, end.concurrent, end.restore-handle
 //! and free.null: End in the middle of a session's life, and what it must leave alone.
 
+use super::check::Check;
 use super::common::{
     end, growth, live, program, slot, Ctx, Eval, Findings, Ran, UNKNOWN_ATTACHMENT,
 };
 use ntdsbcli_harness::codes::{describe, ERROR_INVALID_PARAMETER, E_INVALIDARG};
-use ntdsbcli_harness::program::{Close, EndConcurrent, Free, Read, ReadToEnd, RestoreEnd};
-use ntdsbcli_harness::program::{HandleArg, ListKind, Op, Program, Text};
+use ntdsbcli_harness::program::{
+    Close, EndConcurrent as EndAtOnce, Free, Read, ReadToEnd, RestoreEnd,
+};
+use ntdsbcli_harness::program::{HandleArg, ListKind, Op, Program, Step, Text};
 use ntdsbcli_harness::report::Outcome;
 
 fn entry0() -> Text {
@@ -36,284 +39,392 @@ const OPEN_PATHS: &[OpenPath] = &[
     },
 ];
 
-pub fn open_file_plan(ctx: &Ctx) -> Vec<Program> {
-    OPEN_PATHS
-        .iter()
-        .map(|path| {
-            let mut p = program(path.label);
-            let read = if path.to_eof {
-                Op::ReadToEnd(ReadToEnd {
-                    h: slot(0),
-                    cb: 65_536,
-                })
-            } else {
-                Op::Read(Read {
-                    h: slot(0),
-                    cb: 24_576,
-                    pcb: true,
-                })
-            };
-            let cycle = |p: &mut Program, tag: &str| {
-                p.push(format!("{tag}.prepare"), ctx.prepare(0, 0))
-                    .push_opt(
-                        format!("{tag}.names"),
-                        ctx.names(ListKind::DatabaseNames, slot(0), 1),
-                    )
-                    .push_opt(format!("{tag}.open"), ctx.open_file(slot(0), entry0()))
-                    .push_opt(
-                        format!("{tag}.read"),
-                        ctx.has("DsBackupRead").then_some(read.clone()),
-                    )
-                    .push(format!("{tag}.end"), end(slot(0)))
-                    .push_opt(
-                        format!("{tag}.close"),
+pub struct EndOpenFile;
+
+/// The steps of one cycle of a path.
+struct Cycle {
+    prepare: Step,
+    open: Step,
+    read: Step,
+    end: Step,
+    close: Step,
+}
+
+pub struct OpenFileSteps {
+    /// The measured cycle.
+    c: Cycle,
+    before: Step,
+    after: Step,
+}
+
+impl Check for EndOpenFile {
+    type Steps = OpenFileSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, OpenFileSteps)> {
+        OPEN_PATHS
+            .iter()
+            .map(|path| {
+                let mut p = program(path.label);
+                let read = if path.to_eof {
+                    Op::ReadToEnd(ReadToEnd {
+                        h: slot(0),
+                        cb: 65_536,
+                    })
+                } else {
+                    Op::Read(Read {
+                        h: slot(0),
+                        cb: 24_576,
+                        pcb: true,
+                    })
+                };
+                let cycle = |p: &mut Program| {
+                    let prepare = p.push(ctx.prepare(0, 0));
+                    p.push_opt(ctx.names(ListKind::DatabaseNames, slot(0), 1));
+                    let open = p.push_opt(ctx.open_file(slot(0), entry0()));
+                    let read = p.push_opt(ctx.has("DsBackupRead").then_some(read.clone()));
+                    let end = p.push(end(slot(0)));
+                    let close = p.push_opt(
                         ctx.has("DsBackupClose")
                             .then_some(Op::Close(Close { h: slot(0) })),
-                    )
-                    .push(format!("{tag}.free0"), Op::Free(Free { buf: Some(0) }))
-                    .push(format!("{tag}.free1"), Op::Free(Free { buf: Some(1) }));
-            };
-            // A first cycle warms up whatever the library sets up once; the second is measured.
-            cycle(&mut p, "warm");
-            p.push("before", Op::Probe);
-            cycle(&mut p, "c");
-            p.push("after", Op::Probe).push("cleanup", Op::Cleanup);
-            p
-        })
-        .collect()
-}
-
-pub fn open_file_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let mut f = Findings::default();
-    let mut tested = Vec::new();
-    for (r, path) in ran.iter().zip(OPEN_PATHS) {
-        if let Err(e) = live(r.get("c.prepare")) {
-            return e;
-        }
-        let open = r.get("c.open");
-        if open.rc != Some(0) {
-            return Eval::new(
-                Outcome::Inconclusive,
-                format!(
-                    "could not open the first database attachment: OpenFile returned {}",
-                    open.rc
-                        .map(describe)
-                        .unwrap_or_else(|| open.not_run.clone().unwrap_or_default())
-                ),
-            );
-        }
-        if path.to_eof && !r.has("c.read") {
-            continue;
-        }
-        tested.push(path.label);
-        let what = path.what;
-        f.code(what, r.get("c.end"), 0);
-        if r.has("c.close") {
-            f.invalid_param(
-                ctx,
-                &format!("Close on the handle after {what}"),
-                r.get("c.close"),
-            );
-        }
-        if let Some(g) = growth(r.get("before"), r.get("after")) {
-            f.fail(format!(
-                "{what} left {g} behind (the attachment was not released)"
-            ));
-        }
+                    );
+                    p.push(Op::Free(Free { buf: Some(0) }));
+                    p.push(Op::Free(Free { buf: Some(1) }));
+                    Cycle {
+                        prepare,
+                        open,
+                        read,
+                        end,
+                        close,
+                    }
+                };
+                // A first cycle warms up whatever the library sets up once; the second is
+                // measured.
+                cycle(&mut p);
+                let before = p.push(Op::Probe);
+                let c = cycle(&mut p);
+                let after = p.push(Op::Probe);
+                p.push(Op::Cleanup);
+                (p, OpenFileSteps { c, before, after })
+            })
+            .collect()
     }
-    f.finish(format!(
-        "End returned S_OK and released the session and the attachment on each path: {}",
-        tested.join("; ")
-    ))
+
+    fn eval(&self, ctx: &Ctx, ran: &[Ran<OpenFileSteps>]) -> Eval {
+        let mut f = Findings::default();
+        let mut tested = Vec::new();
+        for (r, path) in ran.iter().zip(OPEN_PATHS) {
+            let s = r.steps;
+            if let Err(e) = live(r.get(s.c.prepare)) {
+                return e;
+            }
+            let open = r.get(s.c.open);
+            if open.rc != Some(0) {
+                return Eval::new(
+                    Outcome::Inconclusive,
+                    format!(
+                        "could not open the first database attachment: OpenFile returned {}",
+                        open.rc
+                            .map(describe)
+                            .unwrap_or_else(|| open.not_run.clone().unwrap_or_default())
+                    ),
+                );
+            }
+            if path.to_eof && !s.c.read.present() {
+                continue;
+            }
+            tested.push(path.label);
+            let what = path.what;
+            f.code(what, r.get(s.c.end), 0);
+            if s.c.close.present() {
+                f.invalid_param(
+                    ctx,
+                    &format!("Close on the handle after {what}"),
+                    r.get(s.c.close),
+                );
+            }
+            if let Some(g) = growth(r.get(s.before), r.get(s.after)) {
+                f.fail(format!(
+                    "{what} left {g} behind (the attachment was not released)"
+                ));
+            }
+        }
+        f.finish(format!(
+            "End returned S_OK and released the session and the attachment on each path: {}",
+            tested.join("; ")
+        ))
+    }
 }
 
-/// Tagged ops of one failure path; an op is None when its export is absent.
-type FailurePath = Vec<(String, Option<Op>)>;
+/// One op of a failure path: whether it is one of the failures, and the op (None when its
+/// export is absent).
+struct PathOp {
+    failure: Option<&'static str>,
+    op: Option<Op>,
+}
+
+fn setup(op: Option<Op>) -> PathOp {
+    PathOp { failure: None, op }
+}
+
+fn failing(what: &'static str, op: Option<Op>) -> PathOp {
+    PathOp {
+        failure: Some(what),
+        op,
+    }
+}
 
 /// The intermediate failures of REQ-08, each as its own path and all together.
-fn failures(ctx: &Ctx) -> Vec<(&'static str, FailurePath)> {
-    let unknown = ctx.open_file(slot(0), Text::Lit(UNKNOWN_ATTACHMENT.into()));
-    let bad_read = vec![
-        (
-            "names".to_string(),
-            ctx.names(ListKind::DatabaseNames, slot(0), 1),
-        ),
-        ("open".to_string(), ctx.open_file(slot(0), entry0())),
-        (
-            "fail.read".to_string(),
-            ctx.has("DsBackupRead").then_some(Op::Read(Read {
-                h: slot(0),
-                cb: 1_000,
-                pcb: true,
-            })),
-        ),
-    ];
-    let close = ctx
-        .has("DsBackupClose")
-        .then_some(Op::Close(Close { h: slot(0) }));
-    let mut all = vec![("fail.open".to_string(), unknown.clone())];
-    all.extend(bad_read.clone());
-    all.push(("close-open".to_string(), close.clone()));
-    all.push(("fail.close".to_string(), close.clone()));
+fn failures(ctx: &Ctx) -> Vec<(&'static str, Vec<PathOp>)> {
+    let unknown = || ctx.open_file(slot(0), Text::Lit(UNKNOWN_ATTACHMENT.into()));
+    let bad_read = || {
+        vec![
+            setup(ctx.names(ListKind::DatabaseNames, slot(0), 1)),
+            setup(ctx.open_file(slot(0), entry0())),
+            failing(
+                "a Read into 1000 bytes",
+                ctx.has("DsBackupRead").then_some(Op::Read(Read {
+                    h: slot(0),
+                    cb: 1_000,
+                    pcb: true,
+                })),
+            ),
+        ]
+    };
+    let close = || {
+        ctx.has("DsBackupClose")
+            .then_some(Op::Close(Close { h: slot(0) }))
+    };
+    let open_unknown = "an OpenFile of an unknown attachment";
+    let close_none = "a Close with nothing open";
+    let mut all = vec![failing(open_unknown, unknown())];
+    all.extend(bad_read());
+    all.push(setup(close()));
+    all.push(failing(close_none, close()));
     vec![
         (
             "an unknown attachment name",
-            vec![("fail.open".to_string(), unknown)],
+            vec![failing(open_unknown, unknown())],
         ),
-        ("a bad read size", bad_read),
+        ("a bad read size", bad_read()),
         (
             "Close with nothing open",
-            vec![("fail.close".to_string(), close)],
+            vec![failing(close_none, close())],
         ),
         ("all three failures", all),
     ]
 }
 
-pub fn after_failure_plan(ctx: &Ctx) -> Vec<Program> {
-    failures(ctx)
-        .into_iter()
-        .filter(|(_, ops)| {
-            ops.iter()
-                .any(|(t, o)| t.starts_with("fail.") && o.is_some())
-        })
-        .map(|(label, ops)| {
-            let mut p = program(format!("End after {label}"));
-            p.push("prepare", ctx.prepare(0, 0));
-            for (tag, op) in ops {
-                p.push_opt(tag, op);
-            }
-            p.push("end", end(slot(0))).push("cleanup", Op::Cleanup);
-            p
-        })
-        .collect()
+pub struct EndAfterFailure;
+
+pub struct AfterFailureSteps {
+    prepare: Step,
+    /// The calls that must fail, each with what a note calls it.
+    failures: Vec<(&'static str, Step)>,
+    end: Step,
 }
 
-pub fn after_failure_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
-    if ran.is_empty() {
-        return Eval::new(
-            Outcome::Skip,
-            "not run: no failing call can be made without DsBackupOpenFile, DsBackupRead or DsBackupClose",
-        );
+impl Check for EndAfterFailure {
+    type Steps = AfterFailureSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, AfterFailureSteps)> {
+        failures(ctx)
+            .into_iter()
+            .filter(|(_, ops)| ops.iter().any(|o| o.failure.is_some() && o.op.is_some()))
+            .map(|(label, ops)| {
+                let mut p = program(format!("End after {label}"));
+                let prepare = p.push(ctx.prepare(0, 0));
+                let mut failures = Vec::new();
+                for o in ops {
+                    let step = p.push_opt(o.op);
+                    if let Some(what) = o.failure {
+                        failures.push((what, step));
+                    }
+                }
+                let end = p.push(end(slot(0)));
+                p.push(Op::Cleanup);
+                (
+                    p,
+                    AfterFailureSteps {
+                        prepare,
+                        failures,
+                        end,
+                    },
+                )
+            })
+            .collect()
     }
-    let mut f = Findings::default();
-    for r in ran {
-        if let Err(e) = live(r.get("prepare")) {
-            return e;
+
+    fn eval(&self, _ctx: &Ctx, ran: &[Ran<AfterFailureSteps>]) -> Eval {
+        if ran.is_empty() {
+            return Eval::new(
+                Outcome::Skip,
+                "not run: no failing call can be made without DsBackupOpenFile, DsBackupRead or DsBackupClose",
+            );
         }
-        for tag in ["fail.open", "fail.read", "fail.close"] {
-            if r.has(tag) && r.get(tag).rc == Some(0) {
-                f.note(format!("{tag} did not fail in \"{}\"", r.program.label));
+        let mut f = Findings::default();
+        for r in ran {
+            let s = r.steps;
+            if let Err(e) = live(r.get(s.prepare)) {
+                return e;
             }
-        }
-        f.code(&r.program.label, r.get("end"), 0);
-    }
-    f.finish(format!(
-        "End returned S_OK after each of {} failure paths",
-        ran.len()
-    ))
-}
-
-pub fn buffers_plan(ctx: &Ctx) -> Vec<Program> {
-    let mut after = program("buffers read and freed after End");
-    after
-        .push("prepare", ctx.prepare(0, 0))
-        .push_opt("names", ctx.names(ListKind::DatabaseNames, slot(0), 1))
-        .push_opt("logs", ctx.names(ListKind::BackupLogs, slot(0), 2))
-        .push("peek0", Op::Peek { buf: 0 })
-        .push("peek1", Op::Peek { buf: 1 })
-        .push("peek2", Op::Peek { buf: 2 })
-        .push("end", end(slot(0)))
-        .push("after0", Op::Peek { buf: 0 })
-        .push("after1", Op::Peek { buf: 1 })
-        .push("after2", Op::Peek { buf: 2 })
-        .push("free0", Op::Free(Free { buf: Some(0) }))
-        .push("free1", Op::Free(Free { buf: Some(1) }))
-        .push("free2", Op::Free(Free { buf: Some(2) }))
-        // The library must still work after the frees (a double free can surface here).
-        .push("again", ctx.prepare(3, 3))
-        .push("again.end", end(slot(3)))
-        .push("cleanup", Op::Cleanup);
-    let mut before = program("buffers freed before End");
-    before
-        .push("prepare", ctx.prepare(0, 0))
-        .push_opt("names", ctx.names(ListKind::DatabaseNames, slot(0), 1))
-        .push_opt("logs", ctx.names(ListKind::BackupLogs, slot(0), 2))
-        .push("free0", Op::Free(Free { buf: Some(0) }))
-        .push("free1", Op::Free(Free { buf: Some(1) }))
-        .push("free2", Op::Free(Free { buf: Some(2) }))
-        .push("end", end(slot(0)))
-        .push("cleanup", Op::Cleanup);
-    vec![after, before]
-}
-
-pub fn buffers_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let mut f = Findings::default();
-    let names = [
-        "the expiry token",
-        "the database name list",
-        "the log name list",
-    ];
-    let mut kept = 0;
-    for r in ran {
-        if let Err(e) = live(r.get("prepare")) {
-            return e;
-        }
-        f.code(&format!("End with {}", r.program.label), r.get("end"), 0);
-        // Only the program that ends first peeks at the buffers.
-        for (i, name) in names.iter().enumerate().filter(|_| r.has("after0")) {
-            let (a, b) = (r.get(&format!("peek{i}")), r.get(&format!("after{i}")));
-            if a.bytes.as_ref().is_some_and(|x| !x.is_empty()) {
-                kept += 1;
-                if a.bytes != b.bytes {
-                    f.fail(format!("{name} changed after End: End freed or reused a buffer the caller still owns"));
+            for &(what, step) in &s.failures {
+                if step.present() && r.get(step).rc == Some(0) {
+                    f.note(format!("{what} did not fail in \"{}\"", r.program.label));
                 }
             }
+            f.code(&r.program.label, r.get(s.end), 0);
         }
-        if r.has("again") {
-            f.code(
-                "a new Prepare after the buffers were freed",
-                r.get("again"),
-                0,
-            );
-            f.code("its End", r.get("again.end"), 0);
-        }
+        f.finish(format!(
+            "End returned S_OK after each of {} failure paths",
+            ran.len()
+        ))
     }
-    f.finish(format!(
-        "{kept} buffers stayed intact after End, and freeing them before or after End worked"
-    ))
+}
+
+pub struct EndBuffersOutlive;
+
+pub struct BuffersSteps {
+    prepare: Step,
+    end: Step,
+    /// Each buffer (token, database names, log names) read before End and after it: only in
+    /// the program that ends first.
+    peeks: Option<[(Step, Step); 3]>,
+    /// A new session after the frees, and its End: only in the program that ends first.
+    again: Option<(Step, Step)>,
+}
+
+impl Check for EndBuffersOutlive {
+    type Steps = BuffersSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, BuffersSteps)> {
+        let frees = |p: &mut Program| {
+            for b in 0..3 {
+                p.push(Op::Free(Free { buf: Some(b) }));
+            }
+        };
+        let mut after = program("buffers read and freed after End");
+        let prepare = after.push(ctx.prepare(0, 0));
+        after.push_opt(ctx.names(ListKind::DatabaseNames, slot(0), 1));
+        after.push_opt(ctx.names(ListKind::BackupLogs, slot(0), 2));
+        let peek: [Step; 3] = std::array::from_fn(|b| after.push(Op::Peek { buf: b as u8 }));
+        let end_step = after.push(end(slot(0)));
+        let later: [Step; 3] = std::array::from_fn(|b| after.push(Op::Peek { buf: b as u8 }));
+        frees(&mut after);
+        // The library must still work after the frees (a double free can surface here).
+        let again_prepare = after.push(ctx.prepare(3, 3));
+        let again_end = after.push(end(slot(3)));
+        after.push(Op::Cleanup);
+        let after = (
+            after,
+            BuffersSteps {
+                prepare,
+                end: end_step,
+                peeks: Some(std::array::from_fn(|b| (peek[b], later[b]))),
+                again: Some((again_prepare, again_end)),
+            },
+        );
+        let mut before = program("buffers freed before End");
+        let prepare = before.push(ctx.prepare(0, 0));
+        before.push_opt(ctx.names(ListKind::DatabaseNames, slot(0), 1));
+        before.push_opt(ctx.names(ListKind::BackupLogs, slot(0), 2));
+        frees(&mut before);
+        let end_step = before.push(end(slot(0)));
+        before.push(Op::Cleanup);
+        let before = (
+            before,
+            BuffersSteps {
+                prepare,
+                end: end_step,
+                peeks: None,
+                again: None,
+            },
+        );
+        vec![after, before]
+    }
+
+    fn eval(&self, _ctx: &Ctx, ran: &[Ran<BuffersSteps>]) -> Eval {
+        let mut f = Findings::default();
+        let names = [
+            "the expiry token",
+            "the database name list",
+            "the log name list",
+        ];
+        let mut kept = 0;
+        for r in ran {
+            let s = r.steps;
+            if let Err(e) = live(r.get(s.prepare)) {
+                return e;
+            }
+            f.code(&format!("End with {}", r.program.label), r.get(s.end), 0);
+            for (name, &(peek, after)) in names.iter().zip(s.peeks.iter().flatten()) {
+                let (a, b) = (r.get(peek), r.get(after));
+                if a.bytes.as_ref().is_some_and(|x| !x.is_empty()) {
+                    kept += 1;
+                    if a.bytes != b.bytes {
+                        f.fail(format!("{name} changed after End: End freed or reused a buffer the caller still owns"));
+                    }
+                }
+            }
+            if let Some((again, again_end)) = s.again {
+                f.code(
+                    "a new Prepare after the buffers were freed",
+                    r.get(again),
+                    0,
+                );
+                f.code("its End", r.get(again_end), 0);
+            }
+        }
+        f.finish(format!(
+            "{kept} buffers stayed intact after End, and freeing them before or after End worked"
+        ))
+    }
 }
 
 const ROUNDS: usize = 16;
 const THREADS: u8 = 8;
 
-pub fn concurrent_plan(ctx: &Ctx) -> Vec<Program> {
-    let mut p = program(format!(
-        "{THREADS} threads end one handle at once, {ROUNDS} rounds"
-    ));
-    for i in 0..ROUNDS {
-        p.push(format!("prepare{i}"), ctx.prepare(0, 0))
-            .push(format!("free{i}"), Op::Free(Free { buf: Some(0) }))
-            .push(
-                format!("end{i}"),
-                Op::EndConcurrent(EndConcurrent {
-                    h: slot(0),
-                    threads: THREADS,
-                }),
-            );
-    }
-    p.push("cleanup", Op::Cleanup);
-    vec![p]
+pub struct EndConcurrent;
+
+/// Per round: the Prepare, and the End on threads at once.
+pub struct ConcurrentSteps {
+    rounds: Vec<(Step, Step)>,
 }
 
-pub fn concurrent_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let r = &ran[0];
+impl Check for EndConcurrent {
+    type Steps = ConcurrentSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, ConcurrentSteps)> {
+        let mut p = program(format!(
+            "{THREADS} threads end one handle at once, {ROUNDS} rounds"
+        ));
+        let rounds = (0..ROUNDS)
+            .map(|_| {
+                let prepare = p.push(ctx.prepare(0, 0));
+                p.push(Op::Free(Free { buf: Some(0) }));
+                let end = p.push(Op::EndConcurrent(EndAtOnce {
+                    h: slot(0),
+                    threads: THREADS,
+                }));
+                (prepare, end)
+            })
+            .collect();
+        p.push(Op::Cleanup);
+        vec![(p, ConcurrentSteps { rounds })]
+    }
+
+    fn eval(&self, ctx: &Ctx, ran: &[Ran<ConcurrentSteps>]) -> Eval {
+        concurrent_eval(ctx, &ran[0])
+    }
+}
+
+fn concurrent_eval(ctx: &Ctx, r: &Ran<ConcurrentSteps>) -> Eval {
     let mut f = Findings::default();
     let mut hresult = false;
-    for i in 0..ROUNDS {
-        if let Err(e) = live(r.get(&format!("prepare{i}"))) {
+    for (i, &(prepare, end)) in r.steps.rounds.iter().enumerate() {
+        if let Err(e) = live(r.get(prepare)) {
             return e;
         }
-        let codes = &r.get(&format!("end{i}")).codes;
+        let codes = &r.get(end).codes;
         let ok = codes.iter().filter(|&&c| c == 0).count();
         let wrapped = codes.iter().filter(|&&c| c == E_INVALIDARG).count();
         hresult |= wrapped > 0;
@@ -348,36 +459,68 @@ pub fn concurrent_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
     e
 }
 
-pub fn restore_plan(ctx: &Ctx) -> Vec<Program> {
-    let mut p = program("DsBackupEnd on a restore handle");
-    p.push("prepare", ctx.prepare(0, 0))
-        .push_opt("restore", ctx.restore_prepare(Some(0), 1))
-        .push("end", end(slot(1)))
-        .push("restore-end", Op::RestoreEnd(RestoreEnd { h: slot(1) }))
-        .push("end0", end(slot(0)))
-        .push("cleanup", Op::Cleanup);
-    // Restore handles may come from a table of their own and share values with backup
-    // handles: then the restore handle is tested with no backup session live.
-    let mut alone = program("DsBackupEnd on a restore handle, no backup session live");
-    alone
-        .push("prepare", ctx.prepare(0, 0))
-        .push("end0", end(slot(0)))
-        .push_opt("restore", ctx.restore_prepare(Some(0), 1))
-        .push("end", end(slot(1)))
-        .push("restore-end", Op::RestoreEnd(RestoreEnd { h: slot(1) }))
-        .push("cleanup", Op::Cleanup);
-    vec![p, alone]
+pub struct EndRestoreHandle;
+
+pub struct RestoreSteps {
+    prepare: Step,
+    restore: Step,
+    end: Step,
+    restore_end: Step,
+    end0: Step,
 }
 
-pub fn restore_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let first = &ran[0];
-    if let Err(e) = live(first.get("prepare")) {
+impl Check for EndRestoreHandle {
+    type Steps = RestoreSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, RestoreSteps)> {
+        let mut p = program("DsBackupEnd on a restore handle");
+        let prepare = p.push(ctx.prepare(0, 0));
+        let restore = p.push_opt(ctx.restore_prepare(Some(0), 1));
+        let end_step = p.push(end(slot(1)));
+        let restore_end = p.push(Op::RestoreEnd(RestoreEnd { h: slot(1) }));
+        let end0 = p.push(end(slot(0)));
+        p.push(Op::Cleanup);
+        let beside = RestoreSteps {
+            prepare,
+            restore,
+            end: end_step,
+            restore_end,
+            end0,
+        };
+        // Restore handles may come from a table of their own and share values with backup
+        // handles: then the restore handle is tested with no backup session live.
+        let mut alone = program("DsBackupEnd on a restore handle, no backup session live");
+        let prepare = alone.push(ctx.prepare(0, 0));
+        let end0 = alone.push(end(slot(0)));
+        let restore = alone.push_opt(ctx.restore_prepare(Some(0), 1));
+        let end_step = alone.push(end(slot(1)));
+        let restore_end = alone.push(Op::RestoreEnd(RestoreEnd { h: slot(1) }));
+        alone.push(Op::Cleanup);
+        let alone_steps = RestoreSteps {
+            prepare,
+            restore,
+            end: end_step,
+            restore_end,
+            end0,
+        };
+        vec![(p, beside), (alone, alone_steps)]
+    }
+
+    fn eval(&self, ctx: &Ctx, ran: &[Ran<RestoreSteps>]) -> Eval {
+        restore_eval(ctx, ran)
+    }
+}
+
+fn restore_eval(ctx: &Ctx, ran: &[Ran<RestoreSteps>]) -> Eval {
+    let (first, s) = (&ran[0], ran[0].steps);
+    if let Err(e) = live(first.get(s.prepare)) {
         return e;
     }
-    let shared = first.get("restore").handle.is_some()
-        && first.get("restore").handle == first.get("prepare").handle;
+    let shared = first.get(s.restore).handle.is_some()
+        && first.get(s.restore).handle == first.get(s.prepare).handle;
     let r = if shared { &ran[1] } else { first };
-    let rp = r.get("restore");
+    let s = r.steps;
+    let rp = r.get(s.restore);
     match (rp.rc, rp.handle) {
         (Some(0), Some(h)) if h != 0 => {}
         (Some(rc), _) if rc != 0 => {
@@ -395,12 +538,12 @@ pub fn restore_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
             rp.handle.unwrap_or(0)
         ));
     }
-    let end = r.get("end");
+    let end = r.get(s.end);
     let after = "DsRestoreEnd on that restore handle afterwards";
     match end.rc {
         Some(ERROR_INVALID_PARAMETER | E_INVALIDARG) | None => {
             f.invalid_param(ctx, "DsBackupEnd on a restore handle", end);
-            f.code(after, r.get("restore-end"), 0);
+            f.code(after, r.get(s.restore_end), 0);
         }
         // what DsBackupEnd does with a restore handle is not documented. A library
         // that ends the restore session with it leaves nothing for DsRestoreEnd.
@@ -409,38 +552,49 @@ pub fn restore_eval(ctx: &Ctx, ran: &[Ran]) -> Eval {
                 "DsBackupEnd on a restore handle returned {}; the documentation does not say what it does with one (A-5), and 87 is what a careful library answers",
                 describe(rc)
             ));
-            let re = r.get("restore-end");
+            let re = r.get(s.restore_end);
             if !(rc == 0 && re.rc == Some(ERROR_INVALID_PARAMETER)) {
                 f.code(after, re, 0);
             }
         }
     }
     if !shared {
-        f.code("End of the backup session beside it", r.get("end0"), 0);
+        f.code("End of the backup session beside it", r.get(s.end0), 0);
     }
     f.finish("DsBackupEnd on a restore handle returned 87 and left it for DsRestoreEnd")
 }
 
-pub fn free_null_plan(ctx: &Ctx) -> Vec<Program> {
-    let mut p = program("DsBackupFree(NULL)");
-    p.push("free1", Op::Free(Free { buf: None }))
-        .push("free2", Op::Free(Free { buf: None }))
-        .push("prepare", ctx.prepare(0, 0))
-        .push("free", Op::Free(Free { buf: Some(0) }))
-        .push("end", end(HandleArg::Slot(0)));
-    vec![p]
+pub struct FreeNull;
+
+pub struct FreeNullSteps {
+    prepare: Step,
+    end: Step,
 }
 
-pub fn free_null_eval(_ctx: &Ctx, ran: &[Ran]) -> Eval {
-    let r = &ran[0];
-    let mut f = Findings::default();
-    if let Err(e) = live(r.get("prepare")) {
-        return e;
+impl Check for FreeNull {
+    type Steps = FreeNullSteps;
+
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, FreeNullSteps)> {
+        let mut p = program("DsBackupFree(NULL)");
+        p.push(Op::Free(Free { buf: None }));
+        p.push(Op::Free(Free { buf: None }));
+        let prepare = p.push(ctx.prepare(0, 0));
+        p.push(Op::Free(Free { buf: Some(0) }));
+        let end = p.push(end(HandleArg::Slot(0)));
+        vec![(p, FreeNullSteps { prepare, end })]
     }
-    f.code(
-        "End of a session opened after DsBackupFree(NULL)",
-        r.get("end"),
-        0,
-    );
-    f.finish("DsBackupFree(NULL) twice was harmless and the library kept working")
+
+    fn eval(&self, _ctx: &Ctx, ran: &[Ran<FreeNullSteps>]) -> Eval {
+        let (r, s) = (&ran[0], ran[0].steps);
+        let mut f = Findings::default();
+        if let Err(e) = live(r.get(s.prepare)) {
+            return e;
+        }
+        f.code(
+            "End of a session opened after DsBackupFree(NULL)",
+            r.get(s.end),
+            0,
+        );
+        f.finish("DsBackupFree(NULL) twice was harmless and the library kept working")
+    }
 }

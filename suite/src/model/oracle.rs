@@ -282,13 +282,14 @@ impl Layout {
 /// A sequence as a program: probe, the calls, clean-up, probe (see `Layout`).
 pub fn program(ctx: &Ctx, init: &State, transitions: &[Transition], label: String) -> Program {
     let mut p = Program::new(label, Vec::new());
-    p.push("start", Op::Probe);
+    p.push(Op::Probe);
     let mut st = init.clone();
-    for (i, t) in transitions.iter().enumerate() {
-        p.push(format!("t{i}"), op_of(ctx, &st, t));
+    for t in transitions {
+        p.push(op_of(ctx, &st, t));
         st = Machine::apply(st, t);
     }
-    p.push("cleanup", Op::Cleanup).push("end", Op::Probe);
+    p.push(Op::Cleanup);
+    p.push(Op::Probe);
     p
 }
 
@@ -908,12 +909,13 @@ mod tests {
         let p = program(&ctx(), &init(), &ts, "t".into());
         let at = Layout::of(&p);
         assert_eq!(at.steps, 2);
-        let tags: Vec<&str> = p.present_tags().collect();
-        let tag = |i: usize| tags[i];
-        assert_eq!(tag(Layout::START), "start");
-        assert_eq!((tag(at.step(0)), tag(at.step(1))), ("t0", "t1"));
+        assert_eq!(p.ops.len(), 5);
+        assert!(matches!(p.ops[Layout::START], Op::Probe));
+        assert!(matches!(p.ops[at.step(0)], Op::Prepare(_)));
+        assert!(matches!(p.ops[at.step(1)], Op::End(_)));
         assert_eq!(at.steps(), 1..3);
-        assert_eq!((tag(at.cleanup()), tag(at.end())), ("cleanup", "end"));
+        assert!(matches!(p.ops[at.cleanup()], Op::Cleanup));
+        assert!(matches!(p.ops[at.end()], Op::Probe));
         assert_eq!(at.step_of_op(2), Some(1));
         assert_eq!(at.step_of_op(0), None);
         assert_eq!(at.step_of_op(3), None);

@@ -1,0 +1,106 @@
+//! What a check is to the rest of the suite: a type that plans call programs and judges their
+//! observations through the steps it planned (`Check`), and the same with its steps hidden
+//! (`Programs`, `Planned`), as the catalogue holds it and the runner drives it. Holds no
+//! check and names no id.
+
+use super::common::{Ctx, Eval};
+use ntdsbcli_harness::program::{Observation, Program, Step};
+
+/// A check that runs call programs. `Steps` is what one program's plan kept of where its ops
+/// sit; the judgement reads each observation through them, so a step it never planned cannot
+/// be asked for.
+pub trait Check: Sync + 'static {
+    type Steps: Send + Sync + 'static;
+
+    /// Its programs are independent sessions, each judged on its own readings: they may run
+    /// on workers of their own at once when calls wait on a server (`pace`).
+    const SPREAD: bool = false;
+
+    /// The programs, each with its steps. None at all: nothing can be made with the library's
+    /// exports, and the check is skipped.
+    fn plan(&self, ctx: &Ctx) -> Vec<(Program, Self::Steps)>;
+
+    /// The judgement of the programs' observations, in plan order.
+    fn eval(&self, ctx: &Ctx, ran: &[Ran<'_, Self::Steps>]) -> Eval;
+}
+
+/// A program's observations, read through the steps its plan kept.
+pub struct Ran<'a, S> {
+    pub program: &'a Program,
+    pub steps: &'a S,
+    obs: &'a [Observation],
+}
+
+static ABSENT: std::sync::LazyLock<Observation> = std::sync::LazyLock::new(|| Observation {
+    not_run: Some("not part of this program (an export it needs is absent)".into()),
+    ..Observation::default()
+});
+
+impl<'a, S> Ran<'a, S> {
+    pub fn new(program: &'a Program, steps: &'a S, obs: &'a [Observation]) -> Ran<'a, S> {
+        Ran {
+            program,
+            steps,
+            obs,
+        }
+    }
+
+    /// The observation of `step`; "not run" when it was left out of the program.
+    pub fn get(&self, step: Step) -> &'a Observation {
+        step.index()
+            .and_then(|i| self.obs.get(i))
+            .unwrap_or(&ABSENT)
+    }
+}
+
+/// The judgement of a planned check, its steps held inside: what the runner keeps beside the
+/// programs it sends.
+pub struct Judge(Box<JudgeFn>);
+
+/// A judgement over the programs planned with it and their observations.
+type JudgeFn = dyn Fn(&Ctx, &[Program], &[&[Observation]]) -> Eval + Send + Sync;
+
+impl Judge {
+    /// Judges `obs`, the observations of `programs` (the programs planned with it, in order).
+    pub fn eval(&self, ctx: &Ctx, programs: &[Program], obs: &[&[Observation]]) -> Eval {
+        (self.0)(ctx, programs, obs)
+    }
+}
+
+/// A check's programs and the judgement that knows their steps.
+pub struct Planned {
+    pub programs: Vec<Program>,
+    pub judge: Judge,
+}
+
+/// A check with its steps hidden, as the catalogue holds it.
+pub trait Programs: Sync {
+    fn plan(&'static self, ctx: &Ctx) -> Planned;
+    fn spread(&self) -> bool;
+}
+
+impl<C: Check> Programs for C {
+    fn plan(&'static self, ctx: &Ctx) -> Planned {
+        let (programs, steps): (Vec<Program>, Vec<C::Steps>) =
+            C::plan(self, ctx).into_iter().unzip();
+        let judge = Judge(Box::new(move |ctx, programs, obs| {
+            assert_eq!(
+                (programs.len(), obs.len()),
+                (steps.len(), steps.len()),
+                "judged with the programs it planned"
+            );
+            let ran: Vec<Ran<C::Steps>> = programs
+                .iter()
+                .zip(&steps)
+                .zip(obs)
+                .map(|((p, s), o)| Ran::new(p, s, o))
+                .collect();
+            self.eval(ctx, &ran)
+        }));
+        Planned { programs, judge }
+    }
+
+    fn spread(&self) -> bool {
+        C::SPREAD
+    }
+}
