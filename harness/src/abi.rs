@@ -121,14 +121,19 @@ impl Api {
 
 /// Opens a library and fills the table. The library stays loaded as long as the caller keeps
 /// it: the worker unloads it only at teardown, where a crash in its destructors is a finding.
-pub fn load_library(path: &std::path::Path) -> Result<(Api, libloading::Library), String> {
-    let lib = open(path).map_err(|e| error_text(&e))?;
+pub fn load_library(path: &std::path::Path) -> Result<(Api, libloading::Library), LoadError> {
+    let lib = open(path).map_err(|e| LoadError(error_text(&e)))?;
     // SAFETY: each export has the signature its family declares (the ABI profile).
     let api = unsafe {
         Api::from_lookup(|name| lib.get::<*const c_void>(name.as_bytes()).ok().map(|s| *s))
     };
     Ok((api, lib))
 }
+
+/// The loader refused the library: the OS's words.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadError(pub String);
 
 #[cfg(unix)]
 fn open(path: &std::path::Path) -> Result<libloading::Library, libloading::Error> {

@@ -4,6 +4,7 @@
 use crate::abi::{Api, Hbc};
 use crate::calls::end::HbcOnly;
 use crate::calls::free::FreeFn;
+use crate::not_run::NotRun;
 use crate::pageheap::Loan;
 use crate::program::{
     FaultObs, Garbage, HandleArg, Observation, Op, Probe, Program, Tally, Text, SLOTS,
@@ -313,7 +314,7 @@ impl<'a> Interp<'a> {
         }
     }
 
-    pub(crate) fn text(&self, t: &Text, wide: bool) -> Result<CStrArg, String> {
+    pub(crate) fn text(&self, t: &Text, wide: bool) -> Result<CStrArg, NotRun> {
         let s = match t {
             Text::Null => return Ok(CStrArg::Null),
             Text::Lit(s) => s.clone(),
@@ -323,9 +324,7 @@ impl<'a> Interp<'a> {
                 // model takes names from unfreed lists only); a lie faults in this worker.
                 let bytes = unsafe { copy_bytes(b.ptr, b.size as usize) };
                 let list = parse_list(&bytes, b.wide);
-                let entry = list
-                    .get(*index as usize)
-                    .ok_or_else(|| format!("the name list has no entry {index}"))?;
+                let entry = list.get(*index as usize).ok_or(NotRun::NoEntry(*index))?;
                 entry.chars().skip(1).collect()
             }
         };
@@ -334,7 +333,7 @@ impl<'a> Interp<'a> {
             let loan = Loan::new(w.as_ptr().cast(), w.len() * 2);
             CStrArg::W { s: w, _loan: loan }
         } else {
-            let a = CString::new(s).map_err(|_| "a name with a NUL inside".to_string())?;
+            let a = CString::new(s).map_err(|_| NotRun::NulInName)?;
             let loan = Loan::new(a.as_ptr().cast(), a.as_bytes_with_nul().len());
             CStrArg::A { s: a, _loan: loan }
         })
@@ -353,7 +352,7 @@ impl<'a> Interp<'a> {
 
     /// The value of a garbage class, computed afresh (unmapped pages and owned memory are new
     /// at every call).
-    fn garbage_value(&self, g: Garbage, owned: &mut Option<Owned>) -> Result<usize, String> {
+    fn garbage_value(&self, g: Garbage, owned: &mut Option<Owned>) -> Result<usize, NotRun> {
         Ok(match g {
             Garbage::Small(n) => n as usize,
             Garbage::AllOnes => usize::MAX,
@@ -375,7 +374,7 @@ impl<'a> Interp<'a> {
                             || (to_page_end < COPY_BYTES
                                 && sys::copy_if_readable(live, &mut mem[..to_page_end]));
                         if !copied {
-                            return Err("the live handle's address is not readable memory".into());
+                            return Err(NotRun::UnreadableHandle);
                         }
                     }
                     _ => {}
@@ -396,7 +395,7 @@ impl<'a> Interp<'a> {
         &self,
         g: Garbage,
         owned: &mut Option<Owned>,
-    ) -> Result<(usize, Option<String>), String> {
+    ) -> Result<(usize, Option<String>), NotRun> {
         let live = self.live_values();
         let v = self.garbage_value(g, owned)?;
         if !live.contains(&(v as u64)) {
@@ -429,9 +428,7 @@ impl<'a> Interp<'a> {
                     "{what} is a live handle of this library; used 0x{x:X}"
                 )),
             )),
-            None => Err(format!(
-                "skipped: {what} is a live handle of this library and the class has no other value"
-            )),
+            None => Err(NotRun::NoFreeValue(what)),
         }
     }
 
@@ -440,7 +437,7 @@ impl<'a> Interp<'a> {
         &self,
         h: &HandleArg,
         owned: &mut Option<Owned>,
-    ) -> Result<(usize, Option<String>), String> {
+    ) -> Result<(usize, Option<String>), NotRun> {
         match h {
             HandleArg::Null => Ok((0, None)),
             HandleArg::Slot(s) => Ok((self.handles[*s as usize] as usize, None)),
@@ -450,7 +447,7 @@ impl<'a> Interp<'a> {
 
     /// The value passed for a handle argument, recorded in the call's observation with the
     /// note when a garbage value was replaced.
-    pub(crate) fn arg(&self, h: &HandleArg, s: &mut Scratch) -> Result<Hbc, String> {
+    pub(crate) fn arg(&self, h: &HandleArg, s: &mut Scratch) -> Result<Hbc, NotRun> {
         let (v, note) = self.handle(h, &mut s.owned)?;
         s.obs.arg = Some(v as u64);
         s.obs.substituted = note;
@@ -462,7 +459,7 @@ impl<'a> Interp<'a> {
     ///
     /// # Safety
     /// `F` must be the export's signature.
-    pub(crate) unsafe fn func<F: Copy>(&self, name: &str) -> Result<F, String> {
+    pub(crate) unsafe fn func<F: Copy>(&self, name: &str) -> Result<F, NotRun> {
         // SAFETY: the caller's promise is `get`'s.
         crate::calls::call::need(unsafe { self.api.get(name) }, name)
     }
@@ -477,7 +474,7 @@ impl<'a> Interp<'a> {
         export: &str,
         h: &HandleArg,
         s: &mut Scratch,
-    ) -> Result<(F, Hbc), String> {
+    ) -> Result<(F, Hbc), NotRun> {
         // SAFETY: the caller's promise is `func`'s.
         let f = unsafe { self.func(export)? };
         Ok((f, self.arg(h, s)?))
@@ -636,13 +633,13 @@ impl<'a> Interp<'a> {
     fn op(&mut self, op: &Op) -> Observation {
         match self.op_inner(op) {
             Ok(o) => o,
-            Err(why) => not_run(why),
+            Err(why) => not_run(why.to_string()),
         }
     }
 
     /// Performs one op: a call of the API through its family (`crate::calls`), or one of the
     /// harness's own steps. Long on purpose: one short arm per harness step.
-    fn op_inner(&mut self, op: &Op) -> Result<Observation, String> {
+    fn op_inner(&mut self, op: &Op) -> Result<Observation, NotRun> {
         if let Op::OnThread { op } = op {
             return Ok(self.on_thread(op));
         }

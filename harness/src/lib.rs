@@ -10,6 +10,7 @@ pub mod fileinfo;
 pub mod heapcheck;
 pub mod imports;
 pub mod interp;
+pub mod not_run;
 pub mod pageheap;
 pub mod preflight;
 pub mod probe;

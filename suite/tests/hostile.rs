@@ -195,6 +195,34 @@ fn a_big_leak_meets_the_memory_limit_and_end_release() {
     assert!(d.contains("a leak that stopped growing"), "{d}");
 }
 
+/// Whether the page heap found a crash is read from the worker's pulse page, never from
+/// stderr: a library that writes the page heap's words and then crashes by itself gets a repro
+/// without the C page heap, while a real use after free gets one with it.
+#[test]
+fn a_library_that_writes_the_page_heaps_words_is_not_taken_for_it() {
+    let (code, out, r) = run(&hostile("FAKE_PAGE_HEAP"), &[], &[]);
+    assert_eq!(code, 1, "{out}");
+    let seq = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "seq.model")
+        .expect("seq.model");
+    assert_eq!(seq["outcome"], "crash", "{seq}");
+    let repro = seq["repro"].as_str().expect("a repro");
+    assert!(!repro.contains("page_heap_on();"), "{repro}");
+    let (code, out, r) = run(&common::c_library(Some("UAF_END")), &[], &[]);
+    assert_eq!(code, 1, "{out}");
+    let seq = r["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "seq.model")
+        .expect("seq.model");
+    let repro = seq["repro"].as_str().expect("a repro");
+    assert!(repro.contains("page_heap_on();"), "{seq}");
+}
+
 #[test]
 fn an_abort_at_unload_is_a_teardown_finding() {
     let (code, out, r) = run(&hostile("ABORT_AT_EXIT"), &[], &[]);

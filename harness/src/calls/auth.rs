@@ -5,6 +5,7 @@
 use super::call::{need, CStep, Call};
 use crate::abi::HResult;
 use crate::interp::{Interp, Scratch};
+use crate::not_run::NotRun;
 use crate::program::Text;
 use serde::{Deserialize, Serialize};
 use std::ffi::c_char;
@@ -35,7 +36,7 @@ impl Call for SetAuth {
         format!("{}(user, domain, password)", self.export())
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), String> {
+    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
         let api = it.api();
         let wide = self.wide && api.has("DsSetAuthIdentityW");
         let (u, d, p) = (

@@ -5,6 +5,7 @@ use super::c;
 use super::call::{handle_call, CStep, Call};
 use crate::abi::{HResult, Hbc};
 use crate::interp::{await_joined, slot_of, Interp, Scratch};
+use crate::not_run::NotRun;
 use crate::program::{Garbage, HandleArg};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Barrier};
@@ -44,7 +45,7 @@ unsafe fn run<const RESTORE: bool>(
     s: &mut Scratch,
     export: &str,
     h: &HandleArg,
-) -> Result<(), String> {
+) -> Result<(), NotRun> {
     // SAFETY: `export`'s signature is `HbcOnly`, as the caller promises.
     let (f, v) = unsafe { it.func_arg::<HbcOnly>(export, h, s)? };
     // SAFETY: the handle goes by value; the caller vouches for the library.
@@ -115,7 +116,7 @@ impl Call for EndConcurrent {
         format!("DsBackupEnd({h}) on {threads} threads at once")
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), String> {
+    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
         // SAFETY: DsBackupEnd's signature is `HbcOnly`.
         let (f, h) = unsafe { it.func_arg::<HbcOnly>(self.export(), &self.h, s)? };
         let h = h as usize;

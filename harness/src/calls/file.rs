@@ -6,6 +6,7 @@ use super::call::{a_or_w, handle_call, out, out_name, CStep, Call};
 use super::end::HbcOnly;
 use crate::abi::{HResult, Hbc};
 use crate::interp::{Interp, Scratch};
+use crate::not_run::NotRun;
 use crate::pageheap::Loan;
 use crate::program::{HandleArg, Text};
 use serde::{Deserialize, Serialize};
@@ -70,7 +71,7 @@ impl Call for OpenFile {
         format!("{}({h}, {name}, {hint}, {size})", self.export())
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), String> {
+    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
         let o = self;
         let n = it.text(&o.name, o.wide)?;
         let h = it.arg(&o.h, s)?;
@@ -129,12 +130,12 @@ impl Call for Read {
         format!("DsBackupRead({h}, buffer, {cb}, {read})")
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), String> {
+    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
         // SAFETY: DsBackupRead's signature is `ReadFn`.
         let (f, h) = unsafe { it.func_arg::<ReadFn>(self.export(), &self.h, s)? };
         let cb = self.cb;
         if cb > READ_BUFFER_MAX {
-            return Err(format!("read size {cb} is larger than the harness allows"));
+            return Err(NotRun::ReadTooLarge(cb));
         }
         let mut buffer = vec![0u8; cb as usize];
         let _loan = Loan::new(buffer.as_ptr(), buffer.len());
@@ -162,7 +163,7 @@ impl Call for Read {
 ///
 /// # Safety
 /// As `Call::run`, and `export` takes the handle alone (`HbcOnly`).
-unsafe fn run(it: &mut Interp, s: &mut Scratch, export: &str, h: &HandleArg) -> Result<(), String> {
+unsafe fn run(it: &mut Interp, s: &mut Scratch, export: &str, h: &HandleArg) -> Result<(), NotRun> {
     // SAFETY: `export`'s signature is `HbcOnly`, as the caller promises.
     let (f, v) = unsafe { it.func_arg::<HbcOnly>(export, h, s)? };
     // SAFETY: the handle goes by value; the caller vouches for the library.
@@ -201,7 +202,7 @@ impl Call for ReadToEnd {
         )
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), String> {
+    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
         // SAFETY: DsBackupRead's signature is `ReadFn`.
         let (f, h) = unsafe { it.func_arg::<ReadFn>(self.export(), &self.h, s)? };
         let mut buffer = vec![0u8; self.cb.min(READ_BUFFER_MAX) as usize];

@@ -2,6 +2,7 @@
 
 use super::call::{CStep, Call};
 use crate::interp::{Interp, Scratch};
+use crate::not_run::NotRun;
 use serde::{Deserialize, Serialize};
 use std::ffi::c_void;
 
@@ -28,7 +29,7 @@ impl Call for Free {
         }
     }
 
-    unsafe fn run(&self, it: &mut Interp, _: &mut Scratch) -> Result<(), String> {
+    unsafe fn run(&self, it: &mut Interp, _: &mut Scratch) -> Result<(), NotRun> {
         // SAFETY: DsBackupFree's signature is `FreeFn`.
         let f: FreeFn = unsafe { it.func(self.export())? };
         match self.buf {

@@ -4,6 +4,7 @@ use super::c;
 use super::call::{a_or_w, out, out_name, CStep, Call};
 use crate::abi::{HResult, Hbc};
 use crate::interp::{copy_bytes, Buf, Interp, Scratch};
+use crate::not_run::NotRun;
 use crate::program::HandleArg;
 use serde::{Deserialize, Serialize};
 use std::ffi::c_void;
@@ -56,7 +57,7 @@ impl Call for Names {
         format!("{}({h}, {list}, {size}) -> b{buf}", self.export())
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), String> {
+    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
         // SAFETY: the name-list exports' signature is `NameList`.
         let (f, h) = unsafe { it.func_arg::<NameList>(self.export(), &self.h, s)? };
         // The documented caller precondition: the out pointer starts NULL.

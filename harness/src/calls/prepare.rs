@@ -4,6 +4,7 @@ use super::c;
 use super::call::{a_or_w, out, out_name, CStep, Call};
 use crate::abi::{HResult, Hbc};
 use crate::interp::{copy_bytes, Buf, Interp, Scratch};
+use crate::not_run::NotRun;
 use crate::program::Text;
 use serde::{Deserialize, Serialize};
 use std::ffi::{c_char, c_void};
@@ -88,7 +89,7 @@ impl Call for Prepare {
         format!("{export}({server}, {grbit}, {btype}, {token}, {size}, {phbc}) -> h{slot}")
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), String> {
+    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
         let p = self;
         let server = it.text(&p.server, p.wide)?;
         let mut tok: *mut c_void = std::ptr::null_mut();

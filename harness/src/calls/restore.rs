@@ -6,6 +6,7 @@ use super::c;
 use super::call::{a_or_w, CStep, Call};
 use crate::abi::{HResult, Hbc};
 use crate::interp::{Interp, Scratch};
+use crate::not_run::NotRun;
 use crate::program::Text;
 use serde::{Deserialize, Serialize};
 use std::ffi::{c_char, c_void};
@@ -42,7 +43,7 @@ impl Call for RestorePrepare {
         format!("{}({server}, 0, {token}) -> h{slot}", self.export())
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), String> {
+    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
         let r = self;
         let server = it.text(&r.server, r.wide)?;
         let (tp, tcb) = match r.token {

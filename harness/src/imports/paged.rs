@@ -86,6 +86,7 @@ pub(super) unsafe fn dup(s: *const u8) -> *mut c_void {
 
 /// Ends the worker at the faulty call, as a checking allocator does, with the reason on stderr.
 pub(super) fn invalid_free(call: &str, m: pageheap::Misuse) -> ! {
+    pageheap::named();
     eprintln!("page heap: invalid free: {call} of {m}");
     die()
 }

@@ -2,6 +2,26 @@
 //! on the stack, because a handler must not allocate.
 use super::heap::{touch, Touch};
 use std::fmt::Write;
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+
+/// The flag through which the worker tells its supervisor that the page heap named a fault:
+/// a word of the shared pulse page, so the supervisor reads it from memory and not from
+/// stderr, where the library can write anything.
+static TELL: AtomicPtr<AtomicU32> = AtomicPtr::new(std::ptr::null_mut());
+
+/// From now on a fault the page heap names sets `flag`.
+pub fn tell_through(flag: &'static AtomicU32) {
+    TELL.store(std::ptr::from_ref(flag).cast_mut(), Ordering::Release);
+}
+
+/// The page heap named a fault: one atomic store, safe in a signal or exception handler.
+pub fn named() {
+    let flag = TELL.load(Ordering::Acquire);
+    // SAFETY: null, or set by `tell_through` from a reference that lives for the process.
+    if let Some(flag) = unsafe { flag.as_ref() } {
+        flag.store(1, Ordering::Release);
+    }
+}
 
 pub struct Line {
     buf: [u8; 240],

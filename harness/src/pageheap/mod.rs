@@ -15,6 +15,7 @@ pub use heap::{
     Usage,
 };
 pub use layout::MIN_ALIGN;
+pub use line::{named, tell_through};
 
 /// The quarantine's default size: freed pages kept inaccessible before reuse.
 pub const DEFAULT_QUARANTINE: usize = 64 << 20;

@@ -96,6 +96,7 @@ extern "C" fn on_fault(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void)
         return;
     }
     if let Some(line) = fault_line(addr, access(ctx)) {
+        super::line::named();
         let bytes = line.bytes();
         // SAFETY: write is async-signal-safe; stderr is the supervisor's pipe.
         unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };

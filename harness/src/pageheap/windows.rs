@@ -95,6 +95,7 @@ unsafe extern "system" fn on_fault(info: *mut EXCEPTION_POINTERS) -> i32 {
     // The first fault only: a library that handles its own faults is not named twice.
     if let Some(line) = fault_line(record.ExceptionInformation[1], what) {
         if !NAMED.swap(true, Ordering::Relaxed) {
+            super::line::named();
             let bytes = line.bytes();
             let mut written = 0u32;
             // SAFETY: writes one line to the supervisor's stderr pipe.

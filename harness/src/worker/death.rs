@@ -76,6 +76,8 @@ pub struct DeathReport {
     pub confirmed: bool,
     /// The last line the worker or library wrote to stderr, e.g. the allocator's complaint.
     pub last_output: Option<String>,
+    /// The page heap named the fault that ended the worker (its flag on the pulse page).
+    pub page_heap: bool,
 }
 
 impl DeathReport {
@@ -87,6 +89,7 @@ impl DeathReport {
             step: place.step,
             confirmed: false,
             last_output,
+            page_heap: false,
         }
     }
 }

@@ -95,6 +95,16 @@ impl Pulse {
         self.field(20)
     }
 
+    /// Set by the worker's page heap when it named a fault (`pageheap::named`).
+    pub fn page_heap_flag(&self) -> &AtomicU32 {
+        self.field(24)
+    }
+
+    /// The worker's page heap named a fault before it died.
+    pub fn page_heap_named(&self) -> bool {
+        self.page_heap_flag().load(Ordering::Acquire) != 0
+    }
+
     /// The supervisor has put the worker in its process tree (group or job).
     pub fn release(&self) {
         self.released().store(1, Ordering::Release);

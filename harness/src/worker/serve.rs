@@ -52,8 +52,8 @@ fn load(
     match lib {
         Some(path) => match load_library(&PathBuf::from(&path)) {
             Ok((api, lib)) => (api, Some(lib)),
-            Err(message) => {
-                send(out, &Response::LoadError { message });
+            Err(e) => {
+                send(out, &Response::LoadError { message: e.0 });
                 platform::exit_now(0);
             }
         },
@@ -108,8 +108,12 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
     };
     let mut out = std::io::BufWriter::new(std::fs::File::from(output));
     let input = BufReader::new(std::fs::File::from(input));
-    let pulse = std::env::var_os(ENV_PULSE).and_then(|p| Pulse::open(&PathBuf::from(p)).ok());
-    if let Some(p) = &pulse {
+    // Kept for the life of the process: the page heap's fault handlers write to it.
+    let pulse: Option<&'static Pulse> = std::env::var_os(ENV_PULSE)
+        .and_then(|p| Pulse::open(&PathBuf::from(p)).ok())
+        .map(|p| &*Box::leak(Box::new(p)));
+    if let Some(p) = pulse {
+        crate::pageheap::tell_through(p.page_heap_flag());
         if !p.wait_released(std::time::Duration::from_secs(30)) {
             eprintln!("worker: the supervisor never took it into its process tree");
             platform::exit_now(70);
@@ -150,7 +154,7 @@ pub fn serve(embedded: Option<Lookup>) -> ! {
         match serde_json::from_str::<Request>(&line) {
             Ok(Request::Run { programs }) => {
                 for (id, program) in &programs {
-                    let obs = Interp::new(&api, pulse.as_ref()).run(*id, program);
+                    let obs = Interp::new(&api, pulse).run(*id, program);
                     send(&mut out, &Response::Done { program: *id, obs });
                 }
                 send(&mut out, &Response::Idle);

@@ -275,7 +275,10 @@ impl Supervisor {
                     } else {
                         Place::default()
                     };
-                    break DeathReport::seen(death, place, w.last_output());
+                    break DeathReport {
+                        page_heap: w.pulse.page_heap_named(),
+                        ..DeathReport::seen(death, place, w.last_output())
+                    };
                 }
                 Incoming::Garbled(text) => {
                     w.kill();

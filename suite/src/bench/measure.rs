@@ -104,7 +104,7 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
     // The floor runs the library in this process: for the benchmark only.
     let api: Api = match &opts.library {
         LibrarySpec::Path(p) => {
-            let (api, lib) = load_library(p).map_err(anyhow::Error::msg)?;
+            let (api, lib) = load_library(p)?;
             // The bench process ends with the library loaded, as the workers' libraries do.
             std::mem::forget(lib);
             api

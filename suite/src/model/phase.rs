@@ -633,8 +633,7 @@ fn failed_outcome(
         } else {
             None
         },
-        page_heap: matches!(&failure, Failure::Died { death, .. }
-            if death.last_output.as_deref().is_some_and(|l| l.starts_with("page heap:"))),
+        page_heap: matches!(&failure, Failure::Died { death, .. } if death.page_heap),
     };
     let mut detail = detail;
     if let Some(why) = &mode.repeat {

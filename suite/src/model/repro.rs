@@ -292,19 +292,37 @@ pub struct Mode {
     pub page_heap: bool,
 }
 
+/// Why a repro did not build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot run {cc}: {source}")]
+    Compiler { cc: String, source: std::io::Error },
+    /// What the compiler said.
+    #[error("{0}")]
+    Rejected(String),
+}
+
 /// Writes `source` to `dir/name.c` and builds it as the repro's header says, warnings as
-/// errors: `$CC` (else `cc`) with `flags`. The executable, or what the compiler said. The tests
-/// build every repro they check with it.
+/// errors: `$CC` (else `cc`) with `flags`. The executable, or why not. The tests build every
+/// repro they check with it.
 pub fn build(
     dir: &std::path::Path,
     name: &str,
     source: &str,
     flags: &[&str],
-) -> Result<std::path::PathBuf, String> {
+) -> Result<std::path::PathBuf, BuildError> {
     let (c, exe) = (dir.join(format!("{name}.c")), dir.join(name));
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::write(&c, source))
-        .map_err(|e| format!("cannot write {}: {e}", c.display()))?;
+        .map_err(|source| BuildError::Write {
+            path: c.clone(),
+            source,
+        })?;
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
     let out = std::process::Command::new(&cc)
         .args(["-Wall", "-Werror"])
@@ -314,11 +332,16 @@ pub fn build(
         .arg(&c)
         .args(["-ldl", "-lpthread"])
         .output()
-        .map_err(|e| format!("cannot run {cc}: {e}"))?;
+        .map_err(|source| BuildError::Compiler {
+            cc: cc.clone(),
+            source,
+        })?;
     if out.status.success() {
         Ok(exe)
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        Err(BuildError::Rejected(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
     }
 }
 
