@@ -1,3 +1,6 @@
+//! The errors that stop a run before any check (bad input, a worker that cannot start): each
+//! a one-line message naming the file, exit code 2 in the CLI.
+
 use std::path::PathBuf;
 
 /// Errors that stop a run before any check can be decided. Each names the file; the OS error,

@@ -3,6 +3,7 @@
 //! individual checks: those are programs and evaluations supplied by the suite.
 
 pub mod abi;
+pub mod args;
 pub mod calls;
 pub mod codes;
 pub mod error;
@@ -11,11 +12,14 @@ pub mod heapcheck;
 pub mod imports;
 pub mod interp;
 pub mod not_run;
+pub mod observation;
 pub mod pageheap;
 pub mod preflight;
 pub mod probe;
 pub mod program;
+pub mod pulse;
 pub mod report;
+pub mod store;
 pub mod sys;
 pub mod worker;
 

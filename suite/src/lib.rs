@@ -7,6 +7,8 @@ pub mod catalogue;
 pub mod checks;
 pub mod defaults;
 pub mod fault;
+#[cfg(test)]
+mod layering;
 pub mod merge;
 pub mod model;
 pub mod pace;

@@ -2,11 +2,12 @@
 //! calls. DsIsNTDSOnline[A|W] is resolved only to list it (include/ntdsbcli.h has its
 //! signature).
 
-use super::call::{need, CStep, Call};
+use super::call::{CStep, Call};
 use crate::abi::HResult;
-use crate::interp::{Interp, Scratch};
+use crate::args::Text;
 use crate::not_run::NotRun;
-use crate::program::Text;
+use crate::store::need;
+use crate::store::{Scratch, Store};
 use serde::{Deserialize, Serialize};
 use std::ffi::c_char;
 
@@ -36,7 +37,7 @@ impl Call for SetAuth {
         format!("{}(user, domain, password)", self.export())
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
+    unsafe fn run(&self, it: &mut Store, s: &mut Scratch) -> Result<(), NotRun> {
         let api = it.api();
         let wide = self.wide && api.has("DsSetAuthIdentityW");
         let (u, d, p) = (

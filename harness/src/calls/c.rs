@@ -1,7 +1,7 @@
 //! The arguments of a call written as C, for the repros: the one place a handle or a string
 //! argument becomes C text.
 
-use crate::program::{Garbage, HandleArg, Text};
+use crate::args::{Garbage, HandleArg, Text};
 
 /// A Rust string as a C string literal.
 pub fn c_str(s: &str) -> String {

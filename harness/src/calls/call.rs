@@ -1,7 +1,7 @@
 //! What every call of the API provides, so that one family file describes it whole.
 
-use crate::interp::{Interp, Scratch};
 use crate::not_run::NotRun;
+use crate::store::{Scratch, Store};
 
 /// One call of an export with its arguments: the ops of a program that reach the library.
 pub trait Call {
@@ -17,7 +17,7 @@ pub trait Call {
     /// The library whose table `it` holds must still be loaded, and its exports must have the
     /// C signatures their families declare. The call runs the library's code, which may do
     /// anything to this process: only a worker, which nothing else lives in, may make it.
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun>;
+    unsafe fn run(&self, it: &mut Store, s: &mut Scratch) -> Result<(), NotRun>;
 
     /// The call as C in a sequence repro, judged as `step` says.
     fn c_sequence(&self, step: &CStep) -> String;
@@ -47,11 +47,6 @@ pub(crate) fn a_or_w(wide: bool, a: &'static str, w: &'static str) -> &'static s
     } else {
         a
     }
-}
-
-/// An export the call needs, or why the call was not made.
-pub(crate) fn need<T>(f: Option<T>, export: &str) -> Result<T, NotRun> {
-    f.ok_or_else(|| NotRun::NotExported(export.to_string()))
 }
 
 /// A pointer to `v` for an out-argument the call gets, else NULL.
@@ -88,8 +83,8 @@ macro_rules! handle_call {
 
             unsafe fn run(
                 &self,
-                it: &mut $crate::interp::Interp,
-                s: &mut $crate::interp::Scratch,
+                it: &mut $crate::store::Store,
+                s: &mut $crate::store::Scratch,
             ) -> Result<(), $crate::not_run::NotRun> {
                 // SAFETY: the caller's promise (a loaded library, a worker) is what `$run`
                 // asks for.

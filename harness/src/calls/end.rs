@@ -3,15 +3,31 @@
 
 use super::c;
 use super::call::{handle_call, CStep, Call};
-use crate::abi::{HResult, Hbc};
-use crate::interp::{await_joined, slot_of, Interp, Scratch};
+use crate::abi::{Api, HResult, Hbc};
+use crate::args::{Garbage, HandleArg};
 use crate::not_run::NotRun;
-use crate::program::{Garbage, HandleArg};
+use crate::store::{await_joined, slot_of, Scratch, Store};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Barrier};
 
 /// DsBackupEnd, DsBackupClose, DsBackupTruncateLogs, DsRestoreEnd.
 pub type HbcOnly = unsafe extern "system" fn(Hbc) -> HResult;
+
+/// DsBackupEnd (or DsRestoreEnd) on a session's value, for a clean-up: its code, when
+/// exported.
+///
+/// # Safety
+/// `api` is a loaded library's table (run in a worker); `value` is one the library gave out.
+pub(crate) unsafe fn end_value(api: &Api, restore: bool, value: u64) -> Option<i32> {
+    let export = if restore {
+        "DsRestoreEnd"
+    } else {
+        "DsBackupEnd"
+    };
+    // SAFETY: End takes a handle by value with the signature `HbcOnly`; the caller vouches
+    // for the table and the value.
+    unsafe { api.get::<HbcOnly>(export).map(|f| f(value as Hbc)) }
+}
 
 /// The repro's C types for this family.
 pub const C_TYPES: &str = "typedef HR(API *hbc_t)(HBC);\n";
@@ -41,7 +57,7 @@ pub struct EndConcurrent {
 /// # Safety
 /// As `Call::run`, and `export` takes the handle alone (`HbcOnly`).
 unsafe fn run<const RESTORE: bool>(
-    it: &mut Interp,
+    it: &mut Store,
     s: &mut Scratch,
     export: &str,
     h: &HandleArg,
@@ -116,7 +132,7 @@ impl Call for EndConcurrent {
         format!("DsBackupEnd({h}) on {threads} threads at once")
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
+    unsafe fn run(&self, it: &mut Store, s: &mut Scratch) -> Result<(), NotRun> {
         // SAFETY: DsBackupEnd's signature is `HbcOnly`.
         let (f, h) = unsafe { it.func_arg::<HbcOnly>(self.export(), &self.h, s)? };
         let h = h as usize;

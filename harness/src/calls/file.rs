@@ -5,10 +5,10 @@ use super::c;
 use super::call::{a_or_w, handle_call, out, out_name, CStep, Call};
 use super::end::HbcOnly;
 use crate::abi::{HResult, Hbc};
-use crate::interp::{Interp, Scratch};
+use crate::args::{HandleArg, Text};
 use crate::not_run::NotRun;
 use crate::pageheap::Loan;
-use crate::program::{HandleArg, Text};
+use crate::store::{Scratch, Store};
 use serde::{Deserialize, Serialize};
 use std::ffi::{c_char, c_void};
 
@@ -71,7 +71,7 @@ impl Call for OpenFile {
         format!("{}({h}, {name}, {hint}, {size})", self.export())
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
+    unsafe fn run(&self, it: &mut Store, s: &mut Scratch) -> Result<(), NotRun> {
         let o = self;
         let n = it.text(&o.name, o.wide)?;
         let h = it.arg(&o.h, s)?;
@@ -130,7 +130,7 @@ impl Call for Read {
         format!("DsBackupRead({h}, buffer, {cb}, {read})")
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
+    unsafe fn run(&self, it: &mut Store, s: &mut Scratch) -> Result<(), NotRun> {
         // SAFETY: DsBackupRead's signature is `ReadFn`.
         let (f, h) = unsafe { it.func_arg::<ReadFn>(self.export(), &self.h, s)? };
         let cb = self.cb;
@@ -163,7 +163,7 @@ impl Call for Read {
 ///
 /// # Safety
 /// As `Call::run`, and `export` takes the handle alone (`HbcOnly`).
-unsafe fn run(it: &mut Interp, s: &mut Scratch, export: &str, h: &HandleArg) -> Result<(), NotRun> {
+unsafe fn run(it: &mut Store, s: &mut Scratch, export: &str, h: &HandleArg) -> Result<(), NotRun> {
     // SAFETY: `export`'s signature is `HbcOnly`, as the caller promises.
     let (f, v) = unsafe { it.func_arg::<HbcOnly>(export, h, s)? };
     // SAFETY: the handle goes by value; the caller vouches for the library.
@@ -202,7 +202,7 @@ impl Call for ReadToEnd {
         )
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
+    unsafe fn run(&self, it: &mut Store, s: &mut Scratch) -> Result<(), NotRun> {
         // SAFETY: DsBackupRead's signature is `ReadFn`.
         let (f, h) = unsafe { it.func_arg::<ReadFn>(self.export(), &self.h, s)? };
         let mut buffer = vec![0u8; self.cb.min(READ_BUFFER_MAX) as usize];

@@ -1,12 +1,26 @@
 //! DsBackupFree: releases a buffer the library returned (a token or a name list), or NULL.
 
 use super::call::{CStep, Call};
-use crate::interp::{Interp, Scratch};
+use crate::abi::Api;
 use crate::not_run::NotRun;
+use crate::store::{Scratch, Store};
 use serde::{Deserialize, Serialize};
 use std::ffi::c_void;
 
 pub type FreeFn = unsafe extern "system" fn(*mut c_void);
+
+/// DsBackupFree on a buffer, for a clean-up, when exported.
+///
+/// # Safety
+/// `api` is a loaded library's table (run in a worker); `ptr` is a buffer the library
+/// returned and nothing has freed.
+pub(crate) unsafe fn free_value(api: &Api, ptr: usize) {
+    // SAFETY: DsBackupFree's signature is `FreeFn`; the caller vouches for the table.
+    if let Some(f) = unsafe { api.get::<FreeFn>("DsBackupFree") } {
+        // SAFETY: the caller's promise for the buffer: it is freed once.
+        unsafe { f(ptr as *mut c_void) };
+    }
+}
 
 /// The repro's C types for this family.
 pub const C_TYPES: &str = "typedef void(API *free_t)(void *);\n";
@@ -29,15 +43,15 @@ impl Call for Free {
         }
     }
 
-    unsafe fn run(&self, it: &mut Interp, _: &mut Scratch) -> Result<(), NotRun> {
+    unsafe fn run(&self, it: &mut Store, _: &mut Scratch) -> Result<(), NotRun> {
         // SAFETY: DsBackupFree's signature is `FreeFn`.
         let f: FreeFn = unsafe { it.func(self.export())? };
         match self.buf {
             // SAFETY: NULL is a documented argument; the caller vouches for the library.
             None => unsafe { f(std::ptr::null_mut()) },
             Some(b) => {
-                // The buffer leaves the interpreter's storage first: it is never read again.
-                let p = std::mem::take(&mut it.bufs[b as usize]).ptr;
+                // The buffer leaves the worker's storage first: it is never read again.
+                let p = it.take_buf(b).ptr;
                 // SAFETY: a buffer the library returned and nothing freed yet (the model frees
                 // each once); the caller vouches for the library.
                 unsafe { f(p as *mut c_void) };

@@ -15,8 +15,10 @@ pub mod restore;
 
 pub use auth::SetAuth;
 pub use call::{CStep, Call};
+pub(crate) use end::end_value;
 pub use end::{End, EndConcurrent, RestoreEnd};
 pub use file::{Close, OpenFile, Read, ReadToEnd, Truncate};
+pub(crate) use free::free_value;
 pub use free::Free;
 pub use names::{ListKind, Names};
 pub use prepare::Prepare;

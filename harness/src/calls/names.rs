@@ -3,9 +3,9 @@
 use super::c;
 use super::call::{a_or_w, out, out_name, CStep, Call};
 use crate::abi::{HResult, Hbc};
-use crate::interp::{copy_bytes, Buf, Interp, Scratch};
+use crate::args::HandleArg;
 use crate::not_run::NotRun;
-use crate::program::HandleArg;
+use crate::store::{copy_bytes, Buf, Scratch, Store};
 use serde::{Deserialize, Serialize};
 use std::ffi::c_void;
 
@@ -57,7 +57,7 @@ impl Call for Names {
         format!("{}({h}, {list}, {size}) -> b{buf}", self.export())
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
+    unsafe fn run(&self, it: &mut Store, s: &mut Scratch) -> Result<(), NotRun> {
         // SAFETY: the name-list exports' signature is `NameList`.
         let (f, h) = unsafe { it.func_arg::<NameList>(self.export(), &self.h, s)? };
         // The documented caller precondition: the out pointer starts NULL.
@@ -70,11 +70,14 @@ impl Call for Names {
         obs.rc = Some(rc);
         if self.out {
             obs.ptr = Some(!p.is_null());
-            it.bufs[self.buf as usize] = Buf {
-                ptr: p as usize,
-                size: cb,
-                wide: self.wide,
-            };
+            it.set_buf(
+                self.buf,
+                Buf {
+                    ptr: p as usize,
+                    size: cb,
+                    wide: self.wide,
+                },
+            );
             if rc == 0 {
                 // SAFETY: on S_OK the library says `p` holds `cb` bytes; a lie faults in
                 // this worker, which is what it is for.

@@ -3,9 +3,9 @@
 use super::c;
 use super::call::{a_or_w, out, out_name, CStep, Call};
 use crate::abi::{HResult, Hbc};
-use crate::interp::{copy_bytes, Buf, Interp, Scratch};
+use crate::args::Text;
 use crate::not_run::NotRun;
-use crate::program::Text;
+use crate::store::{copy_bytes, Buf, Scratch, Store};
 use serde::{Deserialize, Serialize};
 use std::ffi::{c_char, c_void};
 
@@ -89,7 +89,7 @@ impl Call for Prepare {
         format!("{export}({server}, {grbit}, {btype}, {token}, {size}, {phbc}) -> h{slot}")
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
+    unsafe fn run(&self, it: &mut Store, s: &mut Scratch) -> Result<(), NotRun> {
         let p = self;
         let server = it.text(&p.server, p.wide)?;
         let mut tok: *mut c_void = std::ptr::null_mut();
@@ -121,11 +121,14 @@ impl Call for Prepare {
         }
         if p.token {
             obs.ptr = Some(!tok.is_null());
-            it.bufs[p.buf as usize] = Buf {
-                ptr: tok as usize,
-                size: cb.min(256),
-                wide: false,
-            };
+            it.set_buf(
+                p.buf,
+                Buf {
+                    ptr: tok as usize,
+                    size: cb.min(256),
+                    wide: false,
+                },
+            );
             if !tok.is_null() && rc == 0 {
                 // SAFETY: on S_OK the library says the token holds `cb` bytes; a lie faults
                 // in this worker, which is what it is for.

@@ -5,9 +5,9 @@
 use super::c;
 use super::call::{a_or_w, CStep, Call};
 use crate::abi::{HResult, Hbc};
-use crate::interp::{Interp, Scratch};
+use crate::args::Text;
 use crate::not_run::NotRun;
-use crate::program::Text;
+use crate::store::{Scratch, Store};
 use serde::{Deserialize, Serialize};
 use std::ffi::{c_char, c_void};
 
@@ -43,12 +43,12 @@ impl Call for RestorePrepare {
         format!("{}({server}, 0, {token}) -> h{slot}", self.export())
     }
 
-    unsafe fn run(&self, it: &mut Interp, s: &mut Scratch) -> Result<(), NotRun> {
+    unsafe fn run(&self, it: &mut Store, s: &mut Scratch) -> Result<(), NotRun> {
         let r = self;
         let server = it.text(&r.server, r.wide)?;
         let (tp, tcb) = match r.token {
             Some(b) => {
-                let b = it.bufs[b as usize];
+                let b = it.buf(b);
                 (b.ptr as *const c_void, b.size)
             }
             None => (std::ptr::null(), 0),

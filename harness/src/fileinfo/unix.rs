@@ -1,3 +1,5 @@
+//! Unix: a shared object has no version resource.
+
 use crate::report::VersionResource;
 
 /// Shared objects carry no version resource.

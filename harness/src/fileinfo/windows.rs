@@ -1,3 +1,5 @@
+//! Windows: the DLL's version resource, read through the version API.
+
 use crate::report::VersionResource;
 use crate::sys::wide;
 use std::collections::BTreeMap;

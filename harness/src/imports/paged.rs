@@ -1,10 +1,6 @@
 //! The page heap's side of the allocation wrappers, the same on every platform: blocks on
 //! pages of their own, counted as held, and a free judged before anything is released.
 use super::fault;
-#[cfg(unix)]
-use super::unix::{die, no_memory};
-#[cfg(windows)]
-use super::windows::{die, no_memory};
 use crate::pageheap::{self, MIN_ALIGN};
 use std::ffi::c_void;
 
@@ -13,7 +9,7 @@ use std::ffi::c_void;
 pub(super) fn paged(n: usize, align: usize) -> *mut c_void {
     let p = pageheap::alloc(n, align);
     if p.is_null() {
-        no_memory();
+        crate::sys::no_memory();
     } else {
         fault::held_add(n as i64, 1);
     }
@@ -88,5 +84,5 @@ pub(super) unsafe fn dup(s: *const u8) -> *mut c_void {
 pub(super) fn invalid_free(call: &str, m: pageheap::Misuse) -> ! {
     pageheap::named();
     eprintln!("page heap: invalid free: {call} of {m}");
-    die()
+    crate::sys::heap_misuse_exit()
 }

@@ -33,17 +33,6 @@ fn gained(p: *mut c_void) {
     }
 }
 
-/// Out of memory, as the C runtime says it.
-pub(super) fn no_memory() {
-    set_error(ENOMEM);
-}
-
-/// Ends the worker with SIGABRT, as glibc does on a heap misuse it sees.
-pub(super) fn die() -> ! {
-    // SAFETY: abort ends the process with SIGABRT.
-    unsafe { libc::abort() }
-}
-
 /// A mapping the library made: a block of its own, whose bytes are not heap bytes.
 fn mapped(p: *mut c_void) {
     if p != libc::MAP_FAILED {

@@ -10,10 +10,7 @@ use crate::pageheap::{self, MIN_ALIGN};
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use windows_sys::core::BOOL;
-use windows_sys::Win32::Foundation::{
-    SetLastError, HANDLE, INVALID_HANDLE_VALUE, STATUS_HEAP_CORRUPTION,
-};
-use windows_sys::Win32::System::Diagnostics::Debug::RaiseException;
+use windows_sys::Win32::Foundation::{SetLastError, HANDLE, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::System::LibraryLoader::{
     GetModuleFileNameW, GetModuleHandleExW, GetProcAddress, GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS,
     GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
@@ -30,26 +27,6 @@ fn set_error(e: u32) {
         // SAFETY: the calling thread's last error.
         unsafe { SetLastError(e) };
     }
-}
-
-/// Out of memory, as Windows says it.
-pub(super) fn no_memory() {
-    set_error(ERROR_NOT_ENOUGH_MEMORY);
-}
-
-/// Ends the worker with STATUS_HEAP_CORRUPTION, as Windows's own heap checks do.
-pub(super) fn die() -> ! {
-    const EXCEPTION_NONCONTINUABLE: u32 = 1;
-    // SAFETY: raises a noncontinuable exception; nothing returns from it.
-    unsafe {
-        RaiseException(
-            STATUS_HEAP_CORRUPTION as u32,
-            EXCEPTION_NONCONTINUABLE,
-            0,
-            std::ptr::null(),
-        )
-    };
-    std::process::abort()
 }
 
 /// The C runtime's `_msize`, for counting its blocks with the page heap off.
@@ -104,7 +81,7 @@ wrappers! {
         if pageheap::enabled() {
             if flags & HEAP_REALLOC_IN_PLACE_ONLY != 0 && size_of("HeapReAlloc", p).is_some() {
                 // A block on pages of its own cannot grow or shrink where it is.
-                no_memory();
+                crate::sys::no_memory();
                 return null();
             }
             if let Some(q) = resize("HeapReAlloc", p, n) {

@@ -2,6 +2,7 @@
 //! collections allocate from the harness's allocator, whose imports are never routed.
 
 use super::layout::{place, span, Quarantine};
+use super::line::{self, Touch};
 #[cfg(unix)]
 use super::unix as platform;
 #[cfg(windows)]
@@ -63,16 +64,39 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// The words for a fault at `addr` when it touched a page of the page heap, written into
+/// `out` (their length; 0 for any other address), and the pulse flag set. Called from the
+/// platform's fault handler: it allocates nothing and waits on no lock for long.
+fn describe_fault(addr: usize, what: &str, out: &mut [u8]) -> usize {
+    let Some(t) = touch(addr) else { return 0 };
+    line::named();
+    let line = line::fault_line(t, what);
+    let bytes = line.bytes();
+    let n = bytes.len().min(out.len());
+    out[..n].copy_from_slice(&bytes[..n]);
+    n
+}
+
+#[cfg(unix)]
+extern "C" fn fork_prepare() {
+    before_fork();
+}
+
+#[cfg(unix)]
+extern "C" fn fork_done() {
+    after_fork();
+}
+
 /// Before a fork: take the book, so that no other thread holds it while the child is made.
 #[cfg(unix)]
-pub(super) fn before_fork() {
+fn before_fork() {
     let guard = book();
     HELD_OVER_FORK.with(|h| *h.borrow_mut() = Some(guard));
 }
 
 /// After a fork, in the parent and in the child alike: give the book back.
 #[cfg(unix)]
-pub(super) fn after_fork() {
+fn after_fork() {
     HELD_OVER_FORK.with(|h| drop(h.borrow_mut().take()));
 }
 
@@ -90,8 +114,9 @@ pub fn enable(quarantine: usize) -> bool {
         live_bytes: 0,
         mapped: 0,
     });
-    platform::name_faults();
-    platform::guard_forks();
+    platform::name_faults(describe_fault);
+    #[cfg(unix)]
+    platform::guard_forks(fork_prepare, fork_done);
     ON.store(true, Ordering::Release);
     true
 }
@@ -334,12 +359,6 @@ pub fn usage() -> Usage {
 
 /// What a faulting address is to the page heap, for the fault handler. It must not wait for
 /// a lock another thread may hold forever, so it tries a bounded number of times.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Touch {
-    Freed { size: usize, offset: usize },
-    PastEnd { size: usize, beyond: usize },
-}
-
 pub fn touch(addr: usize) -> Option<Touch> {
     for _ in 0..10_000 {
         match BOOK.try_lock() {

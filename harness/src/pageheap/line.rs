@@ -1,6 +1,5 @@
 //! The line a fault handler writes when the library touched a page of the page heap: built
 //! on the stack, because a handler must not allocate.
-use super::heap::{touch, Touch};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
@@ -43,16 +42,22 @@ impl Line {
     }
 }
 
-/// What touching `addr` was, in words, when it is a page of the page heap; `what` says the
-/// kind of access ("read of", "write to", "access to").
-pub fn fault_line(addr: usize, what: &str) -> Option<Line> {
-    let touched = touch(addr)?;
+/// What a fault touched: a block the library had freed, or the guard page past a live one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Touch {
+    Freed { size: usize, offset: usize },
+    PastEnd { size: usize, beyond: usize },
+}
+
+/// What `touched` was, in words; `what` says the kind of access ("read of", "write to",
+/// "access to").
+pub fn fault_line(touched: Touch, what: &str) -> Line {
     let mut line = Line {
         buf: [0; 240],
         len: 0,
     };
     let _ = write_touch(&mut line, touched, what);
-    Some(line)
+    line
 }
 
 fn write_touch(line: &mut impl Write, touched: Touch, what: &str) -> std::fmt::Result {

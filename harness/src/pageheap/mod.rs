@@ -11,11 +11,10 @@ mod unix;
 mod windows;
 
 pub use heap::{
-    alloc, enable, enabled, free, lend, owner, take_back, touch, usage, Freed, Loan, Misuse, Touch,
-    Usage,
+    alloc, enable, enabled, free, lend, owner, take_back, touch, usage, Freed, Loan, Misuse, Usage,
 };
 pub use layout::MIN_ALIGN;
-pub use line::{named, tell_through};
+pub use line::{named, tell_through, Touch};
 
 /// The quarantine's default size: freed pages kept inaccessible before reuse.
 pub const DEFAULT_QUARANTINE: usize = 64 << 20;

@@ -1,8 +1,8 @@
 //! Pages for the page heap (mmap), and naming a fault on them: a SIGSEGV or SIGBUS handler
 //! that says which block was touched and then lets the signal end the process as it would
 //! have.
-use super::line::fault_line;
 use libc::{c_int, c_void};
+use std::sync::OnceLock;
 
 pub const AVAILABLE: bool = true;
 
@@ -95,35 +95,38 @@ extern "C" fn on_fault(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void)
         unsafe { libc::raise(sig) };
         return;
     }
-    if let Some(line) = fault_line(addr, access(ctx)) {
-        super::line::named();
-        let bytes = line.bytes();
+    let mut line = [0u8; 256];
+    let n = DESCRIBE
+        .get()
+        .map_or(0, |describe| describe(addr, access(ctx), &mut line));
+    if n > 0 {
         // SAFETY: write is async-signal-safe; stderr is the supervisor's pipe.
-        unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+        unsafe { libc::write(2, line.as_ptr().cast(), n) };
     }
     // Returning runs the faulting instruction again, now under the default disposition.
 }
 
-extern "C" fn fork_prepare() {
-    super::heap::before_fork();
-}
-
-extern "C" fn fork_done() {
-    super::heap::after_fork();
-}
-
-/// Makes a fork from the library's code safe for the page heap: a helper process forked
-/// without exec must not inherit the book locked by a thread that does not exist there.
-pub fn guard_forks() {
+/// Makes a fork from the library's code safe for the page heap: `prepare` runs before a fork
+/// and `done` after it in both processes, so that a helper forked without exec does not inherit
+/// the book locked by a thread that does not exist there.
+pub fn guard_forks(prepare: extern "C" fn(), done: extern "C" fn()) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     // SAFETY: the handlers only lock and unlock the book, in the forking thread.
     ONCE.call_once(|| unsafe {
-        libc::pthread_atfork(Some(fork_prepare), Some(fork_done), Some(fork_done));
+        libc::pthread_atfork(Some(prepare), Some(done), Some(done));
     });
 }
 
-/// Installs the handler once (SA_RESETHAND: it runs for the first fault only).
-pub fn name_faults() {
+/// What the fault handler asks the page heap: the words for a fault at an address and the
+/// kind of access, written into the buffer (their length; 0 when it is none of its pages).
+pub type Describe = fn(usize, &str, &mut [u8]) -> usize;
+
+static DESCRIBE: OnceLock<Describe> = OnceLock::new();
+
+/// Installs the handler once (SA_RESETHAND: it runs for the first fault only); it writes what
+/// `describe` says of the fault, then lets the signal end the process.
+pub fn name_faults(describe: Describe) {
+    let _ = DESCRIBE.set(describe);
     // SAFETY: installs a handler that only reads the page heap's book and writes one line.
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();

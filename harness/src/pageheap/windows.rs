@@ -1,9 +1,9 @@
 //! Pages for the page heap (VirtualAlloc), and naming a fault on them: a vectored exception
 //! handler that says which block an access violation touched and lets the exception go on
 //! to end the process as it would have.
-use super::line::fault_line;
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use windows_sys::Win32::Foundation::{EXCEPTION_ACCESS_VIOLATION, HANDLE};
 use windows_sys::Win32::Storage::FileSystem::WriteFile;
 use windows_sys::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE};
@@ -92,33 +92,39 @@ unsafe extern "system" fn on_fault(info: *mut EXCEPTION_POINTERS) -> i32 {
         1 => "write to",
         _ => "access to",
     };
+    let mut line = [0u8; 256];
+    let n = DESCRIBE.get().map_or(0, |describe| {
+        describe(record.ExceptionInformation[1], what, &mut line)
+    });
     // The first fault only: a library that handles its own faults is not named twice.
-    if let Some(line) = fault_line(record.ExceptionInformation[1], what) {
-        if !NAMED.swap(true, Ordering::Relaxed) {
-            super::line::named();
-            let bytes = line.bytes();
-            let mut written = 0u32;
-            // SAFETY: writes one line to the supervisor's stderr pipe.
-            unsafe {
-                let err: HANDLE = GetStdHandle(STD_ERROR_HANDLE);
-                WriteFile(
-                    err,
-                    bytes.as_ptr(),
-                    bytes.len() as u32,
-                    &mut written,
-                    std::ptr::null_mut(),
-                );
-            }
+    if n > 0 && !NAMED.swap(true, Ordering::Relaxed) {
+        let bytes = &line[..n];
+        let mut written = 0u32;
+        // SAFETY: writes one line to the supervisor's stderr pipe.
+        unsafe {
+            let err: HANDLE = GetStdHandle(STD_ERROR_HANDLE);
+            WriteFile(
+                err,
+                bytes.as_ptr(),
+                bytes.len() as u32,
+                &mut written,
+                std::ptr::null_mut(),
+            );
         }
     }
     CONTINUE_SEARCH
 }
 
-/// Windows has no fork: nothing to guard.
-pub fn guard_forks() {}
+/// What the fault handler asks the page heap: the words for a fault at an address and the
+/// kind of access, written into the buffer (their length; 0 when it is none of its pages).
+pub type Describe = fn(usize, &str, &mut [u8]) -> usize;
 
-/// Registers the handler first in line, once.
-pub fn name_faults() {
+static DESCRIBE: OnceLock<Describe> = OnceLock::new();
+
+/// Registers the handler first in line, once; it writes what `describe` says of an access
+/// violation, then lets the exception go on.
+pub fn name_faults(describe: Describe) {
+    let _ = DESCRIBE.set(describe);
     // SAFETY: registers a handler that only reads the page heap's book and writes one line.
     unsafe { AddVectoredExceptionHandler(1, Some(on_fault)) };
 }

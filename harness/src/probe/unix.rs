@@ -1,4 +1,7 @@
-use crate::program::{Probe, ThreadClock};
+//! Linux readings: /proc for handles, threads and mapped bytes, mallinfo2 for the heap, the
+//! thread's clock from its schedstat. Reads only; calls nothing of the library.
+
+use super::reading::{Probe, ThreadClock};
 
 /// Environment for worker processes that makes the heap reading exact: glibc counts chunks
 /// parked in its per-thread cache (up to 7 per size) as in use, which read as a slow "leak"

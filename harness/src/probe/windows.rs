@@ -1,4 +1,7 @@
-use crate::program::{Probe, ThreadClock};
+//! Windows readings: the process's handle count, a thread snapshot, a heap walk and the
+//! thread's times. Reads only; calls nothing of the library.
+
+use super::reading::{Probe, ThreadClock};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use windows_sys::Win32::Foundation::{
     CloseHandle, GetHandleInformation, HANDLE, INVALID_HANDLE_VALUE,

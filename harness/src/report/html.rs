@@ -1,3 +1,5 @@
+//! The HTML report: one self-contained page rendered from the report model.
+
 use super::Report;
 
 fn esc(s: &str) -> String {

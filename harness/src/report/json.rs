@@ -1,3 +1,5 @@
+//! The JSON report, written whole to a temporary file and renamed, so a reader never sees half.
+
 use super::Report;
 use crate::HarnessError;
 use std::io::Write;

@@ -1,3 +1,5 @@
+//! The JUnit XML report: one test case per check, for CI dashboards.
+
 use super::{Outcome, Report};
 use quick_junit::{
     NonSuccessKind, Property, Report as JReport, TestCase, TestCaseStatus, TestSuite,

@@ -1,3 +1,5 @@
+//! The Markdown report: the checks as a table, rendered from the report model.
+
 use super::Report;
 
 fn cell(s: &str) -> String {

@@ -1,3 +1,6 @@
+//! The report as data (contract: design.md's report fields), with its JSON Schema derived
+//! from it; the writers beside it only render it.
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -17,5 +17,6 @@ pub use page::SharedPage;
 /// unit in which memory becomes readable or not.
 pub const PAGE: usize = 4096;
 pub use platform::{
-    copy_if_readable, descriptors_exhausted, unmapped_page, Sentinel, KERNEL_HALF, NON_CANONICAL,
+    copy_if_readable, descriptors_exhausted, heap_misuse_exit, no_memory, unmapped_page, Sentinel,
+    KERNEL_HALF, NON_CANONICAL,
 };

@@ -1,3 +1,5 @@
+//! The page shared between the supervisor and a worker through a file (the pulse lives on it).
+
 /// A page of memory shared between the supervisor and its worker through a file.
 pub struct SharedPage {
     ptr: *mut u8,

@@ -1,3 +1,6 @@
+//! Unix memory and descriptor helpers: unmapped pages, readable-memory tests, sentinel
+//! descriptors, errno for out of memory, abort on a heap misuse.
+
 use std::os::fd::AsRawFd;
 
 /// An address that was mapped and then unmapped by this process just now.
@@ -128,4 +131,16 @@ pub fn descriptors_exhausted() -> bool {
         }
         *libc::__errno_location() == libc::EMFILE
     }
+}
+
+/// Out of memory, as the C runtime says it.
+pub fn no_memory() {
+    // SAFETY: the calling thread's errno.
+    unsafe { *libc::__errno_location() = libc::ENOMEM };
+}
+
+/// Ends the worker with SIGABRT, as glibc does on a heap misuse it sees.
+pub fn heap_misuse_exit() -> ! {
+    // SAFETY: abort ends the process with SIGABRT.
+    unsafe { libc::abort() }
 }

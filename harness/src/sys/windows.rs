@@ -1,3 +1,6 @@
+//! Windows memory and handle helpers: unmapped pages, readable-memory tests, sentinel
+//! handles, the last error for out of memory, a heap-corruption exception.
+
 use std::os::windows::io::AsRawHandle;
 use std::sync::atomic::{AtomicU32, Ordering};
 use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
@@ -178,4 +181,29 @@ pub(super) fn unmap_shared(ptr: *mut u8, _len: usize) {
 /// Handles on Windows are limited by memory, not by a small table: never exhausted here.
 pub fn descriptors_exhausted() -> bool {
     false
+}
+
+/// Out of memory, as Windows says it.
+pub fn no_memory() {
+    // SAFETY: the calling thread's last error.
+    unsafe {
+        windows_sys::Win32::Foundation::SetLastError(
+            windows_sys::Win32::Foundation::ERROR_NOT_ENOUGH_MEMORY,
+        )
+    };
+}
+
+/// Ends the worker with STATUS_HEAP_CORRUPTION, as Windows's own heap checks do.
+pub fn heap_misuse_exit() -> ! {
+    const EXCEPTION_NONCONTINUABLE: u32 = 1;
+    // SAFETY: raises a noncontinuable exception; nothing returns from it.
+    unsafe {
+        windows_sys::Win32::System::Diagnostics::Debug::RaiseException(
+            windows_sys::Win32::Foundation::STATUS_HEAP_CORRUPTION as u32,
+            EXCEPTION_NONCONTINUABLE,
+            0,
+            std::ptr::null(),
+        )
+    };
+    std::process::abort()
 }

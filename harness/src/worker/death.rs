@@ -1,3 +1,6 @@
+//! How a worker stopped (a crash, an exit, a hang, garbled output, its memory limit), where,
+//! and whether a fresh worker saw the same. Names deaths; decides no verdict.
+
 use crate::program::Observation;
 use serde::{Deserialize, Serialize};
 
@@ -98,4 +101,18 @@ impl DeathReport {
 pub enum RunResult {
     Done(Vec<Observation>),
     Died(DeathReport),
+}
+
+/// Whether `child` has ended, or ends within `limit`.
+pub(super) fn exited_within(child: &mut std::process::Child, limit: std::time::Duration) -> bool {
+    let t0 = std::time::Instant::now();
+    loop {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return true;
+        }
+        if t0.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }

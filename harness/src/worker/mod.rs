@@ -5,7 +5,6 @@ mod death;
 mod keeper;
 mod process;
 mod protocol;
-mod pulse;
 mod serve;
 mod supervisor;
 #[cfg(unix)]
@@ -13,12 +12,12 @@ mod unix;
 #[cfg(windows)]
 mod windows;
 
+pub use crate::pulse::{Place, Position, Pulse};
 pub use death::{Death, DeathReport, RunResult};
 #[cfg(unix)]
 pub use keeper::{keep, KEEPER_ARG, MEMORY_EXIT, MEMORY_LINE};
-pub use protocol::{Request, Response};
-pub use pulse::{Place, Position, Pulse};
-pub use serve::{serve, Lookup, WORKER_ARG};
+pub use protocol::{Request, Response, WORKER_ARG};
+pub use serve::{serve, Lookup};
 pub use supervisor::{LibrarySpec, Supervisor, Teardown, WorkerSpec};
 #[cfg(unix)]
 pub use unix::{contain_orphans, end_orphans};

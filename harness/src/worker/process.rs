@@ -1,12 +1,14 @@
 //! One worker process as the supervisor sees it: its pipes, its pulse, its stderr tail.
 
+use super::death::exited_within;
 use super::protocol::{Request, Response};
-use super::serve::{ENV_LIB, ENV_PAGE_HEAP, ENV_PULSE};
+use super::protocol::{ENV_LIB, ENV_PAGE_HEAP, ENV_PULSE};
 #[cfg(unix)]
 use super::unix as platform;
 #[cfg(windows)]
 use super::windows as platform;
-use super::{Death, Position, Pulse};
+use super::Death;
+use crate::pulse::{Position, Pulse};
 use crate::HarnessError;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -270,24 +272,10 @@ impl WorkerProcess {
     }
 }
 
-/// Whether `child` has ended, or ends within `limit`.
-pub(super) fn exited_within(child: &mut Child, limit: Duration) -> bool {
-    let t0 = Instant::now();
-    loop {
-        if !matches!(child.try_wait(), Ok(None)) {
-            return true;
-        }
-        if t0.elapsed() >= limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 /// A death the worker named itself: its protocol pipe failed under it (the library closed a
 /// descriptor it does not own), which is no call of exit by the library.
 fn named_by_worker(death: Death, last_output: Option<&str>) -> Death {
-    use super::serve::{PIPE_LOST_EXIT, PIPE_LOST_LINE};
+    use super::protocol::{PIPE_LOST_EXIT, PIPE_LOST_LINE};
     match super::death::told(&death, last_output, PIPE_LOST_EXIT, PIPE_LOST_LINE) {
         Some(why) => Death::Protocol {
             what: format!(

@@ -4,6 +4,17 @@
 use crate::program::{Observation, Program};
 use serde::{Deserialize, Serialize};
 
+/// First argument that turns the verifier binary into a worker.
+pub const WORKER_ARG: &str = "__worker";
+pub(crate) const ENV_LIB: &str = "NTDSBCLI_WORKER_LIB";
+pub(crate) const ENV_PULSE: &str = "NTDSBCLI_WORKER_PULSE";
+pub(crate) const ENV_PAGE_HEAP: &str = "NTDSBCLI_WORKER_PAGE_HEAP";
+
+/// The worker's exit code when its protocol pipe failed under it, and the start of the line it
+/// writes to stderr then.
+pub const PIPE_LOST_EXIT: i32 = 124;
+pub const PIPE_LOST_LINE: &str = "ntdsbcli-conform worker: its protocol pipe failed:";
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
     Run {

@@ -1,22 +1,18 @@
 //! The worker side: load the library once, then run programs until the supervisor hangs up.
 
-use super::protocol::{Request, Response};
+use super::protocol::{
+    Request, Response, ENV_LIB, ENV_PAGE_HEAP, ENV_PULSE, PIPE_LOST_EXIT, PIPE_LOST_LINE,
+};
 #[cfg(unix)]
 use super::unix as platform;
 #[cfg(windows)]
 use super::windows as platform;
-use super::Pulse;
 use crate::abi::{load_library, Api};
 use crate::interp::Interp;
+use crate::pulse::Pulse;
 use std::ffi::c_void;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-
-/// First argument that turns the verifier binary into a worker.
-pub const WORKER_ARG: &str = "__worker";
-pub(crate) const ENV_LIB: &str = "NTDSBCLI_WORKER_LIB";
-pub(crate) const ENV_PULSE: &str = "NTDSBCLI_WORKER_PULSE";
-pub(crate) const ENV_PAGE_HEAP: &str = "NTDSBCLI_WORKER_PAGE_HEAP";
 
 /// The routed imports that allocate: with any of them routed, the page heap is in use.
 const ALLOCATORS: &[&str] = &[
@@ -200,8 +196,3 @@ fn pipe_lost(e: &std::io::Error) -> ! {
     eprintln!("{PIPE_LOST_LINE} {e}");
     platform::exit_now(PIPE_LOST_EXIT)
 }
-
-/// The worker's exit code when its protocol pipe failed under it, and the start of the line it
-/// writes to stderr then.
-pub const PIPE_LOST_EXIT: i32 = 124;
-pub const PIPE_LOST_LINE: &str = "ntdsbcli-conform worker: its protocol pipe failed:";

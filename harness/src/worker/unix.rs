@@ -1,3 +1,6 @@
+//! The Unix side of a worker: started through its keeper in a process group of its own,
+//! its death read from the wait status, the orphans it leaves ended.
+
 use super::Death;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -8,7 +11,7 @@ use std::process::{Child, Command, ExitStatus};
 pub fn command(exe: &std::path::Path) -> Command {
     let mut cmd = Command::new(exe);
     cmd.arg(super::keeper::KEEPER_ARG)
-        .arg(super::serve::WORKER_ARG)
+        .arg(super::protocol::WORKER_ARG)
         .process_group(0);
     cmd
 }
@@ -48,7 +51,7 @@ impl Tree {
             unsafe {
                 libc::kill(self.pgid, libc::SIGTERM);
             }
-            if super::process::exited_within(child, KEEPER_GRACE) {
+            if super::death::exited_within(child, KEEPER_GRACE) {
                 return;
             }
         }

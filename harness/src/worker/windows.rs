@@ -1,3 +1,6 @@
+//! The Windows side of a worker: started in a job object that ends what it leaves, its death
+//! read from its exit code (an NTSTATUS for an exception).
+
 use super::Death;
 use crate::sys::{wide, C_RUNTIMES};
 use std::ffi::c_void;
@@ -25,7 +28,7 @@ use windows_sys::Win32::System::Threading::{GetCurrentProcess, TerminateProcess}
 /// The worker itself: its job object is its disposable container.
 pub fn command(exe: &std::path::Path) -> Command {
     let mut cmd = Command::new(exe);
-    cmd.arg(super::serve::WORKER_ARG);
+    cmd.arg(super::protocol::WORKER_ARG);
     cmd
 }
 

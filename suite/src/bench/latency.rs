@@ -2,7 +2,7 @@
 //! several latencies, with and without its one-backup limit, side by side in one invocation:
 //! the wall time, each phase's share and how far each phase got.
 
-use super::measure::{BenchOptions, DcBench};
+use super::options::{BenchOptions, DcBench};
 use crate::runner::{self, RunOptions};
 use ntdsbcli_harness::report::{CheckReport, Report};
 use ntdsbcli_harness::worker::LibrarySpec;

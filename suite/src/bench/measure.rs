@@ -1,3 +1,7 @@
+//! The cost of isolation: the same sequences run in-process, in a worker and in isolated
+//! workers, in interleaved rounds, with medians and ratios side by side.
+
+use super::options::BenchOptions;
 use crate::checks::Ctx;
 use crate::model::machine::{set_surface, Machine, State, Surface, Transition};
 use crate::model::oracle;
@@ -9,27 +13,6 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest_state_machine::ReferenceStateMachine;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-pub struct BenchOptions {
-    pub library: LibrarySpec,
-    pub worker_exe: PathBuf,
-    pub sequences: usize,
-    /// Longest sequence, in calls.
-    pub max_len: usize,
-    pub seed: u64,
-    pub embedded: fn(&str) -> Option<*const std::ffi::c_void>,
-    /// Times each way is run, interleaved with the others.
-    pub rounds: usize,
-    /// The stand-in DC to time default runs against, at several latencies.
-    pub dc: Option<DcBench>,
-}
-
-/// The stand-in domain controller's two files, and the latencies to run it at.
-pub struct DcBench {
-    pub server: PathBuf,
-    pub client: PathBuf,
-    pub latencies: Vec<u32>,
-}
 
 /// One way of running the sequences, timed once per round.
 struct Way {

@@ -2,8 +2,10 @@
 //! latencies, measured side by side in one run.
 mod latency;
 mod measure;
+mod options;
 #[cfg(unix)]
 mod unix;
 
 pub use latency::DcServer;
-pub use measure::{run, BenchOptions, DcBench};
+pub use measure::run;
+pub use options::{BenchOptions, DcBench};

@@ -2,8 +2,8 @@
 //! End answer, each compared with the code or the content their pages document, in fixed
 //! programs (the sequence model meets some of these only by chance).
 
-use super::check::Check;
-use super::common::{end, live, program, session_program, slot, Ctx, Eval, Findings, Ran};
+use super::check::{Check, Ctx, Eval, Ran};
+use super::common::{end, live, program, session_program, slot, Findings};
 use ntdsbcli_harness::codes::{
     describe, ERROR_HANDLE_EOF, ERROR_INVALID_PARAMETER, E_INVALIDARG, HR_INVALID_HANDLE,
 };
@@ -213,7 +213,7 @@ pub const BFT: [u16; 9] = [0x80, 0x40, 0x20, 0x21, 0x82, 0x83, 0x44, 0x25, 0x0F]
 /// and a NUL, and then the NUL that ends the list. None when the list is right.
 pub fn list_problem(bytes: &[u8], wide: bool, complete: bool) -> Option<String> {
     let unit = if wide { 2 } else { 1 };
-    let units = ntdsbcli_harness::interp::list_units(bytes, wide);
+    let units = ntdsbcli_harness::store::list_units(bytes, wide);
     let within = |n: usize| format!("within the {} bytes *pcbSize gives", n * unit);
     let mut i = 0;
     let mut entry = 0;

@@ -3,8 +3,48 @@
 //! (`Programs`, `Planned`), as the catalogue holds it and the runner drives it. Holds no
 //! check and names no id.
 
-use super::common::{Ctx, Eval};
 use ntdsbcli_harness::program::{Observation, Program, Step};
+use ntdsbcli_harness::report::{Coverage, Outcome};
+
+/// What a check may depend on: the configuration and the library's exports.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub server: String,
+    pub accept_hresult: bool,
+    pub exports: Vec<String>,
+    pub seed: u64,
+    /// Measured cycles per session path in end.release.
+    pub release_cycles: u32,
+}
+
+/// A check's judgement before the runner adds crashes, timeouts and confirmation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Eval {
+    pub outcome: Outcome,
+    pub detail: String,
+    /// How much of what it planned ran, where that can be less than all.
+    pub coverage: Option<Coverage>,
+}
+
+impl Eval {
+    pub fn new(outcome: Outcome, detail: impl Into<String>) -> Eval {
+        Eval {
+            outcome,
+            detail: detail.into(),
+            coverage: None,
+        }
+    }
+
+    /// The same judgement, saying that `done` of `planned` `unit` ran.
+    pub fn covering(mut self, unit: &str, done: u64, planned: u64) -> Eval {
+        self.coverage = Some(Coverage {
+            unit: unit.into(),
+            done,
+            planned,
+        });
+        self
+    }
+}
 
 /// A check that runs call programs. `Steps` is what one program's plan kept of where its ops
 /// sit; the judgement reads each observation through them, so a step it never planned cannot

@@ -1,55 +1,15 @@
 //! What every check shares: the run context, op builders, and the judging of codes.
 
-pub use super::check::Ran;
+use super::check::{Ctx, Eval, Ran};
 use ntdsbcli_harness::codes::{self, describe, ERROR_INVALID_PARAMETER, E_INVALIDARG};
 use ntdsbcli_harness::program::{End, Names};
 use ntdsbcli_harness::program::{
     HandleArg, ListKind, Observation, Op, OpenFile, Prepare, Program, RestorePrepare, Step, Text,
 };
-use ntdsbcli_harness::report::{Coverage, Outcome};
+use ntdsbcli_harness::report::Outcome;
 
 /// An attachment name that no implementation lists.
 pub const UNKNOWN_ATTACHMENT: &str = "\\\\LOCALHOST\\C$\\no-such-attachment.dit";
-
-/// What a check may depend on: the configuration and the library's exports.
-#[derive(Clone, Debug)]
-pub struct Ctx {
-    pub server: String,
-    pub accept_hresult: bool,
-    pub exports: Vec<String>,
-    pub seed: u64,
-    /// Measured cycles per session path in end.release.
-    pub release_cycles: u32,
-}
-
-/// A check's judgement before the runner adds crashes, timeouts and confirmation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Eval {
-    pub outcome: Outcome,
-    pub detail: String,
-    /// How much of what it planned ran, where that can be less than all.
-    pub coverage: Option<Coverage>,
-}
-
-impl Eval {
-    pub fn new(outcome: Outcome, detail: impl Into<String>) -> Eval {
-        Eval {
-            outcome,
-            detail: detail.into(),
-            coverage: None,
-        }
-    }
-
-    /// The same judgement, saying that `done` of `planned` `unit` ran.
-    pub fn covering(mut self, unit: &str, done: u64, planned: u64) -> Eval {
-        self.coverage = Some(Coverage {
-            unit: unit.into(),
-            done,
-            planned,
-        });
-        self
-    }
-}
 
 impl Ctx {
     pub fn has(&self, name: &str) -> bool {

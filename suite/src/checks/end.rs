@@ -1,10 +1,8 @@
 //! end.ok, end.null, end.double, end.garbage, end.isolation, end.invalidates: DsBackupEnd's
 //! return codes on live, NULL, stale and garbage values, and what an End does to other state.
 
-use super::check::Check;
-use super::common::{
-    end, growth, live, prepared_and_ended, program, slot, Ctx, Eval, Findings, Ran,
-};
+use super::check::{Check, Ctx, Eval, Ran};
+use super::common::{end, growth, live, prepared_and_ended, program, slot, Findings};
 use ntdsbcli_harness::program::{Close, Free, Read, ReadToEnd, Truncate};
 use ntdsbcli_harness::program::{Garbage, HandleArg, ListKind, Op, Program, Step, Text};
 

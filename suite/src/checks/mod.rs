@@ -8,5 +8,5 @@ pub mod prepare;
 pub mod release;
 pub mod session;
 
-pub use check::{Check, Judge, Planned, Programs, Ran};
-pub use common::{growth, spoil, BadArg, Ctx, Eval, UNKNOWN_ATTACHMENT};
+pub use check::{Check, Ctx, Eval, Judge, Planned, Programs, Ran};
+pub use common::{growth, spoil, BadArg, UNKNOWN_ATTACHMENT};

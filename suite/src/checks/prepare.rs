@@ -1,8 +1,8 @@
 //! prepare.*: DsBackupPrepare's documented success and argument errors, and what a failed
 //! Prepare leaves behind.
 
-use super::check::Check;
-use super::common::{end, live, program, slot, spoil, BadArg, Ctx, Eval, Findings, Ran};
+use super::check::{Check, Ctx, Eval, Ran};
+use super::common::{end, live, program, slot, spoil, BadArg, Findings};
 use ntdsbcli_harness::codes::{self, describe, HR_INVALID_PARAM};
 use ntdsbcli_harness::program::{Free, Prepare};
 use ntdsbcli_harness::program::{Op, Program, Step, Text};

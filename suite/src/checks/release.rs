@@ -3,8 +3,8 @@
 //! when it grows in most windows, so a one-off cache or table resize inside a correct library
 //! is never counted, while one minimal heap block per cycle is.
 
-use super::check::Check;
-use super::common::{end, program, slot, Ctx, Eval, Findings, Ran, UNKNOWN_ATTACHMENT};
+use super::check::{Check, Ctx, Eval, Ran};
+use super::common::{end, program, slot, Findings, UNKNOWN_ATTACHMENT};
 use ntdsbcli_harness::codes::{self, describe};
 use ntdsbcli_harness::program::{Close, Free, ReadToEnd, RestoreEnd};
 use ntdsbcli_harness::program::{ListKind, Op, Probe, Program, Step, Tally, Text};

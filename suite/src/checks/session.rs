@@ -1,10 +1,8 @@
 //! end.open-file, end.after-failure, end.buffers-outlive, end.concurrent, end.restore-handle
 //! and free.null: End in the middle of a session's life, and what it must leave alone.
 
-use super::check::Check;
-use super::common::{
-    end, growth, live, program, slot, Ctx, Eval, Findings, Ran, UNKNOWN_ATTACHMENT,
-};
+use super::check::{Check, Ctx, Eval, Ran};
+use super::common::{end, growth, live, program, slot, Findings, UNKNOWN_ATTACHMENT};
 use ntdsbcli_harness::codes::{describe, ERROR_INVALID_PARAMETER, E_INVALIDARG};
 use ntdsbcli_harness::program::{
     Close, EndConcurrent as EndAtOnce, Free, Read, ReadToEnd, RestoreEnd,
