@@ -378,7 +378,7 @@ mod tests {
                         })
                         .collect();
                     let obs: Vec<&[Observation]> = obs.iter().map(|o| &o[..]).collect();
-                    let e = planned.judge.eval(&ctx, &planned.programs, &obs);
+                    let e = planned.judge.judge(&ctx, &planned.programs, &obs);
                     assert!(!e.detail.is_empty(), "{}: an empty detail", def.id);
                 }
             }

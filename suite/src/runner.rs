@@ -254,7 +254,7 @@ fn judge(check: &Planned, ctx: &Ctx, programs: &[Program], results: &[RunResult]
             RunResult::Died(_) => unreachable!("deaths handled above"),
         })
         .collect();
-    out_of_descriptors(check.judge.eval(ctx, programs, &obs), results)
+    out_of_descriptors(check.judge.judge(ctx, programs, &obs), results)
 }
 
 /// What a check says when a call failed while the worker had no descriptor left: the cause is

@@ -147,7 +147,7 @@ impl Check for CallsNullOut {
             .collect()
     }
 
-    fn eval(&self, ctx: &Ctx, ran: &[Ran<NullOutSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<NullOutSteps>]) -> Eval {
         if ran.is_empty() {
             return Eval::new(
                 Outcome::Skip,
@@ -289,7 +289,7 @@ impl Check for NamesFormat {
         vec![(p, NamesFormatSteps { prepare, lists })]
     }
 
-    fn eval(&self, _ctx: &Ctx, ran: &[Ran<NamesFormatSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<NamesFormatSteps>]) -> Eval {
         let r = match session_program(
             ran,
             |s| s.prepare,
@@ -393,7 +393,7 @@ impl Check for FileSize {
         vec![(p, FileSizeSteps { prepare, files })]
     }
 
-    fn eval(&self, _ctx: &Ctx, ran: &[Ran<FileSizeSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<FileSizeSteps>]) -> Eval {
         let r = match session_program(
             ran,
             |s| s.prepare,
@@ -535,7 +535,7 @@ impl Check for FileCodes {
         vec![(p, steps)]
     }
 
-    fn eval(&self, ctx: &Ctx, ran: &[Ran<FileCodesSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<FileCodesSteps>]) -> Eval {
         let r = match session_program(
             ran,
             |s| s.prepare,

@@ -60,8 +60,8 @@ pub trait Check: Sync + 'static {
     /// exports, and the check is skipped.
     fn plan(&self, ctx: &Ctx) -> Vec<(Program, Self::Steps)>;
 
-    /// The judgement of the programs' observations, in plan order.
-    fn eval(&self, ctx: &Ctx, ran: &[Ran<'_, Self::Steps>]) -> Eval;
+    /// Judges the programs' observations, in plan order.
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<'_, Self::Steps>]) -> Eval;
 }
 
 /// A program's observations, read through the steps its plan kept.
@@ -102,7 +102,7 @@ type JudgeFn = dyn Fn(&Ctx, &[Program], &[&[Observation]]) -> Eval + Send + Sync
 
 impl Judge {
     /// Judges `obs`, the observations of `programs` (the programs planned with it, in order).
-    pub fn eval(&self, ctx: &Ctx, programs: &[Program], obs: &[&[Observation]]) -> Eval {
+    pub fn judge(&self, ctx: &Ctx, programs: &[Program], obs: &[&[Observation]]) -> Eval {
         (self.0)(ctx, programs, obs)
     }
 }
@@ -135,7 +135,7 @@ impl<C: Check> Programs for C {
                 .zip(obs)
                 .map(|((p, s), o)| Ran::new(p, s, o))
                 .collect();
-            self.eval(ctx, &ran)
+            self.judge(ctx, &ran)
         }));
         Planned { programs, judge }
     }

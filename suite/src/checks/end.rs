@@ -58,7 +58,7 @@ impl Check for EndOk {
         vec![plain, full]
     }
 
-    fn eval(&self, _ctx: &Ctx, ran: &[Ran<OkSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<OkSteps>]) -> Eval {
         let mut f = Findings::default();
         for r in ran {
             if let Err(e) = live(r.get(r.steps.prepare)) {
@@ -98,7 +98,7 @@ impl Check for EndNull {
         vec![(p, steps)]
     }
 
-    fn eval(&self, ctx: &Ctx, ran: &[Ran<NullSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<NullSteps>]) -> Eval {
         let (r, s) = (&ran[0], ran[0].steps);
         let mut f = Findings::default();
         f.invalid_param(ctx, "End(NULL)", r.get(s.null1));
@@ -146,7 +146,7 @@ impl Check for EndDouble {
         vec![(p, steps)]
     }
 
-    fn eval(&self, ctx: &Ctx, ran: &[Ran<DoubleSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<DoubleSteps>]) -> Eval {
         let (r, s) = (&ran[0], ran[0].steps);
         let mut f = match prepared_and_ended(r, s.prepare, s.end1, "the first End") {
             Ok(f) => f,
@@ -219,7 +219,7 @@ impl Check for EndGarbage {
         out
     }
 
-    fn eval(&self, ctx: &Ctx, ran: &[Ran<GarbageSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<GarbageSteps>]) -> Eval {
         let mut f = Findings::default();
         let mut tested = 0;
         let mut missing = Vec::new();
@@ -312,7 +312,7 @@ impl Check for EndIsolation {
             .collect()
     }
 
-    fn eval(&self, _ctx: &Ctx, ran: &[Ran<IsolationSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<IsolationSteps>]) -> Eval {
         let mut f = Findings::default();
         let mut sessions = 0;
         for r in ran {
@@ -413,7 +413,7 @@ impl Check for EndInvalidates {
         )]
     }
 
-    fn eval(&self, ctx: &Ctx, ran: &[Ran<InvalidatesSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<InvalidatesSteps>]) -> Eval {
         let (r, s) = (&ran[0], ran[0].steps);
         let mut f = match prepared_and_ended(r, s.prepare, s.end, "End") {
             Ok(f) => f,

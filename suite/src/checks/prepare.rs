@@ -39,7 +39,7 @@ impl Check for PrepareOk {
             .collect()
     }
 
-    fn eval(&self, _ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Eval {
         ok_eval(ran)
     }
 }
@@ -164,7 +164,7 @@ impl Check for PrepareBadArgs {
         out
     }
 
-    fn eval(&self, ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Eval {
         bad_args_eval(ctx, ran)
     }
 }
@@ -291,7 +291,7 @@ impl Check for PrepareFailed {
         )]
     }
 
-    fn eval(&self, ctx: &Ctx, ran: &[Ran<FailedSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<FailedSteps>]) -> Eval {
         failed_eval(ctx, &ran[0])
     }
 }
@@ -361,7 +361,7 @@ impl Check for PrepareDistinct {
         vec![(p, steps)]
     }
 
-    fn eval(&self, _ctx: &Ctx, ran: &[Ran<DistinctSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<DistinctSteps>]) -> Eval {
         distinct_eval(&ran[0])
     }
 }
@@ -457,7 +457,7 @@ impl Check for PrepareServerName {
         vec![(p, steps)]
     }
 
-    fn eval(&self, ctx: &Ctx, ran: &[Ran<ServerNameSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<ServerNameSteps>]) -> Eval {
         server_name_eval(ctx, &ran[0])
     }
 }

@@ -220,7 +220,7 @@ impl Check for EndRelease {
             .collect()
     }
 
-    fn eval(&self, _ctx: &Ctx, ran: &[Ran<ReleaseSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<ReleaseSteps>]) -> Eval {
         eval(ran)
     }
 }

@@ -107,7 +107,7 @@ impl Check for EndOpenFile {
             .collect()
     }
 
-    fn eval(&self, ctx: &Ctx, ran: &[Ran<OpenFileSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<OpenFileSteps>]) -> Eval {
         let mut f = Findings::default();
         let mut tested = Vec::new();
         for (r, path) in ran.iter().zip(OPEN_PATHS) {
@@ -252,7 +252,7 @@ impl Check for EndAfterFailure {
             .collect()
     }
 
-    fn eval(&self, _ctx: &Ctx, ran: &[Ran<AfterFailureSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<AfterFailureSteps>]) -> Eval {
         if ran.is_empty() {
             return Eval::new(
                 Outcome::Skip,
@@ -340,7 +340,7 @@ impl Check for EndBuffersOutlive {
         vec![after, before]
     }
 
-    fn eval(&self, _ctx: &Ctx, ran: &[Ran<BuffersSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<BuffersSteps>]) -> Eval {
         let mut f = Findings::default();
         let names = [
             "the expiry token",
@@ -410,7 +410,7 @@ impl Check for EndConcurrent {
         vec![(p, ConcurrentSteps { rounds })]
     }
 
-    fn eval(&self, ctx: &Ctx, ran: &[Ran<ConcurrentSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<ConcurrentSteps>]) -> Eval {
         concurrent_eval(ctx, &ran[0])
     }
 }
@@ -504,7 +504,7 @@ impl Check for EndRestoreHandle {
         vec![(p, beside), (alone, alone_steps)]
     }
 
-    fn eval(&self, ctx: &Ctx, ran: &[Ran<RestoreSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<RestoreSteps>]) -> Eval {
         restore_eval(ctx, ran)
     }
 }
@@ -582,7 +582,7 @@ impl Check for FreeNull {
         vec![(p, FreeNullSteps { prepare, end })]
     }
 
-    fn eval(&self, _ctx: &Ctx, ran: &[Ran<FreeNullSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<FreeNullSteps>]) -> Eval {
         let (r, s) = (&ran[0], ran[0].steps);
         let mut f = Findings::default();
         if let Err(e) = live(r.get(s.prepare)) {

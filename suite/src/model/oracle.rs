@@ -3,295 +3,21 @@
 //! only where docs/spec.md documents them or design §4 fixes them (cited at each rule); elsewhere
 //! the rule is "a failure code" or "anything but a crash or a hang".
 
+pub use super::layout::program;
+use super::layout::{op_of, Layout};
 use super::machine::*;
+pub use super::verdict::{Expect, Failure, FailureKind, Judgement};
 use crate::checks::Ctx;
 use ntdsbcli_harness::codes::{
     self, describe, ERROR_HANDLE_EOF, ERROR_INVALID_PARAMETER, E_INVALIDARG, HR_INVALID_HANDLE,
     HR_INVALID_PARAM,
 };
 use ntdsbcli_harness::program::{
-    Close, End, EndConcurrent, Free, Names, Read, ReadToEnd, RestoreEnd, Truncate,
+    Close, End, EndConcurrent, Names, Read, ReadToEnd, RestoreEnd, Truncate,
 };
-use ntdsbcli_harness::program::{
-    HandleArg, ListKind, Observation, Op, OpenFile, Prepare, Program, RestorePrepare, Text,
-};
-use ntdsbcli_harness::worker::{DeathReport, RunResult};
+use ntdsbcli_harness::program::{HandleArg, Observation, Op, OpenFile, Prepare, RestorePrepare};
+use ntdsbcli_harness::worker::RunResult;
 use proptest_state_machine::ReferenceStateMachine;
-
-/// What a step must return.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Expect {
-    /// S_OK and a non-NULL handle that no live session has (REQ-20, REQ-13).
-    NewHandle,
-    Exact(i32),
-    /// ERROR_INVALID_PARAMETER: raw 87, or 0x80070057 under --accept-hresult.
-    InvalidParam,
-    NonZero,
-    AnyOf(Vec<i32>),
-    Anything,
-    /// Concurrent Ends: exactly one S_OK, the rest ERROR_INVALID_PARAMETER.
-    OneWinner,
-    /// Concurrent Ends on a value that is not live: ERROR_INVALID_PARAMETER for every thread.
-    NoWinner,
-    /// A buffer still holds the bytes it had when the library returned it (REQ-11).
-    SameBytes(Vec<u8>),
-    /// No return value to check (DsBackupFree).
-    NoCode,
-    /// What a careful library answers where the documentation names no code or calls the
-    /// call "not supported": another answer is a compatibility warning, never a failure.
-    Lenient {
-        want: Box<Expect>,
-        warning: String,
-    },
-}
-
-impl Expect {
-    pub fn describe(&self) -> String {
-        match self {
-            Expect::NewHandle => "S_OK with a new, non-NULL handle".into(),
-            Expect::Exact(c) => describe(*c),
-            Expect::InvalidParam => describe(ERROR_INVALID_PARAMETER),
-            Expect::NonZero => "a failure code (not 0)".into(),
-            Expect::AnyOf(v) => v
-                .iter()
-                .map(|c| describe(*c))
-                .collect::<Vec<_>>()
-                .join(" or "),
-            Expect::Anything => "anything but a crash or a hang".into(),
-            Expect::OneWinner => "exactly one S_OK, the rest 87 (ERROR_INVALID_PARAMETER)".into(),
-            Expect::NoWinner => "87 (ERROR_INVALID_PARAMETER) for every thread".into(),
-            Expect::SameBytes(_) => "the bytes the buffer held when it was returned".into(),
-            Expect::NoCode => "no crash".into(),
-            Expect::Lenient { want, .. } => format!("{} (else a warning)", want.describe()),
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// Step `step` answered `got` where the model allows `want`.
-    Mismatch {
-        step: usize,
-        got: String,
-        want: String,
-    },
-    /// The sequence did not leave handles and threads where it found them.
-    Leak { what: String },
-    /// Ending what was still live at the end failed.
-    Cleanup { got: String },
-    Died {
-        step: Option<usize>,
-        death: DeathReport,
-    },
-}
-
-/// What a shrink must keep: a candidate that fails another way is not the same failure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailureKind {
-    Mismatch,
-    Leak,
-    Cleanup,
-    Timeout,
-    Crash,
-}
-
-impl Failure {
-    pub fn kind(&self) -> FailureKind {
-        match self {
-            Failure::Mismatch { .. } => FailureKind::Mismatch,
-            Failure::Leak { .. } => FailureKind::Leak,
-            Failure::Cleanup { .. } => FailureKind::Cleanup,
-            Failure::Died { death, .. } if death.death.is_timeout() => FailureKind::Timeout,
-            Failure::Died { .. } => FailureKind::Crash,
-        }
-    }
-}
-
-#[derive(Default)]
-pub struct Judgement {
-    /// The expectation of each step up to the failing one (for the repro).
-    pub expects: Vec<Expect>,
-    pub failure: Option<Failure>,
-    /// 0x80070057 was accepted somewhere under --accept-hresult.
-    pub hresult_accepted: bool,
-    /// A documented environment problem made the sequence meaningless.
-    pub environment: Option<String>,
-    /// Compatibility warnings: answers the documentation does not rule out.
-    pub warnings: Vec<String>,
-    /// Per step, the slot of the live session the handle value was (None: no live session).
-    pub targets: Vec<Option<u8>>,
-}
-
-fn restore_slot(r: usize) -> HandleArg {
-    HandleArg::Slot(RESTORE_BASE + r as u8)
-}
-
-/// The op that performs transition `t` in state `st` (before `t` applies).
-/// Long on purpose: one short arm per transition, each independent of the others.
-pub fn op_of(ctx: &Ctx, st: &State, t: &Transition) -> Op {
-    let sess = |i: usize| HandleArg::Slot(i as u8);
-    let open = |wide, h, name| {
-        Op::OpenFile(OpenFile {
-            wide,
-            h,
-            name,
-            hint: 24_576,
-            size: true,
-        })
-    };
-    let names = |kind, wide, h, buf| {
-        Op::Names(Names {
-            kind,
-            wide,
-            h,
-            out: true,
-            size: true,
-            buf,
-        })
-    };
-    match *t {
-        Transition::Prepare { wide } => {
-            ctx.prepare_form(wide, st.sessions.len() as u8, st.bufs.len() as u8)
-        }
-        Transition::PrepareBad { wide, bad } => {
-            let mut op = ctx.prepare_form(wide, SCRATCH_SLOT, SCRATCH_BUF);
-            crate::checks::spoil(&mut op, bad);
-            op
-        }
-        Transition::End { session } => Op::End(End { h: sess(session) }),
-        Transition::EndInvalid { ref h } => Op::End(End { h: h.clone() }),
-        Transition::EndRestore { restore } => Op::End(End {
-            h: restore_slot(restore),
-        }),
-        Transition::EndConcurrent { session } => Op::EndConcurrent(EndConcurrent {
-            h: sess(session),
-            threads: CONCURRENT_THREADS,
-        }),
-        Transition::Names {
-            session,
-            logs,
-            wide,
-        } => names(
-            if logs {
-                ListKind::BackupLogs
-            } else {
-                ListKind::DatabaseNames
-            },
-            wide,
-            sess(session),
-            st.bufs.len() as u8,
-        ),
-        Transition::Open {
-            session,
-            list,
-            wide,
-        } => open(
-            wide,
-            sess(session),
-            Text::Entry {
-                buf: list as u8,
-                index: 0,
-            },
-        ),
-        Transition::OpenUnknown { session, wide } => {
-            open(wide, sess(session), Text::Lit(UNKNOWN_ATTACHMENT.into()))
-        }
-        Transition::Read { session, size } => Op::Read(Read {
-            h: sess(session),
-            cb: size.bytes(),
-            pcb: true,
-        }),
-        Transition::ReadToEnd { session } => Op::ReadToEnd(ReadToEnd {
-            h: sess(session),
-            cb: 65_536,
-        }),
-        Transition::Close { session } => Op::Close(Close { h: sess(session) }),
-        Transition::Truncate { session } => Op::Truncate(Truncate { h: sess(session) }),
-        Transition::Free { buf } => Op::Free(Free {
-            buf: Some(buf as u8),
-        }),
-        Transition::FreeNull => Op::Free(Free { buf: None }),
-        Transition::Peek { buf } => Op::Peek { buf: buf as u8 },
-        Transition::RestorePrepare { wide, token } => Op::RestorePrepare(RestorePrepare {
-            wide,
-            server: ctx.server(),
-            token: token.map(|b| b as u8),
-            slot: RESTORE_BASE + st.restores.len() as u8,
-        }),
-        Transition::RestoreEnd { restore } => Op::RestoreEnd(RestoreEnd {
-            h: restore_slot(restore),
-        }),
-        Transition::Cross { restore, call } => {
-            let h = restore_slot(restore);
-            let wide = st.surface.open.prefer_wide();
-            match call {
-                CrossCall::OpenFile => open(wide, h, Text::Lit(UNKNOWN_ATTACHMENT.into())),
-                CrossCall::Read => Op::Read(Read {
-                    h,
-                    cb: 24_576,
-                    pcb: true,
-                }),
-                CrossCall::Close => Op::Close(Close { h }),
-                CrossCall::Names => names(
-                    ListKind::DatabaseNames,
-                    st.surface.names.prefer_wide(),
-                    h,
-                    SCRATCH_BUF,
-                ),
-                CrossCall::Truncate => Op::Truncate(Truncate { h }),
-            }
-        }
-    }
-}
-
-/// Where the parts of a sequence program sit: the opening probe, one op per transition, the
-/// clean-up, the closing probe. The only code that knows the positions (`program` builds it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Layout {
-    pub steps: usize,
-}
-
-impl Layout {
-    pub const START: usize = 0;
-
-    pub fn of(program: &Program) -> Layout {
-        Layout {
-            steps: program.ops.len().saturating_sub(3),
-        }
-    }
-    /// The op of transition `i`.
-    pub fn step(self, i: usize) -> usize {
-        i + 1
-    }
-    /// The ops of the transitions.
-    pub fn steps(self) -> std::ops::Range<usize> {
-        1..self.steps + 1
-    }
-    pub fn cleanup(self) -> usize {
-        self.steps + 1
-    }
-    pub fn end(self) -> usize {
-        self.steps + 2
-    }
-    /// The transition an op index is, if it is one.
-    pub fn step_of_op(self, op: usize) -> Option<usize> {
-        op.checked_sub(1).filter(|&s| s < self.steps)
-    }
-}
-
-/// A sequence as a program: probe, the calls, clean-up, probe (see `Layout`).
-pub fn program(ctx: &Ctx, init: &State, transitions: &[Transition], label: String) -> Program {
-    let mut p = Program::new(label, Vec::new());
-    p.push(Op::Probe);
-    let mut st = init.clone();
-    for t in transitions {
-        p.push(op_of(ctx, &st, t));
-        st = Machine::apply(st, t);
-    }
-    p.push(Op::Cleanup);
-    p.push(Op::Probe);
-    p
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Attachment {
@@ -378,7 +104,7 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[Transition], result: &RunRe
         if j.environment.is_some() {
             return j;
         }
-        let verdict = check(ctx, &expect, o, in_use, &mut j);
+        let verdict = judge_answer(ctx, &expect, o, in_use, &mut j);
         j.expects.push(expect);
         if let Err((got, want)) = verdict {
             j.failure = Some(Failure::Mismatch { step: i, got, want });
@@ -750,7 +476,7 @@ fn step(
 }
 
 /// Compares one observation with its expectation: Err((got, want)) on a mismatch.
-fn check(
+fn judge_answer(
     ctx: &Ctx,
     e: &Expect,
     o: &Observation,
@@ -758,7 +484,7 @@ fn check(
     j: &mut Judgement,
 ) -> Result<(), (String, String)> {
     if let Expect::Lenient { want, warning } = e {
-        if check(ctx, want, o, in_use, j).is_err() && !j.warnings.contains(warning) {
+        if judge_answer(ctx, want, o, in_use, j).is_err() && !j.warnings.contains(warning) {
             j.warnings.push(warning.clone());
         }
         return Ok(());

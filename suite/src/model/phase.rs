@@ -1,8 +1,9 @@
 //! The seq.model phase: generate sequences from the seed, run them many per worker, judge each
 //! with the oracle, and shrink the first failure in fresh workers to a minimal sequence.
 
+use super::layout::Layout;
 use super::machine::{set_surface, Machine, State, Surface, Transition};
-use super::oracle::{self, Failure, FailureKind, Judgement, Layout};
+use super::oracle::{self, Failure, FailureKind, Judgement};
 use super::repro;
 use crate::checks::{Ctx, Eval};
 use ntdsbcli_harness::program::Program;

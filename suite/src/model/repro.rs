@@ -3,7 +3,8 @@
 //! a correct library. Build: `cc -o repro repro.c -ldl -lpthread` on Unix,
 //! `x86_64-w64-mingw32-gcc -o repro.exe repro.c` or `cl repro.c` for Windows.
 
-use super::oracle::{Expect, Failure, Layout};
+use super::layout::Layout;
+use super::oracle::{Expect, Failure};
 use ntdsbcli_harness::calls::{self, c, c::c_str, CStep};
 use ntdsbcli_harness::program::{Op, Program};
 use std::fmt::Write;
@@ -258,7 +259,7 @@ MAYBE_UNUSED static int end_concurrently(HBC hh, int n, int *bad) {
 #endif
 "#;
 
-fn check(e: &Expect, step: usize, call: &str) -> String {
+fn c_check(e: &Expect, step: usize, call: &str) -> String {
     let call = c_str(call);
     let want = c_str(&e.describe());
     match e {
@@ -475,7 +476,7 @@ fn by_value(chk: &str, target: Option<u8>, step: usize, call: &str) -> String {
 
 /// One op as C, judged as the oracle judged it: a call as its family writes it.
 fn op_code(op: &Op, e: &Expect, target: Option<u8>, step: usize, call: &str) -> String {
-    let check = check(e, step, call);
+    let check = c_check(e, step, call);
     let by_value = by_value(&check, target, step, call);
     if let Some(c) = op.call() {
         return c.c_sequence(&CStep {
