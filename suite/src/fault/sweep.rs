@@ -484,6 +484,47 @@ pub fn group(findings: &[Finding<'_>]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ntdsbcli_harness::program::{End, HandleArg, Prepare, Text};
+    use ntdsbcli_harness::worker::{Death, DeathReport, Place};
+
+    /// A death is named by the call it happened in when it is in any faulted run of its
+    /// program: the 2 runs of a site program, the 48 of a confirmation.
+    #[test]
+    fn a_death_in_any_faulted_run_names_its_call() {
+        let p = Path {
+            name: "Prepare/End",
+            body: vec![
+                Op::Prepare(Prepare::full(true, Text::Lit("localhost".into()), 0, 0)),
+                Op::End(End {
+                    h: HandleArg::Slot(0),
+                }),
+            ],
+        };
+        let c = Counted::default();
+        let died_at = |op: usize| {
+            RunResult::Died(DeathReport::seen(
+                Death::Crash {
+                    code: 11,
+                    name: "SIGSEGV".into(),
+                },
+                Place {
+                    op: Some(op),
+                    step: Some(1),
+                },
+                None,
+            ))
+        };
+        let (_, site) = site_program(&p, 1);
+        let (_, confirm) = confirm_program(&p, 1);
+        let last = confirm.last().and_then(|s| s.index()).expect("a faulted run");
+        for (faulted, op) in [(&site, 3), (&confirm, last)] {
+            let (_, what) = judge_site(&p, 1, &c, &died_at(op), faulted).expect("a death");
+            assert!(what.contains("in DsBackupEnd(h0),"), "{what}");
+        }
+        // The resting reading and the warm-up are no faulted run: no call is named.
+        let (_, what) = judge_site(&p, 1, &c, &died_at(1), &confirm).expect("a death");
+        assert!(!what.contains(" in "), "{what}");
+    }
 
     #[test]
     fn one_finding_on_many_paths_is_one_line() {
