@@ -10,7 +10,4 @@ mod repro;
 mod rules;
 mod sweep;
 
-pub use rules::{judge_oom, judge_run, leftover, out_of_memory, site_name, Growth};
-pub use sweep::{
-    group, reference_library, run, skip_unrouted, Finding, Limits, NOTHING_ROUTABLE, REFERENCE_FILE,
-};
+pub use sweep::{reference_library, run, skip_unrouted, Limits, NOTHING_ROUTABLE, REFERENCE_FILE};

@@ -516,7 +516,10 @@ mod tests {
         };
         let (_, site) = site_program(&p, 1);
         let (_, confirm) = confirm_program(&p, 1);
-        let last = confirm.last().and_then(|s| s.index()).expect("a faulted run");
+        let last = confirm
+            .last()
+            .and_then(|s| s.index())
+            .expect("a faulted run");
         for (faulted, op) in [(&site, 3), (&confirm, last)] {
             let (_, what) = judge_site(&p, 1, &c, &died_at(op), faulted).expect("a death");
             assert!(what.contains("in DsBackupEnd(h0),"), "{what}");
