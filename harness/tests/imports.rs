@@ -54,18 +54,26 @@ fn the_library_s_own_calls_are_routed_and_counted() {
         "the fixture imports no socket: {routed:?}"
     );
 
-    let before: Vec<u64> = routed.names.iter().map(|n| imports::calls(n)).collect();
+    let before: Vec<u64> = routed
+        .names
+        .iter()
+        .map(|n| imports::routed_calls(n))
+        .collect();
     // The harness's own allocations and pipes are not the library's.
     let own = std::hint::black_box(vec![7u8; 4096]);
     let _ = std::hint::black_box(nix::unistd::pipe().unwrap());
     drop(own);
-    let after: Vec<u64> = routed.names.iter().map(|n| imports::calls(n)).collect();
+    let after: Vec<u64> = routed
+        .names
+        .iter()
+        .map(|n| imports::routed_calls(n))
+        .collect();
     assert_eq!(before, after, "the harness's own calls were counted");
 
     let (malloc0, pipe0, threads0) = (
-        imports::calls("malloc"),
-        imports::calls("pipe"),
-        imports::calls("pthread_create"),
+        imports::routed_calls("malloc"),
+        imports::routed_calls("pipe"),
+        imports::routed_calls("pthread_create"),
     );
     let mut token: *mut c_void = std::ptr::null_mut();
     let mut size = 0u32;
@@ -75,24 +83,27 @@ fn the_library_s_own_calls_are_routed_and_counted() {
     let rc = unsafe { prepare(server.as_ptr(), 0, 1, &mut token, &mut size, &mut h) };
     assert_eq!(rc, 0, "Prepare");
     assert!(
-        imports::calls("malloc") > malloc0,
+        imports::routed_calls("malloc") > malloc0,
         "Prepare allocates its session"
     );
     assert_eq!(
-        imports::calls("pipe"),
+        imports::routed_calls("pipe"),
         pipe0 + 1,
         "one binding pipe per session"
     );
     assert_eq!(
-        imports::calls("pthread_create"),
+        imports::routed_calls("pthread_create"),
         threads0 + 1,
         "one keep-alive thread"
     );
     // The routed calls still work: the session ends, and its thread exits.
-    let free0 = imports::calls("free");
+    let free0 = imports::routed_calls("free");
     // SAFETY: a live handle of the library, which stays loaded.
     assert_eq!(unsafe { end(h) }, 0);
-    assert!(imports::calls("free") > free0, "End frees the session");
+    assert!(
+        imports::routed_calls("free") > free0,
+        "End frees the session"
+    );
 
     // A library with no C runtime imports gets nothing routed.
     let bare_src = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bare.c");

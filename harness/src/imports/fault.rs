@@ -64,7 +64,7 @@ pub fn set_step(step: u16) {
 }
 
 /// Starts counting faultable calls; the `at`-th fails (0: none fails, the calls are counted).
-pub fn arm(at: u64) {
+pub fn start(at: u64) {
     *HIT.lock().unwrap_or_else(|e| e.into_inner()) = None;
     TRACE.lock().unwrap_or_else(|e| e.into_inner()).clear();
     STEP.store(0, Ordering::SeqCst);
@@ -177,7 +177,7 @@ mod tests {
     // One test touches the global state, so that parallel tests cannot interleave on it.
     #[test]
     fn the_armed_site_fails_once_and_is_named() {
-        arm(0);
+        start(0);
         assert!(!strike(Class::Alloc, "malloc", || 1));
         assert!(!strike(Class::Never, "free", || 1));
         set_step(3);
@@ -191,7 +191,7 @@ mod tests {
             .collect();
         assert_eq!(trace, [("malloc", 1, 1, 0), ("malloc", 2, 2, 3)]);
 
-        arm(2);
+        start(2);
         assert!(!strike(Class::Alloc, "malloc", || 1));
         set_step(1);
         assert!(strike(Class::Handle, "pipe2", || 1));

@@ -15,7 +15,7 @@ pub use fault::{disarm, held, Held, Hit, Sweep};
 #[cfg(windows)]
 pub use platform::module_of;
 pub use platform::{route, ROUTABLE};
-pub use table::{arm, calls, Routed};
+pub use table::{arm, routed_calls, Routed};
 #[cfg(windows)]
 use windows as platform;
 

@@ -23,11 +23,11 @@ pub fn arm(at: u64) {
     for e in TABLE {
         e.armed_calls.store(0, Ordering::Relaxed);
     }
-    fault::arm(at);
+    fault::start(at);
 }
 
 /// How many times the routed library has called `name` so far (0 for a name not routed).
-pub fn calls(name: &str) -> u64 {
+pub fn routed_calls(name: &str) -> u64 {
     TABLE
         .iter()
         .find(|e| e.name == name)
@@ -116,6 +116,6 @@ mod tests {
 
     #[test]
     fn a_name_never_routed_has_no_calls() {
-        assert_eq!(calls("no_such_function"), 0);
+        assert_eq!(routed_calls("no_such_function"), 0);
     }
 }

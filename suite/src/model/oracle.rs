@@ -195,7 +195,7 @@ fn expectations_without_observations(
 /// What a call on a backup session (found by value) must return; shared by the backup calls
 /// and by backup calls given a restore handle whose value is a live backup session.
 #[derive(Clone, Copy, Debug)]
-enum Call {
+enum SessionCall {
     Names { keep: bool },
     Open,
     OpenUnknown,
@@ -205,11 +205,11 @@ enum Call {
     Truncate,
 }
 
-fn on_session(p: &mut Precise, k: Option<usize>, call: Call, o: &Observation) -> Expect {
+fn on_session(p: &mut Precise, k: Option<usize>, call: SessionCall, o: &Observation) -> Expect {
     let rc = o.rc;
     let Some(k) = k else {
         // REQ-12 / REQ-03: a value that is no live handle gives 87.
-        if let Call::Names { keep: true } = call {
+        if let SessionCall::Names { keep: true } = call {
             p.bufs.push(None);
         }
         return Expect::InvalidParam;
@@ -217,7 +217,7 @@ fn on_session(p: &mut Precise, k: Option<usize>, call: Call, o: &Observation) ->
     let s = &mut p.sessions[k];
     match call {
         // REQ-51/52: a live handle gives S_OK and a list.
-        Call::Names { keep } => {
+        SessionCall::Names { keep } => {
             if keep {
                 p.bufs
                     .push((rc == Some(0)).then(|| o.bytes.clone()).flatten());
@@ -226,7 +226,7 @@ fn on_session(p: &mut Precise, k: Option<usize>, call: Call, o: &Observation) ->
         }
         // REQ-40/45: a listed attachment opens on a live handle with nothing open. A second
         // open is undocumented (REQ-42, A-7): accepting it is only a warning.
-        Call::Open => {
+        SessionCall::Open => {
             if s.attachment == Attachment::None {
                 if rc == Some(0) {
                     s.attachment = Attachment::Open;
@@ -243,10 +243,10 @@ fn on_session(p: &mut Precise, k: Option<usize>, call: Call, o: &Observation) ->
             }
         }
         // REQ-40: an attachment the library did not list is an invalid name.
-        Call::OpenUnknown => Expect::NonZero,
+        SessionCall::OpenUnknown => Expect::NonZero,
         // REQ-41/44: bad sizes give 87 on an open file; EOF gives ERROR_HANDLE_EOF. Reading
         // with no file open has no documented code: success there is only a warning.
-        Call::Read(size) => match (s.attachment, size.valid()) {
+        SessionCall::Read(size) => match (s.attachment, size.valid()) {
             (Attachment::None, _) => no_file_open(),
             (_, false) => Expect::InvalidParam,
             (Attachment::Eof, true) => Expect::Exact(ERROR_HANDLE_EOF),
@@ -257,7 +257,7 @@ fn on_session(p: &mut Precise, k: Option<usize>, call: Call, o: &Observation) ->
                 Expect::AnyOf(vec![0, ERROR_HANDLE_EOF])
             }
         },
-        Call::ReadToEnd => match s.attachment {
+        SessionCall::ReadToEnd => match s.attachment {
             Attachment::None => no_file_open(),
             _ => {
                 s.attachment = Attachment::Eof;
@@ -265,7 +265,7 @@ fn on_session(p: &mut Precise, k: Option<usize>, call: Call, o: &Observation) ->
             }
         },
         // REQ-43: Close with nothing open -> hrInvalidHandle.
-        Call::Close => match s.attachment {
+        SessionCall::Close => match s.attachment {
             Attachment::None => Expect::Exact(HR_INVALID_HANDLE),
             _ => {
                 s.attachment = Attachment::None;
@@ -273,7 +273,7 @@ fn on_session(p: &mut Precise, k: Option<usize>, call: Call, o: &Observation) ->
             }
         },
         // REQ-55: on a live handle no code is documented.
-        Call::Truncate => Expect::Anything,
+        SessionCall::Truncate => Expect::Anything,
     }
 }
 
@@ -404,7 +404,7 @@ fn step(
             on_session(
                 p,
                 k,
-                Call::Names {
+                SessionCall::Names {
                     keep: st.sessions[session].live,
                 },
                 o,
@@ -414,13 +414,13 @@ fn step(
             if o.not_run.is_some() {
                 return Expect::NoCode;
             }
-            on_session(p, k, Call::Open, o)
+            on_session(p, k, SessionCall::Open, o)
         }
-        Transition::OpenUnknown { .. } => on_session(p, k, Call::OpenUnknown, o),
-        Transition::Read { size, .. } => on_session(p, k, Call::Read(size), o),
-        Transition::ReadToEnd { .. } => on_session(p, k, Call::ReadToEnd, o),
-        Transition::Close { .. } => on_session(p, k, Call::Close, o),
-        Transition::Truncate { .. } => on_session(p, k, Call::Truncate, o),
+        Transition::OpenUnknown { .. } => on_session(p, k, SessionCall::OpenUnknown, o),
+        Transition::Read { size, .. } => on_session(p, k, SessionCall::Read(size), o),
+        Transition::ReadToEnd { .. } => on_session(p, k, SessionCall::ReadToEnd, o),
+        Transition::Close { .. } => on_session(p, k, SessionCall::Close, o),
+        Transition::Truncate { .. } => on_session(p, k, SessionCall::Truncate, o),
         // REQ-30/31: DsBackupFree returns nothing; it must not crash.
         Transition::Free { buf } => {
             if let Some(b) = p.bufs.get_mut(buf) {
@@ -464,11 +464,11 @@ fn step(
                 return Expect::Anything;
             }
             let call = match call {
-                CrossCall::OpenFile => Call::OpenUnknown,
-                CrossCall::Read => Call::Read(ReadSize::Min),
-                CrossCall::Close => Call::Close,
-                CrossCall::Names => Call::Names { keep: false },
-                CrossCall::Truncate => Call::Truncate,
+                CrossCall::OpenFile => SessionCall::OpenUnknown,
+                CrossCall::Read => SessionCall::Read(ReadSize::Min),
+                CrossCall::Close => SessionCall::Close,
+                CrossCall::Names => SessionCall::Names { keep: false },
+                CrossCall::Truncate => SessionCall::Truncate,
             };
             on_session(p, k, call, o)
         }
@@ -711,54 +711,66 @@ mod tests {
         let anyof = Expect::AnyOf(vec![0, eof]);
         // (call, state before, rc observed, expected, state after); `lenient` marks the
         // undocumented answers that are only warnings.
-        let rows: Vec<(Call, Attachment, i32, Option<Expect>, Attachment)> = vec![
+        let rows: Vec<(SessionCall, Attachment, i32, Option<Expect>, Attachment)> = vec![
             (
-                Call::Names { keep: true },
+                SessionCall::Names { keep: true },
                 Closed,
                 0,
                 Some(Exact(0)),
                 Closed,
             ),
-            (Call::Open, Closed, 0, Some(Exact(0)), Open),
-            (Call::Open, Closed, 87, Some(Exact(0)), Closed),
-            (Call::Open, Open, 0, None, Open),
-            (Call::OpenUnknown, Closed, 87, Some(NonZero), Closed),
-            (Call::Read(ReadSize::Min), Closed, 0, None, Closed),
+            (SessionCall::Open, Closed, 0, Some(Exact(0)), Open),
+            (SessionCall::Open, Closed, 87, Some(Exact(0)), Closed),
+            (SessionCall::Open, Open, 0, None, Open),
+            (SessionCall::OpenUnknown, Closed, 87, Some(NonZero), Closed),
+            (SessionCall::Read(ReadSize::Min), Closed, 0, None, Closed),
             (
-                Call::Read(ReadSize::Tiny),
+                SessionCall::Read(ReadSize::Tiny),
                 Open,
                 87,
                 Some(InvalidParam),
                 Open,
             ),
             (
-                Call::Read(ReadSize::Unaligned),
+                SessionCall::Read(ReadSize::Unaligned),
                 Eof,
                 87,
                 Some(InvalidParam),
                 Eof,
             ),
             (
-                Call::Read(ReadSize::Large),
+                SessionCall::Read(ReadSize::Large),
                 Open,
                 0,
                 Some(anyof.clone()),
                 Open,
             ),
-            (Call::Read(ReadSize::Min), Open, eof, Some(anyof), Eof),
-            (Call::Read(ReadSize::Min), Eof, eof, Some(Exact(eof)), Eof),
-            (Call::ReadToEnd, Closed, 0, None, Closed),
-            (Call::ReadToEnd, Open, eof, Some(Exact(eof)), Eof),
             (
-                Call::Close,
+                SessionCall::Read(ReadSize::Min),
+                Open,
+                eof,
+                Some(anyof),
+                Eof,
+            ),
+            (
+                SessionCall::Read(ReadSize::Min),
+                Eof,
+                eof,
+                Some(Exact(eof)),
+                Eof,
+            ),
+            (SessionCall::ReadToEnd, Closed, 0, None, Closed),
+            (SessionCall::ReadToEnd, Open, eof, Some(Exact(eof)), Eof),
+            (
+                SessionCall::Close,
                 Closed,
                 0,
                 Some(Exact(HR_INVALID_HANDLE)),
                 Closed,
             ),
-            (Call::Close, Open, 0, Some(Exact(0)), Closed),
-            (Call::Close, Eof, 0, Some(Exact(0)), Closed),
-            (Call::Truncate, Open, 0, Some(Anything), Open),
+            (SessionCall::Close, Open, 0, Some(Exact(0)), Closed),
+            (SessionCall::Close, Eof, 0, Some(Exact(0)), Closed),
+            (SessionCall::Truncate, Open, 0, Some(Anything), Open),
         ];
         for (call, before, rc, want, after) in rows {
             let what = format!("{call:?} with {before:?}, answered {rc}");

@@ -260,7 +260,7 @@ pub fn run(sup: &mut Supervisor, ctx: &Ctx, opts: &SeqOptions) -> Result<SeqOutc
                     });
                 }
                 if j.failure.is_some() {
-                    let found = Found {
+                    let found = Failing {
                         tree: trees.swap_remove(k),
                         prog: &programs[k],
                         result,
@@ -432,7 +432,7 @@ fn same_kind(j: &Judgement, kind: Option<FailureKind>) -> bool {
 }
 
 /// A failing sequence as the batch saw it.
-struct Found<'a> {
+struct Failing<'a> {
     tree: Tree,
     prog: &'a Program,
     result: &'a RunResult,
@@ -460,7 +460,7 @@ fn shrink(
     sup: &mut Supervisor,
     ctx: &Ctx,
     opts: &SeqOptions,
-    found: Found,
+    found: Failing,
 ) -> Result<SeqOutcome, HarnessError> {
     let (index, ran_before, calls) = (found.index, found.ran_before, found.calls);
     let shrunk = minimise(sup, ctx, opts, found)?;
@@ -473,9 +473,9 @@ fn minimise(
     sup: &mut Supervisor,
     ctx: &Ctx,
     opts: &SeqOptions,
-    found: Found,
+    found: Failing,
 ) -> Result<Shrunk, HarnessError> {
-    let Found {
+    let Failing {
         tree,
         prog: first_prog,
         result: first_result,
