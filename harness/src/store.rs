@@ -22,6 +22,12 @@ pub(crate) struct Buf {
     pub(crate) wide: bool,
 }
 
+impl Buf {
+    pub(crate) fn new(ptr: usize, size: u32, wide: bool) -> Buf {
+        Buf { ptr, size, wide }
+    }
+}
+
 /// Bytes of a live context copied for the garbage class "a copy of a live handle's bytes".
 const COPY_BYTES: usize = 256;
 

@@ -70,14 +70,7 @@ impl Call for Names {
         obs.rc = Some(rc);
         if self.out {
             obs.ptr = Some(!p.is_null());
-            it.set_buf(
-                self.buf,
-                Buf {
-                    ptr: p as usize,
-                    size: cb,
-                    wide: self.wide,
-                },
-            );
+            it.set_buf(self.buf, Buf::new(p as usize, cb, self.wide));
             if rc == 0 {
                 // SAFETY: on S_OK the library says `p` holds `cb` bytes; a lie faults in
                 // this worker, which is what it is for.

@@ -121,14 +121,7 @@ impl Call for Prepare {
         }
         if p.token {
             obs.ptr = Some(!tok.is_null());
-            it.set_buf(
-                p.buf,
-                Buf {
-                    ptr: tok as usize,
-                    size: cb.min(256),
-                    wide: false,
-                },
-            );
+            it.set_buf(p.buf, Buf::new(tok as usize, cb.min(256), false));
             if !tok.is_null() && rc == 0 {
                 // SAFETY: on S_OK the library says the token holds `cb` bytes; a lie faults
                 // in this worker, which is what it is for.
