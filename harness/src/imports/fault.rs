@@ -134,11 +134,30 @@ fn in_armer() -> bool {
 
 /// The library's heap blocks grew (or shrank) by `bytes` and `blocks`, as its allocator
 /// reports them; a mapping counts as a block with no heap bytes.
-// Called by the ELF wrappers; the PE ones are still to come.
-#[cfg_attr(windows, allow(dead_code))]
 pub(crate) fn held_add(bytes: i64, blocks: i64) {
     HELD.fetch_add(bytes, Ordering::Relaxed);
     HELD_BLOCKS.fetch_add(blocks, Ordering::Relaxed);
+}
+
+/// What a realloc of block `p` (`old` bytes) to `n` bytes, answered `r` by the C runtime,
+/// changed in what the library holds; `size` reads a block's size. NULL for a size of 0 freed
+/// the block, NULL otherwise left it as it was. With the page heap on, a block that reached
+/// the C runtime was another allocator's, resized by it: nothing of the library's changed.
+pub(crate) fn realloc_held(
+    p: *mut std::ffi::c_void,
+    r: *mut std::ffi::c_void,
+    n: usize,
+    old: i64,
+    size: fn(*mut std::ffi::c_void) -> i64,
+) {
+    if crate::pageheap::enabled() {
+        return;
+    }
+    if !r.is_null() {
+        held_add(size(r) - old, i64::from(p.is_null()));
+    } else if n == 0 && !p.is_null() {
+        held_add(-old, -1);
+    }
 }
 
 /// What the library holds of memory since routing: exact per library, since only its own

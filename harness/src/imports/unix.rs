@@ -70,16 +70,7 @@ wrappers! {
             }
         }
         let old = usable(p);
-    } |r| {
-        // NULL for a size of 0 freed the block; NULL otherwise left it as it was.
-        if pageheap::enabled() {
-            // Another allocator's block, resized by that allocator.
-        } else if !r.is_null() {
-            fault::held_add(usable(r) - old, i64::from(p.is_null()));
-        } else if n == 0 && !p.is_null() {
-            fault::held_add(-old, -1);
-        }
-    };
+    } |r| { fault::realloc_held(p, r, n, old, usable); };
     "C" free(p: *mut c_void) -> (), Never((), 0) {
         if p.is_null() {
             return;

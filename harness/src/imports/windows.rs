@@ -136,15 +136,7 @@ wrappers! {
             }
         }
         let old = crt_size(p);
-    } |r| {
-        if pageheap::enabled() {
-            // Another allocator's block, resized by that allocator.
-        } else if !r.is_null() {
-            fault::held_add(crt_size(r) - old, i64::from(p.is_null()));
-        } else if n == 0 && !p.is_null() {
-            fault::held_add(-old, -1);
-        }
-    };
+    } |r| { fault::realloc_held(p, r, n, old, crt_size); };
     "C" free(p: *mut c_void) -> (), Never((), 0) {
         if p.is_null() {
             return;
