@@ -214,22 +214,17 @@ fn the_readme_example_compiles() {
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("readme_example.c");
     std::fs::write(&src, example).unwrap();
-    let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        // The example leaves how a handle is looked up to the vendor.
-        .args([
-            "-fsyntax-only",
-            "-Wall",
-            "-Werror",
-            "-Dis_live(h)=((h)!=0)",
-            "-I",
-        ])
-        .arg(repo_root().join("include"))
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::succeeded(
+        Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            // The example leaves how a handle is looked up to the vendor.
+            .args([
+                "-fsyntax-only",
+                "-Wall",
+                "-Werror",
+                "-Dis_live(h)=((h)!=0)",
+                "-I",
+            ])
+            .arg(repo_root().join("include"))
+            .arg(&src),
     );
 }

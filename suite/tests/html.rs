@@ -99,16 +99,7 @@ fn html_report_in_headless_chromium() {
     let page = dir.join("report.html");
     std::fs::write(&page, &html).unwrap();
     let url = format!("file://{}#filter=failing", page.display());
-    let out = headless(&browser, &profile)
-        .arg("--dump-dom")
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = common::succeeded(headless(&browser, &profile).arg("--dump-dom").arg(&url));
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(dom.contains(">nonconformant</span>"), "verdict not shown");
     let rows: Vec<&str> = dom.split("<tr class=\"check\"").skip(1).collect();

@@ -105,6 +105,17 @@ pub fn scratch(folder: &str, name: &str) -> PathBuf {
 }
 
 /// Runs the CLI (seed 1) on `lib` with only `check`, writing a JSON report: exit code and the
+/// Runs `cmd` and fails the test, with its stderr, unless it exits with 0.
+pub fn succeeded(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().expect("the command runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// report's text.
 pub fn json_run(lib: &Path, check: &str) -> (i32, String) {
     let json =
