@@ -1,7 +1,8 @@
-//! What a check is to the rest of the suite: a type that plans call programs and judges their
-//! observations through the steps it planned (`Check`), and the same with its steps hidden
-//! (`Programs`, `Planned`), as the catalogue holds it and the runner drives it. Holds no
-//! check and names no id.
+//! What a check is to the rest of the suite: the context it is given and the judgement it
+//! gives (`Ctx`, `Eval`), a type that plans call programs and judges their observations
+//! through the steps it planned (`Check`), and the same with its steps hidden (`Programs`,
+//! `Planned`, `Judge`), as the catalogue holds it and the runner drives it. Holds no check and
+//! names no id.
 
 use ntdsbcli_harness::program::{Observation, Program, Step};
 use ntdsbcli_harness::report::{Coverage, Outcome};
