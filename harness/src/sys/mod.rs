@@ -1,4 +1,5 @@
-//! Platform memory and handle helpers used by the interpreter.
+//! Platform memory and handle helpers: unmapped pages, readable-memory tests, sentinel handles,
+//! the shared page, and how the process says out of memory or ends on a heap misuse.
 mod page;
 #[cfg(unix)]
 mod unix;

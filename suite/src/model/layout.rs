@@ -142,6 +142,13 @@ pub struct Layout {
 impl Layout {
     pub const START: usize = 0;
 
+    /// The layout `program` gives the sequence `transitions`.
+    pub fn of_sequence(transitions: &[Transition]) -> Layout {
+        Layout {
+            steps: transitions.len(),
+        }
+    }
+
     pub fn of(program: &Program) -> Layout {
         Layout {
             steps: program.ops.len().saturating_sub(3),

@@ -75,9 +75,7 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[Transition], result: &RunRe
     let obs = match result {
         RunResult::Done(obs) => obs,
         RunResult::Died(d) => {
-            let layout = Layout {
-                steps: transitions.len(),
-            };
+            let layout = Layout::of_sequence(transitions);
             let step = d.op.and_then(|o| layout.step_of_op(o));
             // The expectations up to the death still matter for the repro.
             let (expects, targets) = expectations_without_observations(ctx, init, transitions);
@@ -90,9 +88,7 @@ pub fn judge(ctx: &Ctx, init: &State, transitions: &[Transition], result: &RunRe
             return j;
         }
     };
-    let layout = Layout {
-        steps: transitions.len(),
-    };
+    let layout = Layout::of_sequence(transitions);
     let mut p = Precise::default();
     let mut st = init.clone();
     for (i, t) in transitions.iter().enumerate() {
@@ -634,6 +630,7 @@ mod tests {
         ];
         let p = program(&ctx(), &init(), &ts, "t".into());
         let at = Layout::of(&p);
+        assert_eq!(at, Layout::of_sequence(&ts));
         assert_eq!(at.steps, 2);
         assert_eq!(p.ops.len(), 5);
         assert!(matches!(p.ops[Layout::START], Op::Probe));
