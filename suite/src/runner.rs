@@ -230,7 +230,7 @@ fn death_detail(program: &Program, d: &DeathReport) -> String {
 
 /// Judges a check from its programs' results: a death decides it, else the check's own
 /// judgement.
-fn judge(check: &Planned, ctx: &Ctx, programs: &[Program], results: &[RunResult]) -> Eval {
+fn judge(check: &PlannedCheck, ctx: &Ctx, programs: &[Program], results: &[RunResult]) -> Eval {
     let deaths: Vec<(&Program, &DeathReport)> = programs
         .iter()
         .zip(results)
@@ -475,17 +475,17 @@ fn strip_advice(detail: &str) -> String {
 /// every program of the checks that run programs, in one batch.
 struct Plan {
     decided: Vec<CheckReport>,
-    planned: Vec<(Planned, std::ops::Range<usize>)>,
+    planned: Vec<(PlannedCheck, std::ops::Range<usize>)>,
     programs: Vec<Program>,
 }
 
 /// A check whose programs are in the plan: its entry, and the judgement that knows its steps.
-struct Planned {
+struct PlannedCheck {
     def: &'static CheckDef,
     judge: Judge,
 }
 
-impl Planned {
+impl PlannedCheck {
     fn spread(&self) -> bool {
         self.def.runs.spread()
     }
@@ -551,13 +551,13 @@ pub fn run(opts: &RunOptions, on_event: &mut dyn FnMut(Event)) -> Result<Report,
     // (the spread checks, the fault sweep) runs while the sequences do; else one after the
     // other, the sequences last.
     let overlap = pace.spread() && sequences.is_some();
-    let spread_later = |c: &Planned| overlap && c.spread();
+    let spread_later = |c: &PlannedCheck| overlap && c.spread();
     let mut results: Vec<Option<RunResult>> = vec![None; plan.programs.len()];
     if pace.spread() && !overlap {
         let passes = spread_passes(sup.spec(), &ctx, &plan);
         take_passes(passes, &plan, &mut progress, &mut results)?;
     }
-    let now = |c: &Planned| !spread_later(c);
+    let now = |c: &PlannedCheck| !spread_later(c);
     execute(&mut sup, &ctx, &plan, &mut progress, &mut results, &now)?;
     confirm(&mut sup, &ctx, &plan, &mut progress, &now)?;
     let spec = sup.spec().clone();
@@ -816,7 +816,7 @@ fn plan(selected: &[&'static CheckDef], ctx: &Ctx, missing: &[&str]) -> Plan {
         }
         let range = plan.programs.len()..plan.programs.len() + mine.len();
         plan.programs.extend(mine);
-        plan.planned.push((Planned { def, judge }, range));
+        plan.planned.push((PlannedCheck { def, judge }, range));
     }
     plan
 }
@@ -906,7 +906,7 @@ fn execute(
     plan: &Plan,
     progress: &mut Progress,
     results: &mut [Option<RunResult>],
-    which: &dyn Fn(&Planned) -> bool,
+    which: &dyn Fn(&PlannedCheck) -> bool,
 ) -> Result<(), RunError> {
     let Plan {
         planned, programs, ..
@@ -969,7 +969,7 @@ fn confirm(
     ctx: &Ctx,
     plan: &Plan,
     progress: &mut Progress,
-    which: &dyn Fn(&Planned) -> bool,
+    which: &dyn Fn(&PlannedCheck) -> bool,
 ) -> Result<(), RunError> {
     for (check, range) in plan.planned.iter().filter(|(c, _)| which(c)) {
         let Some(c) = progress
