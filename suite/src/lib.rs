@@ -6,6 +6,7 @@ pub mod bench;
 pub mod catalogue;
 pub mod checks;
 pub mod defaults;
+pub mod diff;
 pub mod fault;
 #[cfg(test)]
 mod layering;

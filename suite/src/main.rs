@@ -45,6 +45,9 @@ struct Cli {
 enum Command {
     /// Verify a library (the bundled reference when --lib is not given).
     Run(Box<RunArgs>),
+    /// Compare two libraries call by call: the same programs and sequences on both, each
+    /// difference grouped and blamed (exit 0: none, 1: a difference, 2: could not run).
+    Diff(Box<DiffArgs>),
     /// Every check: id, requirement, strength and statement.
     List,
     /// The planted-defect variants of the bundled reference (for --mutant).
@@ -104,6 +107,52 @@ struct Outputs {
     /// Write a Markdown report here.
     #[arg(long)]
     markdown: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct DiffArgs {
+    /// The new library (.so on Linux, .dll on Windows).
+    #[arg(long, required_unless_present = "mutant")]
+    lib: Option<PathBuf>,
+    /// The library it is compared with (default: the bundled reference).
+    #[arg(long)]
+    against: Option<PathBuf>,
+    /// The new library is the bundled reference with this planted defect (see `mutants`).
+    #[arg(long, conflicts_with = "lib")]
+    mutant: Option<String>,
+    /// The backup server name passed to Prepare.
+    #[arg(long, default_value = defaults::SERVER)]
+    server: String,
+    /// Seed of the sequences; printed and recorded. Random when not given.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Number of random call sequences run on both libraries.
+    #[arg(long, default_value_t = defaults::SEQUENCES)]
+    sequences: u64,
+    /// Per-call patience in milliseconds before a call counts as hung.
+    #[arg(long, default_value_t = defaults::CALL_TIMEOUT_MS)]
+    call_timeout_ms: u64,
+    /// Stop running sequences after this many milliseconds (0: run them all).
+    #[arg(long, default_value_t = defaults::SEQUENCE_BUDGET_MS)]
+    sequence_budget_ms: u64,
+    /// Time for shrinking the differences' examples, in all.
+    #[arg(long, default_value_t = defaults::SHRINK_BUDGET_MS)]
+    shrink_budget_ms: u64,
+    /// Run libraries loaded from files on the C runtime's heap instead of the page heap.
+    #[arg(long)]
+    no_page_heap: bool,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a Markdown report here.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Known differences (from --write-baseline): only others fail the diff.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+    /// Write every difference found as a baseline here.
+    #[arg(long)]
+    write_baseline: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -239,6 +288,7 @@ fn main() -> ExitCode {
             bench(lib, sequences, max_len, seed, rounds as usize, dc)
         }
         Command::Run(args) => run(*args),
+        Command::Diff(args) => diff(*args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -560,6 +610,72 @@ fn progress_bar() -> ProgressBar {
     );
     b.enable_steady_tick(Duration::from_millis(100));
     b
+}
+
+fn diff(args: DiffArgs) -> anyhow::Result<u8> {
+    use ntdsbcli_conform::diff::{engine, group, render};
+    let exe = std::env::current_exe().context("cannot find this program's own path")?;
+    if let Some(m) = &args.mutant {
+        if !MUTANTS.iter().any(|(n, _)| n == m) {
+            anyhow::bail!("unknown mutant {m:?} (see `ntdsbcli-conform mutants`)");
+        }
+    }
+    let known = match &args.baseline {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("--baseline {}", p.display()))?;
+            serde_json::from_str::<group::Known>(&text)
+                .with_context(|| format!("--baseline {}: not a diff baseline", p.display()))?
+        }
+        None => group::Known::default(),
+    };
+    let spec = |p: &Option<PathBuf>| match p {
+        Some(p) => LibrarySpec::Path(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        None => LibrarySpec::Embedded,
+    };
+    let ms = Duration::from_millis;
+    let mut new = RunOptions::new(spec(&args.lib), exe);
+    new.server = args.server.clone();
+    new.seed = args.seed.unwrap_or_else(random_seed);
+    new.sequences = args.sequences;
+    new.call_timeout = ms(args.call_timeout_ms.max(1));
+    new.mutant = args.mutant.clone();
+    if args.no_page_heap {
+        new.page_heap = None;
+    }
+    let mut old = new.clone();
+    old.library = spec(&args.against);
+    old.mutant = None;
+    let opts = engine::DiffOptions {
+        new,
+        old,
+        max_len: defaults::SEQUENCE_CALLS,
+        sequence_budget: (args.sequence_budget_ms > 0).then(|| ms(args.sequence_budget_ms)),
+        shrink_budget: ms(args.shrink_budget_ms),
+        shrink_groups: 8,
+    };
+    let bar = progress_bar();
+    worker::contain_orphans();
+    let result = engine::diff(&opts, &mut |what| bar.set_message(what.to_string()));
+    worker::end_orphans();
+    bar.finish_and_clear();
+    let mut r = result?;
+    r.gone = group::apply_baseline(&mut r.differences, &known);
+    print!("{}", render::terminal(&r));
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&r)? + "\n")
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.markdown {
+        std::fs::write(p, render::markdown(&r))
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.write_baseline {
+        let b = group::baseline_of(&r.differences);
+        std::fs::write(p, serde_json::to_string_pretty(&b)? + "\n")
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(r.exit_code())
 }
 
 fn run(args: RunArgs) -> anyhow::Result<u8> {

@@ -131,7 +131,7 @@ pub enum RunError {
     },
 }
 
-fn identity(opts: &RunOptions) -> Result<(String, String, u64), HarnessError> {
+pub(crate) fn identity(opts: &RunOptions) -> Result<(String, String, u64), HarnessError> {
     let (shown, file) = match &opts.library {
         LibrarySpec::Path(p) => (p.display().to_string(), p.clone()),
         // The embedded reference is part of the worker binary: identify that.
@@ -173,7 +173,7 @@ pub fn in_shard(def: &CheckDef, k: u64, n: u64) -> bool {
     h % n == k - 1
 }
 
-fn missing_needs(def: &CheckDef, ctx: &Ctx) -> Option<String> {
+pub(crate) fn missing_needs(def: &CheckDef, ctx: &Ctx) -> Option<String> {
     let missing: Vec<String> = def
         .needs
         .iter()
@@ -231,6 +231,16 @@ fn death_detail(program: &Program, d: &DeathReport) -> String {
 /// Judges a check from its programs' results: a death decides it, else the check's own
 /// judgement.
 fn judge(check: &PlannedCheck, ctx: &Ctx, programs: &[Program], results: &[RunResult]) -> Eval {
+    judge_results(&check.judge, ctx, programs, results)
+}
+
+/// A check's judgement of its programs' results, deaths included (also `diff`'s, per side).
+pub(crate) fn judge_results(
+    judge: &crate::checks::Judge,
+    ctx: &Ctx,
+    programs: &[Program],
+    results: &[RunResult],
+) -> Eval {
     let deaths: Vec<(&Program, &DeathReport)> = programs
         .iter()
         .zip(results)
@@ -254,7 +264,7 @@ fn judge(check: &PlannedCheck, ctx: &Ctx, programs: &[Program], results: &[RunRe
             RunResult::Died(_) => unreachable!("deaths handled above"),
         })
         .collect();
-    out_of_descriptors(check.judge.judge(ctx, programs, &obs), results)
+    out_of_descriptors(judge.judge(ctx, programs, &obs), results)
 }
 
 /// What a check says when a call failed while the worker had no descriptor left: the cause is
@@ -695,7 +705,7 @@ fn teardown_eval(end: Teardown, library: &LibrarySpec) -> Eval {
 }
 
 /// How a worker is started for this run.
-fn worker_spec(opts: &RunOptions) -> WorkerSpec {
+pub(crate) fn worker_spec(opts: &RunOptions) -> WorkerSpec {
     let mut env: Vec<(OsString, OsString)> = Vec::new();
     if let Some(m) = &opts.mutant {
         env.push(("NTDSBCLI_MUTANT".into(), m.into()));

@@ -65,14 +65,14 @@ pub fn runner(seed: u64) -> TestRunner {
 /// What one worker's slice of a batch produced: its results, and the judgements made so far.
 type SliceOutcome = (Vec<Option<RunResult>>, Vec<Judgement>);
 
-type Tree = <proptest_state_machine::strategy::Sequential<
+pub(crate) type Tree = <proptest_state_machine::strategy::Sequential<
     State,
     Transition,
     proptest::strategy::BoxedStrategy<State>,
     proptest::strategy::BoxedStrategy<Transition>,
 > as Strategy>::Tree;
 
-fn case(tree: &Tree) -> (State, Vec<Transition>) {
+pub(crate) fn case(tree: &Tree) -> (State, Vec<Transition>) {
     let (s, t, _) = tree.current();
     (s, t)
 }

@@ -1,0 +1,600 @@
+//! `diff`: the same named programs and seeded sequences on two libraries, each side in
+//! workers of its own, compared call by call; each difference blamed on the side whose answer
+//! breaks a rule (the checks' judgements and the model's oracle, per side), grouped, and the
+//! sequences behind the first groups shrunk while the difference stays.
+
+use super::answer::{answers, first_difference, seq_call};
+use super::group::{group, Blame, Group, Key, Occurrence};
+use crate::catalogue::{Runs, CHECKS};
+use crate::checks::{Ctx, Eval};
+use crate::model::layout::Layout;
+use crate::model::machine::{set_surface, Machine, State, Surface, Transition};
+use crate::model::oracle;
+use crate::model::phase::{case, runner, Tree};
+use crate::model::verdict::{Failure, Judgement};
+use crate::runner::{judge_results, missing_needs, worker_spec, RunOptions};
+use ntdsbcli_harness::abi;
+use ntdsbcli_harness::preflight;
+use ntdsbcli_harness::program::{Op, Program};
+use ntdsbcli_harness::worker::{RunResult, Supervisor};
+use ntdsbcli_harness::HarnessError;
+use proptest::strategy::{Strategy, ValueTree};
+use proptest_state_machine::ReferenceStateMachine;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// What `diff` compares and how.
+#[derive(Clone, Debug)]
+pub struct DiffOptions {
+    /// The library under test, with the run's configuration (seed, sequences, patience).
+    pub new: RunOptions,
+    /// The library it is compared with; only its library and mutant are read.
+    pub old: RunOptions,
+    /// Longest generated sequence, in calls.
+    pub max_len: usize,
+    /// Stop running sequences after this long (the report says how many ran).
+    pub sequence_budget: Option<Duration>,
+    /// Time for shrinking the examples of all groups together.
+    pub shrink_budget: Duration,
+    /// Groups whose example is shrunk (the first ones).
+    pub shrink_groups: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error("{side} library: {source}")]
+    Harness {
+        side: &'static str,
+        #[source]
+        source: HarnessError,
+    },
+    #[error("generating sequence {index}: {reason}")]
+    Generation { index: usize, reason: String },
+}
+
+/// One library as the diff saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SideInfo {
+    pub path: String,
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutant: Option<String>,
+    pub exports: Vec<String>,
+}
+
+/// What `diff` reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffReport {
+    pub tool: String,
+    pub new: SideInfo,
+    pub old: SideInfo,
+    pub seed: u64,
+    /// Named programs run on both sides.
+    pub programs: u64,
+    /// Sequences run and compared on both sides.
+    pub sequences: u64,
+    /// Sequences asked for (fewer run when the time budget ended the phase).
+    pub planned: u64,
+    /// Calls compared (ops of the programs and sequences, on one side).
+    pub calls: u64,
+    /// Sequences left out because a side's environment refused a session.
+    pub refused: u64,
+    pub differences: Vec<Group>,
+    /// Known differences (the baseline's) that no longer occur.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gone: Vec<Key>,
+    pub wall_ms: u64,
+}
+
+impl DiffReport {
+    /// 0 when nothing differs but what the baseline knows, else 1.
+    pub fn exit_code(&self) -> u8 {
+        let new = self.differences.iter().any(|g| !g.known);
+        u8::from(new || !self.gone.is_empty())
+    }
+}
+
+fn side(name: &'static str) -> impl Fn(HarnessError) -> DiffError + Copy {
+    move |source| DiffError::Harness { side: name, source }
+}
+
+fn info(o: &RunOptions, sup: &Supervisor, name: &'static str) -> Result<SideInfo, DiffError> {
+    let (path, sha256, _) = crate::runner::identity(o).map_err(side(name))?;
+    Ok(SideInfo {
+        path,
+        sha256,
+        mutant: o.mutant.clone(),
+        exports: sup.exports().to_vec(),
+    })
+}
+
+/// Runs `programs` on both sides at once.
+fn both(
+    new: &mut Supervisor,
+    old: &mut Supervisor,
+    programs: &[Program],
+) -> Result<(Vec<RunResult>, Vec<RunResult>), DiffError> {
+    std::thread::scope(|s| {
+        let n = s.spawn(|| new.run(programs, &mut |_, _| {}));
+        let o = old.run(programs, &mut |_, _| {});
+        let n = n.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        Ok((n.map_err(side("new"))?, o.map_err(side("old"))?))
+    })
+}
+
+/// Runs `programs` on both sides at once until `deadline`: the programs after it have no
+/// result on a side.
+type Partial = Vec<Option<RunResult>>;
+
+fn both_until(
+    new: &mut Supervisor,
+    old: &mut Supervisor,
+    programs: &[Program],
+    deadline: Option<Instant>,
+) -> Result<(Partial, Partial), DiffError> {
+    let go_on = move |_: usize, _: &RunResult| deadline.is_none_or(|d| Instant::now() < d);
+    std::thread::scope(|s| {
+        let n = s.spawn(|| new.run_until(programs, &mut go_on.clone()));
+        let o = old.run_until(programs, &mut go_on.clone());
+        let n = n.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        Ok((n.map_err(side("new"))?, o.map_err(side("old"))?))
+    })
+}
+
+/// Runs one program alone in a fresh worker on both sides.
+fn both_alone(
+    new: &mut Supervisor,
+    old: &mut Supervisor,
+    p: &Program,
+) -> Result<(RunResult, RunResult), DiffError> {
+    std::thread::scope(|s| {
+        let n = s.spawn(|| new.run_alone(p));
+        let o = old.run_alone(p);
+        let n = n.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        Ok((n.map_err(side("new"))?, o.map_err(side("old"))?))
+    })
+}
+
+/// Differences of the export tables: an export one side lacks. A required one breaks REQ-01.
+fn export_differences(new: &[String], old: &[String]) -> Vec<Occurrence> {
+    let required = |missing: &[&str], name: &str| missing.contains(&name);
+    let (miss_new, miss_old) = (abi::missing_required(new), abi::missing_required(old));
+    let mut out = Vec::new();
+    for (name, in_new) in old
+        .iter()
+        .filter(|e| !new.contains(e))
+        .map(|e| (e, false))
+        .chain(new.iter().filter(|e| !old.contains(e)).map(|e| (e, true)))
+    {
+        let blame = match (in_new, required(&miss_new, name), required(&miss_old, name)) {
+            (false, true, _) => Blame::New {
+                rule: format!("REQ-01: {name} is a required export"),
+            },
+            (true, _, true) => Blame::Old {
+                rule: format!("REQ-01: {name} is a required export"),
+            },
+            _ => Blame::Neither,
+        };
+        let (has, lacks) = ("exported".to_string(), "not exported".to_string());
+        out.push(Occurrence {
+            key: Key {
+                call: name.clone(),
+                state: "the export table".into(),
+                new: if in_new { has.clone() } else { lacks.clone() },
+                old: if in_new { lacks } else { has },
+            },
+            blame,
+            source: "exports.required".into(),
+            example: Vec::new(),
+            sequence: None,
+        });
+    }
+    out
+}
+
+/// Who breaks a rule, from each side's judgement of the same check.
+fn check_blame(req: &str, new: &Eval, old: &Eval) -> Blame {
+    let rule = |e: &Eval| crate::spec::name_rule(&e.detail, req);
+    match (new.outcome.is_failure(), old.outcome.is_failure()) {
+        (true, true) => Blame::Both {
+            new_rule: rule(new),
+            old_rule: rule(old),
+        },
+        (true, false) => Blame::New { rule: rule(new) },
+        (false, true) => Blame::Old { rule: rule(old) },
+        (false, false) => Blame::Neither,
+    }
+}
+
+/// The named programs of every check both libraries can run, compared op by op; a check
+/// judged differently with no op that answered differently (a resource it held) is a
+/// difference of the check's judgement.
+fn named(
+    ctx: &Ctx,
+    new: &mut Supervisor,
+    old: &mut Supervisor,
+) -> Result<(Vec<Occurrence>, u64, u64), DiffError> {
+    let mut planned = Vec::new();
+    let mut programs: Vec<Program> = Vec::new();
+    for def in CHECKS {
+        let Runs::Programs(check) = def.runs else {
+            continue;
+        };
+        if missing_needs(def, ctx).is_some() {
+            continue;
+        }
+        let p = check.plan(ctx);
+        let range = programs.len()..programs.len() + p.programs.len();
+        programs.extend(p.programs);
+        planned.push((def, p.judge, range));
+    }
+    let (rn, ro) = both(new, old, &programs)?;
+    let mut out = Vec::new();
+    for (def, judge, range) in planned {
+        let ps = &programs[range.clone()];
+        let en = judge_results(&judge, ctx, ps, &rn[range.clone()]);
+        let eo = judge_results(&judge, ctx, ps, &ro[range.clone()]);
+        let blame = check_blame(def.requirement, &en, &eo);
+        let mut any = false;
+        for (k, p) in ps.iter().enumerate() {
+            let (an, ao) = (
+                answers(&p.ops, &rn[range.start + k]),
+                answers(&p.ops, &ro[range.start + k]),
+            );
+            let Some((i, n, o)) = first_difference(&an, &ao) else {
+                continue;
+            };
+            any = true;
+            out.push(Occurrence {
+                key: Key {
+                    call: p.ops[i].describe(),
+                    // The same answers to the same call are one difference, whichever
+                    // check's program showed them: its example gives the context.
+                    state: "in a check's program".into(),
+                    new: n,
+                    old: o,
+                },
+                blame: blame.clone(),
+                source: def.id.into(),
+                example: p.ops[..=i].iter().map(|op| op.describe()).collect(),
+                sequence: None,
+            });
+        }
+        if !any && en.outcome != eo.outcome && blame != Blame::Neither {
+            out.push(Occurrence {
+                key: Key {
+                    call: "(the check's judgement)".into(),
+                    state: def.id.into(),
+                    new: en.outcome.as_str().into(),
+                    old: eo.outcome.as_str().into(),
+                },
+                blame,
+                source: def.id.into(),
+                example: Vec::new(),
+                sequence: None,
+            });
+        }
+    }
+    let calls = programs.iter().map(|p| p.ops.len() as u64).sum();
+    Ok((out, programs.len() as u64, calls))
+}
+
+/// Where the oracle put a side's failure: the step, or `steps` for the clean-up and what the
+/// sequence left behind.
+fn failure_step(j: &Judgement, steps: usize) -> Option<usize> {
+    match j.failure.as_ref()? {
+        Failure::Mismatch { step, .. } => Some(*step),
+        Failure::Died { step, .. } => Some(step.unwrap_or(steps)),
+        Failure::Leak { .. } | Failure::Cleanup { .. } => Some(steps),
+    }
+}
+
+fn failure_text(j: &Judgement) -> String {
+    let text = match &j.failure {
+        Some(Failure::Mismatch { got, want, .. }) => {
+            format!("answered {got}; the model wants {want}")
+        }
+        Some(Failure::Leak { what }) => format!("left resources behind: {what}"),
+        Some(Failure::Cleanup { got }) => format!("ending what was live at the end gave {got}"),
+        Some(Failure::Died { death, .. }) => death.death.describe(),
+        None => String::new(),
+    };
+    let req = CHECKS
+        .iter()
+        .find(|d| matches!(d.runs, Runs::Sequences))
+        .map_or("", |d| d.requirement);
+    crate::spec::name_rule(&text, req)
+}
+
+/// The sequence's first difference, if any: its step (`ts.len()` for the clean-up), the call
+/// and state, and the two answers.
+fn sequence_difference(
+    init: &State,
+    ts: &[Transition],
+    prog: &Program,
+    rn: &RunResult,
+    ro: &RunResult,
+) -> Option<(usize, Key)> {
+    let layout = Layout::of_sequence(ts);
+    let (an, ao) = (answers(&prog.ops, rn), answers(&prog.ops, ro));
+    let (op, n, o) = first_difference(&an, &ao)?;
+    let step = layout.step_of_op(op).unwrap_or(ts.len());
+    let (call, state) = match ts.get(step) {
+        Some(t) => {
+            let st = ts[..step].iter().fold(init.clone(), Machine::apply);
+            seq_call(&st, t)
+        }
+        None => (prog.ops[op].describe(), "after the sequence".into()),
+    };
+    Some((
+        step,
+        Key {
+            call,
+            state,
+            new: n,
+            old: o,
+        },
+    ))
+}
+
+fn blame_at(step: usize, steps: usize, jn: &Judgement, jo: &Judgement) -> Blame {
+    let at = |j: &Judgement| failure_step(j, steps).is_some_and(|s| s <= step);
+    match (at(jn), at(jo)) {
+        (true, true) => Blame::Both {
+            new_rule: failure_text(jn),
+            old_rule: failure_text(jo),
+        },
+        (true, false) => Blame::New {
+            rule: failure_text(jn),
+        },
+        (false, true) => Blame::Old {
+            rule: failure_text(jo),
+        },
+        (false, false) => Blame::Neither,
+    }
+}
+
+/// What a generated sequence is, kept for its shrink.
+struct Case {
+    tree: Option<Tree>,
+    init: State,
+    ts: Vec<Transition>,
+}
+
+fn generate(ctx: &Ctx, n: u64, max_len: usize) -> Result<Vec<Case>, DiffError> {
+    set_surface(Surface::from_exports(&ctx.exports));
+    let strategy = Machine::sequential_strategy(1..=max_len.max(1));
+    let mut rng = runner(ctx.seed);
+    (0..n as usize)
+        .map(|index| {
+            let tree = strategy
+                .new_tree(&mut rng)
+                .map_err(|r| DiffError::Generation {
+                    index,
+                    reason: r.to_string(),
+                })?;
+            let (init, ts) = case(&tree);
+            Ok(Case {
+                tree: Some(tree),
+                init,
+                ts,
+            })
+        })
+        .collect()
+}
+
+/// The seeded sequences, run on both sides and compared call by call, each at its first
+/// difference: what comes after it follows from it.
+fn sequences(
+    ctx: &Ctx,
+    new: &mut Supervisor,
+    old: &mut Supervisor,
+    cases: &[Case],
+    budget: Option<Duration>,
+) -> Result<Sequences, DiffError> {
+    let programs: Vec<Program> = cases
+        .iter()
+        .enumerate()
+        .map(|(k, c)| oracle::program(ctx, &c.init, &c.ts, format!("sequence {k}")))
+        .collect();
+    let deadline = budget.map(|b| Instant::now() + b);
+    let (rn, ro) = both_until(new, old, &programs, deadline)?;
+    let mut out = Vec::new();
+    let (mut refused, mut ran, mut calls) = (0, 0, 0);
+    for (k, c) in cases.iter().enumerate() {
+        let (Some(n), Some(o)) = (&rn[k], &ro[k]) else {
+            continue;
+        };
+        ran += 1;
+        calls += c.ts.len() as u64;
+        let (jn, jo) = (
+            oracle::judge(ctx, &c.init, &c.ts, n),
+            oracle::judge(ctx, &c.init, &c.ts, o),
+        );
+        if jn.environment.is_some() || jo.environment.is_some() {
+            refused += 1;
+            continue;
+        }
+        let Some((step, key)) = sequence_difference(&c.init, &c.ts, &programs[k], n, o) else {
+            continue;
+        };
+        out.push(Occurrence {
+            blame: blame_at(step, c.ts.len(), &jn, &jo),
+            key,
+            source: "seq.model".into(),
+            example: example_of(&programs[k], &c.ts, step),
+            sequence: Some(k),
+        });
+    }
+    Ok(Sequences {
+        occurrences: out,
+        ran,
+        refused,
+        calls,
+    })
+}
+
+/// What the sequences showed.
+struct Sequences {
+    occurrences: Vec<Occurrence>,
+    /// Compared on both sides (the rest were refused, or past the budget).
+    ran: u64,
+    refused: u64,
+    calls: u64,
+}
+
+/// The calls of a sequence up to its differing step, described.
+fn example_of(prog: &Program, ts: &[Transition], step: usize) -> Vec<String> {
+    let layout = Layout::of_sequence(ts);
+    let last = if step < ts.len() {
+        layout.step(step)
+    } else {
+        layout.cleanup()
+    };
+    // The harness's own steps (probes) are no part of what a caller does.
+    prog.ops[..=last.min(prog.ops.len() - 1)]
+        .iter()
+        .filter(|o| o.call().is_some() || matches!(o, Op::Cleanup))
+        .map(|o| o.describe())
+        .collect()
+}
+
+/// Shrinks the example of `g` (a sequence's) while the same difference shows alone in fresh
+/// workers on both sides; says how it went in `g.shrink`.
+fn shrink(
+    ctx: &Ctx,
+    new: &mut Supervisor,
+    old: &mut Supervisor,
+    case: &mut Case,
+    g: &mut Group,
+    deadline: Instant,
+) -> Result<(), DiffError> {
+    let Some(mut tree) = case.tree.take() else {
+        return Ok(());
+    };
+    let same = |new: &mut Supervisor, old: &mut Supervisor, init: &State, ts: &[Transition]| {
+        let p = oracle::program(ctx, init, ts, "candidate".into());
+        let (rn, ro) = both_alone(new, old, &p)?;
+        Ok::<_, DiffError>(
+            sequence_difference(init, ts, &p, &rn, &ro)
+                .filter(|(_, k)| *k == g.key)
+                .map(|(step, _)| (step, example_of(&p, ts, step))),
+        )
+    };
+    let Some(first) = same(new, old, &case.init, &case.ts)? else {
+        g.shrink = "not shrunk: it did not show again alone in fresh workers (it depends on earlier sequences)".into();
+        return Ok(());
+    };
+    // Transitions after the differing one never mattered: the tree drops them first.
+    let seen = g_step(&first, &case.ts);
+    if let (_, _, Some(counter)) = tree.current() {
+        counter.store(seen, std::sync::atomic::Ordering::SeqCst);
+    }
+    let mut best = first.1;
+    let mut rounds = 0;
+    let mut stopped = false;
+    while tree.simplify() {
+        if Instant::now() >= deadline {
+            stopped = true;
+            break;
+        }
+        rounds += 1;
+        let (init, ts) = case_of(&tree);
+        match same(new, old, &init, &ts)? {
+            Some((_, ex)) => best = ex,
+            None => {
+                if !tree.complicate() {
+                    break;
+                }
+            }
+        }
+    }
+    g.example = best;
+    g.shrink = match stopped {
+        true => format!("shrunk for {rounds} rounds, stopped at the time budget; shown again alone in fresh workers"),
+        false => format!("shrunk in {rounds} rounds; shown again alone in fresh workers"),
+    };
+    Ok(())
+}
+
+/// How many transitions the tree should keep: up to the differing step.
+fn g_step(found: &(usize, Vec<String>), ts: &[Transition]) -> usize {
+    (found.0 + 1).min(ts.len())
+}
+
+fn case_of(tree: &Tree) -> (State, Vec<Transition>) {
+    case(tree)
+}
+
+/// Compares the two libraries of `opts`. `on_phase` hears each phase as it starts.
+pub fn diff(opts: &DiffOptions, on_phase: &mut dyn FnMut(&str)) -> Result<DiffReport, DiffError> {
+    let start = Instant::now();
+    for (o, name) in [(&opts.new, "new"), (&opts.old, "old")] {
+        if let ntdsbcli_harness::worker::LibrarySpec::Path(p) = &o.library {
+            preflight::check(p).map_err(side(name))?;
+        }
+    }
+    let mut new = Supervisor::start(worker_spec(&opts.new)).map_err(side("new"))?;
+    let mut old = Supervisor::start(worker_spec(&opts.old)).map_err(side("old"))?;
+    let (ni, oi) = (info(&opts.new, &new, "new")?, info(&opts.old, &old, "old")?);
+    let shared: Vec<String> = ni
+        .exports
+        .iter()
+        .filter(|e| oi.exports.contains(e))
+        .cloned()
+        .collect();
+    let mut occurrences = export_differences(&ni.exports, &oi.exports);
+    let ctx = Ctx {
+        server: opts.new.server.clone(),
+        accept_hresult: opts.new.accept_hresult,
+        exports: shared,
+        seed: opts.new.seed,
+        release_cycles: opts.new.release_cycles,
+    };
+    let (mut programs, mut sequences_run, mut calls, mut refused, mut planned) = (0, 0, 0, 0, 0);
+    let mut cases = Vec::new();
+    if abi::missing_required(&ctx.exports).is_empty() {
+        on_phase("the named programs of every check, on both libraries");
+        let (occ, p, c) = named(&ctx, &mut new, &mut old)?;
+        occurrences.extend(occ);
+        (programs, calls) = (p, c);
+        on_phase("seeded call sequences, on both libraries");
+        cases = generate(&ctx, opts.new.sequences, opts.max_len)?;
+        let seq = sequences(&ctx, &mut new, &mut old, &cases, opts.sequence_budget)?;
+        occurrences.extend(seq.occurrences);
+        sequences_run = seq.ran - seq.refused;
+        refused = seq.refused;
+        calls += seq.calls;
+        planned = cases.len() as u64;
+    }
+    let mut groups = group(occurrences);
+    let deadline = Instant::now() + opts.shrink_budget;
+    let mut shrunk = 0;
+    for g in groups.iter_mut() {
+        if shrunk >= opts.shrink_groups || Instant::now() >= deadline {
+            break;
+        }
+        let Some(k) = g.sequence else {
+            continue;
+        };
+        if shrunk == 0 {
+            on_phase("shrinking the examples");
+        }
+        shrunk += 1;
+        shrink(&ctx, &mut new, &mut old, &mut cases[k], g, deadline)?;
+    }
+    Ok(DiffReport {
+        tool: format!("ntdsbcli-conform {}", env!("CARGO_PKG_VERSION")),
+        new: ni,
+        old: oi,
+        seed: opts.new.seed,
+        programs,
+        sequences: sequences_run,
+        planned,
+        calls,
+        refused,
+        differences: groups,
+        gone: Vec::new(),
+        wall_ms: start.elapsed().as_millis() as u64,
+    })
+}
