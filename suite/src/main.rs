@@ -650,6 +650,7 @@ fn diff(args: DiffArgs) -> anyhow::Result<u8> {
         new,
         old,
         max_len: defaults::SEQUENCE_CALLS,
+        jobs: defaults::jobs(),
         sequence_budget: (args.sequence_budget_ms > 0).then(|| ms(args.sequence_budget_ms)),
         shrink_budget: ms(args.shrink_budget_ms),
         shrink_groups: 8,

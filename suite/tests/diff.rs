@@ -21,6 +21,7 @@ fn options(new: LibrarySpec, old: LibrarySpec, seed: u64) -> DiffOptions {
         new: n,
         old: o,
         max_len: 24,
+        jobs: 2,
         sequence_budget: None,
         shrink_budget: Duration::from_secs(5),
         shrink_groups: 4,

@@ -32,6 +32,8 @@ pub struct DiffOptions {
     pub old: RunOptions,
     /// Longest generated sequence, in calls.
     pub max_len: usize,
+    /// Workers per side for the sequences.
+    pub jobs: usize,
     /// Stop running sequences after this long (the report says how many ran).
     pub sequence_budget: Option<Duration>,
     /// Time for shrinking the examples of all groups together.
@@ -122,22 +124,51 @@ fn both(
     })
 }
 
-/// Runs `programs` on both sides at once until `deadline`: the programs after it have no
-/// result on a side.
+/// Results of programs; those after the deadline have none.
 type Partial = Vec<Option<RunResult>>;
 
+/// Runs `programs` on both sides at once until `deadline`, each side's share cut into one
+/// contiguous slice per worker of its pool: a slow library never leaves a core idle while the
+/// other side is done. Programs after the deadline have no result on a side.
 fn both_until(
-    new: &mut Supervisor,
-    old: &mut Supervisor,
+    new: &mut [Supervisor],
+    old: &mut [Supervisor],
     programs: &[Program],
     deadline: Option<Instant>,
 ) -> Result<(Partial, Partial), DiffError> {
+    std::thread::scope(|s| {
+        let n = s.spawn(|| run_pool(new, programs, deadline, "new"));
+        let o = run_pool(old, programs, deadline, "old");
+        let n = n.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        Ok((n?, o?))
+    })
+}
+
+/// One side's share of `both_until`: a slice of the programs per worker, all at once.
+fn run_pool(
+    pool: &mut [Supervisor],
+    programs: &[Program],
+    deadline: Option<Instant>,
+    name: &'static str,
+) -> Result<Partial, DiffError> {
+    let per = programs.len().div_ceil(pool.len().max(1)).max(1);
     let go_on = move |_: usize, _: &RunResult| deadline.is_none_or(|d| Instant::now() < d);
     std::thread::scope(|s| {
-        let n = s.spawn(|| new.run_until(programs, &mut go_on.clone()));
-        let o = old.run_until(programs, &mut go_on.clone());
-        let n = n.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-        Ok((n.map_err(side("new"))?, o.map_err(side("old"))?))
+        let handles: Vec<_> = pool
+            .iter_mut()
+            .enumerate()
+            .map(|(w, sup)| {
+                let to = ((w + 1) * per).min(programs.len());
+                let from = (w * per).min(to);
+                s.spawn(move || sup.run_until(&programs[from..to], &mut go_on.clone()))
+            })
+            .collect();
+        let mut out: Partial = Vec::with_capacity(programs.len());
+        for h in handles {
+            let r = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            out.extend(r.map_err(side(name))?);
+        }
+        Ok(out)
     })
 }
 
@@ -387,8 +418,8 @@ fn generate(ctx: &Ctx, n: u64, max_len: usize) -> Result<Vec<Case>, DiffError> {
 /// difference: what comes after it follows from it.
 fn sequences(
     ctx: &Ctx,
-    new: &mut Supervisor,
-    old: &mut Supervisor,
+    new: &mut [Supervisor],
+    old: &mut [Supervisor],
     cases: &[Case],
     budget: Option<Duration>,
 ) -> Result<Sequences, DiffError> {
@@ -560,7 +591,24 @@ pub fn diff(opts: &DiffOptions, on_phase: &mut dyn FnMut(&str)) -> Result<DiffRe
         (programs, calls) = (p, c);
         on_phase("seeded call sequences, on both libraries");
         cases = generate(&ctx, opts.new.sequences, opts.max_len)?;
-        let seq = sequences(&ctx, &mut new, &mut old, &cases, opts.sequence_budget)?;
+        // More workers for the sequences: a side's own pool, all at once with the other's.
+        let mut pool_new = vec![new];
+        let mut pool_old = vec![old];
+        for _ in 1..opts.jobs.max(1) {
+            pool_new.push(Supervisor::start(worker_spec(&opts.new)).map_err(side("new"))?);
+            pool_old.push(Supervisor::start(worker_spec(&opts.old)).map_err(side("old"))?);
+        }
+        let seq = sequences(
+            &ctx,
+            &mut pool_new,
+            &mut pool_old,
+            &cases,
+            opts.sequence_budget,
+        )?;
+        pool_new.truncate(1);
+        pool_old.truncate(1);
+        new = pool_new.pop().expect("the first worker stays");
+        old = pool_old.pop().expect("the first worker stays");
         occurrences.extend(seq.occurrences);
         sequences_run = seq.ran - seq.refused;
         refused = seq.refused;
