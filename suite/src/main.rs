@@ -147,6 +147,9 @@ struct DiffArgs {
     /// Write a Markdown report here.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// Write a self-contained HTML report here.
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// Known differences (from --write-baseline): only others fail the diff.
     #[arg(long)]
     baseline: Option<PathBuf>,
@@ -670,6 +673,9 @@ fn diff(args: DiffArgs) -> anyhow::Result<u8> {
     if let Some(p) = &args.markdown {
         std::fs::write(p, render::markdown(&r))
             .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.html {
+        std::fs::write(p, render::html(&r)).with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = &args.write_baseline {
         let b = group::baseline_of(&r.differences);

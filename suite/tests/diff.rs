@@ -169,6 +169,7 @@ fn the_cli_gates_on_new_differences_and_keeps_a_baseline() {
 
     let json = common::scratch("diff", "end-null-ok.json");
     let md = common::scratch("diff", "end-null-ok.md");
+    let html = common::scratch("diff", "end-null-ok.html");
     let baseline = common::scratch("diff", "baseline.json");
     let args = |extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = ["diff", "--mutant", "end-null-ok"]
@@ -188,6 +189,8 @@ fn the_cli_gates_on_new_differences_and_keeps_a_baseline() {
         json.to_str().unwrap(),
         "--markdown",
         md.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
         "--write-baseline",
         baseline.to_str().unwrap(),
     ]));
@@ -202,6 +205,11 @@ fn the_cli_gates_on_new_differences_and_keeps_a_baseline() {
     assert!(!report.differences.is_empty());
     let markdown = std::fs::read_to_string(&md).unwrap();
     assert!(markdown.contains("| 1 | DsBackupEnd(NULL) |"), "{markdown}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("<td><code>DsBackupEnd(NULL)</code></td>"),
+        "{page}"
+    );
 
     // Known differences pass; a known one that went away fails, and says so.
     let known = call(args(&["--baseline", baseline.to_str().unwrap()]));

@@ -2,14 +2,16 @@
 
 use super::Report;
 
-fn esc(s: &str) -> String {
+/// `s` as HTML text.
+pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-const STYLE: &str = r#"
+/// The report pages' style sheet (the diff page uses it too).
+pub const STYLE: &str = r#"
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1b1f24;background:#fff}
 h1{font-size:22px;margin:0 0 4px}
 .verdict{display:inline-block;padding:3px 10px;border-radius:4px;color:#fff;font-weight:600}

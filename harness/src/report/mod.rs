@@ -5,7 +5,7 @@ mod junit;
 mod markdown;
 mod model;
 
-pub use html::to_html;
+pub use html::{esc as html_escape, to_html, STYLE as HTML_STYLE};
 pub use json::{schema_json, write_atomic, JsonWriter};
 pub use junit::to_junit;
 pub use markdown::to_markdown;

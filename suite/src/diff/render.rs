@@ -175,6 +175,39 @@ pub fn markdown(r: &DiffReport) -> String {
     out.join("\n") + "\n"
 }
 
+/// The report as one self-contained HTML page, in the style of `run`'s.
+pub fn html(r: &DiffReport) -> String {
+    use ntdsbcli_harness::report::{html_escape as esc, HTML_STYLE};
+    let mut rows = String::new();
+    for (i, g) in r.differences.iter().enumerate() {
+        let example: String = g
+            .example
+            .iter()
+            .map(|c| format!("<li><code>{}</code></li>", esc(c)))
+            .collect();
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"d\">{}{}<ol>{}</ol>{}</td></tr>\n",
+            i + 1,
+            esc(&g.key.call),
+            esc(&g.key.state),
+            esc(&g.key.new),
+            esc(&g.key.old),
+            g.count,
+            esc(&g.blame.describe()),
+            if g.known { " (known)" } else { "" },
+            example,
+            esc(&g.shrink),
+        ));
+    }
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>ntdsbcli-conform diff</title><style>{HTML_STYLE}</style></head><body>\n<h1>ntdsbcli-conform diff</h1>\n<p>NEW <code>{}</code><br>OLD <code>{}</code><br>{}</p>\n<h2>{}</h2>\n<table><tr><th>#</th><th>call</th><th>state</th><th>NEW</th><th>OLD</th><th>seen</th><th>what the documentation says, and the shortest example</th></tr>\n{rows}</table>\n</body></html>\n",
+        esc(&r.new.path),
+        esc(&r.old.path),
+        esc(summary(r).trim()),
+        esc(&headline(r)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::engine::SideInfo;
@@ -245,6 +278,9 @@ mod tests {
         ] {
             assert!(t.contains(want), "{want:?} in\n{t}");
         }
+        let h = html(&r);
+        assert!(h.contains("<code>DsBackupEnd(NULL)</code>"), "{h}");
+        assert!(h.contains("87 (ERROR_INVALID_PARAMETER)"), "{h}");
         let m = markdown(&r);
         assert!(
             m.contains("| 1 | DsBackupEnd(NULL) | 1 live session(s) | 0 (ERROR_SUCCESS) |"),
