@@ -85,6 +85,8 @@ fn new_breaks(b: &Blame) -> bool {
 #[case("free-null-crash", "free.null")]
 #[case("leak-heap", "end.release")]
 #[case("leak-fd", "end.open-file")]
+#[case("leak-thread", "end.open-file")]
+#[case("restore-leak-fd", "end.release")]
 #[case("null-size-ok", "calls.null-out")]
 #[case("open-no-null-check", "calls.null-out")]
 #[case("list-a-no-bft", "names.format")]
@@ -135,6 +137,11 @@ fn a_mutant_shows_its_defect_first(#[case] mutant: &str, #[case] aimed: &str) {
 #[case("END_IO")]
 #[case("ONE_SESSION")]
 #[case("RESTORE_REFUSED")]
+#[case("DETACHED")]
+#[case("LOGFD")]
+#[case("FD_HANDLE")]
+#[case("CACHE")]
+#[case("SESSION_NAMES")]
 fn a_correct_library_built_differently_differs_only_where_both_are_allowed(#[case] design: &str) {
     let lib = common::c_design(design);
     let mut o = options(LibrarySpec::Path(lib), LibrarySpec::Embedded, 1);

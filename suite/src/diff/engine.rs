@@ -431,6 +431,7 @@ fn sequences(
     let deadline = budget.map(|b| Instant::now() + b);
     let (rn, ro) = both_until(new, old, &programs, deadline)?;
     let mut out = Vec::new();
+    let mut suspects = Vec::new();
     let (mut refused, mut ran, mut calls) = (0, 0, 0);
     for (k, c) in cases.iter().enumerate() {
         let (Some(n), Some(o)) = (&rn[k], &ro[k]) else {
@@ -447,6 +448,10 @@ fn sequences(
             continue;
         }
         let Some((step, key)) = sequence_difference(&c.init, &c.ts, &programs[k], n, o) else {
+            let (ln, lo) = (left_behind(&c.ts, n), left_behind(&c.ts, o));
+            if ln != lo {
+                suspects.push((k, ln, lo));
+            }
             continue;
         };
         out.push(Occurrence {
@@ -457,12 +462,108 @@ fn sequences(
             sequence: Some(k),
         });
     }
+    out.extend(resources(ctx, new, old, cases, &programs, &suspects)?);
     Ok(Sequences {
         occurrences: out,
         ran,
         refused,
         calls,
     })
+}
+
+/// What a finished sequence left behind once every session was ended and every buffer
+/// freed: the kinds of resource that grew, not how many (a pool may differ in size).
+fn left_behind(ts: &[Transition], r: &RunResult) -> String {
+    let RunResult::Done(obs) = r else {
+        return "died".into();
+    };
+    let layout = Layout::of_sequence(ts);
+    let (Some(a), Some(b)) = (obs.get(Layout::START), obs.get(layout.end())) else {
+        return "unknown".into();
+    };
+    match crate::checks::growth(a, b) {
+        None => "released everything".into(),
+        Some(what) => {
+            let kinds: Vec<&str> = ["open handles", "threads"]
+                .into_iter()
+                .filter(|k| what.contains(k))
+                .collect();
+            format!("left {} behind", kinds.join(" and "))
+        }
+    }
+}
+
+/// Confirmations of one kind of resource difference at most, before it counts as noise.
+const RESOURCE_TRIES: usize = 3;
+
+/// The suspects whose resources differed (with what each side left behind the first time),
+/// run twice in a fresh worker on both sides: the second run counts, so that one-off set-up
+/// (a pool started on first use) is no difference. A kind of difference confirmed once counts
+/// every later suspect that showed it; one not confirmed in `RESOURCE_TRIES` tries is noise.
+fn resources(
+    ctx: &Ctx,
+    new: &mut [Supervisor],
+    old: &mut [Supervisor],
+    cases: &[Case],
+    programs: &[Program],
+    suspects: &[(usize, String, String)],
+) -> Result<Vec<Occurrence>, DiffError> {
+    // Per first-seen pair: the tries made, and the difference once confirmed.
+    let mut tried: Vec<((String, String), usize, Option<(Key, Blame)>)> = Vec::new();
+    let mut out = Vec::new();
+    for (k, first_new, first_old) in suspects {
+        let (c, p) = (&cases[*k], &programs[*k]);
+        let pair = (first_new.clone(), first_old.clone());
+        let i = match tried.iter().position(|(q, _, _)| *q == pair) {
+            Some(i) => i,
+            None => {
+                tried.push((pair, 0, None));
+                tried.len() - 1
+            }
+        };
+        let (_, tries, confirmed) = &mut tried[i];
+        if confirmed.is_none() {
+            if *tries >= RESOURCE_TRIES {
+                continue;
+            }
+            *tries += 1;
+            let again = |s: &mut Supervisor| s.run_fresh(&[p.clone(), p.patiently()]);
+            let (rn, ro) = std::thread::scope(|s| {
+                let n = s.spawn(|| again(&mut new[0]));
+                let o = again(&mut old[0]);
+                let n = n.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                Ok::<_, DiffError>((n.map_err(side("new"))?, o.map_err(side("old"))?))
+            })?;
+            let (Some(rn), Some(ro)) = (rn.last(), ro.last()) else {
+                continue;
+            };
+            let (ln, lo) = (left_behind(&c.ts, rn), left_behind(&c.ts, ro));
+            if ln == lo {
+                continue;
+            }
+            let (jn, jo) = (
+                oracle::judge(ctx, &c.init, &c.ts, rn),
+                oracle::judge(ctx, &c.init, &c.ts, ro),
+            );
+            let key = Key {
+                call: "after the sequence: every session ended, every buffer freed".into(),
+                state: "resources held".into(),
+                new: ln,
+                old: lo,
+            };
+            *confirmed = Some((key, blame_at(c.ts.len(), c.ts.len(), &jn, &jo)));
+        }
+        if let Some((key, blame)) = confirmed {
+            out.push(Occurrence {
+                key: key.clone(),
+                blame: blame.clone(),
+                source: "seq.model".into(),
+                example: example_of(p, &c.ts, c.ts.len()),
+                sequence: None,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// What the sequences showed.
