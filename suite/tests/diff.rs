@@ -241,3 +241,40 @@ fn the_cli_gates_on_new_differences_and_keeps_a_baseline() {
     assert!(bad.stderr.contains("new library"), "{}", bad.stderr);
     assert!(!bad.stderr.contains("panicked"), "{}", bad.stderr);
 }
+
+/// Two builds of the stand-in DC's client, one with a deliberate defect, both talking to one
+/// server that runs one backup at a time for all its clients: the sides must never be taken
+/// for each other's refusals, and the defect shows on its side.
+#[cfg(unix)]
+#[rstest]
+#[case(None, None)]
+#[case(Some("SECOND_CORRUPTS"), Some("prepare.distinct"))]
+#[case(Some("RESTORE_LEAK"), Some("end.release"))]
+fn two_builds_of_the_dc_client_on_one_server(
+    #[case] defect: Option<&str>,
+    #[case] aimed: Option<&str>,
+) {
+    let dc = common::dc(0);
+    let client = |d: Option<&str>| LibrarySpec::Path(common::dc_client(d));
+    let mut o = options(client(defect), client(None), 1);
+    o.new.sequences = 300;
+    for side in [&mut o.new, &mut o.old] {
+        side.worker_env
+            .push(("NTDSB_DC_SOCKET".into(), dc.socket.clone().into()));
+    }
+    let r = run(&o);
+    let text = listing(&r);
+    assert_eq!(r.refused, 0, "no sequence was left out:\n{text}");
+    match aimed {
+        None => assert!(r.differences.is_empty(), "{text}"),
+        Some(aimed) => {
+            assert!(new_breaks(&r.differences[0].blame), "{text}");
+            assert!(
+                r.differences
+                    .iter()
+                    .any(|g| g.sources.iter().any(|s| s == aimed) && new_breaks(&g.blame)),
+                "{aimed} names the defect:\n{text}"
+            );
+        }
+    }
+}

@@ -110,20 +110,6 @@ fn info(o: &RunOptions, sup: &Supervisor, name: &'static str) -> Result<SideInfo
     })
 }
 
-/// Runs `programs` on both sides at once.
-fn both(
-    new: &mut Supervisor,
-    old: &mut Supervisor,
-    programs: &[Program],
-) -> Result<(Vec<RunResult>, Vec<RunResult>), DiffError> {
-    std::thread::scope(|s| {
-        let n = s.spawn(|| new.run(programs, &mut |_, _| {}));
-        let o = old.run(programs, &mut |_, _| {});
-        let n = n.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-        Ok((n.map_err(side("new"))?, o.map_err(side("old"))?))
-    })
-}
-
 /// Results of programs; those after the deadline have none.
 type Partial = Vec<Option<RunResult>>;
 
@@ -172,18 +158,16 @@ fn run_pool(
     })
 }
 
-/// Runs one program alone in a fresh worker on both sides.
+/// Runs one program alone in a fresh worker on each side, one side after the other (they
+/// may share a server that runs one backup at a time).
 fn both_alone(
     new: &mut Supervisor,
     old: &mut Supervisor,
     p: &Program,
 ) -> Result<(RunResult, RunResult), DiffError> {
-    std::thread::scope(|s| {
-        let n = s.spawn(|| new.run_alone(p));
-        let o = old.run_alone(p);
-        let n = n.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-        Ok((n.map_err(side("new"))?, o.map_err(side("old"))?))
-    })
+    let n = new.run_alone(p).map_err(side("new"))?;
+    let o = old.run_alone(p).map_err(side("old"))?;
+    Ok((n, o))
 }
 
 /// Differences of the export tables: an export one side lacks. A required one breaks REQ-01.
@@ -259,7 +243,10 @@ fn named(
         programs.extend(p.programs);
         planned.push((def, p.judge, range));
     }
-    let (rn, ro) = both(new, old, &programs)?;
+    // One side after the other: both may be clients of one server that runs one backup at a
+    // time, and a check's program must never be refused for the other side's session.
+    let rn = new.run(&programs, &mut |_, _| {}).map_err(side("new"))?;
+    let ro = old.run(&programs, &mut |_, _| {}).map_err(side("old"))?;
     let mut out = Vec::new();
     for (def, judge, range) in planned {
         let ps = &programs[range.clone()];
@@ -429,9 +416,40 @@ fn sequences(
         .map(|(k, c)| oracle::program(ctx, &c.init, &c.ts, format!("sequence {k}")))
         .collect();
     let deadline = budget.map(|b| Instant::now() + b);
-    let (rn, ro) = both_until(new, old, &programs, deadline)?;
+    let (mut rn, mut ro) = both_until(new, old, &programs, deadline)?;
+    // A server that runs one backup for all its clients refuses a second worker's session:
+    // the sequences refused with workers side by side run again with one worker a side.
+    let refused_at: Vec<usize> = cases
+        .iter()
+        .enumerate()
+        .filter(|(k, c)| refused(ctx, c, [&rn[*k], &ro[*k]]))
+        .map(|(k, _)| k)
+        .collect();
+    if !refused_at.is_empty() && (new.len() > 1 || old.len() > 1) {
+        let again: Vec<Program> = refused_at.iter().map(|&k| programs[k].clone()).collect();
+        let (an, ao) = both_until(&mut new[..1], &mut old[..1], &again, None)?;
+        for (i, &k) in refused_at.iter().enumerate() {
+            rn[k] = an[i].clone();
+            ro[k] = ao[i].clone();
+        }
+    }
+    // Still refused: the two sides may share the server. One side after the other.
+    let still: Vec<usize> = refused_at
+        .into_iter()
+        .filter(|&k| refused(ctx, &cases[k], [&rn[k], &ro[k]]))
+        .collect();
+    if !still.is_empty() {
+        let again: Vec<Program> = still.iter().map(|&k| programs[k].clone()).collect();
+        let an = new[0].run(&again, &mut |_, _| {}).map_err(side("new"))?;
+        let ao = old[0].run(&again, &mut |_, _| {}).map_err(side("old"))?;
+        for ((k, n), o) in still.into_iter().zip(an).zip(ao) {
+            rn[k] = Some(n);
+            ro[k] = Some(o);
+        }
+    }
     let mut out = Vec::new();
     let mut suspects = Vec::new();
+    let mut recheck = Vec::new();
     let (mut refused, mut ran, mut calls) = (0, 0, 0);
     for (k, c) in cases.iter().enumerate() {
         let (Some(n), Some(o)) = (&rn[k], &ro[k]) else {
@@ -439,28 +457,29 @@ fn sequences(
         };
         ran += 1;
         calls += c.ts.len() as u64;
-        let (jn, jo) = (
-            oracle::judge(ctx, &c.init, &c.ts, n),
-            oracle::judge(ctx, &c.init, &c.ts, o),
-        );
-        if jn.environment.is_some() || jo.environment.is_some() {
-            refused += 1;
-            continue;
+        match compare(ctx, c, &programs[k], k, [n, o]) {
+            Pair::Refused => refused += 1,
+            Pair::Same(None) => {}
+            Pair::Same(Some((ln, lo))) => suspects.push((k, ln, lo)),
+            Pair::Differs(_, step) if refusal_at(&c.ts, step, [n, o]) => recheck.push(k),
+            Pair::Differs(occ, _) => out.push(*occ),
         }
-        let Some((step, key)) = sequence_difference(&c.init, &c.ts, &programs[k], n, o) else {
-            let (ln, lo) = (left_behind(&c.ts, n), left_behind(&c.ts, o));
-            if ln != lo {
-                suspects.push((k, ln, lo));
+    }
+    // A session refused while the other side ran beside it may be the other side's, when the
+    // two share a server that runs one backup at a time: such sequences run again, one side
+    // after the other, and what they show then counts.
+    if !recheck.is_empty() {
+        let again: Vec<Program> = recheck.iter().map(|&k| programs[k].clone()).collect();
+        let an = new[0].run(&again, &mut |_, _| {}).map_err(side("new"))?;
+        let ao = old[0].run(&again, &mut |_, _| {}).map_err(side("old"))?;
+        for ((k, n), o) in recheck.into_iter().zip(an).zip(ao) {
+            match compare(ctx, &cases[k], &programs[k], k, [&n, &o]) {
+                Pair::Refused => refused += 1,
+                Pair::Same(None) => {}
+                Pair::Same(Some((ln, lo))) => suspects.push((k, ln, lo)),
+                Pair::Differs(occ, _) => out.push(*occ),
             }
-            continue;
-        };
-        out.push(Occurrence {
-            blame: blame_at(step, c.ts.len(), &jn, &jo),
-            key,
-            source: "seq.model".into(),
-            example: example_of(&programs[k], &c.ts, step),
-            sequence: Some(k),
-        });
+        }
     }
     out.extend(resources(ctx, new, old, cases, &programs, &suspects)?);
     Ok(Sequences {
@@ -469,6 +488,61 @@ fn sequences(
         refused,
         calls,
     })
+}
+
+/// How one sequence's two runs compare.
+enum Pair {
+    /// A side's server refused it a session it needed: not comparable.
+    Refused,
+    /// The same answers; what each side left behind when that differs.
+    Same(Option<(String, String)>),
+    /// The first difference, at this step.
+    Differs(Box<Occurrence>, usize),
+}
+
+fn compare(ctx: &Ctx, c: &Case, prog: &Program, k: usize, [n, o]: [&RunResult; 2]) -> Pair {
+    let (jn, jo) = (
+        oracle::judge(ctx, &c.init, &c.ts, n),
+        oracle::judge(ctx, &c.init, &c.ts, o),
+    );
+    if jn.environment.is_some() || jo.environment.is_some() {
+        return Pair::Refused;
+    }
+    let Some((step, key)) = sequence_difference(&c.init, &c.ts, prog, n, o) else {
+        let (ln, lo) = (left_behind(&c.ts, n), left_behind(&c.ts, o));
+        return Pair::Same((ln != lo).then_some((ln, lo)));
+    };
+    Pair::Differs(
+        Box::new(Occurrence {
+            blame: blame_at(step, c.ts.len(), &jn, &jo),
+            key,
+            source: "seq.model".into(),
+            example: example_of(prog, &c.ts, step),
+            sequence: Some(k),
+        }),
+        step,
+    )
+}
+
+/// Whether either side answered the call at `step` with a code that refuses another session.
+fn refusal_at(ts: &[Transition], step: usize, results: [&RunResult; 2]) -> bool {
+    let layout = Layout::of_sequence(ts);
+    step < ts.len()
+        && results.into_iter().any(|r| match r {
+            RunResult::Done(obs) => obs
+                .get(layout.step(step))
+                .and_then(|o| o.rc)
+                .is_some_and(ntdsbcli_harness::codes::refuses_another_session),
+            RunResult::Died(_) => false,
+        })
+}
+
+/// Whether a side's server refused the sequence a session (the oracle's environment).
+fn refused(ctx: &Ctx, c: &Case, results: [&Option<RunResult>; 2]) -> bool {
+    results
+        .into_iter()
+        .flatten()
+        .any(|r| oracle::judge(ctx, &c.init, &c.ts, r).environment.is_some())
 }
 
 /// What a finished sequence left behind once every session was ended and every buffer
@@ -527,13 +601,10 @@ fn resources(
                 continue;
             }
             *tries += 1;
-            let again = |s: &mut Supervisor| s.run_fresh(&[p.clone(), p.patiently()]);
-            let (rn, ro) = std::thread::scope(|s| {
-                let n = s.spawn(|| again(&mut new[0]));
-                let o = again(&mut old[0]);
-                let n = n.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                Ok::<_, DiffError>((n.map_err(side("new"))?, o.map_err(side("old"))?))
-            })?;
+            // One side after the other, as `both_alone`.
+            let twice = [p.clone(), p.patiently()];
+            let rn = new[0].run_fresh(&twice).map_err(side("new"))?;
+            let ro = old[0].run_fresh(&twice).map_err(side("old"))?;
             let (Some(rn), Some(ro)) = (rn.last(), ro.last()) else {
                 continue;
             };
