@@ -567,6 +567,10 @@ fn left_behind(ts: &[Transition], r: &RunResult) -> String {
     }
 }
 
+/// Per pair of answers first seen (what each side left behind): the confirmations tried, and
+/// the difference once confirmed.
+type Tried = ((String, String), usize, Option<(Key, Blame)>);
+
 /// Confirmations of one kind of resource difference at most, before it counts as noise.
 const RESOURCE_TRIES: usize = 3;
 
@@ -582,8 +586,7 @@ fn resources(
     programs: &[Program],
     suspects: &[(usize, String, String)],
 ) -> Result<Vec<Occurrence>, DiffError> {
-    // Per first-seen pair: the tries made, and the difference once confirmed.
-    let mut tried: Vec<((String, String), usize, Option<(Key, Blame)>)> = Vec::new();
+    let mut tried: Vec<Tried> = Vec::new();
     let mut out = Vec::new();
     for (k, first_new, first_old) in suspects {
         let (c, p) = (&cases[*k], &programs[*k]);
