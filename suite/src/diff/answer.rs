@@ -251,6 +251,37 @@ pub fn seq_call(st: &State, t: &Transition) -> (String, String) {
     }
 }
 
+/// The named check whose rules cover a sequence call made in `st`: where a sequence's answer
+/// breaks a rule, the rule is cited from that check's requirement.
+pub fn seq_check(st: &State, t: &Transition) -> &'static str {
+    let live = |s: usize| st.sessions.get(s).is_some_and(|x| x.live);
+    let open = |s: usize| st.sessions.get(s).is_some_and(|x| x.live && x.open);
+    match t {
+        Transition::Prepare { .. } if st.sessions.iter().any(|s| s.live) => "prepare.distinct",
+        Transition::Prepare { .. } => "prepare.ok",
+        Transition::PrepareBad { .. } => "prepare.bad-args",
+        Transition::End { session } if open(*session) => "end.open-file",
+        Transition::End { session } if live(*session) => "end.ok",
+        Transition::End { .. } => "end.double",
+        Transition::EndInvalid { h: HandleArg::Null } => "end.null",
+        Transition::EndInvalid { .. } => "end.garbage",
+        Transition::EndConcurrent { .. } => "end.concurrent",
+        Transition::Names { .. } => "names.format",
+        Transition::Open { .. }
+        | Transition::OpenUnknown { .. }
+        | Transition::Read { .. }
+        | Transition::ReadToEnd { .. }
+        | Transition::Close { .. }
+        | Transition::Truncate { .. } => "file.codes",
+        Transition::Free { .. } | Transition::Peek { .. } => "end.buffers-outlive",
+        Transition::FreeNull => "free.null",
+        Transition::EndRestore { .. }
+        | Transition::RestorePrepare { .. }
+        | Transition::RestoreEnd { .. }
+        | Transition::Cross { .. } => "end.restore-handle",
+    }
+}
+
 fn buffer(st: &State, b: usize) -> String {
     match st.bufs.get(b) {
         Some(x) if x.freed => "a freed buffer".into(),
@@ -354,6 +385,32 @@ mod tests {
         );
         // Both died at the same op, the same way: no difference.
         assert_eq!(first_difference(&died, &died), None);
+    }
+
+    #[test]
+    fn a_sequence_call_cites_the_check_that_covers_it() {
+        use crate::model::machine::{SessionState, Surface};
+        let mut st = State::empty(Surface::from_exports(&[]));
+        let end = Transition::End { session: 0 };
+        assert_eq!(seq_check(&st, &end), "end.double", "no such session: stale");
+        st.sessions.push(SessionState {
+            live: true,
+            open: false,
+        });
+        assert_eq!(seq_check(&st, &end), "end.ok");
+        assert_eq!(
+            seq_check(&st, &Transition::Prepare { wide: true }),
+            "prepare.distinct"
+        );
+        st.sessions[0].open = true;
+        assert_eq!(seq_check(&st, &end), "end.open-file");
+        assert_eq!(
+            seq_check(&st, &Transition::EndInvalid { h: HandleArg::Null }),
+            "end.null"
+        );
+        for id in ["end.ok", "end.double", "file.codes", "free.null"] {
+            assert!(crate::catalogue::CHECKS.iter().any(|c| c.id == id), "{id}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! breaks a rule (the checks' judgements and the model's oracle, per side), grouped, and the
 //! sequences behind the first groups shrunk while the difference stays.
 
-use super::answer::{answers, first_difference, seq_call};
+use super::answer::{answers, first_difference, seq_call, seq_check};
 use super::group::{group, Blame, Group, Key, Occurrence};
 use crate::catalogue::{Runs, CHECKS};
 use crate::checks::{Ctx, Eval};
@@ -307,7 +307,9 @@ fn failure_step(j: &Judgement, steps: usize) -> Option<usize> {
     }
 }
 
-fn failure_text(j: &Judgement) -> String {
+/// What a side's failure was, with the rule it breaks: cited from the check that covers the
+/// failing call (`seq_check`), or end.release's for what the sequence left behind.
+fn failure_text(j: &Judgement, init: &State, ts: &[Transition]) -> String {
     let text = match &j.failure {
         Some(Failure::Mismatch { got, want, .. }) => {
             format!("answered {got}; the model wants {want}")
@@ -317,9 +319,13 @@ fn failure_text(j: &Judgement) -> String {
         Some(Failure::Died { death, .. }) => death.death.describe(),
         None => String::new(),
     };
+    let check = match failure_step(j, ts.len()).and_then(|s| ts.get(s).map(|t| (s, t))) {
+        Some((s, t)) => seq_check(&ts[..s].iter().fold(init.clone(), Machine::apply), t),
+        None => "end.release",
+    };
     let req = CHECKS
         .iter()
-        .find(|d| matches!(d.runs, Runs::Sequences))
+        .find(|d| d.id == check)
         .map_or("", |d| d.requirement);
     crate::spec::name_rule(&text, req)
 }
@@ -355,19 +361,16 @@ fn sequence_difference(
     ))
 }
 
-fn blame_at(step: usize, steps: usize, jn: &Judgement, jo: &Judgement) -> Blame {
-    let at = |j: &Judgement| failure_step(j, steps).is_some_and(|s| s <= step);
+fn blame_at(c: &Case, step: usize, jn: &Judgement, jo: &Judgement) -> Blame {
+    let at = |j: &Judgement| failure_step(j, c.ts.len()).is_some_and(|s| s <= step);
+    let text = |j: &Judgement| failure_text(j, &c.init, &c.ts);
     match (at(jn), at(jo)) {
         (true, true) => Blame::Both {
-            new_rule: failure_text(jn),
-            old_rule: failure_text(jo),
+            new_rule: text(jn),
+            old_rule: text(jo),
         },
-        (true, false) => Blame::New {
-            rule: failure_text(jn),
-        },
-        (false, true) => Blame::Old {
-            rule: failure_text(jo),
-        },
+        (true, false) => Blame::New { rule: text(jn) },
+        (false, true) => Blame::Old { rule: text(jo) },
         (false, false) => Blame::Neither,
     }
 }
@@ -514,7 +517,7 @@ fn compare(ctx: &Ctx, c: &Case, prog: &Program, k: usize, [n, o]: [&RunResult; 2
     };
     Pair::Differs(
         Box::new(Occurrence {
-            blame: blame_at(step, c.ts.len(), &jn, &jo),
+            blame: blame_at(c, step, &jn, &jo),
             key,
             source: "seq.model".into(),
             example: example_of(prog, &c.ts, step),
@@ -625,7 +628,7 @@ fn resources(
                 new: ln,
                 old: lo,
             };
-            *confirmed = Some((key, blame_at(c.ts.len(), c.ts.len(), &jn, &jo)));
+            *confirmed = Some((key, blame_at(c, c.ts.len(), &jn, &jo)));
         }
         if let Some((key, blame)) = confirmed {
             out.push(Occurrence {
