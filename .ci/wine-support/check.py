@@ -238,6 +238,32 @@ def main():
     got = verify(C / "ntdsb_good.dll", FAST, tag="c-good")
     expect("C good", got, 0, "fault.cleanup", "pass", "resource calls")
 
+    print("-- diff: two PE DLLs, call by call", flush=True)
+
+    def diff(tag, new, against):
+        report = OUT / f"diff-{tag}.json"
+        report.unlink(missing_ok=True)
+        cmd = [WINE, str(EXE), "diff", "--lib", str(new), "--against", str(against), *FAST, "--json", str(report)]
+        code, out, err, _ = run(cmd)
+        groups = json.loads(report.read_text())["differences"] if report.exists() else None
+        return code, groups, out + err
+
+    code, groups, out = diff("ref-ref", DLL, DLL)
+    if code != 0 or groups != []:
+        fail(f"diff of the reference DLL against itself: exit {code}\n{out}")
+    else:
+        print("  ok   diff: the reference DLL against itself differs nowhere", flush=True)
+    code, groups, out = diff("good-ref", C / "ntdsb_good.dll", DLL)
+    if code != 1 or not groups or any(g["blame"]["breaks"] != "neither" for g in groups):
+        fail(f"diff of the good C DLL against the reference DLL: exit {code}, every difference allowed expected\n{out}")
+    else:
+        print(f"  ok   diff: the good C DLL differs from the reference DLL in {len(groups)} allowed ways", flush=True)
+    code, groups, out = diff("double-close-ref", C / "ntdsb_double_close.dll", DLL)
+    if code != 1 or not groups or groups[0]["blame"]["breaks"] != "new" or not any("end.double" in g["sources"] for g in groups):
+        fail(f"diff of the C DLL with DOUBLE_CLOSE against the reference DLL: exit {code}, its defect first expected\n{out}")
+    else:
+        print("  ok   diff: DOUBLE_CLOSE's defect comes first, on its side", flush=True)
+
     print("-- a Windows repro from a Windows run", flush=True)
     report = OUT / "end-double-ok-w.json"
     repro = OUT / "end-double-ok-w.seq.model.repro.c"

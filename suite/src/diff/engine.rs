@@ -221,6 +221,28 @@ fn check_blame(req: &str, new: &Eval, old: &Eval) -> Blame {
     }
 }
 
+/// The part of a check's blame that an op's differing answers carry: a side's broken rule
+/// counts when that side's failure names the answer (its code, or its death).
+fn op_blame(check: &Blame, (dn, n): (&str, &str), (do_, o): (&str, &str)) -> Blame {
+    let names = |detail: &str, answer: &str| {
+        let core = answer.strip_prefix("died: ").unwrap_or(answer);
+        let first = core.split(", ").next().unwrap_or(core);
+        !first.is_empty() && detail.contains(first)
+    };
+    let (bn, bo) = (names(dn, n), names(do_, o));
+    match check.clone() {
+        Blame::Both { new_rule, old_rule } => match (bn, bo) {
+            (true, true) => Blame::Both { new_rule, old_rule },
+            (true, false) => Blame::New { rule: new_rule },
+            (false, true) => Blame::Old { rule: old_rule },
+            (false, false) => Blame::Neither,
+        },
+        Blame::New { rule } if bn => Blame::New { rule },
+        Blame::Old { rule } if bo => Blame::Old { rule },
+        _ => Blame::Neither,
+    }
+}
+
 /// The named programs of every check both libraries can run, compared op by op; a check
 /// judged differently with no op that answered differently (a resource it held) is a
 /// difference of the check's judgement.
@@ -253,7 +275,7 @@ fn named(
         let en = judge_results(&judge, ctx, ps, &rn[range.clone()]);
         let eo = judge_results(&judge, ctx, ps, &ro[range.clone()]);
         let blame = check_blame(def.requirement, &en, &eo);
-        let mut any = false;
+        let mut blamed = false;
         for (k, p) in ps.iter().enumerate() {
             let (an, ao) = (
                 answers(&p.ops, &rn[range.start + k]),
@@ -262,7 +284,11 @@ fn named(
             let Some((i, n, o)) = first_difference(&an, &ao) else {
                 continue;
             };
-            any = true;
+            // The check's broken rule is this difference's only when the failure speaks of
+            // this answer: the first difference of a failing program may be one both sides
+            // may give (another list of names), with the defect further on.
+            let mine = op_blame(&blame, (&en.detail, &n), (&eo.detail, &o));
+            blamed |= mine != Blame::Neither;
             out.push(Occurrence {
                 key: Key {
                     call: p.ops[i].describe(),
@@ -272,13 +298,15 @@ fn named(
                     new: n,
                     old: o,
                 },
-                blame: blame.clone(),
+                blame: mine,
                 source: def.id.into(),
                 example: p.ops[..=i].iter().map(|op| op.describe()).collect(),
                 sequence: None,
             });
         }
-        if !any && en.outcome != eo.outcome && blame != Blame::Neither {
+        if !blamed && blame != Blame::Neither {
+            // A rule broken where no single answer differs (a resource held, a count over
+            // cycles): the check's judgement is the difference.
             out.push(Occurrence {
                 key: Key {
                     call: "(the check's judgement)".into(),
@@ -288,7 +316,14 @@ fn named(
                 },
                 blame,
                 source: def.id.into(),
-                example: Vec::new(),
+                // Its first program shows what was asked.
+                example: ps.first().map_or_else(Vec::new, |p| {
+                    p.ops
+                        .iter()
+                        .filter(|o| o.call().is_some())
+                        .map(|o| o.describe())
+                        .collect()
+                }),
                 sequence: None,
             });
         }
@@ -574,6 +609,9 @@ fn left_behind(ts: &[Transition], r: &RunResult) -> String {
 /// the difference once confirmed.
 type Tried = ((String, String), usize, Option<(Key, Blame)>);
 
+/// The state of a difference in what a sequence left behind.
+const RESOURCES_HELD: &str = "resources held";
+
 /// Confirmations of one kind of resource difference at most, before it counts as noise.
 const RESOURCE_TRIES: usize = 3;
 
@@ -624,7 +662,7 @@ fn resources(
             );
             let key = Key {
                 call: "after the sequence: every session ended, every buffer freed".into(),
-                state: "resources held".into(),
+                state: RESOURCES_HELD.into(),
                 new: ln,
                 old: lo,
             };
@@ -794,6 +832,9 @@ pub fn diff(opts: &DiffOptions, on_phase: &mut dyn FnMut(&str)) -> Result<DiffRe
         planned = cases.len() as u64;
     }
     let mut groups = group(occurrences);
+    for g in groups.iter_mut().filter(|g| g.key.state == RESOURCES_HELD) {
+        g.shrink = "not shrunk; shown again alone in fresh workers on both sides (of two runs, the second counts)".into();
+    }
     let deadline = Instant::now() + opts.shrink_budget;
     let mut shrunk = 0;
     for g in groups.iter_mut() {
@@ -823,4 +864,43 @@ pub fn diff(opts: &DiffOptions, on_phase: &mut dyn FnMut(&str)) -> Result<DiffRe
         gone: Vec::new(),
         wall_ms: start.elapsed().as_millis() as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_check_blames_only_the_answer_its_failure_names() {
+        let new = Blame::New {
+            rule: "REQ-04".into(),
+        };
+        let detail = "End(NULL) returned 0 (S_OK), expected 87 (ERROR_INVALID_PARAMETER)";
+        let named = op_blame(
+            &new,
+            (detail, "0 (S_OK)"),
+            ("", "87 (ERROR_INVALID_PARAMETER)"),
+        );
+        assert_eq!(named, new);
+        // Another list of names in the same program is no part of that failure.
+        let other = op_blame(
+            &new,
+            (detail, "names [D\\\\x\\ntds.dit]"),
+            ("", "names [D\\\\x\\Windows\\ntds.dit]"),
+        );
+        assert_eq!(other, Blame::Neither);
+        let died = op_blame(
+            &new,
+            (
+                "p: the worker crashed: SIGSEGV in End",
+                "died: the worker crashed: SIGSEGV",
+            ),
+            ("", "87 (ERROR_INVALID_PARAMETER)"),
+        );
+        assert_eq!(died, new);
+        assert_eq!(
+            op_blame(&Blame::Neither, (detail, "0 (S_OK)"), ("", "1")),
+            Blame::Neither
+        );
+    }
 }
