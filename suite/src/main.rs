@@ -92,6 +92,10 @@ enum Command {
         /// Latencies of the table, in milliseconds per call.
         #[arg(long, value_delimiter = ',', default_value = "0,1,5")]
         latencies: Vec<u32>,
+        /// A second library: adds `diff` of the two beside a default run of each (all
+        /// --sequences, no time budget).
+        #[arg(long)]
+        diff_against: Option<PathBuf>,
     },
 }
 
@@ -279,6 +283,7 @@ fn main() -> ExitCode {
             dc_server,
             dc_client,
             latencies,
+            diff_against,
         } => {
             let dc =
                 dc_server
@@ -288,7 +293,15 @@ fn main() -> ExitCode {
                         client,
                         latencies,
                     });
-            bench(lib, sequences, max_len, seed, rounds as usize, dc)
+            bench(
+                lib,
+                sequences,
+                max_len,
+                seed,
+                rounds as usize,
+                dc,
+                diff_against,
+            )
         }
         Command::Run(args) => run(*args),
         Command::Diff(args) => diff(*args),
@@ -360,6 +373,7 @@ fn bench(
     seed: u64,
     rounds: usize,
     dc: Option<ntdsbcli_conform::bench::DcBench>,
+    diff_against: Option<PathBuf>,
 ) -> anyhow::Result<u8> {
     let worker_exe = std::env::current_exe()?;
     ntdsbcli_conform::bench::run(&ntdsbcli_conform::bench::BenchOptions {
@@ -374,6 +388,7 @@ fn bench(
         embedded: ntdsbcli_conform::reference_symbol,
         rounds,
         dc,
+        diff_against,
     })?;
     Ok(0)
 }

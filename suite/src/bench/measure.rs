@@ -163,6 +163,9 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<()> {
     if let Some(dc) = &opts.dc {
         super::latency::table(opts, dc)?;
     }
+    if let Some(other) = &opts.diff_against {
+        super::diffcost::table(opts, other)?;
+    }
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! `ntdsbcli-conform bench`: the cost of isolation, and runs against the stand-in DC at several
-//! latencies, measured side by side in one run.
+//! latencies, and what `diff` costs beside `run`, measured side by side in one run.
+mod diffcost;
 mod latency;
 mod measure;
 mod options;

@@ -16,6 +16,8 @@ pub struct BenchOptions {
     pub rounds: usize,
     /// The stand-in DC to time default runs against, at several latencies.
     pub dc: Option<DcBench>,
+    /// A second library: time `diff` of the two beside a run of each.
+    pub diff_against: Option<PathBuf>,
 }
 
 /// The stand-in domain controller's two files, and the latencies to run it at.
