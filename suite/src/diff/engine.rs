@@ -706,6 +706,9 @@ fn example_of(prog: &Program, ts: &[Transition], step: usize) -> Vec<String> {
         .collect()
 }
 
+/// Tries a shrink candidate whose threads race gets to show its difference again.
+const RACE_TRIES: usize = 8;
+
 /// Shrinks the example of `g` (a sequence's) while the same difference shows alone in fresh
 /// workers on both sides; says how it went in `g.shrink`.
 fn shrink(
@@ -721,12 +724,18 @@ fn shrink(
     };
     let same = |new: &mut Supervisor, old: &mut Supervisor, init: &State, ts: &[Transition]| {
         let p = oracle::program(ctx, init, ts, "candidate".into());
-        let (rn, ro) = both_alone(new, old, &p)?;
-        Ok::<_, DiffError>(
-            sequence_difference(init, ts, &p, &rn, &ro)
+        // Threads that race get a few tries to show the same again, so luck does not stop it.
+        let racing = p.ops.iter().any(|o| matches!(o, Op::EndConcurrent(_)));
+        for _ in 0..if racing { RACE_TRIES } else { 1 } {
+            let (rn, ro) = both_alone(new, old, &p)?;
+            let found = sequence_difference(init, ts, &p, &rn, &ro)
                 .filter(|(_, k)| *k == g.key)
-                .map(|(step, _)| (step, example_of(&p, ts, step))),
-        )
+                .map(|(step, _)| (step, example_of(&p, ts, step)));
+            if found.is_some() {
+                return Ok::<_, DiffError>(found);
+            }
+        }
+        Ok(None)
     };
     let Some(first) = same(new, old, &case.init, &case.ts)? else {
         g.shrink = "not shrunk: it did not show again alone in fresh workers (it depends on earlier sequences)".into();
