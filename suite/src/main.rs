@@ -591,11 +591,7 @@ fn run_options(args: &RunArgs) -> anyhow::Result<RunOptions> {
 /// Checks the run's own input (mutant, baseline, check ids) before running anything: bad
 /// input is exit code 2, never a half-made report. Gives the parsed baseline.
 fn validate(args: &RunArgs) -> anyhow::Result<Option<ntdsbcli_conform::baseline::Baseline>> {
-    if let Some(m) = &args.mutant {
-        if !MUTANTS.iter().any(|(n, _)| n == m) {
-            anyhow::bail!("unknown mutant {m:?} (see `ntdsbcli-conform mutants`)");
-        }
-    }
+    known_mutant(args.mutant.as_deref())?;
     let baseline = match &args.baseline {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -613,6 +609,16 @@ fn validate(args: &RunArgs) -> anyhow::Result<Option<ntdsbcli_conform::baseline:
         }
     }
     Ok(baseline)
+}
+
+/// A `--mutant` that the bundled reference has, or none.
+fn known_mutant(m: Option<&str>) -> anyhow::Result<()> {
+    match m {
+        Some(m) if !MUTANTS.iter().any(|(n, _)| *n == m) => {
+            anyhow::bail!("unknown mutant {m:?} (see `ntdsbcli-conform mutants`)")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A progress bar on a terminal; nothing when stderr is a file or a pipe.
@@ -633,11 +639,7 @@ fn progress_bar() -> ProgressBar {
 fn diff(args: DiffArgs) -> anyhow::Result<u8> {
     use ntdsbcli_conform::diff::{engine, group, render};
     let exe = std::env::current_exe().context("cannot find this program's own path")?;
-    if let Some(m) = &args.mutant {
-        if !MUTANTS.iter().any(|(n, _)| n == m) {
-            anyhow::bail!("unknown mutant {m:?} (see `ntdsbcli-conform mutants`)");
-        }
-    }
+    known_mutant(args.mutant.as_deref())?;
     let known = match &args.baseline {
         Some(p) => {
             let text = std::fs::read_to_string(p)

@@ -209,16 +209,12 @@ fn export_differences(new: &[String], old: &[String]) -> Vec<Occurrence> {
 
 /// Who breaks a rule, from each side's judgement of the same check.
 fn check_blame(req: &str, new: &Eval, old: &Eval) -> Blame {
-    let rule = |e: &Eval| crate::spec::name_rule(&e.detail, req);
-    match (new.outcome.is_failure(), old.outcome.is_failure()) {
-        (true, true) => Blame::Both {
-            new_rule: rule(new),
-            old_rule: rule(old),
-        },
-        (true, false) => Blame::New { rule: rule(new) },
-        (false, true) => Blame::Old { rule: rule(old) },
-        (false, false) => Blame::Neither,
-    }
+    let rule = |e: &Eval| {
+        e.outcome
+            .is_failure()
+            .then(|| crate::spec::name_rule(&e.detail, req))
+    };
+    Blame::of(rule(new), rule(old))
 }
 
 /// The part of a check's blame that an op's differing answers carry: a side's broken rule
@@ -229,18 +225,13 @@ fn op_blame(check: &Blame, (dn, n): (&str, &str), (do_, o): (&str, &str)) -> Bla
         let first = core.split(", ").next().unwrap_or(core);
         !first.is_empty() && detail.contains(first)
     };
-    let (bn, bo) = (names(dn, n), names(do_, o));
-    match check.clone() {
-        Blame::Both { new_rule, old_rule } => match (bn, bo) {
-            (true, true) => Blame::Both { new_rule, old_rule },
-            (true, false) => Blame::New { rule: new_rule },
-            (false, true) => Blame::Old { rule: old_rule },
-            (false, false) => Blame::Neither,
-        },
-        Blame::New { rule } if bn => Blame::New { rule },
-        Blame::Old { rule } if bo => Blame::Old { rule },
-        _ => Blame::Neither,
-    }
+    let (rn, ro) = match check.clone() {
+        Blame::Both { new_rule, old_rule } => (Some(new_rule), Some(old_rule)),
+        Blame::New { rule } => (Some(rule), None),
+        Blame::Old { rule } => (None, Some(rule)),
+        Blame::Neither => (None, None),
+    };
+    Blame::of(rn.filter(|_| names(dn, n)), ro.filter(|_| names(do_, o)))
 }
 
 /// The named programs of every check both libraries can run, compared op by op; a check
@@ -397,17 +388,12 @@ fn sequence_difference(
 }
 
 fn blame_at(c: &Case, step: usize, jn: &Judgement, jo: &Judgement) -> Blame {
-    let at = |j: &Judgement| failure_step(j, c.ts.len()).is_some_and(|s| s <= step);
-    let text = |j: &Judgement| failure_text(j, &c.init, &c.ts);
-    match (at(jn), at(jo)) {
-        (true, true) => Blame::Both {
-            new_rule: text(jn),
-            old_rule: text(jo),
-        },
-        (true, false) => Blame::New { rule: text(jn) },
-        (false, true) => Blame::Old { rule: text(jo) },
-        (false, false) => Blame::Neither,
-    }
+    let rule = |j: &Judgement| {
+        failure_step(j, c.ts.len())
+            .is_some_and(|s| s <= step)
+            .then(|| failure_text(j, &c.init, &c.ts))
+    };
+    Blame::of(rule(jn), rule(jo))
 }
 
 /// What a generated sequence is, kept for its shrink.

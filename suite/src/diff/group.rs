@@ -37,6 +37,16 @@ pub enum Blame {
 }
 
 impl Blame {
+    /// The blame from each side's broken rule, if any.
+    pub fn of(new: Option<String>, old: Option<String>) -> Blame {
+        match (new, old) {
+            (Some(new_rule), Some(old_rule)) => Blame::Both { new_rule, old_rule },
+            (Some(rule), None) => Blame::New { rule },
+            (None, Some(rule)) => Blame::Old { rule },
+            (None, None) => Blame::Neither,
+        }
+    }
+
     /// Which comes first: the new library's broken rules, then the old one's, then the rest.
     fn rank(&self) -> u8 {
         match self {

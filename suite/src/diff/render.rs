@@ -124,6 +124,24 @@ fn group_lines(n: usize, g: &Group) -> Vec<String> {
     out
 }
 
+/// A difference's columns in the tables: number, call, state, the two answers, how often,
+/// and what the documentation says.
+fn columns(i: usize, g: &Group) -> [String; 7] {
+    [
+        (i + 1).to_string(),
+        g.key.call.clone(),
+        g.key.state.clone(),
+        g.key.new.clone(),
+        g.key.old.clone(),
+        g.count.to_string(),
+        format!(
+            "{}{}",
+            g.blame.describe(),
+            if g.known { " (known)" } else { "" }
+        ),
+    ]
+}
+
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
@@ -144,17 +162,8 @@ pub fn markdown(r: &DiffReport) -> String {
         out.push("| # | call | state | NEW | OLD | seen | what the documentation says |".into());
         out.push("|---|---|---|---|---|---|---|".into());
         for (i, g) in r.differences.iter().enumerate() {
-            out.push(format!(
-                "| {} | {} | {} | {} | {} | {} | {}{} |",
-                i + 1,
-                cell(&g.key.call),
-                cell(&g.key.state),
-                cell(&g.key.new),
-                cell(&g.key.old),
-                g.count,
-                cell(&g.blame.describe()),
-                if g.known { " (known)" } else { "" }
-            ));
+            let cells: Vec<String> = columns(i, g).iter().map(|c| cell(c)).collect();
+            out.push(format!("| {} |", cells.join(" | ")));
         }
         for (i, g) in r.differences.iter().enumerate() {
             if g.example.is_empty() {
@@ -185,17 +194,9 @@ pub fn html(r: &DiffReport) -> String {
             .iter()
             .map(|c| format!("<li><code>{}</code></li>", esc(c)))
             .collect();
+        let [n, call, state, new, old, seen, says] = columns(i, g).map(|c| esc(&c));
         rows.push_str(&format!(
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"d\">{}{}<ol>{}</ol>{}</td></tr>\n",
-            i + 1,
-            esc(&g.key.call),
-            esc(&g.key.state),
-            esc(&g.key.new),
-            esc(&g.key.old),
-            g.count,
-            esc(&g.blame.describe()),
-            if g.known { " (known)" } else { "" },
-            example,
+            "<tr><td>{n}</td><td><code>{call}</code></td><td>{state}</td><td>{new}</td><td>{old}</td><td>{seen}</td><td class=\"d\">{says}<ol>{example}</ol>{}</td></tr>\n",
             esc(&g.shrink),
         ));
     }
