@@ -15,6 +15,8 @@ fn options(new: LibrarySpec, old: LibrarySpec, seed: u64) -> DiffOptions {
     let mut n = common::options(new);
     n.seed = seed;
     n.sequences = 1000;
+    // Patience a loaded machine cannot exhaust; the hang mutants get a short one.
+    n.call_timeout = Duration::from_secs(3);
     let mut o = n.clone();
     o.library = old;
     DiffOptions {
@@ -109,6 +111,11 @@ fn a_mutant_shows_its_defect_first(#[case] mutant: &str, #[case] aimed: &str) {
     o.new.mutant = Some(mutant.into());
     // A hang costs the patience on every sequence that reaches it.
     o.sequence_budget = Some(Duration::from_secs(5));
+    if mutant.contains("hang") || mutant.contains("deadlock") {
+        for side in [&mut o.new, &mut o.old] {
+            side.call_timeout = Duration::from_millis(300);
+        }
+    }
     let r = run(&o);
     let text = listing(&r);
     assert_eq!(r.exit_code(), 1, "{text}");
@@ -129,7 +136,9 @@ fn a_mutant_shows_its_defect_first(#[case] mutant: &str, #[case] aimed: &str) {
             .all(|g| !matches!(g.blame, Blame::Old { .. })),
         "the reference breaks no rule:\n{text}"
     );
-    if first.sources == ["seq.model"] {
+    // Threads that race may not race the same way alone: such an example says so.
+    let racing = first.key.call.contains("racing threads");
+    if first.sources == ["seq.model"] && !racing {
         assert!(
             first.shrink.contains("shown again alone"),
             "a sequence's example is checked alone: {}\n{text}",

@@ -24,8 +24,11 @@ const TAIL_MAX: usize = 8 * 1024;
 /// reference's library build (its tests select one in the `.so` or `.dll` this way).
 const OUR_VARIABLE: &str = "NTDSBCLI_MUTANT";
 
-/// How long messages a worker wrote before it ended are still awaited.
-const ENDED_DRAIN: Duration = Duration::from_millis(100);
+/// How long messages a worker wrote before it ended are still awaited, when its pipe stays
+/// open (a helper it forked holds it). The reader thread may not get a core for a while on a
+/// busy machine: at 100 ms, a teardown's "unloaded" was once read too late and the clean exit
+/// after it taken for the library calling exit while unloading.
+const ENDED_DRAIN: Duration = Duration::from_millis(1000);
 
 pub(crate) enum Incoming {
     Msg(Response),
