@@ -10,7 +10,7 @@ use crate::checks::{Ctx, Eval};
 use crate::model::layout::Layout;
 use crate::model::machine::{set_surface, Machine, State, Surface, Transition};
 use crate::model::oracle;
-use crate::model::phase::{case, runner, Tree};
+use crate::model::phase::{case, racing, runner, Tree, RACE_TRIES};
 use crate::model::verdict::{Failure, Judgement};
 use crate::runner::{judge_results, missing_needs, worker_spec, RunOptions};
 use ntdsbcli_harness::abi;
@@ -467,36 +467,6 @@ fn sequences(
         .collect();
     let deadline = budget.map(|b| Instant::now() + b);
     let (mut rn, mut ro) = both_until(new, old, &programs, deadline)?;
-    // A server that runs one backup for all its clients refuses a second worker's session:
-    // the sequences refused with workers side by side run again with one worker a side.
-    let refused_at: Vec<usize> = cases
-        .iter()
-        .enumerate()
-        .filter(|(k, c)| refused(ctx, c, [&rn[*k], &ro[*k]]))
-        .map(|(k, _)| k)
-        .collect();
-    if !refused_at.is_empty() && (new.len() > 1 || old.len() > 1) {
-        let again: Vec<Program> = refused_at.iter().map(|&k| programs[k].clone()).collect();
-        let (an, ao) = both_until(&mut new[..1], &mut old[..1], &again, None)?;
-        for (i, &k) in refused_at.iter().enumerate() {
-            rn[k] = an[i].clone();
-            ro[k] = ao[i].clone();
-        }
-    }
-    // Still refused: the two sides may share the server. One side after the other.
-    let still: Vec<usize> = refused_at
-        .into_iter()
-        .filter(|&k| refused(ctx, &cases[k], [&rn[k], &ro[k]]))
-        .collect();
-    if !still.is_empty() {
-        let again: Vec<Program> = still.iter().map(|&k| programs[k].clone()).collect();
-        let an = new[0].run(&again, &mut |_, _| {}).map_err(side("new"))?;
-        let ao = old[0].run(&again, &mut |_, _| {}).map_err(side("old"))?;
-        for ((k, n), o) in still.into_iter().zip(an).zip(ao) {
-            rn[k] = Some(n);
-            ro[k] = Some(o);
-        }
-    }
     let mut out = Vec::new();
     let mut suspects = Vec::new();
     let mut recheck = Vec::new();
@@ -509,16 +479,17 @@ fn sequences(
         calls += c.ts.len() as u64;
         let (n, o) = settled(&mut new[0], &mut old[0], &programs[k], (n, o))?;
         match compare(ctx, c, &programs[k], k, [&n, &o]) {
-            Pair::Refused => refused += 1,
+            Pair::Refused => recheck.push(k),
             Pair::Same(None) => {}
             Pair::Same(Some((ln, lo))) => suspects.push((k, ln, lo)),
             Pair::Differs(_, step) if refusal_at(&c.ts, step, [&n, &o]) => recheck.push(k),
             Pair::Differs(occ, _) => out.push(*occ),
         }
     }
-    // A session refused while the other side ran beside it may be the other side's, when the
-    // two share a server that runs one backup at a time: such sequences run again, one side
-    // after the other, and what they show then counts.
+    // A server that runs one backup for all its clients refuses a session while another
+    // worker, of this side or the other, holds one: a sequence refused with the workers side
+    // by side, or whose first difference is a refused session, runs again one side after the
+    // other on one worker each, and what it shows then counts.
     if !recheck.is_empty() {
         let again: Vec<Program> = recheck.iter().map(|&k| programs[k].clone()).collect();
         let an = new[0].run(&again, &mut |_, _| {}).map_err(side("new"))?;
@@ -586,14 +557,6 @@ fn refusal_at(ts: &[Transition], step: usize, results: [&RunResult; 2]) -> bool 
                 .is_some_and(ntdsbcli_harness::codes::refuses_another_session),
             RunResult::Died(_) => false,
         })
-}
-
-/// Whether a side's server refused the sequence a session (the oracle's environment).
-fn refused(ctx: &Ctx, c: &Case, results: [&Option<RunResult>; 2]) -> bool {
-    results
-        .into_iter()
-        .flatten()
-        .any(|r| oracle::judge(ctx, &c.init, &c.ts, r).environment.is_some())
 }
 
 /// What a finished sequence left behind once every session was ended and every buffer
@@ -719,27 +682,23 @@ fn example_of(prog: &Program, ts: &[Transition], step: usize) -> Vec<String> {
         .collect()
 }
 
-/// Tries a shrink candidate whose threads race gets to show its difference again.
-const RACE_TRIES: usize = 8;
-
 /// Shrinks the example of `g` (a sequence's) while the same difference shows alone in fresh
 /// workers on both sides; says how it went in `g.shrink`.
 fn shrink(
     ctx: &Ctx,
     new: &mut Supervisor,
     old: &mut Supervisor,
-    case: &mut Case,
+    c: &mut Case,
     g: &mut Group,
     deadline: Instant,
 ) -> Result<(), DiffError> {
-    let Some(mut tree) = case.tree.take() else {
+    let Some(mut tree) = c.tree.take() else {
         return Ok(());
     };
     let same = |new: &mut Supervisor, old: &mut Supervisor, init: &State, ts: &[Transition]| {
         let p = oracle::program(ctx, init, ts, "candidate".into());
         // Threads that race get a few tries to show the same again, so luck does not stop it.
-        let racing = p.ops.iter().any(|o| matches!(o, Op::EndConcurrent(_)));
-        for _ in 0..if racing { RACE_TRIES } else { 1 } {
+        for _ in 0..if racing(&p) { RACE_TRIES } else { 1 } {
             let (rn, ro) = both_alone(new, old, &p)?;
             let found = sequence_difference(init, ts, &p, &rn, &ro)
                 .filter(|(_, k)| *k == g.key)
@@ -750,12 +709,12 @@ fn shrink(
         }
         Ok(None)
     };
-    let Some(first) = same(new, old, &case.init, &case.ts)? else {
+    let Some(first) = same(new, old, &c.init, &c.ts)? else {
         g.shrink = "not shrunk: it did not show again alone in fresh workers (it depends on earlier sequences)".into();
         return Ok(());
     };
     // Transitions after the differing one never mattered: the tree drops them first.
-    let seen = g_step(&first, &case.ts);
+    let seen = (first.0 + 1).min(c.ts.len());
     if let (_, _, Some(counter)) = tree.current() {
         counter.store(seen, std::sync::atomic::Ordering::SeqCst);
     }
@@ -768,7 +727,7 @@ fn shrink(
             break;
         }
         rounds += 1;
-        let (init, ts) = case_of(&tree);
+        let (init, ts) = case(&tree);
         match same(new, old, &init, &ts)? {
             Some((_, ex)) => best = ex,
             None => {
@@ -784,15 +743,6 @@ fn shrink(
         false => format!("shrunk in {rounds} rounds; shown again alone in fresh workers"),
     };
     Ok(())
-}
-
-/// How many transitions the tree should keep: up to the differing step.
-fn g_step(found: &(usize, Vec<String>), ts: &[Transition]) -> usize {
-    (found.0 + 1).min(ts.len())
-}
-
-fn case_of(tree: &Tree) -> (State, Vec<Transition>) {
-    case(tree)
 }
 
 /// Compares the two libraries of `opts`. `on_phase` hears each phase as it starts.

@@ -82,9 +82,9 @@ fn calls_of(transitions: &[Transition]) -> u64 {
 }
 
 /// Tries a candidate with racing threads gets to show a failure of `kind`.
-const RACE_TRIES: usize = 8;
+pub(crate) const RACE_TRIES: usize = 8;
 
-fn racing(prog: &Program) -> bool {
+pub(crate) fn racing(prog: &Program) -> bool {
     prog.ops
         .iter()
         .any(|o| matches!(o, ntdsbcli_harness::program::Op::EndConcurrent(_)))
