@@ -377,10 +377,7 @@ fn bench(
 ) -> anyhow::Result<u8> {
     let worker_exe = std::env::current_exe()?;
     ntdsbcli_conform::bench::run(&ntdsbcli_conform::bench::BenchOptions {
-        library: match lib {
-            Some(p) => LibrarySpec::Path(std::path::absolute(&p).unwrap_or(p)),
-            None => LibrarySpec::Embedded,
-        },
+        library: library_spec(lib.as_deref()),
         worker_exe,
         sequences,
         max_len,
@@ -522,10 +519,7 @@ fn write_extra(r: &Report, args: &RunArgs) -> anyhow::Result<()> {
 /// The one place the CLI's flags become a run's options.
 fn run_options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     let exe = std::env::current_exe().context("cannot find this program's own path")?;
-    let library = match &args.lib {
-        Some(p) => LibrarySpec::Path(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-        None => LibrarySpec::Embedded,
-    };
+    let library = library_spec(args.lib.as_deref());
     let credentials = match &args.user {
         Some(user) => Some(runner::Credentials {
             user: user.clone(),
@@ -611,6 +605,14 @@ fn validate(args: &RunArgs) -> anyhow::Result<Option<ntdsbcli_conform::baseline:
     Ok(baseline)
 }
 
+/// A `--lib` as the workers load it (made absolute), or the bundled reference without one.
+fn library_spec(p: Option<&Path>) -> LibrarySpec {
+    match p {
+        Some(p) => LibrarySpec::Path(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
+        None => LibrarySpec::Embedded,
+    }
+}
+
 /// A `--mutant` that the bundled reference has, or none.
 fn known_mutant(m: Option<&str>) -> anyhow::Result<()> {
     match m {
@@ -649,12 +651,8 @@ fn diff(args: DiffArgs) -> anyhow::Result<u8> {
         }
         None => group::Known::default(),
     };
-    let spec = |p: &Option<PathBuf>| match p {
-        Some(p) => LibrarySpec::Path(std::path::absolute(p).unwrap_or_else(|_| p.clone())),
-        None => LibrarySpec::Embedded,
-    };
     let ms = Duration::from_millis;
-    let mut new = RunOptions::new(spec(&args.lib), exe);
+    let mut new = RunOptions::new(library_spec(args.lib.as_deref()), exe);
     new.server = args.server.clone();
     new.seed = args.seed.unwrap_or_else(random_seed);
     new.sequences = args.sequences;
@@ -664,7 +662,7 @@ fn diff(args: DiffArgs) -> anyhow::Result<u8> {
         new.page_heap = None;
     }
     let mut old = new.clone();
-    old.library = spec(&args.against);
+    old.library = library_spec(args.against.as_deref());
     old.mutant = None;
     let opts = engine::DiffOptions {
         new,
@@ -684,20 +682,17 @@ fn diff(args: DiffArgs) -> anyhow::Result<u8> {
     r.gone = group::apply_baseline(&mut r.differences, &known);
     print!("{}", render::terminal(&r));
     if let Some(p) = &args.json {
-        std::fs::write(p, serde_json::to_string_pretty(&r)? + "\n")
-            .with_context(|| format!("writing {}", p.display()))?;
+        report::write_atomic(p, &serde_json::to_vec_pretty(&r)?)?;
     }
     if let Some(p) = &args.markdown {
-        std::fs::write(p, render::markdown(&r))
-            .with_context(|| format!("writing {}", p.display()))?;
+        report::write_atomic(p, render::markdown(&r).as_bytes())?;
     }
     if let Some(p) = &args.html {
-        std::fs::write(p, render::html(&r)).with_context(|| format!("writing {}", p.display()))?;
+        report::write_atomic(p, render::html(&r).as_bytes())?;
     }
     if let Some(p) = &args.write_baseline {
         let b = group::baseline_of(&r.differences);
-        std::fs::write(p, serde_json::to_string_pretty(&b)? + "\n")
-            .with_context(|| format!("writing {}", p.display()))?;
+        report::write_atomic(p, &serde_json::to_vec_pretty(&b)?)?;
     }
     Ok(r.exit_code())
 }

@@ -3,6 +3,7 @@
 //! ratios of the medians side by side.
 
 use super::options::BenchOptions;
+use super::stats::median;
 use crate::diff::engine::{diff, DiffOptions};
 use crate::runner::{self, RunOptions};
 use ntdsbcli_harness::worker::LibrarySpec;
@@ -15,11 +16,6 @@ fn run_options(opts: &BenchOptions, library: LibrarySpec) -> RunOptions {
     o.sequences = opts.sequences as u64;
     o.sequence_budget = None;
     o
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 /// Times `diff` of the bench's library against `other`, and `run` of each, `opts.rounds`
@@ -52,7 +48,7 @@ pub fn table(opts: &BenchOptions, other: &Path) -> anyhow::Result<()> {
         runner::run(&theirs, &mut |_| {})?;
         t_old.push(t.elapsed().as_secs_f64());
     }
-    let (d, n, o) = (median(t_diff), median(t_new), median(t_old));
+    let (d, n, o) = (median(&t_diff), median(&t_new), median(&t_old));
     println!();
     println!(
         "diff against {} ({} sequences, seed {}, {} rounds; medians in seconds; {differences} differences)",

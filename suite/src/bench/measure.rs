@@ -2,6 +2,7 @@
 //! workers, in interleaved rounds, with medians and ratios side by side.
 
 use super::options::BenchOptions;
+use super::stats::median;
 use crate::checks::Ctx;
 use crate::model::machine::{set_surface, Machine, State, Surface, Transition};
 use crate::model::oracle;
@@ -198,17 +199,6 @@ fn heap_supervisors(
     Ok(Some((file, c_heap, page_heap)))
 }
 
-/// The median of some figures (the mean of the middle two for an even count).
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 fn spread(xs: &[f64]) -> (f64, f64) {
     let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -291,13 +281,6 @@ fn print_table(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_median_is_the_middle_figure() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(&[]).is_nan());
-    }
 
     #[test]
     fn a_ratio_is_the_median_of_the_rounds_ratios() {

@@ -4,6 +4,7 @@ mod diffcost;
 mod latency;
 mod measure;
 mod options;
+mod stats;
 #[cfg(unix)]
 mod unix;
 

@@ -148,24 +148,22 @@ pub fn first_difference(
         a.iter()
             .position(|x| x.as_deref().is_some_and(|s| s.starts_with("died: ")))
     };
-    let stop = died(new).into_iter().chain(died(old)).min();
-    for i in 0..new.len().max(old.len()) {
-        let (n, o) = (new.get(i).cloned().flatten(), old.get(i).cloned().flatten());
-        let at_death = stop == Some(i);
-        if stop.is_some_and(|s| i < s) && !at_death {
-            continue;
-        }
-        match (n, o) {
-            (Some(n), Some(o)) if n != o => return Some((i, n, o)),
-            (Some(n), None) if at_death => return Some((i, n, "answered".into())),
-            (None, Some(o)) if at_death => return Some((i, "answered".into(), o)),
-            _ => {}
-        }
-        if at_death {
-            return None;
-        }
+    let answer = |a: &[Option<String>], i: usize| a.get(i).cloned().flatten();
+    if let Some(i) = died(new).into_iter().chain(died(old)).min() {
+        return match (answer(new, i), answer(old, i)) {
+            (Some(n), Some(o)) if n != o => Some((i, n, o)),
+            (Some(n), None) => Some((i, n, "answered".into())),
+            (None, Some(o)) => Some((i, "answered".into(), o)),
+            _ => None,
+        };
     }
-    None
+    new.iter()
+        .zip(old)
+        .enumerate()
+        .find_map(|(i, pair)| match pair {
+            (Some(n), Some(o)) if n != o => Some((i, n.clone(), o.clone())),
+            _ => None,
+        })
 }
 
 /// A sequence call as the grouping knows it: what was called, without slot numbers, and the
