@@ -117,24 +117,35 @@ fn u16_at(head: &[u8], o: usize, big: bool) -> Option<u16> {
     })
 }
 
+fn wrong_architecture(
+    path: PathBuf,
+    found: String,
+    host: &'static str,
+) -> Result<(), HarnessError> {
+    Err(HarnessError::WrongArchitecture { path, found, host })
+}
+
+fn not_a_library(path: PathBuf, what: &str) -> Result<(), HarnessError> {
+    Err(HarnessError::NotALibrary {
+        path,
+        what: what.into(),
+    })
+}
+
 /// An ELF file: a shared object for this machine, on a Unix build.
 fn check_elf(head: &[u8], p: PathBuf) -> Result<(), HarnessError> {
     let big = head.get(5) == Some(&2);
     let kind = u16_at(head, 16, big).unwrap_or(0);
     let machine = u16_at(head, 18, big).unwrap_or(0);
     if cfg!(windows) {
-        return Err(HarnessError::WrongArchitecture {
-            path: p,
-            found: format!("an ELF ({}) library", elf_machine(machine)),
-            host: "Windows PE",
-        });
+        return wrong_architecture(
+            p,
+            format!("an ELF ({}) library", elf_machine(machine)),
+            "Windows PE",
+        );
     }
     if machine != HOST.elf {
-        return Err(HarnessError::WrongArchitecture {
-            path: p,
-            found: format!("ELF for {}", elf_machine(machine)),
-            host: HOST.name,
-        });
+        return wrong_architecture(p, format!("ELF for {}", elf_machine(machine)), HOST.name);
     }
     if kind != 3 {
         let what = match kind {
@@ -143,10 +154,7 @@ fn check_elf(head: &[u8], p: PathBuf) -> Result<(), HarnessError> {
             4 => "a core dump",
             _ => "an ELF file of unknown kind",
         };
-        return Err(HarnessError::NotALibrary {
-            path: p,
-            what: what.into(),
-        });
+        return not_a_library(p, what);
     }
     Ok(())
 }
@@ -158,33 +166,23 @@ fn check_pe(head: &[u8], p: PathBuf) -> Result<(), HarnessError> {
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .unwrap_or(0);
     if head.get(pe..pe + 4) != Some(b"PE\0\0") {
-        return Err(HarnessError::NotALibrary {
-            path: p,
-            what: "an MZ file without a PE header".into(),
-        });
+        return not_a_library(p, "an MZ file without a PE header");
     }
     let machine = u16_at(head, pe + 4, false).unwrap_or(0);
     if !cfg!(windows) {
-        return Err(HarnessError::WrongArchitecture {
-            path: p,
-            found: format!("a Windows PE ({}) DLL", pe_machine(machine)),
-            host: "ELF (use the Windows build of the verifier)",
-        });
+        return wrong_architecture(
+            p,
+            format!("a Windows PE ({}) DLL", pe_machine(machine)),
+            "ELF (use the Windows build of the verifier)",
+        );
     }
     if machine != HOST.pe {
-        return Err(HarnessError::WrongArchitecture {
-            path: p,
-            found: format!("PE for {}", pe_machine(machine)),
-            host: HOST.name,
-        });
+        return wrong_architecture(p, format!("PE for {}", pe_machine(machine)), HOST.name);
     }
     // IMAGE_FILE_DLL in the file header's Characteristics.
     let characteristics = u16_at(head, pe + 22, false).unwrap_or(0);
     if characteristics & 0x2000 == 0 {
-        return Err(HarnessError::NotALibrary {
-            path: p,
-            what: "an executable, not a DLL".into(),
-        });
+        return not_a_library(p, "an executable, not a DLL");
     }
     Ok(())
 }

@@ -1069,24 +1069,31 @@ fn stats(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_check_without_a_session_points_at_a_failed_prepare_ok() {
+    #[rstest::rstest]
+    #[case::rpc_down(
+        "needs a live session, but Prepare returned RPC_S_SERVER_UNAVAILABLE (1722): start the directory service's RPC server on this machine",
+        Some("this check needs a live session, and Prepare returned RPC_S_SERVER_UNAVAILABLE (1722)")
+    )]
+    #[case::null_handle(
+        "needs a live session, but Prepare returned S_OK with a NULL handle (see prepare.ok)",
+        Some("this check needs a live session, and Prepare returned S_OK with a NULL handle")
+    )]
+    #[case::not_prepare("End returned 1", None)]
+    #[case::no_connection(
+        "Prepare returned 0xC7FF0007 (hrCouldNotConnect) during Prepare/End: check --server: it must name this machine, a domain controller",
+        Some("Prepare returned 0xC7FF0007 (hrCouldNotConnect) during Prepare/End")
+    )]
+    #[case::forms(
+        "even a valid Prepare returned 1722 (check --server: it must name this machine, a domain controller), and 7 forms",
+        Some("even a valid Prepare returned 1722, and 7 forms")
+    )]
+    fn a_check_without_a_session_points_at_a_failed_prepare_ok(
+        #[case] detail: &str,
+        #[case] why: Option<&str>,
+    ) {
         assert_eq!(
-            blocked_detail("needs a live session, but Prepare returned RPC_S_SERVER_UNAVAILABLE (1722): start the directory service's RPC server on this machine").unwrap(),
-            "blocked by prepare.ok, which failed: this check needs a live session, and Prepare returned RPC_S_SERVER_UNAVAILABLE (1722)"
-        );
-        assert_eq!(
-            blocked_detail("needs a live session, but Prepare returned S_OK with a NULL handle (see prepare.ok)").unwrap(),
-            "blocked by prepare.ok, which failed: this check needs a live session, and Prepare returned S_OK with a NULL handle"
-        );
-        assert_eq!(blocked_detail("End returned 1"), None);
-        assert_eq!(
-            blocked_detail("Prepare returned 0xC7FF0007 (hrCouldNotConnect) during Prepare/End: check --server: it must name this machine, a domain controller").unwrap(),
-            "blocked by prepare.ok, which failed: Prepare returned 0xC7FF0007 (hrCouldNotConnect) during Prepare/End"
-        );
-        assert_eq!(
-            blocked_detail("even a valid Prepare returned 1722 (check --server: it must name this machine, a domain controller), and 7 forms").unwrap(),
-            "blocked by prepare.ok, which failed: even a valid Prepare returned 1722, and 7 forms"
+            blocked_detail(detail),
+            why.map(|w| format!("blocked by prepare.ok, which failed: {w}"))
         );
     }
 

@@ -26,9 +26,25 @@ pub(super) fn release(call: &str, p: *mut c_void, foreign: impl FnOnce()) {
     }
 }
 
+/// `n` blocks of `size` bytes, zeroed as fresh pages are; null, after `overflow`, when the
+/// product does not fit.
+pub(super) fn zeroed(n: usize, size: usize, overflow: impl FnOnce()) -> *mut c_void {
+    match n.checked_mul(size) {
+        Some(total) => paged(total, MIN_ALIGN),
+        None => {
+            overflow();
+            std::ptr::null_mut()
+        }
+    }
+}
+
 /// Resizes `p` under the page heap when it is a block of its own: Some(the new block, or null
-/// when `n` is 0 or there are no pages); None for another allocator's block.
+/// when `n` is 0 or there are no pages); None for another allocator's block, or with the page
+/// heap off.
 pub(super) fn resize(call: &str, p: *mut c_void, n: usize) -> Option<*mut c_void> {
+    if !pageheap::enabled() {
+        return None;
+    }
     if p.is_null() {
         return Some(paged(n, MIN_ALIGN));
     }

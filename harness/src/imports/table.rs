@@ -45,6 +45,82 @@ pub struct Routed {
     pub unreadable: Option<String>,
 }
 
+/// What a platform knows of an import before its entry is replaced.
+pub(super) enum Bound {
+    /// The address the dynamic linker would bind (ELF: under lazy binding the entry may still
+    /// hold the resolver's stub).
+    #[cfg(unix)]
+    At(usize),
+    /// The runtime has no such function: nothing to route.
+    #[cfg(unix)]
+    Absent,
+    /// The entry itself holds the original (PE: bound at load).
+    #[cfg(windows)]
+    InEntry,
+}
+
+/// Points each import of `object` that the table wraps at its wrapper, for good. `bound` says
+/// where each original is; `routed` sees each entry and its original once it is routed. An
+/// object whose imports cannot be read has nothing routed, and says why.
+pub(super) fn route_object(
+    path: String,
+    object: plthook::Result<plthook::ObjectFile>,
+    bound: impl Fn(&Entry) -> Bound,
+    mut routed: impl FnMut(&Entry, usize),
+) -> Result<Routed, super::RouteError> {
+    let object = match object {
+        Ok(o) => o,
+        Err(e) => {
+            return Ok(Routed {
+                path,
+                names: Vec::new(),
+                unreadable: Some(e.to_string()),
+            })
+        }
+    };
+    // ELF names may carry a version ("malloc@GLIBC_2.2.5"); PE names never do.
+    let imported: Vec<String> = object
+        .symbols()
+        .filter_map(|s| {
+            let n = s.name.to_str().ok()?;
+            Some(n.split('@').next().unwrap_or(n).to_string())
+        })
+        .collect();
+    let mut names = Vec::new();
+    for e in TABLE {
+        if !imported.iter().any(|n| n == e.name) {
+            continue;
+        }
+        let before = match bound(e) {
+            #[cfg(unix)]
+            Bound::Absent => continue,
+            #[cfg(unix)]
+            Bound::At(a) => Some(a),
+            #[cfg(windows)]
+            Bound::InEntry => None,
+        };
+        // SAFETY: the wrapper has the signature of the function it replaces, and calls it.
+        let mut replaced = unsafe { object.replace(e.name, e.hook) }.map_err(|err| {
+            super::RouteError::Replace {
+                name: e.name,
+                path: path.clone(),
+                message: err.to_string(),
+            }
+        })?;
+        let original = before.unwrap_or(replaced.original_address() as usize);
+        e.original.store(original, Ordering::Relaxed);
+        // Routing is for good: the entry is not restored.
+        replaced.discard();
+        routed(e, original);
+        names.push(e.name);
+    }
+    Ok(Routed {
+        path,
+        names,
+        unreadable: None,
+    })
+}
+
 /// The wrappers of a platform's routable functions and their `TABLE`. Each entry: the calling
 /// convention and signature, the fault class with the value and error (errno, or last error)
 /// a fault returns, and statements run before and after the real call (heap accounting), which

@@ -3,8 +3,8 @@
 //! linker would have bound, found with `dlsym(RTLD_DEFAULT)`: under lazy binding the GOT still
 //! holds the resolver's stub, which would bind over the wrapper on its first call.
 use super::fault::{self, Class};
-use super::paged::{dup, paged, release, resize, size_of};
-use super::table::{wrappers, Entry, Routed};
+use super::paged::{dup, paged, release, resize, size_of, zeroed};
+use super::table::{route_object, wrappers, Bound, Entry, Routed};
 use super::RouteError;
 use crate::pageheap::{self, MIN_ALIGN};
 use libc::{c_char, c_int, c_uint, c_void, mode_t, off_t, size_t, ssize_t};
@@ -53,21 +53,12 @@ wrappers! {
     } |r| { gained(r); };
     "C" calloc(n: size_t, size: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
         if pageheap::enabled() {
-            // Fresh pages are zeroed.
-            return match n.checked_mul(size) {
-                Some(total) => paged(total, MIN_ALIGN),
-                None => {
-                    set_error(ENOMEM);
-                    null()
-                }
-            };
+            return zeroed(n, size, || set_error(ENOMEM));
         }
     } |r| { gained(r); };
     "C" realloc(p: *mut c_void, n: size_t) -> *mut c_void, Alloc(null(), ENOMEM) {
-        if pageheap::enabled() {
-            if let Some(q) = resize("realloc", p, n) {
-                return q;
-            }
+        if let Some(q) = resize("realloc", p, n) {
+            return q;
         }
         let old = usable(p);
     } |r| { fault::realloc_held(p, r, n, old, usable); };
@@ -169,51 +160,19 @@ pub unsafe fn route(any_export: *const c_void) -> Result<Routed, RouteError> {
             .into_owned()
     };
     // A library without a PLT (linked with -nostdlib, say) has no imports to route.
-    let object = match plthook::ObjectFile::open_file(&path) {
-        Ok(o) => o,
-        Err(e) => {
-            return Ok(Routed {
-                path,
-                names: Vec::new(),
-                unreadable: Some(e.to_string()),
-            })
-        }
-    };
-    let imported: Vec<String> = object
-        .symbols()
-        .filter_map(|s| {
-            s.name
-                .to_str()
-                .ok()
-                .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        })
-        .collect();
-    let mut names = Vec::new();
-    for e in TABLE {
-        if !imported.iter().any(|n| n == e.name) {
-            continue;
-        }
-        let cname = std::ffi::CString::new(e.name).expect("no NUL in a C name");
-        // SAFETY: looks up a C runtime function by name in the default scope.
-        let original = unsafe { libc::dlsym(libc::RTLD_DEFAULT, cname.as_ptr()) };
-        if original.is_null() {
-            continue;
-        }
-        e.original.store(original as usize, Ordering::Relaxed);
-        // SAFETY: the wrapper has the signature of the function it replaces, and calls it.
-        let replaced =
-            unsafe { object.replace(e.name, e.hook) }.map_err(|err| RouteError::Replace {
-                name: e.name,
-                path: path.clone(),
-                message: err.to_string(),
-            })?;
-        // Dropping the replacement would restore the entry: routing is for good.
-        std::mem::forget(replaced);
-        names.push(e.name);
-    }
-    Ok(Routed {
-        path,
-        names,
-        unreadable: None,
-    })
+    route_object(
+        path.clone(),
+        plthook::ObjectFile::open_file(&path),
+        |e| {
+            let cname = std::ffi::CString::new(e.name).expect("no NUL in a C name");
+            // SAFETY: looks up a C runtime function by name in the default scope.
+            let original = unsafe { libc::dlsym(libc::RTLD_DEFAULT, cname.as_ptr()) };
+            if original.is_null() {
+                Bound::Absent
+            } else {
+                Bound::At(original as usize)
+            }
+        },
+        |_, _| {},
+    )
 }

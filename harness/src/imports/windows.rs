@@ -3,8 +3,8 @@
 //! binds a PE's imports when it loads it, so the entry each wrapper replaces is the function
 //! it calls.
 use super::fault::{self, Class};
-use super::paged::{dup, paged, release, resize, size_of};
-use super::table::{wrappers, Entry, Routed};
+use super::paged::{dup, paged, release, resize, size_of, zeroed};
+use super::table::{route_object, wrappers, Bound, Entry, Routed};
 use super::RouteError;
 use crate::pageheap::{self, MIN_ALIGN};
 use std::ffi::c_void;
@@ -122,18 +122,12 @@ wrappers! {
     } |r| { gained(crt_size(r)); };
     "C" calloc(n: usize, size: usize) -> *mut c_void, Alloc(null(), 0) {
         if pageheap::enabled() {
-            // Fresh pages are zeroed.
-            return match n.checked_mul(size) {
-                Some(total) => paged(total, MIN_ALIGN),
-                None => null(),
-            };
+            return zeroed(n, size, || {});
         }
     } |r| { gained(crt_size(r)); };
     "C" realloc(p: *mut c_void, n: usize) -> *mut c_void, Alloc(null(), 0) {
-        if pageheap::enabled() {
-            if let Some(q) = resize("realloc", p, n) {
-                return q;
-            }
+        if let Some(q) = resize("realloc", p, n) {
+            return q;
         }
         let old = crt_size(p);
     } |r| { fault::realloc_held(p, r, n, old, crt_size); };
@@ -223,44 +217,15 @@ pub unsafe fn route(any_export: *const c_void) -> Result<Routed, RouteError> {
     let module = module_of(any_export).ok_or(RouteError::NoModule(any_export as usize))?;
     let path = module_path(module);
     // SAFETY: the module is loaded and stays loaded.
-    let object = match unsafe { plthook::ObjectFile::open_by_handle(module) } {
-        Ok(o) => o,
-        Err(e) => {
-            return Ok(Routed {
-                path,
-                names: Vec::new(),
-                unreadable: Some(e.to_string()),
-            })
-        }
-    };
-    let imported: Vec<String> = object
-        .symbols()
-        .filter_map(|s| s.name.to_str().ok().map(str::to_string))
-        .collect();
-    let mut names = Vec::new();
-    for e in TABLE {
-        if !imported.iter().any(|n| n == e.name) {
-            continue;
-        }
-        // SAFETY: the wrapper has the signature of the function it replaces, and calls it.
-        let mut replaced =
-            unsafe { object.replace(e.name, e.hook) }.map_err(|err| RouteError::Replace {
-                name: e.name,
-                path: path.clone(),
-                message: err.to_string(),
-            })?;
-        e.original
-            .store(replaced.original_address() as usize, Ordering::Relaxed);
-        // Routing is for good: the entry is not restored.
-        replaced.discard();
-        if e.name == "malloc" {
-            find_msize(replaced.original_address() as usize);
-        }
-        names.push(e.name);
-    }
-    Ok(Routed {
+    let object = unsafe { plthook::ObjectFile::open_by_handle(module) };
+    route_object(
         path,
-        names,
-        unreadable: None,
-    })
+        object,
+        |_| Bound::InEntry,
+        |e, original| {
+            if e.name == "malloc" {
+                find_msize(original);
+            }
+        },
+    )
 }

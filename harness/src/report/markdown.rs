@@ -53,24 +53,21 @@ pub fn to_markdown(r: &Report) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::model::{assert_has, sample};
     use super::*;
 
     /// The strength is spelled as in the JSON, and the outcome counts open the report.
     #[test]
     fn strength_as_json_spells_it_and_counts_first() {
-        let m = to_markdown(&super::super::model::sample());
-        assert!(
-            m.contains("| `end.ok` | REQ-02 | documented | **pass** |"),
-            "{m}"
-        );
-        assert!(
-            m.contains("| `end.double` | REQ-06 | inferred | **fail** |"),
-            "{m}"
-        );
-        assert!(!m.contains("Documented") && !m.contains("Inferred"), "{m}");
-        assert!(
-            m.contains("**nonconformant (4 checks: 2 pass, 1 fail, 1 skip)**"),
-            "{m}"
+        let m = to_markdown(&sample());
+        assert_has(
+            &m,
+            &[
+                "| `end.ok` | REQ-02 | documented | **pass** |",
+                "| `end.double` | REQ-06 | inferred | **fail** |",
+                "**nonconformant (4 checks: 2 pass, 1 fail, 1 skip)**",
+            ],
+            &["Documented", "Inferred"],
         );
     }
 }

@@ -293,6 +293,17 @@ impl Report {
     }
 }
 
+/// For the writers' tests: `text` holds each of `present` and none of `absent`.
+#[cfg(test)]
+pub(crate) fn assert_has(text: &str, present: &[&str], absent: &[&str]) {
+    for p in present {
+        assert!(text.contains(p), "{p:?} is missing from:\n{text}");
+    }
+    for a in absent {
+        assert!(!text.contains(a), "{a:?} should not be in:\n{text}");
+    }
+}
+
 /// A small finished report for the writers' tests: one check of each kind that reads
 /// differently (a pass with a time, a failure with a repro, a skip, a design-rule check).
 #[cfg(test)]
