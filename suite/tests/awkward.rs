@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::assert_line;
+
 use libloading::{Library, Symbol};
 use std::ffi::c_void;
 use std::path::Path;
@@ -33,17 +35,7 @@ fn proven(test: &str, check: impl FnOnce()) -> bool {
         check();
         return false;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--test-threads=1", "--nocapture"])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-        "{test}: the fixture lacks its property:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::pass_alone(test, &[(CHILD, "1".as_ref())]);
     true
 }
 
@@ -151,12 +143,6 @@ fn conformant_with(test: &str, lib: &Path, property: impl FnOnce(&Loaded)) -> Op
     Some(assert_conformant(lib))
 }
 
-fn line<'a>(out: &'a str, id: &str) -> &'a str {
-    out.lines()
-        .find(|l| l.split_whitespace().next() == Some(id))
-        .unwrap_or_else(|| panic!("no line for {id}"))
-}
-
 #[test]
 fn index_handles_reuse_the_lowest_free_index() {
     let lib = common::c_design("INDEX");
@@ -171,8 +157,7 @@ fn index_handles_reuse_the_lowest_free_index() {
     }) else {
         return;
     };
-    let g = line(&out, "end.garbage");
-    assert!(g.contains(" pass "), "{g}");
+    assert_line(&out, "end.garbage", "pass", "");
     let (code, report) = common::json_run(&lib, "end.garbage");
     assert_eq!(code, 0);
     assert!(
@@ -223,7 +208,7 @@ fn high_handles_start_at_the_kernel_half() {
     }) else {
         return;
     };
-    assert!(line(&out, "end.garbage").contains(" pass "));
+    assert_line(&out, "end.garbage", "pass", "");
 }
 
 #[test]
@@ -320,10 +305,11 @@ fn logs_only_is_accepted_with_a_warning() {
     }) else {
         return;
     };
-    let b = line(&out, "prepare.bad-args");
-    assert!(
-        b.contains(" warn ") && b.contains("documented as not supported"),
-        "{b}"
+    assert_line(
+        &out,
+        "prepare.bad-args",
+        "warn",
+        "documented as not supported",
     );
 }
 
@@ -397,11 +383,7 @@ fn one_session_at_a_time_refuses_the_second_with_backup_in_progress() {
     ) else {
         return;
     };
-    let d = line(&out, "prepare.distinct");
-    assert!(
-        d.contains(" skip ") && d.contains("one session at a time"),
-        "{d}"
-    );
+    assert_line(&out, "prepare.distinct", "skip", "one session at a time");
 }
 
 #[test]
@@ -421,8 +403,7 @@ fn end_that_does_io_reports_its_failure_and_still_releases() {
         return;
     };
     // End's own write and read are failed in turn: End returns 1722 then, and that is allowed.
-    let f = line(&out, "fault.cleanup");
-    assert!(f.contains(" pass "), "{f}");
+    assert_line(&out, "fault.cleanup", "pass", "");
 }
 
 #[test]
@@ -456,8 +437,8 @@ fn restore_refused_by_an_online_server_is_skipped_not_blamed() {
     ) else {
         return;
     };
-    assert!(line(&out, "end.restore-handle").contains(" skip "));
-    assert!(line(&out, "end.release").contains(" pass "));
+    assert_line(&out, "end.restore-handle", "skip", "");
+    assert_line(&out, "end.release", "pass", "");
 }
 
 #[test]

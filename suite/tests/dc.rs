@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::{assert_line, line};
+
 use common::Dc;
 use libloading::{Library, Symbol};
 use std::ffi::c_void;
@@ -48,12 +50,6 @@ fn verify(dc: &Dc, lib: &Path, args: &[&str]) -> (i32, String) {
     )
 }
 
-fn line<'a>(out: &'a str, id: &str) -> &'a str {
-    out.lines()
-        .find(|l| l.split_whitespace().next() == Some(id))
-        .unwrap_or_else(|| panic!("no line for {id} in:\n{out}"))
-}
-
 /// The client's Prepare and End, called in this process against `dc`.
 struct Client {
     lib: Library,
@@ -91,17 +87,12 @@ impl Client {
 /// Runs this test binary's test `name` in a child process whose client finds `dc`, with
 /// `mode` telling it what to show; panics with its output when it fails.
 fn in_child(name: &str, dc: &Dc, mode: &str) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture"])
-        .env("NTDSB_DC_PROPERTY", mode)
-        .env(SOCKET_ENV, &dc.socket)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-        "{mode}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    common::pass_alone(
+        name,
+        &[
+            ("NTDSB_DC_PROPERTY", mode.as_ref()),
+            (SOCKET_ENV, dc.socket.as_os_str()),
+        ],
     );
 }
 
@@ -180,27 +171,15 @@ fn the_stand_in_dc_is_conformant_without_and_with_latency(
     let dc = common::dc_with(latency, backups);
     let (code, out) = verify(&dc, &lib, &[&["--seed", "1"][..], extra].concat());
     assert_eq!(code, 0, "{latency} ms: a correct client was blamed:\n{out}");
-    let d = line(&out, "prepare.distinct");
     match backups {
-        1 => assert!(
-            d.contains(" skip ") && d.contains("one session at a time"),
-            "{d}"
-        ),
-        _ => assert!(d.contains(" pass "), "{d}"),
+        1 => assert_line(&out, "prepare.distinct", "skip", "one session at a time"),
+        _ => assert_line(&out, "prepare.distinct", "pass", ""),
     }
-    let r = line(&out, "end.restore-handle");
-    assert!(
-        r.contains(" skip ") && r.contains("ERROR_ACCESS_DENIED"),
-        "{r}"
-    );
-    assert!(line(&out, "fault.cleanup").contains(" pass "), "{out}");
-    let s = line(&out, "seq.model");
-    assert!(s.contains(" pass "), "{out}");
+    assert_line(&out, "end.restore-handle", "skip", "ERROR_ACCESS_DENIED");
+    assert_line(&out, "fault.cleanup", "pass", "");
     // At 0 ms a busy machine may still keep the server from answering at once: nothing is
     // asserted of its worker count.
-    if let Some(w) = workers {
-        assert!(s.contains(w), "{s}");
-    }
+    assert_line(&out, "seq.model", "pass", workers.unwrap_or(""));
 }
 
 /// With calls that wait on the server and sessions that may overlap, end.release's paths and
@@ -249,8 +228,7 @@ fn end_that_keeps_its_binding_after_a_failed_round_trip_is_caught_by_fault_clean
     let lib = common::dc_client(Some("END_LEAK"));
     let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "fault.cleanup"]);
     assert_eq!(code, 1, "{out}");
-    let f = line(&out, "fault.cleanup");
-    assert!(f.contains(" fail "), "{f}");
+    assert_line(&out, "fault.cleanup", "fail", "");
     // The same client is correct when nothing fails.
     let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "end.release"]);
     assert_eq!(code, 0, "{out}");
@@ -300,8 +278,7 @@ fn a_restore_binding_kept_after_the_refusal_is_caught_by_the_sequences() {
     let lib = common::dc_client(Some("RESTORE_LEAK"));
     let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "seq.model"]);
     assert_eq!(code, 1, "{out}");
-    let s = line(&out, "seq.model");
-    assert!(s.contains(" fail "), "{s}");
+    assert_line(&out, "seq.model", "fail", "");
     let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "end.release"]);
     assert_eq!(code, 1, "{out}");
     assert!(line(&out, "end.release").contains("DsRestorePrepare/DsRestoreEnd leaks"));
@@ -313,7 +290,7 @@ fn a_second_backup_that_breaks_the_first_is_caught_by_prepare_distinct() {
     let lib = common::dc_client(Some("SECOND_CORRUPTS"));
     let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "prepare.distinct"]);
     assert_eq!(code, 1, "{out}");
-    assert!(line(&out, "prepare.distinct").contains(" fail "), "{out}");
+    assert_line(&out, "prepare.distinct", "fail", "");
 }
 
 /// Piped to a log, the run writes each check's whole line as it is decided, not all at the

@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{assert_line, line};
+
 use std::path::Path;
 use std::process::Command;
 
@@ -17,13 +19,6 @@ fn verdict(lib: &Path, extra: &[&str]) -> (i32, String) {
         .expect("the CLI runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     (out.status.code().unwrap_or(-1), stdout)
-}
-
-fn line<'a>(stdout: &'a str, id: &str) -> &'a str {
-    stdout
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(id))
-        .unwrap_or_else(|| panic!("no line for {id} in {stdout}"))
 }
 
 #[test]
@@ -72,9 +67,8 @@ fn end_after_reading_to_eof_without_close_must_release_the_attachment() {
     let lib = common::c_library(Some("EOF_LEAK"));
     let (code, out) = verdict(&lib, &[]);
     assert_eq!(code, 1, "{out}");
-    let open = line(&out, "end.open-file");
-    assert!(open.contains(" fail ") && open.contains("EOF"), "{open}");
-    assert!(line(&out, "end.release").contains(" fail "), "{out}");
+    assert_line(&out, "end.open-file", "fail", "EOF");
+    assert_line(&out, "end.release", "fail", "");
     // The sequences find it on their own in a default run.
     let seq = Command::new(common::worker_exe())
         .args(["run", "--seed", "1", "--check", "seq.model", "--lib"])
@@ -83,7 +77,7 @@ fn end_after_reading_to_eof_without_close_must_release_the_attachment() {
         .unwrap();
     let seq_out = String::from_utf8_lossy(&seq.stdout);
     assert_eq!(seq.status.code(), Some(1), "{seq_out}");
-    assert!(line(&seq_out, "seq.model").contains(" fail "), "{seq_out}");
+    assert_line(&seq_out, "seq.model", "fail", "");
 }
 
 #[test]
@@ -93,8 +87,7 @@ fn an_environment_code_is_no_excuse_when_the_other_form_works() {
     let lib = common::c_library(Some("W_ENV"));
     let (code, out) = verdict(&lib, &["--check", "prepare.ok"]);
     assert_eq!(code, 1, "{out}");
-    let l = line(&out, "prepare.ok");
-    assert!(l.contains(" fail "), "{l}");
+    assert_line(&out, "prepare.ok", "fail", "");
     let (code, report) = common::json_run(&lib, "prepare.ok");
     assert_eq!(code, 1);
     assert!(
@@ -132,7 +125,7 @@ fn the_report_names_the_library_s_routed_imports() {
 fn hresult_library_passes_with_warnings_when_accepted() {
     let (code, out) = verdict(&common::c_library(Some("HRESULT")), &["--accept-hresult"]);
     assert_eq!(code, 0, "{out}");
-    assert!(line(&out, "end.null").contains(" warn "), "{out}");
+    assert_line(&out, "end.null", "warn", "");
 }
 
 #[test]
@@ -178,7 +171,7 @@ fn a_hung_librarys_helper_process_dies_with_its_worker() {
     let lib = common::c_library(Some("HANG_CHILD"));
     let (code, out) = verdict(&lib, &["--check", "end.null"]);
     assert_eq!(code, 1, "{out}");
-    assert!(line(&out, "end.null").contains(" timeout "), "{out}");
+    assert_line(&out, "end.null", "timeout", "");
     // SIGKILL to the group is delivered asynchronously: a killed helper may need a moment
     // to die on a loaded machine; one that was not killed never does.
     let t0 = std::time::Instant::now();

@@ -82,6 +82,15 @@ fn check<'a>(report: &'a serde_json::Value, id: &str) -> (&'a str, &'a str) {
     )
 }
 
+/// Check `id` had `outcome` and its detail says each of `says`.
+fn assert_check(report: &serde_json::Value, id: &str, outcome: &str, says: &[&str]) {
+    let (o, d) = check(report, id);
+    assert_eq!(o, outcome, "{id}: {d}");
+    for s in says {
+        assert!(d.contains(s), "{id}: no {s:?} in: {d}");
+    }
+}
+
 /// Processes whose name is `comm`, anywhere on the machine.
 fn processes_named(comm: &str) -> usize {
     std::fs::read_dir("/proc")
@@ -185,9 +194,7 @@ fn a_big_leak_meets_the_memory_limit_and_end_release() {
     // 64 MiB per End, up to 1 GiB: past the default limit of 1024 MiB resident.
     let (code, out, r) = run(&lib, &["--check", "end.release"], &[]);
     assert_eq!(code, 1, "{out}");
-    let (o, d) = check(&r, "end.release");
-    assert_eq!(o, "crash", "{d}");
-    assert!(d.contains("memory limit"), "{d}");
+    assert_check(&r, "end.release", "crash", &["memory limit"]);
     // Without the limit: the leak stops growing during the warm-up, and is still caught.
     let (code, out, r) = run(
         &lib,
@@ -195,9 +202,7 @@ fn a_big_leak_meets_the_memory_limit_and_end_release() {
         &[],
     );
     assert_eq!(code, 1, "{out}");
-    let (o, d) = check(&r, "end.release");
-    assert_eq!(o, "fail", "{d}");
-    assert!(d.contains("a leak that stopped growing"), "{d}");
+    assert_check(&r, "end.release", "fail", &["a leak that stopped growing"]);
 }
 
 /// Whether the page heap found a crash is read from the worker's pulse page, never from
@@ -222,9 +227,7 @@ fn a_library_that_writes_the_page_heaps_words_is_not_taken_for_it() {
 fn an_abort_at_unload_is_a_teardown_finding() {
     let (code, out, r) = run(&hostile("ABORT_AT_EXIT"), &[], &[]);
     assert_eq!(code, 1, "{out}");
-    let (o, d) = check(&r, "library.teardown");
-    assert_eq!(o, "crash", "{d}");
-    assert!(d.contains("SIGABRT") && d.contains("unloaded"), "{d}");
+    assert_check(&r, "library.teardown", "crash", &["SIGABRT", "unloaded"]);
     // Every API call was right: the teardown is the only finding.
     let failures = r["checks"]
         .as_array()
@@ -239,18 +242,15 @@ fn an_abort_at_unload_is_a_teardown_finding() {
 fn descriptor_exhaustion_is_named_as_the_librarys() {
     let (code, out, r) = run(&hostile("FD_EXHAUST"), &["--check", "prepare.ok"], &[]);
     assert_eq!(code, 1, "{out}");
-    let (o, d) = check(&r, "prepare.ok");
-    assert_eq!(o, "fail", "{d}");
-    assert!(d.contains("no descriptor left"), "{d}");
+    assert_check(&r, "prepare.ok", "fail", &["no descriptor left"]);
 }
 
 #[test]
 fn closing_the_workers_pipe_is_not_taken_for_exit() {
     let (code, out, r) = run(&hostile("CLOSE_ALL_FDS"), &["--check", "prepare.ok"], &[]);
     assert_eq!(code, 1, "{out}");
-    let (o, d) = check(&r, "prepare.ok");
-    assert_eq!(o, "crash", "{d}");
-    assert!(d.contains("descriptor it does not own"), "{d}");
+    assert_check(&r, "prepare.ok", "crash", &["descriptor it does not own"]);
+    let (_, d) = check(&r, "prepare.ok");
     assert!(!d.contains("called exit"), "{d}");
 }
 
@@ -291,9 +291,7 @@ fn a_crash_beside_a_child_holding_the_pipe_is_a_crash_at_once() {
         &[],
     );
     assert_eq!(code, 1, "{out}");
-    let (o, d) = check(&r, "end.null");
-    assert_eq!(o, "crash", "{d}");
-    assert!(d.contains("SIGSEGV"), "{d}");
+    assert_check(&r, "end.null", "crash", &["SIGSEGV"]);
     // Far below the call timeout: the crash was not waited out as a hang.
     assert!(
         t0.elapsed() < std::time::Duration::from_secs(30),

@@ -78,6 +78,39 @@ pub fn assert_outcome(r: &Report, id: &str, want: Outcome, context: &str) {
     assert_eq!(outcome(r, id), want, "{context}{}", detail(r, id));
 }
 
+/// The terminal listing's line for check `id`.
+pub fn line<'a>(out: &'a str, id: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .unwrap_or_else(|| panic!("no line for {id} in:\n{out}"))
+}
+
+/// Check `id`'s line in the terminal listing has `outcome` and says `says` ("" for anything).
+pub fn assert_line(out: &str, id: &str, outcome: &str, says: &str) {
+    let l = line(out, id);
+    assert!(
+        l.contains(&format!(" {outcome} ")) && l.contains(says),
+        "{id}: want {outcome} saying {says:?}, got: {l}\n{out}"
+    );
+}
+
+/// Runs test `name` of this test binary alone in a child process, with `env` set, and
+/// panics with its output unless it passed: a fixture's property is proven where a failure
+/// cannot take the parent down.
+pub fn pass_alone(name: &str, env: &[(&str, &std::ffi::OsStr)]) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{name} ({env:?}) did not pass alone:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// What one CLI run gave.
 pub struct Cli {
     pub code: i32,
