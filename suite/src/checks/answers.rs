@@ -2,14 +2,13 @@
 //! End answer, each compared with the code or the content their pages document, in fixed
 //! programs (the sequence model meets some of these only by chance).
 
-use super::check::{Check, Ctx, Eval, Ran};
+use super::check::{Check, Ctx, Eval, Judged, Ran};
 use super::common::{end, live, program, session_program, slot, Findings};
 use ntdsbcli_harness::codes::{
     describe, ERROR_HANDLE_EOF, ERROR_INVALID_PARAMETER, E_INVALIDARG, HR_INVALID_HANDLE,
 };
 use ntdsbcli_harness::program::{Close, ListKind, Names, Observation, Read, ReadToEnd};
 use ntdsbcli_harness::program::{Op, OpenFile, Program, Step, Text};
-use ntdsbcli_harness::report::Outcome;
 
 fn entry(buf: u8, index: u16) -> Text {
     Text::Entry { buf, index }
@@ -147,20 +146,17 @@ impl Check for CallsNullOut {
             .collect()
     }
 
-    fn judge(&self, ctx: &Ctx, ran: &[Ran<NullOutSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<NullOutSteps>]) -> Judged {
         if ran.is_empty() {
-            return Eval::new(
-                Outcome::Skip,
-                "not run: the library exports no name list, DsBackupOpenFile or DsBackupRead",
-            );
+            return Err(Eval::skip(
+                "the library exports no name list, DsBackupOpenFile or DsBackupRead",
+            ));
         }
         let mut f = Findings::default();
         let mut tried = 0;
         for r in ran {
             let s = r.steps;
-            if let Err(e) = live(r.get(s.prepare)) {
-                return e;
-            }
+            live(r.get(s.prepare))?;
             let label = &r.program.label;
             // A case that needs an open attachment is tried only once the attachment opened.
             let setup_failed = s.setup.iter().find(|(_, t)| r.get(*t).rc != Some(0));
@@ -187,11 +183,11 @@ impl Check for CallsNullOut {
             }
         }
         if tried == 0 {
-            return f.inconclusive("no NULL out-pointer case could be set up");
+            return Ok(f.inconclusive("no NULL out-pointer case could be set up"));
         }
-        f.finish(format!(
+        Ok(f.finish(format!(
             "ERROR_INVALID_PARAMETER for each of {tried} NULL out-pointers"
-        ))
+        )))
     }
 }
 
@@ -289,15 +285,12 @@ impl Check for NamesFormat {
         vec![(p, NamesFormatSteps { prepare, lists })]
     }
 
-    fn judge(&self, _ctx: &Ctx, ran: &[Ran<NamesFormatSteps>]) -> Eval {
-        let r = match session_program(
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<NamesFormatSteps>]) -> Judged {
+        let r = session_program(
             ran,
             |s| s.prepare,
             "the library exports no DsBackupGetDatabaseNames or DsBackupGetBackupLogs",
-        ) {
-            Ok(r) => r,
-            Err(e) => return e,
-        };
+        )?;
         let mut f = Findings::default();
         let mut judged = Vec::new();
         for (op, step) in &r.steps.lists {
@@ -331,12 +324,12 @@ impl Check for NamesFormat {
             }
         }
         if judged.is_empty() && !f.failed() {
-            return f.inconclusive("no list came back to judge");
+            return Ok(f.inconclusive("no list came back to judge"));
         }
-        f.finish(format!(
+        Ok(f.finish(format!(
             "each list ends with a second NUL within *pcbSize bytes and starts each name with a BFT character: {}",
             judged.join(", ")
-        ))
+        )))
     }
 }
 
@@ -393,15 +386,12 @@ impl Check for FileSize {
         vec![(p, FileSizeSteps { prepare, files })]
     }
 
-    fn judge(&self, _ctx: &Ctx, ran: &[Ran<FileSizeSteps>]) -> Eval {
-        let r = match session_program(
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<FileSizeSteps>]) -> Judged {
+        let r = session_program(
             ran,
             |s| s.prepare,
             "needs DsBackupGetDatabaseNames, DsBackupOpenFile, DsBackupRead and DsBackupClose",
-        ) {
-            Ok(r) => r,
-            Err(e) => return e,
-        };
+        )?;
         let mut f = Findings::default();
         let mut read = 0;
         for &(buf, index, open, rd) in &r.steps.files {
@@ -446,11 +436,11 @@ impl Check for FileSize {
             }
         }
         if read == 0 {
-            return f.inconclusive("no listed attachment opened (see end.open-file)");
+            return Ok(f.inconclusive("no listed attachment opened (see end.open-file)"));
         }
-        f.finish(format!(
+        Ok(f.finish(format!(
             "*pliFileSize equals the bytes read to EOF, and no *pcbRead exceeds the buffer, for each of {read} attachments"
-        ))
+        )))
     }
 }
 
@@ -535,15 +525,12 @@ impl Check for FileCodes {
         vec![(p, steps)]
     }
 
-    fn judge(&self, ctx: &Ctx, ran: &[Ran<FileCodesSteps>]) -> Eval {
-        let r = match session_program(
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<FileCodesSteps>]) -> Judged {
+        let r = session_program(
             ran,
             |s| s.prepare,
             "needs DsBackupGetDatabaseNames, DsBackupOpenFile and DsBackupRead or DsBackupClose",
-        ) {
-            Ok(r) => r,
-            Err(e) => return e,
-        };
+        )?;
         let s = r.steps;
         let mut f = Findings::default();
         if let Some(none) = s.close_none {
@@ -561,12 +548,12 @@ impl Check for FileCodes {
                     "OpenFile of the first listed attachment with a read hint of 65536 (a multiple of 8192, at least 24576, as the page asks, REQ-41) returned {}, expected 0 (S_OK)",
                     rc_text(open)
                 ));
-                return f.finish("");
+                return Ok(f.finish(""));
             }
-            return f.inconclusive(format!(
+            return Ok(f.inconclusive(format!(
                 "the attachment list was not given ({}), so no file was opened",
                 rc_text(names)
-            ));
+            )));
         }
         if let Some([small, smaller, eof, after_eof]) = s.reads {
             f.invalid_param(
@@ -599,7 +586,7 @@ impl Check for FileCodes {
             );
         }
         f.note_end_not_ok("End", r.get(s.end));
-        f.finish("Read refuses 8192 and 16384 with ERROR_INVALID_PARAMETER and answers ERROR_HANDLE_EOF at and after the end; Close gives hrInvalidHandle with no file open; a hint of 65536 opens the file")
+        Ok(f.finish("Read refuses 8192 and 16384 with ERROR_INVALID_PARAMETER and answers ERROR_HANDLE_EOF at and after the end; Close gives hrInvalidHandle with no file open; a hint of 65536 opens the file"))
     }
 }
 

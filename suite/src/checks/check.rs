@@ -36,6 +36,11 @@ impl Eval {
         }
     }
 
+    /// Nothing could be run: `why` says what the library lacks.
+    pub fn skip(why: &str) -> Eval {
+        Eval::new(Outcome::Skip, format!("not run: {why}"))
+    }
+
     /// The same judgement, saying that `done` of `planned` `unit` ran.
     pub fn covering(mut self, unit: &str, done: u64, planned: u64) -> Eval {
         self.coverage = Some(Coverage {
@@ -46,6 +51,10 @@ impl Eval {
         self
     }
 }
+
+/// A check's judgement: Err when it came early (a skip for want of exports, an inconclusive run
+/// for want of a session), so a judge can stop with `?`.
+pub type Judged = Result<Eval, Eval>;
 
 /// A check that runs call programs. `Steps` is what one program's plan kept of where its ops
 /// sit; the judgement reads each observation through them, so a step it never planned cannot
@@ -62,7 +71,7 @@ pub trait Check: Sync + 'static {
     fn plan(&self, ctx: &Ctx) -> Vec<(Program, Self::Steps)>;
 
     /// Judges the programs' observations, in plan order.
-    fn judge(&self, ctx: &Ctx, ran: &[Ran<'_, Self::Steps>]) -> Eval;
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<'_, Self::Steps>]) -> Judged;
 }
 
 /// A program's observations, read through the steps its plan kept.
@@ -136,7 +145,7 @@ impl<C: Check> Programs for C {
                 .zip(obs)
                 .map(|((p, s), o)| Ran::new(p, s, o))
                 .collect();
-            self.judge(ctx, &ran)
+            self.judge(ctx, &ran).unwrap_or_else(|early| early)
         }));
         Planned { programs, judge }
     }

@@ -256,9 +256,7 @@ pub fn session_program<'r, 'a, S>(
     prepare: fn(&S) -> Step,
     skipped: &str,
 ) -> Result<&'r Ran<'a, S>, Eval> {
-    let r = ran
-        .first()
-        .ok_or_else(|| Eval::new(Outcome::Skip, format!("not run: {skipped}")))?;
+    let r = ran.first().ok_or_else(|| Eval::skip(skipped))?;
     live(r.get(prepare(r.steps)))?;
     Ok(r)
 }

@@ -1,7 +1,7 @@
 //! end.ok, end.null, end.double, end.garbage, end.isolation, end.invalidates: DsBackupEnd's
 //! return codes on live, NULL, stale and garbage values, and what an End does to other state.
 
-use super::check::{Check, Ctx, Eval, Ran};
+use super::check::{Check, Ctx, Judged, Ran};
 use super::common::{end, growth, live, prepared_and_ended, program, slot, Findings};
 use ntdsbcli_harness::program::{Close, Free, Read, ReadToEnd, Truncate};
 use ntdsbcli_harness::program::{Garbage, HandleArg, ListKind, Op, Program, Step, Text};
@@ -58,19 +58,17 @@ impl Check for EndOk {
         vec![plain, full]
     }
 
-    fn judge(&self, _ctx: &Ctx, ran: &[Ran<OkSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<OkSteps>]) -> Judged {
         let mut f = Findings::default();
         for r in ran {
-            if let Err(e) = live(r.get(r.steps.prepare)) {
-                return e;
-            }
+            live(r.get(r.steps.prepare))?;
             f.code(
                 &format!("End after {}", r.program.label.to_lowercase()),
                 r.get(r.steps.end),
                 0,
             );
         }
-        f.finish("End on a live handle returned exactly 0 (S_OK), after a bare Prepare and after a full walkthrough")
+        Ok(f.finish("End on a live handle returned exactly 0 (S_OK), after a bare Prepare and after a full walkthrough"))
     }
 }
 
@@ -98,7 +96,7 @@ impl Check for EndNull {
         vec![(p, steps)]
     }
 
-    fn judge(&self, ctx: &Ctx, ran: &[Ran<NullSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<NullSteps>]) -> Judged {
         let (r, s) = (&ran[0], ran[0].steps);
         let mut f = Findings::default();
         f.invalid_param(ctx, "End(NULL)", r.get(s.null1));
@@ -106,7 +104,7 @@ impl Check for EndNull {
         if live(r.get(s.prepare)).is_ok() {
             f.code("End of a live session after End(NULL)", r.get(s.end), 0);
         }
-        f.finish("End(NULL) returned 87 (ERROR_INVALID_PARAMETER) and touched no live session")
+        Ok(f.finish("End(NULL) returned 87 (ERROR_INVALID_PARAMETER) and touched no live session"))
     }
 }
 
@@ -146,12 +144,9 @@ impl Check for EndDouble {
         vec![(p, steps)]
     }
 
-    fn judge(&self, ctx: &Ctx, ran: &[Ran<DoubleSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<DoubleSteps>]) -> Judged {
         let (r, s) = (&ran[0], ran[0].steps);
-        let mut f = match prepared_and_ended(r, s.prepare, s.end1, "the first End") {
-            Ok(f) => f,
-            Err(e) => return e,
-        };
+        let mut f = prepared_and_ended(r, s.prepare, s.end1, "the first End")?;
         f.invalid_param(ctx, "a second End on the same handle", r.get(s.end2));
         f.invalid_param(ctx, "a third End on the same handle", r.get(s.end3));
         if r.get(s.sentinels).intact == Some(false) {
@@ -164,9 +159,9 @@ impl Check for EndDouble {
                 "the repeated Ends changed the process's resources: {g}"
             ));
         }
-        f.finish(
+        Ok(f.finish(
             "the second and third End returned 87 (ERROR_INVALID_PARAMETER) and released nothing again",
-        )
+        ))
     }
 }
 
@@ -219,7 +214,7 @@ impl Check for EndGarbage {
         out
     }
 
-    fn judge(&self, ctx: &Ctx, ran: &[Ran<GarbageSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<GarbageSteps>]) -> Judged {
         let mut f = Findings::default();
         let mut tested = 0;
         let mut missing = Vec::new();
@@ -242,9 +237,9 @@ impl Check for EndGarbage {
         for m in missing {
             f.note(m);
         }
-        f.finish(format!(
+        Ok(f.finish(format!(
             "End returned 87 (ERROR_INVALID_PARAMETER) for all {tested} garbage classes tested, without a crash or a write"
-        ))
+        )))
     }
 }
 
@@ -312,14 +307,12 @@ impl Check for EndIsolation {
             .collect()
     }
 
-    fn judge(&self, _ctx: &Ctx, ran: &[Ran<IsolationSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<IsolationSteps>]) -> Judged {
         let mut f = Findings::default();
         let mut sessions = 0;
         for r in ran {
             let s = r.steps;
-            if let Err(e) = live(r.get(s.p0)) {
-                return e;
-            }
+            live(r.get(s.p0))?;
             let second = live(r.get(s.p1)).is_ok();
             sessions = if second { 2 } else { 1 };
             let what = &r.program.label;
@@ -341,10 +334,10 @@ impl Check for EndIsolation {
                 );
             }
         }
-        f.finish(format!(
+        Ok(f.finish(format!(
             "after each of {} invalid Ends, {sessions} live session(s) stayed usable and ended with S_OK",
             ran.len()
-        ))
+        )))
     }
 }
 
@@ -413,20 +406,17 @@ impl Check for EndInvalidates {
         )]
     }
 
-    fn judge(&self, ctx: &Ctx, ran: &[Ran<InvalidatesSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<InvalidatesSteps>]) -> Judged {
         let (r, s) = (&ran[0], ran[0].steps);
-        let mut f = match prepared_and_ended(r, s.prepare, s.end, "End") {
-            Ok(f) => f,
-            Err(e) => return e,
-        };
+        let mut f = prepared_and_ended(r, s.prepare, s.end, "End")?;
         let mut tested = Vec::new();
         for (name, step) in s.after.iter().filter(|(_, s)| s.present()) {
             tested.push(*name);
             f.invalid_param(ctx, &format!("{name} on an ended handle"), r.get(*step));
         }
-        f.finish(format!(
+        Ok(f.finish(format!(
             "after End, {} returned 87 (ERROR_INVALID_PARAMETER)",
             tested.join(", ")
-        ))
+        )))
     }
 }

@@ -1,7 +1,7 @@
 //! prepare.*: DsBackupPrepare's documented success and argument errors, and what a failed
 //! Prepare leaves behind.
 
-use super::check::{Check, Ctx, Eval, Ran};
+use super::check::{Check, Ctx, Eval, Judged, Ran};
 use super::common::{end, live, program, slot, spoil, BadArg, Findings};
 use ntdsbcli_harness::codes::{self, describe, HR_INVALID_PARAM};
 use ntdsbcli_harness::program::{Free, Prepare};
@@ -39,8 +39,8 @@ impl Check for PrepareOk {
             .collect()
     }
 
-    fn judge(&self, _ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Eval {
-        ok_eval(ran)
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Judged {
+        Ok(ok_eval(ran))
     }
 }
 
@@ -164,8 +164,8 @@ impl Check for PrepareBadArgs {
         out
     }
 
-    fn judge(&self, ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Eval {
-        bad_args_eval(ctx, ran)
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Judged {
+        Ok(bad_args_eval(ctx, ran))
     }
 }
 
@@ -291,8 +291,8 @@ impl Check for PrepareFailed {
         )]
     }
 
-    fn judge(&self, ctx: &Ctx, ran: &[Ran<FailedSteps>]) -> Eval {
-        failed_eval(ctx, &ran[0])
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<FailedSteps>]) -> Judged {
+        Ok(failed_eval(ctx, &ran[0]))
     }
 }
 
@@ -361,8 +361,8 @@ impl Check for PrepareDistinct {
         vec![(p, steps)]
     }
 
-    fn judge(&self, _ctx: &Ctx, ran: &[Ran<DistinctSteps>]) -> Eval {
-        distinct_eval(&ran[0])
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<DistinctSteps>]) -> Judged {
+        Ok(distinct_eval(&ran[0]))
     }
 }
 
@@ -457,8 +457,8 @@ impl Check for PrepareServerName {
         vec![(p, steps)]
     }
 
-    fn judge(&self, ctx: &Ctx, ran: &[Ran<ServerNameSteps>]) -> Eval {
-        server_name_eval(ctx, &ran[0])
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<ServerNameSteps>]) -> Judged {
+        Ok(server_name_eval(ctx, &ran[0]))
     }
 }
 

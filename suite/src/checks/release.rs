@@ -3,7 +3,7 @@
 //! when it grows in most windows, so a one-off cache or table resize inside a correct library
 //! is never counted, while one minimal heap block per cycle is.
 
-use super::check::{Check, Ctx, Eval, Ran};
+use super::check::{Check, Ctx, Eval, Judged, Ran};
 use super::common::{end, program, slot, Findings, UNKNOWN_ATTACHMENT};
 use ntdsbcli_harness::codes::{self, describe};
 use ntdsbcli_harness::program::{Close, Free, ReadToEnd, RestoreEnd};
@@ -220,8 +220,8 @@ impl Check for EndRelease {
             .collect()
     }
 
-    fn judge(&self, _ctx: &Ctx, ran: &[Ran<ReleaseSteps>]) -> Eval {
-        eval(ran)
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<ReleaseSteps>]) -> Judged {
+        Ok(eval(ran))
     }
 }
 

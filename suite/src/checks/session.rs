@@ -1,7 +1,7 @@
 //! end.open-file, end.after-failure, end.buffers-outlive, end.concurrent, end.restore-handle
 //! and free.null: End in the middle of a session's life, and what it must leave alone.
 
-use super::check::{Check, Ctx, Eval, Ran};
+use super::check::{Check, Ctx, Eval, Judged, Ran};
 use super::common::{end, growth, live, program, slot, Findings, UNKNOWN_ATTACHMENT};
 use ntdsbcli_harness::codes::{describe, ERROR_INVALID_PARAMETER, E_INVALIDARG};
 use ntdsbcli_harness::program::{
@@ -107,17 +107,15 @@ impl Check for EndOpenFile {
             .collect()
     }
 
-    fn judge(&self, ctx: &Ctx, ran: &[Ran<OpenFileSteps>]) -> Eval {
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<OpenFileSteps>]) -> Judged {
         let mut f = Findings::default();
         let mut tested = Vec::new();
         for (r, path) in ran.iter().zip(OPEN_PATHS) {
             let s = r.steps;
-            if let Err(e) = live(r.get(s.c.prepare)) {
-                return e;
-            }
+            live(r.get(s.c.prepare))?;
             let open = r.get(s.c.open);
             if open.rc != Some(0) {
-                return Eval::new(
+                return Err(Eval::new(
                     Outcome::Inconclusive,
                     format!(
                         "could not open the first database attachment: OpenFile returned {}",
@@ -125,7 +123,7 @@ impl Check for EndOpenFile {
                             .map(describe)
                             .unwrap_or_else(|| open.not_run.clone().unwrap_or_default())
                     ),
-                );
+                ));
             }
             if path.to_eof && !s.c.read.present() {
                 continue;
@@ -146,10 +144,10 @@ impl Check for EndOpenFile {
                 ));
             }
         }
-        f.finish(format!(
+        Ok(f.finish(format!(
             "End returned S_OK and released the session and the attachment on each path: {}",
             tested.join("; ")
-        ))
+        )))
     }
 }
 
@@ -252,19 +250,14 @@ impl Check for EndAfterFailure {
             .collect()
     }
 
-    fn judge(&self, _ctx: &Ctx, ran: &[Ran<AfterFailureSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<AfterFailureSteps>]) -> Judged {
         if ran.is_empty() {
-            return Eval::new(
-                Outcome::Skip,
-                "not run: no failing call can be made without DsBackupOpenFile, DsBackupRead or DsBackupClose",
-            );
+            return Err(Eval::skip("no failing call can be made without DsBackupOpenFile, DsBackupRead or DsBackupClose"));
         }
         let mut f = Findings::default();
         for r in ran {
             let s = r.steps;
-            if let Err(e) = live(r.get(s.prepare)) {
-                return e;
-            }
+            live(r.get(s.prepare))?;
             for &(what, step) in &s.failures {
                 if step.present() && r.get(step).rc == Some(0) {
                     f.note(format!("{what} did not fail in \"{}\"", r.program.label));
@@ -272,10 +265,10 @@ impl Check for EndAfterFailure {
             }
             f.code(&r.program.label, r.get(s.end), 0);
         }
-        f.finish(format!(
+        Ok(f.finish(format!(
             "End returned S_OK after each of {} failure paths",
             ran.len()
-        ))
+        )))
     }
 }
 
@@ -340,7 +333,7 @@ impl Check for EndBuffersOutlive {
         vec![after, before]
     }
 
-    fn judge(&self, _ctx: &Ctx, ran: &[Ran<BuffersSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<BuffersSteps>]) -> Judged {
         let mut f = Findings::default();
         let names = [
             "the expiry token",
@@ -350,9 +343,7 @@ impl Check for EndBuffersOutlive {
         let mut kept = 0;
         for r in ran {
             let s = r.steps;
-            if let Err(e) = live(r.get(s.prepare)) {
-                return e;
-            }
+            live(r.get(s.prepare))?;
             f.code(&format!("End with {}", r.program.label), r.get(s.end), 0);
             for (name, &(peek, after)) in names.iter().zip(s.peeks.iter().flatten()) {
                 let (a, b) = (r.get(peek), r.get(after));
@@ -372,9 +363,9 @@ impl Check for EndBuffersOutlive {
                 f.code("its End", r.get(again_end), 0);
             }
         }
-        f.finish(format!(
+        Ok(f.finish(format!(
             "{kept} buffers stayed intact after End, and freeing them before or after End worked"
-        ))
+        )))
     }
 }
 
@@ -410,8 +401,8 @@ impl Check for EndConcurrent {
         vec![(p, ConcurrentSteps { rounds })]
     }
 
-    fn judge(&self, ctx: &Ctx, ran: &[Ran<ConcurrentSteps>]) -> Eval {
-        concurrent_eval(ctx, &ran[0])
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<ConcurrentSteps>]) -> Judged {
+        Ok(concurrent_eval(ctx, &ran[0]))
     }
 }
 
@@ -504,8 +495,8 @@ impl Check for EndRestoreHandle {
         vec![(p, beside), (alone, alone_steps)]
     }
 
-    fn judge(&self, ctx: &Ctx, ran: &[Ran<RestoreSteps>]) -> Eval {
-        restore_eval(ctx, ran)
+    fn judge(&self, ctx: &Ctx, ran: &[Ran<RestoreSteps>]) -> Judged {
+        Ok(restore_eval(ctx, ran))
     }
 }
 
@@ -582,17 +573,15 @@ impl Check for FreeNull {
         vec![(p, FreeNullSteps { prepare, end })]
     }
 
-    fn judge(&self, _ctx: &Ctx, ran: &[Ran<FreeNullSteps>]) -> Eval {
+    fn judge(&self, _ctx: &Ctx, ran: &[Ran<FreeNullSteps>]) -> Judged {
         let (r, s) = (&ran[0], ran[0].steps);
         let mut f = Findings::default();
-        if let Err(e) = live(r.get(s.prepare)) {
-            return e;
-        }
+        live(r.get(s.prepare))?;
         f.code(
             "End of a session opened after DsBackupFree(NULL)",
             r.get(s.end),
             0,
         );
-        f.finish("DsBackupFree(NULL) twice was harmless and the library kept working")
+        Ok(f.finish("DsBackupFree(NULL) twice was harmless and the library kept working"))
     }
 }
