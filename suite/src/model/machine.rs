@@ -285,18 +285,23 @@ impl ReferenceStateMachine for Machine {
     /// Every transition that may come next in state `st`, weighted. Long on purpose: one
     /// strategy per export, side by side, so their weights can be read against each other.
     fn transitions(st: &State) -> BoxedStrategy<Transition> {
+        /// One weighted choice: `make` turns what `s` draws into the transition.
+        fn choice<S, F>(weight: u32, s: S, make: F) -> (u32, BoxedStrategy<Transition>)
+        where
+            S: Strategy + 'static,
+            F: Fn(S::Value) -> Transition + 'static,
+        {
+            (weight, s.prop_map(make).boxed())
+        }
+
         let s = st.surface;
         let n = st.sessions.len();
         let mut options: Vec<(u32, BoxedStrategy<Transition>)> = Vec::new();
         let prepare_forms = form(s.prepare);
         if n < MAX_SESSIONS && st.bufs.len() < MAX_BUFS {
-            options.push((
-                6,
-                prepare_forms
-                    .clone()
-                    .prop_map(|wide| Transition::Prepare { wide })
-                    .boxed(),
-            ));
+            options.push(choice(6, prepare_forms.clone(), |wide| {
+                Transition::Prepare { wide }
+            }));
         }
         let bad = prop_oneof![
             Just(Bad::NullServer),
@@ -306,12 +311,9 @@ impl ReferenceStateMachine for Machine {
             Just(Bad::NullToken),
             Just(Bad::NullSize),
         ];
-        options.push((
-            1,
-            (prepare_forms, bad)
-                .prop_map(|(wide, bad)| Transition::PrepareBad { wide, bad })
-                .boxed(),
-        ));
+        options.push(choice(1, (prepare_forms, bad), |(wide, bad)| {
+            Transition::PrepareBad { wide, bad }
+        }));
         let invalid = prop_oneof![
             Just(HandleArg::Null),
             Just(HandleArg::Garbage(Garbage::Small(1))),
@@ -323,33 +325,19 @@ impl ReferenceStateMachine for Machine {
             Just(HandleArg::Garbage(Garbage::OnesFilled)),
             Just(HandleArg::Garbage(Garbage::Random(RANDOM_SEED))),
         ];
-        options.push((
-            2,
-            invalid.prop_map(|h| Transition::EndInvalid { h }).boxed(),
-        ));
+        options.push(choice(2, invalid, |h| Transition::EndInvalid { h }));
         options.push((1, Just(Transition::FreeNull).boxed()));
         if n > 0 {
             let sess = 0..n;
-            options.push((
-                6,
-                sess.clone()
-                    .prop_map(|session| Transition::End { session })
-                    .boxed(),
-            ));
-            options.push((
-                1,
-                sess.clone()
-                    .prop_map(|session| Transition::EndConcurrent { session })
-                    .boxed(),
-            ));
-            options.push((
-                1,
-                sess.clone()
-                    .prop_map(|i| Transition::EndInvalid {
-                        h: HandleArg::Garbage(Garbage::LivePlusOne(i as u8)),
-                    })
-                    .boxed(),
-            ));
+            options.push(choice(6, sess.clone(), |session| Transition::End {
+                session,
+            }));
+            options.push(choice(1, sess.clone(), |session| {
+                Transition::EndConcurrent { session }
+            }));
+            options.push(choice(1, sess.clone(), |i| Transition::EndInvalid {
+                h: HandleArg::Garbage(Garbage::LivePlusOne(i as u8)),
+            }));
             if st.bufs.len() < MAX_BUFS {
                 let mut lists = Vec::new();
                 if s.names.any() {
@@ -359,15 +347,14 @@ impl ReferenceStateMachine for Machine {
                     lists.push((true, s.logs));
                 }
                 for (logs, forms) in lists {
-                    options.push((
+                    options.push(choice(
                         2,
-                        (sess.clone(), form(forms))
-                            .prop_map(move |(session, wide)| Transition::Names {
-                                session,
-                                logs,
-                                wide,
-                            })
-                            .boxed(),
+                        (sess.clone(), form(forms)),
+                        move |(session, wide)| Transition::Names {
+                            session,
+                            logs,
+                            wide,
+                        },
                     ));
                 }
             }
@@ -379,22 +366,20 @@ impl ReferenceStateMachine for Machine {
                     // The session drawn is replaced by the list's own, so that the draws
                     // stay those of one stream per seed.
                     let owner: Vec<usize> = st.bufs.iter().map(|b| b.session).collect();
-                    options.push((
+                    options.push(choice(
                         4,
-                        (sess.clone(), proptest::sample::select(lists), form(s.open))
-                            .prop_map(move |(_, list, wide)| Transition::Open {
-                                session: owner[list],
-                                list,
-                                wide,
-                            })
-                            .boxed(),
+                        (sess.clone(), proptest::sample::select(lists), form(s.open)),
+                        move |(_, list, wide)| Transition::Open {
+                            session: owner[list],
+                            list,
+                            wide,
+                        },
                     ));
                 }
-                options.push((
+                options.push(choice(
                     1,
-                    (sess.clone(), form(s.open))
-                        .prop_map(|(session, wide)| Transition::OpenUnknown { session, wide })
-                        .boxed(),
+                    (sess.clone(), form(s.open)),
+                    |(session, wide)| Transition::OpenUnknown { session, wide },
                 ));
             }
             if s.read {
@@ -404,49 +389,32 @@ impl ReferenceStateMachine for Machine {
                     1 => Just(ReadSize::Tiny),
                     1 => Just(ReadSize::Unaligned),
                 ];
-                options.push((
-                    3,
-                    (sess.clone(), size)
-                        .prop_map(|(session, size)| Transition::Read { session, size })
-                        .boxed(),
-                ));
-                options.push((
-                    2,
-                    sess.clone()
-                        .prop_map(|session| Transition::ReadToEnd { session })
-                        .boxed(),
-                ));
+                options.push(choice(3, (sess.clone(), size), |(session, size)| {
+                    Transition::Read { session, size }
+                }));
+                options.push(choice(2, sess.clone(), |session| Transition::ReadToEnd {
+                    session,
+                }));
             }
             if s.close {
-                options.push((
-                    3,
-                    sess.clone()
-                        .prop_map(|session| Transition::Close { session })
-                        .boxed(),
-                ));
+                options.push(choice(3, sess.clone(), |session| Transition::Close {
+                    session,
+                }));
             }
             if s.truncate {
-                options.push((
-                    1,
-                    sess.prop_map(|session| Transition::Truncate { session })
-                        .boxed(),
-                ));
+                options.push(choice(1, sess, |session| Transition::Truncate { session }));
             }
         }
         let unfreed: Vec<usize> = (0..st.bufs.len()).filter(|&b| !st.bufs[b].freed).collect();
         if !unfreed.is_empty() {
-            options.push((
+            options.push(choice(
                 3,
-                proptest::sample::select(unfreed.clone())
-                    .prop_map(|buf| Transition::Free { buf })
-                    .boxed(),
+                proptest::sample::select(unfreed.clone()),
+                |buf| Transition::Free { buf },
             ));
-            options.push((
-                1,
-                proptest::sample::select(unfreed)
-                    .prop_map(|buf| Transition::Peek { buf })
-                    .boxed(),
-            ));
+            options.push(choice(1, proptest::sample::select(unfreed), |buf| {
+                Transition::Peek { buf }
+            }));
         }
         if s.restore_prepare.any() && st.restores.len() < MAX_RESTORES {
             let tokens: Vec<Option<usize>> = std::iter::once(None)
@@ -456,30 +424,23 @@ impl ReferenceStateMachine for Machine {
                         .map(Some),
                 )
                 .collect();
-            options.push((
+            options.push(choice(
                 1,
-                (form(s.restore_prepare), proptest::sample::select(tokens))
-                    .prop_map(|(wide, token)| Transition::RestorePrepare { wide, token })
-                    .boxed(),
+                (form(s.restore_prepare), proptest::sample::select(tokens)),
+                |(wide, token)| Transition::RestorePrepare { wide, token },
             ));
         }
         let r = st.restores.len();
         if r > 0 {
             let rest = 0..r;
             if s.restore_end {
-                options.push((
-                    1,
-                    rest.clone()
-                        .prop_map(|restore| Transition::RestoreEnd { restore })
-                        .boxed(),
-                ));
+                options.push(choice(1, rest.clone(), |restore| Transition::RestoreEnd {
+                    restore,
+                }));
             }
-            options.push((
-                1,
-                rest.clone()
-                    .prop_map(|restore| Transition::EndRestore { restore })
-                    .boxed(),
-            ));
+            options.push(choice(1, rest.clone(), |restore| Transition::EndRestore {
+                restore,
+            }));
             let mut calls = Vec::new();
             if s.truncate {
                 calls.push(Just(CrossCall::Truncate).boxed());
@@ -497,12 +458,9 @@ impl ReferenceStateMachine for Machine {
                 calls.push(Just(CrossCall::Names).boxed());
             }
             if !calls.is_empty() {
-                options.push((
-                    1,
-                    (rest, Union::new(calls))
-                        .prop_map(|(restore, call)| Transition::Cross { restore, call })
-                        .boxed(),
-                ));
+                options.push(choice(1, (rest, Union::new(calls)), |(restore, call)| {
+                    Transition::Cross { restore, call }
+                }));
             }
         }
         Union::new_weighted(options).boxed()
