@@ -221,17 +221,32 @@ fn defects_are_caught_when_the_paths_run_at_once() {
     }
 }
 
-/// Each planted defect, caught by the check aimed at it.
-#[test]
-fn end_that_keeps_its_binding_after_a_failed_round_trip_is_caught_by_fault_cleanup() {
+/// Each planted defect, caught by the check aimed at it; `then` is another check and what it
+/// must say of the same client (END_LEAK's client is correct when nothing fails).
+#[rstest::rstest]
+#[case::end_leak("END_LEAK", "fault.cleanup", Some(("end.release", "pass", "")))]
+#[case::restore_leak(
+    "RESTORE_LEAK",
+    "seq.model",
+    Some(("end.release", "fail", "DsRestorePrepare/DsRestoreEnd leaks"))
+)]
+#[case::second_corrupts("SECOND_CORRUPTS", "prepare.distinct", None)]
+fn a_planted_defect_is_caught_by_its_check(
+    #[case] defect: &str,
+    #[case] check: &str,
+    #[case] then: Option<(&str, &str, &str)>,
+) {
     let dc = common::dc(0);
-    let lib = common::dc_client(Some("END_LEAK"));
-    let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "fault.cleanup"]);
-    assert_eq!(code, 1, "{out}");
-    assert_line(&out, "fault.cleanup", "fail", "");
-    // The same client is correct when nothing fails.
-    let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "end.release"]);
-    assert_eq!(code, 0, "{out}");
+    let lib = common::dc_client(Some(defect));
+    let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", check]);
+    assert_eq!(code, 1, "{defect}: {out}");
+    assert_line(&out, check, "fail", "");
+    let Some((other, outcome, says)) = then else {
+        return;
+    };
+    let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", other]);
+    assert_eq!(code, i32::from(outcome == "fail"), "{defect}: {out}");
+    assert_line(&out, other, outcome, says);
 }
 
 /// The fault.cleanup repro of End's leak: it fails the same call in End's round trip by
@@ -270,27 +285,6 @@ fn the_end_leak_repro_tells_the_defect_from_the_correct_client() {
     assert_eq!(code, 1, "the repro passes on the defect:\n{out}");
     let (code, out) = run(&common::dc_client(None));
     assert_eq!(code, 0, "the repro blames the correct client:\n{out}");
-}
-
-#[test]
-fn a_restore_binding_kept_after_the_refusal_is_caught_by_the_sequences() {
-    let dc = common::dc(0);
-    let lib = common::dc_client(Some("RESTORE_LEAK"));
-    let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "seq.model"]);
-    assert_eq!(code, 1, "{out}");
-    assert_line(&out, "seq.model", "fail", "");
-    let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "end.release"]);
-    assert_eq!(code, 1, "{out}");
-    assert!(line(&out, "end.release").contains("DsRestorePrepare/DsRestoreEnd leaks"));
-}
-
-#[test]
-fn a_second_backup_that_breaks_the_first_is_caught_by_prepare_distinct() {
-    let dc = common::dc(0);
-    let lib = common::dc_client(Some("SECOND_CORRUPTS"));
-    let (code, out) = verify(&dc, &lib, &["--seed", "1", "--check", "prepare.distinct"]);
-    assert_eq!(code, 1, "{out}");
-    assert_line(&out, "prepare.distinct", "fail", "");
 }
 
 /// Piped to a log, the run writes each check's whole line as it is decided, not all at the

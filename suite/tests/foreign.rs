@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_line, line};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn verdict(lib: &Path, extra: &[&str]) -> (i32, String) {
@@ -40,6 +40,16 @@ fn chatty_c_library_is_conformant() {
     );
 }
 
+/// Runs the C library built with `defect` (with `args`), which must be nonconformant and give
+/// `check` `outcome`: the library and the output.
+fn caught(defect: &str, args: &[&str], check: &str, outcome: &str) -> (PathBuf, String) {
+    let lib = common::c_library(Some(defect));
+    let (code, out) = verdict(&lib, args);
+    assert_eq!(code, 1, "{defect}: {out}");
+    assert_line(&out, check, outcome, "");
+    (lib, out)
+}
+
 /// One case per defect, so that the test threads run them side by side.
 #[rstest::rstest]
 #[case("HRESULT", "end.null", "fail")]
@@ -55,18 +65,13 @@ fn defective_c_libraries_are_nonconformant(
     #[case] check: &str,
     #[case] outcome: &str,
 ) {
-    let (code, out) = verdict(&common::c_library(Some(defect)), &[]);
-    assert_eq!(code, 1, "{defect}: {out}");
-    let l = line(&out, check);
-    assert!(l.contains(&format!(" {outcome} ")), "{defect}: {l}");
+    caught(defect, &[], check, outcome);
 }
 
 #[test]
 fn end_after_reading_to_eof_without_close_must_release_the_attachment() {
     // EOF_LEAK forgets an attachment read to the end: End still returns S_OK, the fd leaks.
-    let lib = common::c_library(Some("EOF_LEAK"));
-    let (code, out) = verdict(&lib, &[]);
-    assert_eq!(code, 1, "{out}");
+    let (lib, out) = caught("EOF_LEAK", &[], "end.open-file", "fail");
     assert_line(&out, "end.open-file", "fail", "EOF");
     assert_line(&out, "end.release", "fail", "");
     // The sequences find it on their own in a default run.
@@ -84,10 +89,7 @@ fn end_after_reading_to_eof_without_close_must_release_the_attachment() {
 fn an_environment_code_is_no_excuse_when_the_other_form_works() {
     // W_ENV: DsBackupPrepareW says hrCouldNotConnect while DsBackupPrepareA, same server,
     // gets a session. That is the library's fault, not the environment's.
-    let lib = common::c_library(Some("W_ENV"));
-    let (code, out) = verdict(&lib, &["--check", "prepare.ok"]);
-    assert_eq!(code, 1, "{out}");
-    assert_line(&out, "prepare.ok", "fail", "");
+    let (lib, _) = caught("W_ENV", &["--check", "prepare.ok"], "prepare.ok", "fail");
     let (code, report) = common::json_run(&lib, "prepare.ok");
     assert_eq!(code, 1);
     assert!(
@@ -168,10 +170,12 @@ fn live_orphans() -> usize {
 fn a_hung_librarys_helper_process_dies_with_its_worker() {
     // End(NULL) forks a helper that sleeps until killed, then hangs: killing the hung worker
     // must take the helper too (the worker's process group).
-    let lib = common::c_library(Some("HANG_CHILD"));
-    let (code, out) = verdict(&lib, &["--check", "end.null"]);
-    assert_eq!(code, 1, "{out}");
-    assert_line(&out, "end.null", "timeout", "");
+    caught(
+        "HANG_CHILD",
+        &["--check", "end.null"],
+        "end.null",
+        "timeout",
+    );
     // SIGKILL to the group is delivered asynchronously: a killed helper may need a moment
     // to die on a loaded machine; one that was not killed never does.
     let t0 = std::time::Instant::now();
