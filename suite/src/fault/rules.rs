@@ -294,6 +294,11 @@ mod tests {
         }
     }
 
+    /// A run that left nothing held.
+    fn clean_obs(steps: Vec<Observation>, hit: Option<Hit>) -> Observation {
+        run_obs(steps, hit, Probe::default(), (0, 0))
+    }
+
     fn run_obs(
         steps: Vec<Observation>,
         hit: Option<Hit>,
@@ -345,11 +350,9 @@ mod tests {
 
     #[test]
     fn a_failed_prepare_that_holds_nothing_passes() {
-        let o = run_obs(
+        let o = clean_obs(
             vec![rc(8), Observation::default()],
             Some(hit("malloc", 1, 0)),
-            Probe::default(),
-            (0, 0),
         );
         assert_eq!(judge_run(&body(), &o, Some(Growth::default())), None);
     }
@@ -357,11 +360,9 @@ mod tests {
     #[test]
     fn a_failed_allocation_inside_prepare_must_be_reported_as_running_out_of_memory() {
         let run = |code: i32, function: &str| {
-            let o = run_obs(
+            let o = clean_obs(
                 vec![rc(code), Observation::default()],
                 Some(hit(function, 1, 0)),
-                Probe::default(),
-                (0, 0),
             );
             judge_codes(&body(), &o, true)
         };
@@ -377,11 +378,9 @@ mod tests {
         // A descriptor that could not be opened is no allocation: any failure code will do.
         assert_eq!(run(1722, "pipe2"), None);
         // A Prepare the environment refuses with no fault answers with the refusal.
-        let o = run_obs(
+        let o = clean_obs(
             vec![rc(5), Observation::default()],
             Some(hit("malloc", 1, 0)),
-            Probe::default(),
-            (0, 0),
         );
         assert_eq!(judge_codes(&body(), &o, false), None);
     }
@@ -415,21 +414,14 @@ mod tests {
     #[test]
     fn end_must_return_s_ok_after_a_failure_in_another_call() {
         // REQ-08: the failure landed in Free (step 1); End's 87 is wrong.
-        let o = run_obs(
+        let o = clean_obs(
             vec![rc(0), Observation::default(), rc(87), codes(vec![])],
             Some(hit("malloc", 1, 1)),
-            Probe::default(),
-            (0, 0),
         );
         let why = judge_run(&body(), &o, None).unwrap();
         assert!(why.contains("DsBackupEnd returned"), "{why}");
         // The clean-up's Ends too.
-        let o = run_obs(
-            vec![rc(0), codes(vec![87])],
-            Some(hit("calloc", 1, 0)),
-            Probe::default(),
-            (0, 0),
-        );
+        let o = clean_obs(vec![rc(0), codes(vec![87])], Some(hit("calloc", 1, 0)));
         assert!(judge_run(&body()[..1], &o, None)
             .unwrap()
             .contains("clean-up End returned"));
@@ -440,20 +432,16 @@ mod tests {
         // The failure landed inside End (step 2): 1722 is "an RPC error code otherwise"; the
         // clean-up retries it, and 87 there says End released the session anyway.
         for retry in [0, 87] {
-            let o = run_obs(
+            let o = clean_obs(
                 vec![rc(0), Observation::default(), rc(1722), codes(vec![retry])],
                 Some(hit("send", 1, 2)),
-                Probe::default(),
-                (0, 0),
             );
             assert_eq!(judge_run(&body(), &o, Some(Growth::default())), None);
         }
         // Any other answer from the retry is wrong.
-        let o = run_obs(
+        let o = clean_obs(
             vec![rc(0), Observation::default(), rc(1722), codes(vec![1722])],
             Some(hit("send", 1, 2)),
-            Probe::default(),
-            (0, 0),
         );
         let why = judge_run(&body(), &o, None).unwrap();
         assert!(why.contains("from a retry"), "{why}");
@@ -476,18 +464,14 @@ mod tests {
 
     #[test]
     fn a_failure_inside_the_clean_up_end_is_judged_by_its_retry() {
-        let o = run_obs(
+        let o = clean_obs(
             vec![rc(0), codes(vec![1722]), codes(vec![87])],
             Some(hit("send", 1, 1)),
-            Probe::default(),
-            (0, 0),
         );
         assert_eq!(judge_run(&body()[..1], &o, Some(Growth::default())), None);
-        let o = run_obs(
+        let o = clean_obs(
             vec![rc(0), codes(vec![1722]), codes(vec![5])],
             Some(hit("send", 1, 1)),
-            Probe::default(),
-            (0, 0),
         );
         let why = judge_run(&body()[..1], &o, None).unwrap();
         assert!(
@@ -500,12 +484,7 @@ mod tests {
     fn a_prepare_refused_before_the_fault_landed_meets_an_earlier_leak() {
         // The fault was due at a later step: Prepare failed on its own, which it never does
         // with nothing failed, so an earlier run left a backup held.
-        let o = run_obs(
-            vec![rc(0xC80001F9u32 as i32), codes(vec![])],
-            None,
-            Probe::default(),
-            (0, 0),
-        );
+        let o = clean_obs(vec![rc(0xC80001F9u32 as i32), codes(vec![])], None);
         let why = judge_run(&body(), &o, None).unwrap();
         assert!(why.contains("before any call failed"), "{why}");
     }
@@ -514,11 +493,9 @@ mod tests {
     fn s_ok_without_a_handle_is_no_recovery() {
         let mut prepared = rc(0);
         prepared.handle = Some(0);
-        let o = run_obs(
+        let o = clean_obs(
             vec![prepared, Observation::default()],
             Some(hit("malloc", 1, 0)),
-            Probe::default(),
-            (0, 0),
         );
         assert!(judge_run(&body(), &o, None)
             .unwrap()

@@ -624,10 +624,7 @@ mod tests {
     /// `Layout` names the ops `program` built.
     #[test]
     fn layout_finds_each_part_of_a_sequence_program() {
-        let ts = [
-            Transition::Prepare { wide: false },
-            Transition::End { session: 0 },
-        ];
+        let ts = [Transition::Prepare { wide: false }, end_of(0)];
         let p = program(&ctx(), &init(), &ts, "t".into());
         let at = Layout::of(&p);
         assert_eq!(at, Layout::of_sequence(&ts));
@@ -679,6 +676,10 @@ mod tests {
     }
 
     const P: Transition = Transition::Prepare { wide: false };
+
+    fn end_of(session: usize) -> Transition {
+        Transition::End { session }
+    }
 
     fn precise(attachment: Attachment) -> Precise {
         Precise {
@@ -814,13 +815,7 @@ mod tests {
     #[test]
     fn a_value_handed_out_again_is_the_new_session() {
         // Prepare -> A; Prepare -> B; End(h1); Prepare -> B again; End(h1) is End of h2.
-        let ts = [
-            P,
-            P,
-            Transition::End { session: 1 },
-            P,
-            Transition::End { session: 1 },
-        ];
+        let ts = [P, P, end_of(1), P, end_of(1)];
         let j = judge_steps(
             &ts,
             vec![
@@ -840,11 +835,7 @@ mod tests {
 
     #[test]
     fn a_value_no_session_has_must_give_87() {
-        let ts = [
-            P,
-            Transition::End { session: 0 },
-            Transition::End { session: 0 },
-        ];
+        let ts = [P, end_of(0), end_of(0)];
         let j = judge_steps(
             &ts,
             vec![prepared(0xA0), ended(0xA0, 0), ended(0xA0, 0)],
