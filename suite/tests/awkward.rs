@@ -30,12 +30,12 @@ const CHILD: &str = "NTDSBCLI_AWKWARD_PROPERTY";
 
 /// Runs `check` in a child process that runs this one test alone, and says whether the
 /// caller is the parent (which then goes on to verify the fixture).
-fn proven(test: &str, check: impl FnOnce()) -> bool {
+fn proven(check: impl FnOnce()) -> bool {
     if std::env::var_os(CHILD).is_some() {
         check();
         return false;
     }
-    common::pass_alone(test, &[(CHILD, "1".as_ref())]);
+    common::pass_alone(&[(CHILD, "1".as_ref())]);
     true
 }
 
@@ -136,8 +136,8 @@ fn assert_conformant(lib: &Path) -> String {
 
 /// Proves the fixture's property in a child process (`property` on the fixture loaded there),
 /// then verifies it: the verifier's output in the parent, None in the child.
-fn conformant_with(test: &str, lib: &Path, property: impl FnOnce(&Loaded)) -> Option<String> {
-    if !proven(test, || property(&Loaded::new(lib))) {
+fn conformant_with(lib: &Path, property: impl FnOnce(&Loaded)) -> Option<String> {
+    if !proven(|| property(&Loaded::new(lib))) {
         return None;
     }
     Some(assert_conformant(lib))
@@ -147,7 +147,7 @@ fn conformant_with(test: &str, lib: &Path, property: impl FnOnce(&Loaded)) -> Op
 fn index_handles_reuse_the_lowest_free_index() {
     let lib = common::c_design("INDEX");
     // Small integers 1 and 2 are live handles here: end.garbage replaces them and says so.
-    let Some(out) = conformant_with("index_handles_reuse_the_lowest_free_index", &lib, |l| {
+    let Some(out) = conformant_with(&lib, |l| {
         let (a, b) = (l.prepare(), l.prepare());
         assert_eq!((a, b), (1, 2));
         assert_eq!(l.end(a), 0);
@@ -169,7 +169,7 @@ fn index_handles_reuse_the_lowest_free_index() {
 #[test]
 fn pointer_handles_come_back_from_the_allocator() {
     let lib = common::c_design("POINTER");
-    conformant_with("pointer_handles_come_back_from_the_allocator", &lib, |l| {
+    conformant_with(&lib, |l| {
         let a = l.prepare();
         assert!(
             a > 0x10000 && a.is_multiple_of(8),
@@ -186,7 +186,7 @@ fn pointer_handles_come_back_from_the_allocator() {
 #[test]
 fn encoded_handles_are_a_counter_xor_a_secret() {
     let lib = common::c_design("ENCODED");
-    conformant_with("encoded_handles_are_a_counter_xor_a_secret", &lib, |l| {
+    conformant_with(&lib, |l| {
         let (a, b) = (l.prepare(), l.prepare());
         assert_eq!(a ^ b, 1 ^ 2, "consecutive counters under one secret");
         assert!(a > 0xFFFF_FFFF, "no small value: 0x{a:X}");
@@ -198,7 +198,7 @@ fn encoded_handles_are_a_counter_xor_a_secret() {
 #[test]
 fn high_handles_start_at_the_kernel_half() {
     let lib = common::c_design("HIGH");
-    let Some(out) = conformant_with("high_handles_start_at_the_kernel_half", &lib, |l| {
+    let Some(out) = conformant_with(&lib, |l| {
         let a = l.prepare();
         assert_eq!(
             a as u64, 0xFFFF_8000_0000_1000,
@@ -214,23 +214,19 @@ fn high_handles_start_at_the_kernel_half() {
 #[test]
 fn pool_threads_start_on_the_first_prepare_and_stay() {
     let lib = common::c_design("POOL");
-    conformant_with(
-        "pool_threads_start_on_the_first_prepare_and_stay",
-        &lib,
-        |l| {
-            let before = count("/proc/self/task");
-            let h = l.prepare();
-            assert_eq!(count("/proc/self/task"), before + 2, "two pool threads");
-            assert_eq!(l.end(h), 0);
-            assert_eq!(count("/proc/self/task"), before + 2, "kept after End");
-        },
-    );
+    conformant_with(&lib, |l| {
+        let before = count("/proc/self/task");
+        let h = l.prepare();
+        assert_eq!(count("/proc/self/task"), before + 2, "two pool threads");
+        assert_eq!(l.end(h), 0);
+        assert_eq!(count("/proc/self/task"), before + 2, "kept after End");
+    });
 }
 
 #[test]
 fn log_fd_opens_on_the_first_call_and_stays() {
     let lib = common::c_design("LOGFD");
-    conformant_with("log_fd_opens_on_the_first_call_and_stays", &lib, |l| {
+    conformant_with(&lib, |l| {
         let before = count("/proc/self/fd");
         assert_eq!(l.end(0), 87);
         assert_eq!(count("/proc/self/fd"), before + 1, "the log descriptor");
@@ -243,7 +239,7 @@ fn log_fd_opens_on_the_first_call_and_stays() {
 #[test]
 fn cached_contexts_are_reused() {
     let lib = common::c_design("CACHE");
-    conformant_with("cached_contexts_are_reused", &lib, |l| {
+    conformant_with(&lib, |l| {
         let hs: Vec<usize> = (0..3).map(|_| l.prepare()).collect();
         for &h in &hs {
             assert_eq!(l.end(h), 0);
@@ -257,7 +253,7 @@ fn cached_contexts_are_reused() {
 #[test]
 fn thread_local_state_is_freed_by_its_destructor() {
     let lib = common::c_design("TLS");
-    conformant_with("thread_local_state_is_freed_by_its_destructor", &lib, |l| {
+    conformant_with(&lib, |l| {
         let live: Symbol<unsafe extern "C" fn() -> i32> =
             // SAFETY: the fixture's counter, a C function of no arguments.
             unsafe { l.lib.get(b"ntdsb_tls_buffers") }.unwrap();
@@ -286,7 +282,7 @@ fn thread_local_state_is_freed_by_its_destructor() {
 #[test]
 fn contexts_live_in_pages_of_their_own() {
     let lib = common::c_design("MMAP");
-    conformant_with("contexts_live_in_pages_of_their_own", &lib, |l| {
+    conformant_with(&lib, |l| {
         let h = l.prepare();
         assert!(h.is_multiple_of(4096));
         assert!(mapping_starts_at(h), "0x{h:X} is a mapping of its own");
@@ -298,7 +294,7 @@ fn contexts_live_in_pages_of_their_own() {
 #[test]
 fn logs_only_is_accepted_with_a_warning() {
     let lib = common::c_design("LOGS_ONLY");
-    let Some(out) = conformant_with("logs_only_is_accepted_with_a_warning", &lib, |l| {
+    let Some(out) = conformant_with(&lib, |l| {
         let (rc, h) = l.prepare_type(2);
         assert_eq!(rc, 0, "BACKUP_TYPE_LOGS_ONLY accepted");
         assert_eq!(l.end(h), 0);
@@ -316,7 +312,7 @@ fn logs_only_is_accepted_with_a_warning() {
 #[test]
 fn cpp_library_counts_handles_from_one() {
     let lib = common::cpp_library();
-    conformant_with("cpp_library_counts_handles_from_one", &lib, |l| {
+    conformant_with(&lib, |l| {
         let (a, b) = (l.prepare(), l.prepare());
         assert_eq!(b, a + 1, "consecutive handles");
         assert!(a < 0x10000, "small integers are live handles here");
@@ -332,7 +328,7 @@ fn slow_exiting_session_threads_are_no_leak() {
     // Each thread lingers 50 ms after End, as threads do on a loaded machine: the readings
     // must wait for them, and end.release must see what they give back on the way out.
     let lib = common::c_design("DETACHED_SLOW");
-    conformant_with("slow_exiting_session_threads_are_no_leak", &lib, |l| {
+    conformant_with(&lib, |l| {
         let before = count("/proc/self/task");
         let h = l.prepare();
         assert_eq!(l.end(h), 0);
@@ -350,7 +346,7 @@ fn slow_exiting_session_threads_are_no_leak() {
 #[test]
 fn detached_session_threads_exit_just_after_end() {
     let lib = common::c_design("DETACHED");
-    conformant_with("detached_session_threads_exit_just_after_end", &lib, |l| {
+    conformant_with(&lib, |l| {
         let before = count("/proc/self/task");
         let h = l.prepare();
         assert_eq!(count("/proc/self/task"), before + 1, "a thread per session");
@@ -368,19 +364,15 @@ fn detached_session_threads_exit_just_after_end() {
 #[test]
 fn one_session_at_a_time_refuses_the_second_with_backup_in_progress() {
     let lib = common::c_design("ONE_SESSION");
-    let Some(out) = conformant_with(
-        "one_session_at_a_time_refuses_the_second_with_backup_in_progress",
-        &lib,
-        |l| {
-            let a = l.prepare();
-            let (rc, h) = l.prepare_type(1);
-            assert_eq!(rc as u32, 0xC800_01F9, "hrBackupInProgress");
-            assert_eq!(h, 0, "no handle for the refused Prepare");
-            assert_eq!(l.end(a), 0);
-            let b = l.prepare();
-            assert_eq!(l.end(b), 0, "a new session once the first has ended");
-        },
-    ) else {
+    let Some(out) = conformant_with(&lib, |l| {
+        let a = l.prepare();
+        let (rc, h) = l.prepare_type(1);
+        assert_eq!(rc as u32, 0xC800_01F9, "hrBackupInProgress");
+        assert_eq!(h, 0, "no handle for the refused Prepare");
+        assert_eq!(l.end(a), 0);
+        let b = l.prepare();
+        assert_eq!(l.end(b), 0, "a new session once the first has ended");
+    }) else {
         return;
     };
     assert_line(&out, "prepare.distinct", "skip", "one session at a time");
@@ -389,17 +381,13 @@ fn one_session_at_a_time_refuses_the_second_with_backup_in_progress() {
 #[test]
 fn end_that_does_io_reports_its_failure_and_still_releases() {
     let lib = common::c_design("END_IO");
-    let Some(out) = conformant_with(
-        "end_that_does_io_reports_its_failure_and_still_releases",
-        &lib,
-        |l| {
-            let before = count("/proc/self/fd");
-            let h = l.prepare();
-            assert_eq!(count("/proc/self/fd"), before + 2, "a binding pipe");
-            assert_eq!(l.end(h), 0);
-            assert_eq!(count("/proc/self/fd"), before);
-        },
-    ) else {
+    let Some(out) = conformant_with(&lib, |l| {
+        let before = count("/proc/self/fd");
+        let h = l.prepare();
+        assert_eq!(count("/proc/self/fd"), before + 2, "a binding pipe");
+        assert_eq!(l.end(h), 0);
+        assert_eq!(count("/proc/self/fd"), before);
+    }) else {
         return;
     };
     // End's own write and read are failed in turn: End returns 1722 then, and that is allowed.
@@ -410,7 +398,6 @@ fn end_that_does_io_reports_its_failure_and_still_releases() {
 fn restore_refused_by_an_online_server_is_skipped_not_blamed() {
     let lib = common::c_design("RESTORE_REFUSED");
     let Some(out) = conformant_with(
-        "restore_refused_by_an_online_server_is_skipped_not_blamed",
         &lib,
         // SAFETY: a fixture loaded for the life of the test, called with its exports' C
         // signatures and live arguments.
@@ -445,7 +432,6 @@ fn restore_refused_by_an_online_server_is_skipped_not_blamed() {
 fn names_listed_per_session_open_only_on_their_session() {
     let lib = common::c_design("SESSION_NAMES");
     conformant_with(
-        "names_listed_per_session_open_only_on_their_session",
         &lib,
         // SAFETY: a fixture loaded for the life of the test, called with its exports' C
         // signatures and live arguments.
@@ -471,57 +457,49 @@ fn names_listed_per_session_open_only_on_their_session() {
 #[test]
 fn a_helper_process_forked_per_session_is_reaped_at_end() {
     let lib = common::c_design("FORK_HELPER");
-    conformant_with(
-        "a_helper_process_forked_per_session_is_reaped_at_end",
-        &lib,
-        |l| {
-            // Children of every thread of this process (the forking thread is the test's).
-            let children = || {
-                std::fs::read_dir("/proc/self/task")
-                    .unwrap()
-                    .flatten()
-                    .map(|t| {
-                        std::fs::read_to_string(t.path().join("children"))
-                            .unwrap_or_default()
-                            .split_whitespace()
-                            .count()
-                    })
-                    .sum::<usize>()
-            };
-            let before = children();
-            let h = l.prepare();
-            assert_eq!(children(), before + 1, "a helper per session");
-            assert_eq!(l.end(h), 0);
-            assert_eq!(children(), before, "reaped by End");
-        },
-    );
+    conformant_with(&lib, |l| {
+        // Children of every thread of this process (the forking thread is the test's).
+        let children = || {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .flatten()
+                .map(|t| {
+                    std::fs::read_to_string(t.path().join("children"))
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .count()
+                })
+                .sum::<usize>()
+        };
+        let before = children();
+        let h = l.prepare();
+        assert_eq!(children(), before + 1, "a helper per session");
+        assert_eq!(l.end(h), 0);
+        assert_eq!(children(), before, "reaped by End");
+    });
 }
 
 #[test]
 fn handles_equal_to_the_sessions_descriptor_number() {
     let lib = common::c_design("FD_HANDLE");
-    conformant_with(
-        "handles_equal_to_the_sessions_descriptor_number",
-        &lib,
-        |l| {
-            let h = l.prepare();
-            assert!(h < 1024, "a descriptor number: {h}");
-            assert!(
-                std::path::Path::new(&format!("/proc/self/fd/{h}")).exists(),
-                "{h} is an open descriptor"
-            );
-            assert_eq!(l.end(h), 0);
-            let again = l.prepare();
-            assert_eq!(again, h, "the number comes back with the next session");
-            assert_eq!(l.end(again), 0);
-        },
-    );
+    conformant_with(&lib, |l| {
+        let h = l.prepare();
+        assert!(h < 1024, "a descriptor number: {h}");
+        assert!(
+            std::path::Path::new(&format!("/proc/self/fd/{h}")).exists(),
+            "{h} is an open descriptor"
+        );
+        assert_eq!(l.end(h), 0);
+        let again = l.prepare();
+        assert_eq!(again, h, "the number comes back with the next session");
+        assert_eq!(l.end(again), 0);
+    });
 }
 
 #[test]
 fn an_arena_of_its_own_instead_of_the_heap() {
     let lib = common::c_design("ARENA");
-    conformant_with("an_arena_of_its_own_instead_of_the_heap", &lib, |l| {
+    conformant_with(&lib, |l| {
         let blocks: Symbol<unsafe extern "C" fn() -> i32> =
             // SAFETY: the fixture's counter, a C function of no arguments.
             unsafe { l.lib.get(b"ntdsb_arena_blocks") }.unwrap();

@@ -84,23 +84,19 @@ impl Client {
     }
 }
 
-/// Runs this test binary's test `name` in a child process whose client finds `dc`, with
+/// Runs the calling test again in a child process whose client finds `dc`, with
 /// `mode` telling it what to show; panics with its output when it fails.
-fn in_child(name: &str, dc: &Dc, mode: &str) {
-    common::pass_alone(
-        name,
-        &[
-            ("NTDSB_DC_PROPERTY", mode.as_ref()),
-            (SOCKET_ENV, dc.socket.as_os_str()),
-        ],
-    );
+fn in_child(dc: &Dc, mode: &str) {
+    common::pass_alone(&[
+        ("NTDSB_DC_PROPERTY", mode.as_ref()),
+        (SOCKET_ENV, dc.socket.as_os_str()),
+    ]);
 }
 
 /// What the pair does, shown directly in child processes (the socket's path travels in the
 /// environment, which a test must not change in its own multi-threaded process).
 #[test]
 fn the_server_runs_one_backup_for_all_its_clients_and_refuses_restore() {
-    const NAME: &str = "the_server_runs_one_backup_for_all_its_clients_and_refuses_restore";
     match std::env::var("NTDSB_DC_PROPERTY").as_deref() {
         Ok("busy") => {
             let a = Client::load(&common::dc_client(None));
@@ -144,10 +140,10 @@ fn the_server_runs_one_backup_for_all_its_clients_and_refuses_restore() {
         let mut answer = [0u8; 8];
         held.read_exact(&mut answer).unwrap();
         assert_eq!(&answer[..4], &[0, 0, 0, 0], "the backup was granted");
-        in_child(NAME, &dc, "busy");
+        in_child(&dc, "busy");
     }
     // The holder's binding closed: the server ran its backup down.
-    in_child(NAME, &dc, "alone");
+    in_child(&dc, "alone");
 }
 
 /// Conformant with the server answering at once and after 5 ms a call, with its one-backup

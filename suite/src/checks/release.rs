@@ -148,30 +148,16 @@ fn failed_call_path(ctx: &Ctx) -> Option<Path> {
 
 /// The token and both name lists, freed before End and after it.
 fn list_paths(ctx: &Ctx, names: Op, logs: Op) -> Vec<Path> {
+    let listed = [ctx.prepare(0, 0), names, logs];
+    let (frees, end) = ([free(0), free(1), free(2)], [end(slot(0))]);
     vec![
         Path {
             name: "token and name lists freed before End",
-            body: vec![
-                ctx.prepare(0, 0),
-                names.clone(),
-                logs.clone(),
-                free(0),
-                free(1),
-                free(2),
-                end(slot(0)),
-            ],
+            body: [&listed[..], &frees, &end].concat(),
         },
         Path {
             name: "token and name lists freed after End",
-            body: vec![
-                ctx.prepare(0, 0),
-                names,
-                logs,
-                end(slot(0)),
-                free(0),
-                free(1),
-                free(2),
-            ],
+            body: [&listed[..], &end, &frees].concat(),
         },
     ]
 }

@@ -94,10 +94,15 @@ pub fn assert_line(out: &str, id: &str, outcome: &str, says: &str) {
     );
 }
 
-/// Runs test `name` of this test binary alone in a child process, with `env` set, and
+/// Runs the calling test alone in a child process of this test binary, with `env` set, and
 /// panics with its output unless it passed: a fixture's property is proven where a failure
-/// cannot take the parent down.
-pub fn pass_alone(name: &str, env: &[(&str, &std::ffi::OsStr)]) {
+/// cannot take the parent down. The harness runs each test on a thread named after it.
+pub fn pass_alone(env: &[(&str, &std::ffi::OsStr)]) {
+    let current = std::thread::current();
+    let name = current
+        .name()
+        .filter(|n| *n != "main")
+        .expect("a test run by the test harness, on a thread named after the test");
     let out = Command::new(std::env::current_exe().unwrap())
         .args([name, "--exact", "--test-threads=1", "--nocapture"])
         .envs(env.iter().copied())
