@@ -53,7 +53,7 @@ impl Eval {
 }
 
 /// A check's judgement: Err when it came early (a skip for want of exports, an inconclusive run
-/// for want of a session), so a judge can stop with `?`.
+/// for want of a session or a working server), so a judge and its helpers can stop with `?`.
 pub type Judged = Result<Eval, Eval>;
 
 /// A check that runs call programs. `Steps` is what one program's plan kept of where its ops

@@ -40,11 +40,11 @@ impl Check for PrepareOk {
     }
 
     fn judge(&self, _ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Judged {
-        Ok(ok_eval(ran))
+        ok_eval(ran)
     }
 }
 
-fn ok_eval(ran: &[Ran<PrepareSteps>]) -> Eval {
+fn ok_eval(ran: &[Ran<PrepareSteps>]) -> Judged {
     let mut f = Findings::default();
     // An environment code excuses a form only when no form works: if the other form, with
     // the same server and credentials, gets a session, the environment allows one.
@@ -56,7 +56,7 @@ fn ok_eval(ran: &[Ran<PrepareSteps>]) -> Eval {
         if let Err(e) = live(o) {
             let env = o.rc.filter(|&rc| codes::environment_problem(rc).is_some());
             match (env, any_works) {
-                (Some(_), false) => return e,
+                (Some(_), false) => return Err(e),
                 (Some(rc), true) => {
                     let other = ran
                         .iter()
@@ -95,10 +95,10 @@ fn ok_eval(ran: &[Ran<PrepareSteps>]) -> Eval {
         }
     }
     let forms: Vec<_> = ran.iter().map(|r| r.program.label.clone()).collect();
-    f.finish(format!(
+    Ok(f.finish(format!(
         "{} returned S_OK, a non-NULL handle and a non-empty token",
         forms.join(" and ")
-    ))
+    )))
 }
 
 struct BadCase {
@@ -165,11 +165,11 @@ impl Check for PrepareBadArgs {
     }
 
     fn judge(&self, ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Judged {
-        Ok(bad_args_eval(ctx, ran))
+        bad_args_eval(ctx, ran)
     }
 }
 
-fn bad_args_eval(ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Eval {
+fn bad_args_eval(ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Judged {
     let mut f = Findings::default();
     let forms = ctx.prepare_forms().len().max(1);
     let env = ran[0]
@@ -200,19 +200,19 @@ fn bad_args_eval(ctx: &Ctx, ran: &[Ran<PrepareSteps>]) -> Eval {
         }
     }
     if let (Some((rc, fix)), false, true) = (env, f.failed(), unjudged > 0) {
-        return Eval::new(
+        return Err(Eval::new(
             Outcome::Inconclusive,
             format!(
                 "even a valid Prepare returned {} ({fix}), and {unjudged} bad-argument forms answered with an environment code: their order against the access check is undocumented",
                 describe(rc)
             ),
-        );
+        ));
     }
-    f.finish(format!(
+    Ok(f.finish(format!(
         "{} bad-argument forms in {} Prepare variant(s) gave the documented codes",
         BAD_CASES.len(),
         forms
-    ))
+    )))
 }
 
 /// Failing Prepares of several kinds, each followed by End on whatever *phbc holds; None
@@ -292,11 +292,11 @@ impl Check for PrepareFailed {
     }
 
     fn judge(&self, ctx: &Ctx, ran: &[Ran<FailedSteps>]) -> Judged {
-        Ok(failed_eval(ctx, &ran[0]))
+        failed_eval(ctx, &ran[0])
     }
 }
 
-fn failed_eval(ctx: &Ctx, r: &Ran<FailedSteps>) -> Eval {
+fn failed_eval(ctx: &Ctx, r: &Ran<FailedSteps>) -> Judged {
     let s = r.steps;
     let mut f = Findings::default();
     for round in &s.rounds {
@@ -331,10 +331,10 @@ fn failed_eval(ctx: &Ctx, r: &Ran<FailedSteps>) -> Eval {
             FAILED_ROUNDS * FAILING.len()
         ));
     }
-    f.finish(format!(
+    Ok(f.finish(format!(
         "{} failed Prepares left *phbc NULL, End on it returned 87, and no handle or thread was held",
         (FAILED_ROUNDS + 1) * FAILING.len()
-    ))
+    )))
 }
 
 pub struct PrepareDistinct;
@@ -362,16 +362,14 @@ impl Check for PrepareDistinct {
     }
 
     fn judge(&self, _ctx: &Ctx, ran: &[Ran<DistinctSteps>]) -> Judged {
-        Ok(distinct_eval(&ran[0]))
+        distinct_eval(&ran[0])
     }
 }
 
-fn distinct_eval(r: &Ran<DistinctSteps>) -> Eval {
+fn distinct_eval(r: &Ran<DistinctSteps>) -> Judged {
     let s = r.steps;
     let (p0, p1) = (r.get(s.p0), r.get(s.p1));
-    if let Err(e) = live(p0) {
-        return e;
-    }
+    live(p0)?;
     let mut f = Findings::default();
     if let Some(rc) = p1.rc.filter(|&rc| codes::refuses_another_session(rc)) {
         // One backup at a time (design §4): nothing here needs two sessions, but the refusal
@@ -382,15 +380,15 @@ fn distinct_eval(r: &Ran<DistinctSteps>) -> Eval {
             0,
         );
         if f.failed() {
-            return f.finish("");
+            return Ok(f.finish(""));
         }
-        return Eval::new(
+        return Err(Eval::new(
             Outcome::Skip,
             format!(
                 "one session at a time: a second Prepare while the first was live was refused with {}, and the first session went on unharmed; nothing to compare",
                 describe(rc)
             ),
-        );
+        ));
     }
     match live(p1) {
         Err(_) => f.fail(format!(
@@ -406,7 +404,7 @@ fn distinct_eval(r: &Ran<DistinctSteps>) -> Eval {
             f.code("End of the second session", r.get(s.end1), 0);
         }
     }
-    f.finish("two live sessions had distinct handles and both ended with S_OK")
+    Ok(f.finish("two live sessions had distinct handles and both ended with S_OK"))
 }
 
 /// The configured server name in its other documented spelling: the leading `\\` is
@@ -458,15 +456,13 @@ impl Check for PrepareServerName {
     }
 
     fn judge(&self, ctx: &Ctx, ran: &[Ran<ServerNameSteps>]) -> Judged {
-        Ok(server_name_eval(ctx, &ran[0]))
+        server_name_eval(ctx, &ran[0])
     }
 }
 
-fn server_name_eval(ctx: &Ctx, r: &Ran<ServerNameSteps>) -> Eval {
+fn server_name_eval(ctx: &Ctx, r: &Ran<ServerNameSteps>) -> Judged {
     let s = r.steps;
-    if let Err(e) = live(r.get(s.prepare)) {
-        return e;
-    }
+    live(r.get(s.prepare))?;
     let mut f = Findings::default();
     f.note_end_not_ok("End of the first session", r.get(s.end));
     let (other, under) = (other_spelling(&ctx.server), with_underscore(&ctx.server));
@@ -494,11 +490,11 @@ fn server_name_eval(ctx: &Ctx, r: &Ran<ServerNameSteps>) -> Eval {
         )),
         None => f.note(format!("Prepare with \"{under}\" did not run")),
     }
-    f.finish(format!(
+    Ok(f.finish(format!(
         "\"{other}\" opened a session as \"{}\" did; \"{under}\" was refused with {}",
         ctx.server,
         u.rc.map(describe).unwrap_or_default()
-    ))
+    )))
 }
 
 #[cfg(test)]

@@ -207,7 +207,7 @@ impl Check for EndRelease {
     }
 
     fn judge(&self, _ctx: &Ctx, ran: &[Ran<ReleaseSteps>]) -> Judged {
-        Ok(eval(ran))
+        eval(ran)
     }
 }
 
@@ -240,7 +240,7 @@ fn amount(x: f64) -> String {
     }
 }
 
-fn eval(ran: &[Ran<ReleaseSteps>]) -> Eval {
+fn eval(ran: &[Ran<ReleaseSteps>]) -> Judged {
     let mut f = Findings::default();
     let mut clean = Vec::new();
     let (mut n, mut shortest, mut done) = (0, u32::MAX, 0u64);
@@ -262,7 +262,7 @@ fn eval(ran: &[Ran<ReleaseSteps>]) -> Eval {
         let ran_cycles = windows * probe_every;
         // A path whose calls fail cannot show release; say why instead of guessing.
         if let Some(e) = call_failures(path, ran_cycles, body, &m.tally, &mut f) {
-            return e;
+            return Err(e);
         }
         shortest = shortest.min(ran_cycles);
         done += ran_cycles as u64;
@@ -293,7 +293,7 @@ fn eval(ran: &[Ran<ReleaseSteps>]) -> Eval {
         format!("({n} cycles each)")
     };
     let planned = n as u64 * ran.len() as u64;
-    f.finish_listing(
+    Ok(f.finish_listing(
         format!(
             "no growth of heap, handles, threads or mapped memory on each of {} paths {over}: {}",
             clean.len(),
@@ -301,7 +301,7 @@ fn eval(ran: &[Ran<ReleaseSteps>]) -> Eval {
         ),
         usize::MAX,
     )
-    .covering("cycles", done, planned)
+    .covering("cycles", done, planned))
 }
 
 /// Fails a path whose Prepare or End returned an error in some cycles; an environment problem

@@ -402,17 +402,15 @@ impl Check for EndConcurrent {
     }
 
     fn judge(&self, ctx: &Ctx, ran: &[Ran<ConcurrentSteps>]) -> Judged {
-        Ok(concurrent_eval(ctx, &ran[0]))
+        concurrent_eval(ctx, &ran[0])
     }
 }
 
-fn concurrent_eval(ctx: &Ctx, r: &Ran<ConcurrentSteps>) -> Eval {
+fn concurrent_eval(ctx: &Ctx, r: &Ran<ConcurrentSteps>) -> Judged {
     let mut f = Findings::default();
     let mut hresult = false;
     for (i, &(prepare, end)) in r.steps.rounds.iter().enumerate() {
-        if let Err(e) = live(r.get(prepare)) {
-            return e;
-        }
+        live(r.get(prepare))?;
         let codes = &r.get(end).codes;
         let ok = codes.iter().filter(|&&c| c == 0).count();
         let wrapped = codes.iter().filter(|&&c| c == E_INVALIDARG).count();
@@ -445,7 +443,7 @@ fn concurrent_eval(ctx: &Ctx, r: &Ran<ConcurrentSteps>) -> Eval {
     if hresult && ctx.accept_hresult && e.outcome == Outcome::Pass {
         e = Eval::new(Outcome::Warn, "the losing threads got 0x80070057, accepted by --accept-hresult; the documented value is 87");
     }
-    e
+    Ok(e)
 }
 
 pub struct EndRestoreHandle;
@@ -496,15 +494,13 @@ impl Check for EndRestoreHandle {
     }
 
     fn judge(&self, ctx: &Ctx, ran: &[Ran<RestoreSteps>]) -> Judged {
-        Ok(restore_eval(ctx, ran))
+        restore_eval(ctx, ran)
     }
 }
 
-fn restore_eval(ctx: &Ctx, ran: &[Ran<RestoreSteps>]) -> Eval {
+fn restore_eval(ctx: &Ctx, ran: &[Ran<RestoreSteps>]) -> Judged {
     let (first, s) = (&ran[0], ran[0].steps);
-    if let Err(e) = live(first.get(s.prepare)) {
-        return e;
-    }
+    live(first.get(s.prepare))?;
     let shared = first.get(s.restore).handle.is_some()
         && first.get(s.restore).handle == first.get(s.prepare).handle;
     let r = if shared { &ran[1] } else { first };
@@ -513,12 +509,17 @@ fn restore_eval(ctx: &Ctx, ran: &[Ran<RestoreSteps>]) -> Eval {
     match (rp.rc, rp.handle) {
         (Some(0), Some(h)) if h != 0 => {}
         (Some(rc), _) if rc != 0 => {
-            return Eval::new(
+            return Err(Eval::new(
                 Outcome::Skip,
                 format!("DsRestorePrepare refused: {}", describe(rc)),
-            )
+            ))
         }
-        _ => return Eval::new(Outcome::Skip, "DsRestorePrepare gave no restore handle"),
+        _ => {
+            return Err(Eval::new(
+                Outcome::Skip,
+                "DsRestorePrepare gave no restore handle",
+            ))
+        }
     }
     let mut f = Findings::default();
     if shared {
@@ -550,7 +551,7 @@ fn restore_eval(ctx: &Ctx, ran: &[Ran<RestoreSteps>]) -> Eval {
     if !shared {
         f.code("End of the backup session beside it", r.get(s.end0), 0);
     }
-    f.finish("DsBackupEnd on a restore handle returned 87 and left it for DsRestoreEnd")
+    Ok(f.finish("DsBackupEnd on a restore handle returned 87 and left it for DsRestoreEnd"))
 }
 
 pub struct FreeNull;
