@@ -177,17 +177,18 @@ fn unconfirmed_hang(r: &RunResult) -> bool {
 }
 
 /// Where either side hung only beside other programs, runs `p` alone on both sides and
-/// gives those results instead: what the two libraries answer alone is what counts.
-fn settled(
+/// keeps those results instead: what the two libraries answer alone is what counts.
+fn settle(
     new: &mut Supervisor,
     old: &mut Supervisor,
     p: &Program,
-    pair: (RunResult, RunResult),
-) -> Result<(RunResult, RunResult), DiffError> {
-    match unconfirmed_hang(&pair.0) || unconfirmed_hang(&pair.1) {
-        true => both_alone(new, old, p),
-        false => Ok(pair),
+    rn: &mut RunResult,
+    ro: &mut RunResult,
+) -> Result<(), DiffError> {
+    if unconfirmed_hang(rn) || unconfirmed_hang(ro) {
+        (*rn, *ro) = both_alone(new, old, p)?;
     }
+    Ok(())
 }
 
 /// Differences of the export tables: an export one side lacks. A required one breaks REQ-01.
@@ -280,11 +281,8 @@ fn named(
     // time, and a check's program must never be refused for the other side's session.
     let mut rn = new.run(&programs, &mut |_, _| {}).map_err(side("new"))?;
     let mut ro = old.run(&programs, &mut |_, _| {}).map_err(side("old"))?;
-    for (k, p) in programs.iter().enumerate() {
-        if unconfirmed_hang(&rn[k]) || unconfirmed_hang(&ro[k]) {
-            let pair = (rn[k].clone(), ro[k].clone());
-            (rn[k], ro[k]) = settled(new, old, p, pair)?;
-        }
+    for ((p, n), o) in programs.iter().zip(&mut rn).zip(&mut ro) {
+        settle(new, old, p, n, o)?;
     }
     let mut out = Vec::new();
     for (def, judge, range) in planned {
@@ -472,12 +470,12 @@ fn sequences(
     let mut recheck = Vec::new();
     let (mut refused, mut ran, mut calls) = (0, 0, 0);
     for (k, c) in cases.iter().enumerate() {
-        let (Some(n), Some(o)) = (rn[k].take(), ro[k].take()) else {
+        let (Some(mut n), Some(mut o)) = (rn[k].take(), ro[k].take()) else {
             continue;
         };
         ran += 1;
         calls += c.ts.len() as u64;
-        let (n, o) = settled(&mut new[0], &mut old[0], &programs[k], (n, o))?;
+        settle(&mut new[0], &mut old[0], &programs[k], &mut n, &mut o)?;
         match compare(ctx, c, &programs[k], k, [&n, &o]) {
             Pair::Refused => recheck.push(k),
             Pair::Same(None) => {}
