@@ -160,9 +160,10 @@ pub unsafe fn route(any_export: *const c_void) -> Result<Routed, RouteError> {
             .into_owned()
     };
     // A library without a PLT (linked with -nostdlib, say) has no imports to route.
+    let object = plthook::ObjectFile::open_file(&path);
     route_object(
-        path.clone(),
-        plthook::ObjectFile::open_file(&path),
+        path,
+        object,
         |e| {
             let cname = std::ffi::CString::new(e.name).expect("no NUL in a C name");
             // SAFETY: looks up a C runtime function by name in the default scope.
