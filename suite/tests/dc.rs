@@ -206,8 +206,7 @@ fn defects_are_caught_when_the_paths_run_at_once() {
             args.extend(short);
             let (code, out) = verify(&dc, &lib, &args);
             assert_eq!(code, 1, "{defect}: {out}");
-            let r = line(&out, check);
-            assert!(r.contains(" fail ") && r.contains(names), "{defect}: {r}");
+            assert_line(&out, check, "fail", names);
             if with_sequences {
                 let s = line(&out, "seq.model");
                 let said = format!("{beside} ran at the same time");
